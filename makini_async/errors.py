@@ -1,0 +1,293 @@
+"""Every exception makini_async raises.
+
+::
+
+    MakiniError                      status, code, type, message, request_id
+    ├── APIError                     an error answer from the Makini API
+    │   ├── BadRequestError          400 INVALID_REQUEST
+    │   │   ├── InvalidPageSizeError 400 INVALID_PAGE_SIZE (max_page_size)
+    │   │   └── ValidationError      400 VALIDATION_FAILED (fields)
+    │   ├── AuthenticationError      401 AUTHENTICATION_FAILED
+    │   │   └── ReauthorizationRequired  401 REAUTHORIZATION_REQUIRED
+    │   ├── PermissionDenied         403 PERMISSION_DENIED
+    │   ├── NotFound                 404 NOT_FOUND
+    │   ├── OperationNotSupported    405 OPERATION_NOT_SUPPORTED
+    │   ├── ConflictError            409 CONFLICT
+    │   ├── RateLimitError           429 RATE_LIMIT_EXCEEDED (retry_after)
+    │   └── ServerError              500 INTERNAL_ERROR, other 5xx
+    │       ├── ConnectedSystemError 502 CONNECTED_SYSTEM_ERROR
+    │       └── ServiceUnavailable   503 SERVICE_UNAVAILABLE (retry_after)
+    ├── TransportError               no usable answer
+    │   ├── RequestTimeout           the request or a read timed out
+    │   ├── ConnectionFailed         refused, reset or dropped mid-body
+    │   └── MalformedResponse        a body that is not the contract's JSON
+    ├── RecordStructureError         a record that does not fit its model (field)
+    ├── CircuitOpenError             the connection's breaker is open (retry_at)
+    ├── WebhookVerificationError     a webhook whose signature does not verify
+    └── UsageError (also ValueError) bad arguments, or a closed pool
+
+Programs branch on the class (or ``code``), never on the message. Messages
+carry the request ID when there is one, and never a token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "CircuitOpenError",
+    "ConflictError",
+    "ConnectedSystemError",
+    "ConnectionFailed",
+    "InvalidPageSizeError",
+    "MakiniError",
+    "MalformedResponse",
+    "NotFound",
+    "OperationNotSupported",
+    "PermissionDenied",
+    "RateLimitError",
+    "ReauthorizationRequired",
+    "RecordStructureError",
+    "RequestTimeout",
+    "ServerError",
+    "ServiceUnavailable",
+    "TransportError",
+    "UsageError",
+    "ValidationError",
+    "WebhookVerificationError",
+    "error_class_for",
+]
+
+
+class MakiniError(Exception):
+    """Base class of every makini_async error."""
+
+    #: Whether a request that failed with this error may be sent again.
+    retryable: ClassVar[bool] = False
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        type: str | None = None,  # noqa: A002 - mirrors the API's field name
+        request_id: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        connection: str | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code if code is not None else self.default_code
+        self.type = type
+        self.request_id = request_id
+        self.details: Mapping[str, Any] = details if details is not None else {}
+        #: The connection's display name (never its token).
+        self.connection = connection
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        parts = []
+        if self.status is not None:
+            parts.append(str(self.status))
+        if self.code:
+            parts.append(self.code)
+        head = " ".join(parts)
+        text = f"{head}: {self.message}" if head else self.message
+        extras = []
+        if self.connection:
+            extras.append(f"connection={self.connection}")
+        if self.request_id:
+            extras.append(f"request_id={self.request_id}")
+        if extras:
+            text = f"{text} ({', '.join(extras)})"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, code={self.code!r}, "
+            f"message={self.message!r}, request_id={self.request_id!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep keyword state through pickling (multiprocessing, checkpoints).
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[MakiniError], message: str, state: dict[str, Any]) -> MakiniError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class APIError(MakiniError):
+    """The API answered with an error status and (usually) a structured body."""
+
+
+class BadRequestError(APIError):
+    default_code = "INVALID_REQUEST"
+
+
+class InvalidPageSizeError(BadRequestError):
+    default_code = "INVALID_PAGE_SIZE"
+
+    @property
+    def max_page_size(self) -> int | None:
+        value = self.details.get("max_page_size")
+        return value if isinstance(value, int) and value > 0 else None
+
+
+class ValidationError(BadRequestError):
+    default_code = "VALIDATION_FAILED"
+
+    @property
+    def fields(self) -> Mapping[str, Any]:
+        """Field name to problem(s), as the API's ``details.fields`` gives them."""
+        value = self.details.get("fields")
+        return value if isinstance(value, Mapping) else {}
+
+
+class AuthenticationError(APIError):
+    default_code = "AUTHENTICATION_FAILED"
+
+
+class ReauthorizationRequired(AuthenticationError):
+    """The customer must reconnect; a new token will follow. Never retried."""
+
+    default_code = "REAUTHORIZATION_REQUIRED"
+
+
+class PermissionDenied(APIError):
+    default_code = "PERMISSION_DENIED"
+
+
+class NotFound(APIError):
+    default_code = "NOT_FOUND"
+
+
+class OperationNotSupported(APIError):
+    default_code = "OPERATION_NOT_SUPPORTED"
+
+
+class ConflictError(APIError):
+    default_code = "CONFLICT"
+
+
+class RateLimitError(APIError):
+    """429: the connection's rate limit. ``retry_after`` is in seconds, if known."""
+
+    retryable = True
+    default_code = "RATE_LIMIT_EXCEEDED"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    retryable = True
+    default_code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class ConnectedSystemError(ServerError):
+    default_code = "CONNECTED_SYSTEM_ERROR"
+
+
+class ServiceUnavailable(ServerError):
+    default_code = "SERVICE_UNAVAILABLE"
+
+
+class TransportError(MakiniError):
+    """No usable answer arrived. Retried for requests that are safe to repeat."""
+
+    retryable = True
+
+
+class RequestTimeout(TransportError):
+    pass
+
+
+class ConnectionFailed(TransportError):
+    pass
+
+
+class MalformedResponse(TransportError):
+    pass
+
+
+class RecordStructureError(MakiniError):
+    """A record in a response does not fit its model."""
+
+    def __init__(self, message: str, *, field: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.field = field
+
+
+class CircuitOpenError(MakiniError):
+    """The connection failed repeatedly; calls are refused until ``retry_at``."""
+
+    def __init__(self, message: str, *, retry_at: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        #: When a probe will be let through, on the pool clock (``time.monotonic``).
+        self.retry_at = retry_at
+
+
+class WebhookVerificationError(MakiniError):
+    pass
+
+
+class UsageError(MakiniError, ValueError):
+    """Bad arguments, or a call on a closed pool."""
+
+
+_BY_CODE: dict[str, type[APIError]] = {
+    "INVALID_REQUEST": BadRequestError,
+    "INVALID_PAGE_SIZE": InvalidPageSizeError,
+    "VALIDATION_FAILED": ValidationError,
+    "AUTHENTICATION_FAILED": AuthenticationError,
+    "REAUTHORIZATION_REQUIRED": ReauthorizationRequired,
+    "PERMISSION_DENIED": PermissionDenied,
+    "NOT_FOUND": NotFound,
+    "OPERATION_NOT_SUPPORTED": OperationNotSupported,
+    "CONFLICT": ConflictError,
+    "RATE_LIMIT_EXCEEDED": RateLimitError,
+    "INTERNAL_ERROR": ServerError,
+    "CONNECTED_SYSTEM_ERROR": ConnectedSystemError,
+    "SERVICE_UNAVAILABLE": ServiceUnavailable,
+}
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: NotFound,
+    405: OperationNotSupported,
+    409: ConflictError,
+    422: ValidationError,
+    429: RateLimitError,
+    500: ServerError,
+    502: ConnectedSystemError,
+    503: ServiceUnavailable,
+}
+
+
+def error_class_for(status: int, code: str | None) -> type[APIError]:
+    """The class for an error answer: by code first, then by status."""
+    if code is not None:
+        cls = _BY_CODE.get(code)
+        if cls is not None:
+            return cls
+    cls = _BY_STATUS.get(status)
+    if cls is not None:
+        return cls
+    return ServerError if status >= 500 else APIError
