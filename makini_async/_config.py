@@ -1,0 +1,163 @@
+"""Configuration values: frozen, validated, with defaults from ``_constants``."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Final
+
+import attrs
+
+from makini_async import _constants as C
+from makini_async.entities import DEFAULT_PAGE_SIZE, Entity, EntityLike, to_entity
+from makini_async.errors import UsageError
+
+__all__ = [
+    "USE_DEFAULT",
+    "BreakerPolicy",
+    "Limits",
+    "PageSizes",
+    "RetryPolicy",
+    "Timeouts",
+    "UseDefault",
+]
+
+
+class UseDefault(enum.Enum):
+    """Sentinel type for "use the pool's default" on per-call overrides."""
+
+    USE_DEFAULT = "USE_DEFAULT"
+
+    def __repr__(self) -> str:
+        return "USE_DEFAULT"
+
+
+USE_DEFAULT: Final = UseDefault.USE_DEFAULT
+
+
+def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        msg = f"{attr.name} must be > 0, got {value!r}"
+        raise UsageError(msg)
+
+
+def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
+    if not value >= 0:
+        msg = f"{attr.name} must be >= 0, got {value!r}"
+        raise UsageError(msg)
+
+
+def _positive_int(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        msg = f"{attr.name} must be an integer >= 1, got {value!r}"
+        raise UsageError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """Per-attempt timeouts in seconds.
+
+    ``connect`` bounds getting a TCP connection (from the pool or new),
+    ``read`` bounds each wait for bytes from the socket (a stalled server),
+    ``total`` bounds one attempt from start to the last body byte.
+    """
+
+    connect: float = attrs.field(default=C.DEFAULT_CONNECT_TIMEOUT, validator=_positive)
+    read: float = attrs.field(default=C.DEFAULT_READ_TIMEOUT, validator=_positive)
+    total: float = attrs.field(default=C.DEFAULT_TOTAL_TIMEOUT, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Concurrency limits.
+
+    ``max_in_flight`` caps requests in flight across the whole pool (and sizes
+    the shared connector); ``per_connection`` caps them per customer
+    connection. ``idle_evict_after`` is how long a handle must be idle before
+    :meth:`MakiniPool.evict_idle` drops it.
+    """
+
+    max_in_flight: int = attrs.field(default=C.DEFAULT_MAX_IN_FLIGHT, validator=_positive_int)
+    per_connection: int = attrs.field(default=C.DEFAULT_PER_CONNECTION, validator=_positive_int)
+    idle_evict_after: float = attrs.field(
+        default=C.DEFAULT_IDLE_EVICT_AFTER, validator=_non_negative
+    )
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """When and how long to wait before sending a request again.
+
+    The wait before retry *n* (n = 1, 2, ...) is::
+
+        base = min(wait_max, wait_initial * wait_exp_base ** (n - 1))
+        wait = base * (1 - jitter) + uniform(0, base * jitter)
+        wait = max(wait, retry_after)            # when the server sent one
+
+    A call gives up after ``attempts`` attempts in all, or when the next wait
+    would end more than ``timeout`` seconds after the first attempt began. A
+    ``Retry-After`` longer than ``max_retry_after`` is not slept through: the
+    :class:`RateLimitError` (or 503) is raised at once, carrying it.
+    ``budget_tokens``/``budget_ratio`` set the pool-wide retry budget (each
+    retry costs one token, each success refunds ``budget_ratio``; retries stop
+    while the bucket is at most half full). ``attempts=1`` disables retries.
+    """
+
+    attempts: int = attrs.field(default=C.DEFAULT_ATTEMPTS, validator=_positive_int)
+    timeout: float = attrs.field(default=C.DEFAULT_RETRY_TIMEOUT, validator=_positive)
+    wait_initial: float = attrs.field(default=C.DEFAULT_WAIT_INITIAL, validator=_non_negative)
+    wait_max: float = attrs.field(default=C.DEFAULT_WAIT_MAX, validator=_non_negative)
+    wait_exp_base: float = attrs.field(default=C.DEFAULT_WAIT_EXP_BASE, validator=_positive)
+    jitter: float = attrs.field(default=C.DEFAULT_JITTER)
+    max_retry_after: float = attrs.field(
+        default=C.DEFAULT_MAX_RETRY_AFTER, validator=_non_negative
+    )
+    budget_tokens: float = attrs.field(default=C.DEFAULT_BUDGET_TOKENS, validator=_positive)
+    budget_ratio: float = attrs.field(default=C.DEFAULT_BUDGET_RATIO, validator=_non_negative)
+
+    @jitter.validator
+    def _check_jitter(self, _attr: attrs.Attribute[float], value: float) -> None:
+        if not 0.0 <= value <= 1.0:
+            msg = f"jitter must be within [0, 1], got {value!r}"
+            raise UsageError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class BreakerPolicy:
+    """Per-connection circuit breaker.
+
+    After ``threshold`` consecutive retryable failures (5xx, timeouts,
+    connection errors; not 429) the connection refuses calls with
+    :class:`CircuitOpenError` for ``cooldown`` seconds, then lets one probe
+    through: success closes the breaker, failure opens it again.
+    """
+
+    threshold: int = attrs.field(default=C.DEFAULT_BREAKER_THRESHOLD, validator=_positive_int)
+    cooldown: float = attrs.field(default=C.DEFAULT_BREAKER_COOLDOWN, validator=_non_negative)
+
+
+def _page_size_map(value: Mapping[EntityLike, int]) -> Mapping[Entity, int]:
+    out: dict[Entity, int] = {}
+    for key, size in value.items():
+        entity = to_entity(key)
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            msg = f"page size for {entity.value} must be an integer >= 1, got {size!r}"
+            raise UsageError(msg)
+        out[entity] = size
+    return out
+
+
+@attrs.frozen
+class PageSizes:
+    """Page size per entity: the contract's maximum unless overridden.
+
+    ``PageSizes({"work-orders": 50})`` overrides one entity and keeps the
+    defaults for the others.
+    """
+
+    overrides: Mapping[Entity, int] = attrs.field(factory=dict, converter=_page_size_map)
+    min_page_size: int = attrs.field(default=C.MIN_PAGE_SIZE, validator=_positive_int, kw_only=True)
+
+    def for_entity(self, entity: Entity) -> int:
+        """The page size to ask for first."""
+        return self.overrides.get(entity, DEFAULT_PAGE_SIZE[entity])

@@ -1,0 +1,42 @@
+"""Every default number of the library, in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_BASE_URL: Final = "https://api.makini.io"
+API_PREFIX: Final = "/api/v1"
+
+# Timeouts, in seconds, per attempt.
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_READ_TIMEOUT: Final = 30.0
+DEFAULT_TOTAL_TIMEOUT: Final = 60.0
+
+# Concurrency.
+DEFAULT_MAX_IN_FLIGHT: Final = 100
+DEFAULT_PER_CONNECTION: Final = 4
+DEFAULT_IDLE_EVICT_AFTER: Final = 300.0
+
+# Retries (stamina-shaped: attempts, a total time bound, exponential waits).
+DEFAULT_ATTEMPTS: Final = 6
+DEFAULT_RETRY_TIMEOUT: Final = 300.0
+DEFAULT_WAIT_INITIAL: Final = 1.0
+DEFAULT_WAIT_MAX: Final = 30.0
+DEFAULT_WAIT_EXP_BASE: Final = 2.0
+DEFAULT_JITTER: Final = 1.0
+DEFAULT_MAX_RETRY_AFTER: Final = 300.0
+
+# Pool-wide retry budget (gRPC-style retry throttling): each retry costs one
+# token, each success refunds ``ratio``; retries stop while the bucket is at or
+# below half full, so an outage cannot multiply the load on Makini.
+DEFAULT_BUDGET_TOKENS: Final = 1000.0
+DEFAULT_BUDGET_RATIO: Final = 0.1
+
+# Circuit breaker, per connection.
+DEFAULT_BREAKER_THRESHOLD: Final = 8
+DEFAULT_BREAKER_COOLDOWN: Final = 30.0
+
+# Pagination: a page that times out is retried at half the size, down to this.
+MIN_PAGE_SIZE: Final = 10
+
+USER_AGENT: Final = "makini-async"

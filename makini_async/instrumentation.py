@@ -1,0 +1,158 @@
+"""Events as data, and the hook protocol that receives them.
+
+A hook is any object with some of the ``on_*`` methods below; each may be a
+plain or an ``async`` method (awaited in place, so keep it quick). Subclass
+:class:`Hook` to implement only what you need. A hook that raises is logged
+and ignored: instrumentation never fails a request. :class:`LoggingHook`
+turns events into standard :mod:`logging` records (the pool logs retries,
+breaker and reauthorization changes itself; add ``LoggingHook`` for one line
+per request and page).
+
+Events name connections by their display name, never by token.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "ConnectionState",
+    "ConnectionStateEvent",
+    "Hook",
+    "LoggingHook",
+    "PageEvent",
+    "RequestEvent",
+    "RetryEvent",
+]
+
+logger = logging.getLogger("makini_async")
+
+
+class ConnectionState(str, enum.Enum):
+    """What a connection handle currently allows."""
+
+    ACTIVE = "active"
+    RATE_LIMITED = "rate_limited"
+    CIRCUIT_OPEN = "circuit_open"
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    DISCONNECTED = "disconnected"
+
+
+@attrs.frozen(slots=True)
+class RequestEvent:
+    """One attempt finished: ``status`` is None when no answer arrived."""
+
+    connection: str
+    method: str
+    path: str
+    status: int | None
+    request_id: str | None
+    elapsed: float
+    attempt: int
+    error: str | None = None
+
+
+@attrs.frozen(slots=True)
+class RetryEvent:
+    """A failed attempt is about to be retried after ``wait`` seconds."""
+
+    connection: str
+    method: str
+    path: str
+    attempt: int
+    wait: float
+    error: str
+    request_id: str | None
+
+
+@attrs.frozen(slots=True)
+class PageEvent:
+    """A listing page arrived."""
+
+    connection: str
+    entity: str
+    records: int
+    page_size: int
+    has_more: bool
+    request_id: str | None
+
+
+@attrs.frozen(slots=True)
+class ConnectionStateEvent:
+    """A connection moved from ``old`` to ``new`` state."""
+
+    connection: str
+    old: ConnectionState
+    new: ConnectionState
+    reason: str
+    request_id: str | None = None
+
+
+class Hook:
+    """Base class for hooks: every method is a no-op; override what you need."""
+
+    def on_request(self, event: RequestEvent) -> Awaitable[None] | None:
+        """After every attempt."""
+
+    def on_retry(self, event: RetryEvent) -> Awaitable[None] | None:
+        """Before the wait that precedes a retry."""
+
+    def on_page(self, event: PageEvent) -> Awaitable[None] | None:
+        """After each listing page is parsed."""
+
+    def on_connection_state(self, event: ConnectionStateEvent) -> Awaitable[None] | None:
+        """When a connection's state changes."""
+
+
+class LoggingHook(Hook):
+    """Log requests and pages at DEBUG on the ``makini_async`` logger."""
+
+    def __init__(self, log: logging.Logger | None = None, level: int = logging.DEBUG) -> None:
+        self._log = log or logger
+        self._level = level
+
+    def on_request(self, event: RequestEvent) -> None:
+        if self._log.isEnabledFor(self._level):
+            self._log.log(
+                self._level,
+                "%s %s -> %s in %.3fs (connection=%s, attempt=%d, request_id=%s)",
+                event.method,
+                event.path,
+                event.status if event.status is not None else event.error,
+                event.elapsed,
+                event.connection,
+                event.attempt,
+                event.request_id,
+            )
+
+    def on_page(self, event: PageEvent) -> None:
+        if self._log.isEnabledFor(self._level):
+            self._log.log(
+                self._level,
+                "page of %d %s (connection=%s, request_id=%s, more=%s)",
+                event.records,
+                event.entity,
+                event.connection,
+                event.request_id,
+                event.has_more,
+            )
+
+
+async def emit(hooks: Sequence[Any], method: str, event: object) -> None:
+    """Call ``method`` on every hook that has it; await coroutines; swallow errors."""
+    for hook in hooks:
+        fn = getattr(hook, method, None)
+        if fn is None:
+            continue
+        try:
+            result = fn(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # noqa: BLE001 - a broken hook must not fail the request
+            logger.exception("hook %r raised in %s", hook, method)

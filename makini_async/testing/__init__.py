@@ -1,0 +1,34 @@
+"""An embedded mock Makini API server for tests, benchmarks and demos.
+
+::
+
+    async with MockMakini(records_per_entity=500, faults=FaultPlan(error_503=0.1)) as server:
+        ...  # point a client at server.url with any token
+
+Also a pytest plugin (fixtures ``makini_server`` and ``makini_server_factory``)
+and ``python -m makini_async.testing --port 8080``.
+"""
+
+from __future__ import annotations
+
+from makini_async.testing._faults import FAULT_KINDS, FaultPlan, RateLimit
+from makini_async.testing._measure import measure_page_cost
+from makini_async.testing._serve import build_parser, main, serve
+from makini_async.testing._server import MockMakini, RequestLogEntry
+from makini_async.testing._state import ConnectionStats
+from makini_async.testing._webhooks import WebhookDelivery, WebhookSender
+
+__all__ = [
+    "FAULT_KINDS",
+    "ConnectionStats",
+    "FaultPlan",
+    "MockMakini",
+    "RateLimit",
+    "RequestLogEntry",
+    "WebhookDelivery",
+    "WebhookSender",
+    "build_parser",
+    "main",
+    "measure_page_cost",
+    "serve",
+]

@@ -1,0 +1,219 @@
+"""Makini webhooks: signatures, events and receiver-side idempotency.
+
+Pure code, no I/O. A receiver verifies the ``X-Makini-Signature`` header
+*before* parsing, answers 200 fast, and drops events it has already processed
+(deliveries can be duplicated and out of order)::
+
+    verify(secret, body, request.headers["X-Makini-Signature"])
+    event = parse_event(body)
+    if seen.check_and_add(event.id):
+        ...  # first delivery: process it (asynchronously)
+
+Signature (*contract*): ``t=<unix seconds>,v1=<hex>`` where ``<hex>`` is
+HMAC-SHA256 keyed with the webhook secret over ``b"<t>." + body``. Several
+``v1=`` entries may appear during secret rotation; any match passes.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import hmac
+import time
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import orjson
+
+from makini_async.errors import WebhookVerificationError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "EVENT_TYPES",
+    "SIGNATURE_HEADER",
+    "SeenEvents",
+    "WebhookEvent",
+    "parse_event",
+    "sign",
+    "verify",
+]
+
+#: The header carrying the signature.
+SIGNATURE_HEADER: Final[str] = "X-Makini-Signature"
+
+#: Seconds a signature's timestamp may lie in the past (or future).
+DEFAULT_TOLERANCE: Final[int] = 300
+
+#: Event types of the contract.
+EVENT_TYPES: Final[frozenset[str]] = frozenset(
+    {
+        "sync.completed",
+        "sync.failed",
+        "connection.reauthorization_required",
+        "connection.status_changed",
+        "system.error",
+    }
+)
+
+
+def _key(secret: str | bytes) -> bytes:
+    return secret.encode() if isinstance(secret, str) else secret
+
+
+def _digest(secret: str | bytes, body: bytes, timestamp: int) -> str:
+    return hmac.new(_key(secret), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def sign(secret: str | bytes, body: bytes, timestamp: int) -> str:
+    """The ``X-Makini-Signature`` value for ``body`` sent at ``timestamp``.
+
+    >>> sign("s3cret", b"{}", 1700000000)[:13]
+    't=1700000000,'
+    """
+    return f"t={int(timestamp)},v1={_digest(secret, body, int(timestamp))}"
+
+
+def _parse_header(header: str) -> tuple[int, list[str]]:
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep:
+            continue
+        if name == "t":
+            try:
+                timestamp = int(value)
+            except ValueError:
+                msg = "webhook signature header has a non-integer timestamp"
+                raise WebhookVerificationError(msg) from None
+        elif name == "v1":
+            signatures.append(value.strip())
+    if timestamp is None:
+        msg = "webhook signature header has no timestamp"
+        raise WebhookVerificationError(msg)
+    if not signatures:
+        msg = "webhook signature header has no v1 signature"
+        raise WebhookVerificationError(msg)
+    return timestamp, signatures
+
+
+def verify(
+    secrets: str | bytes | Iterable[str | bytes],
+    body: bytes,
+    header: str | None,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> None:
+    """Check ``header`` (the ``X-Makini-Signature`` value) against ``body``.
+
+    ``secrets`` is one secret or several (during rotation, pass old and new).
+    Raises :class:`~makini_async.errors.WebhookVerificationError` unless some
+    ``v1`` entry matches some secret (constant-time comparison) and the
+    timestamp is within ``tolerance`` seconds of ``now`` (default: the
+    current time), in either direction.
+    """
+    if not header:
+        msg = "missing webhook signature header"
+        raise WebhookVerificationError(msg)
+    timestamp, signatures = _parse_header(header)
+    current = time.time() if now is None else now
+    if timestamp < current - tolerance:
+        msg = "webhook signature timestamp is too old"
+        raise WebhookVerificationError(msg)
+    if timestamp > current + tolerance:
+        msg = "webhook signature timestamp is in the future"
+        raise WebhookVerificationError(msg)
+    keys = [secrets] if isinstance(secrets, (str, bytes)) else list(secrets)
+    if not keys:
+        msg = "no webhook secret to verify with"
+        raise WebhookVerificationError(msg)
+    matched = False
+    for key in keys:
+        expected = _digest(key, body, timestamp).encode()
+        for candidate in signatures:
+            # No short-circuit: every comparison runs, each in constant time.
+            matched |= hmac.compare_digest(expected, candidate.encode())
+    if not matched:
+        msg = "webhook signature does not match"
+        raise WebhookVerificationError(msg)
+
+
+@attrs.frozen
+class WebhookEvent:
+    """One webhook payload (*contract*)."""
+
+    id: str
+    type: str
+    created_at: str
+    connection_id: str
+    data: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def known_type(self) -> bool:
+        """Whether :attr:`type` is one of :data:`EVENT_TYPES`."""
+        return self.type in EVENT_TYPES
+
+
+def parse_event(body: bytes) -> WebhookEvent:
+    """Parse a (verified) webhook body.
+
+    Raises :class:`~makini_async.errors.WebhookVerificationError` when the
+    body is not a JSON object with string ``id``, ``type``, ``created_at``,
+    ``connection_id`` and an object ``data``. Unknown event types are kept.
+    """
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        msg = "webhook body is not valid JSON"
+        raise WebhookVerificationError(msg) from None
+    if not isinstance(payload, dict):
+        msg = "webhook body is not a JSON object"
+        raise WebhookVerificationError(msg)
+    fields: dict[str, str] = {}
+    for name in ("id", "type", "created_at", "connection_id"):
+        value = payload.get(name)
+        if not isinstance(value, str):
+            msg = f"webhook body field {name!r} is missing or not a string"
+            raise WebhookVerificationError(msg)
+        fields[name] = value
+    data = payload.get("data", {})
+    if not isinstance(data, dict):
+        msg = "webhook body field 'data' is not an object"
+        raise WebhookVerificationError(msg)
+    return WebhookEvent(data=data, **fields)
+
+
+class SeenEvents:
+    """A bounded LRU of processed event ids, for idempotent receivers.
+
+    ``check_and_add(id)`` returns ``True`` the first time it sees ``id``
+    (process the event) and ``False`` for a duplicate (skip it). Only the
+    ``maxsize`` most recently seen ids are remembered.
+    """
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        if maxsize < 1:
+            msg = "maxsize must be at least 1"
+            raise ValueError(msg)
+        self.maxsize = maxsize
+        self._ids: collections.OrderedDict[str, None] = collections.OrderedDict()
+
+    def check_and_add(self, event_id: str) -> bool:
+        """``True`` if ``event_id`` is new (and now remembered), else ``False``."""
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return False
+        self._ids[event_id] = None
+        if len(self._ids) > self.maxsize:
+            self._ids.popitem(last=False)
+        return True
+
+    def __contains__(self, event_id: object) -> bool:
+        return event_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
