@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from makini_async._transport import RawResponse
     from makini_async.pool import MakiniPool
 
-__all__ = ["AUTO", "Connection", "ConnectionStats"]
+__all__ = ["AUTO", "Connection", "ConnectionStats", "Tally"]
 
 logger = logging.getLogger("makini_async")
 
@@ -84,6 +84,16 @@ class ConnectionStats:
     rate_limited: int
     failures: int
     in_flight: int
+
+
+class Tally:
+    """Retries and 429 answers counted for one caller (a bulk-pull chain)."""
+
+    __slots__ = ("rate_limited", "retries")
+
+    def __init__(self) -> None:
+        self.retries = 0
+        self.rate_limited = 0
 
 
 def default_name(token: str) -> str:
@@ -298,8 +308,12 @@ class Connection:
         modified_after: str | None = None,
         created_after: str | None = None,
         as_dicts: bool = False,
+        tally: Tally | None = None,
     ) -> Page[Any]:
-        """Fetch one page (the building block of :class:`Listing`)."""
+        """Fetch one page (the building block of :class:`Listing`).
+
+        ``tally``, when given, counts this page's retries and 429 answers.
+        """
         params = list_params(page_size, cursor, modified_after, created_after)
         floor = min(self._pool.page_sizes.min_page_size, page_size)
 
@@ -332,7 +346,9 @@ class Connection:
                 int(params["page_size"]),
             )
 
-        page = await self._call("GET", "/" + entity.value, parse, params=params, adapt=adapt)
+        page = await self._call(
+            "GET", "/" + entity.value, parse, params=params, adapt=adapt, tally=tally
+        )
         if not as_dicts:
             page = attrs.evolve(
                 page, records=self._structure(entity, page.records, page.request_id)
@@ -454,6 +470,7 @@ class Connection:
         body: bytes | None = None,
         idempotency_key: str | None = None,
         adapt: Callable[[MakiniError, dict[str, str]], bool] | None = None,
+        tally: Tally | None = None,
     ) -> T:
         """Send with retries; return ``parse(response, request_id)``."""
         pool = self._pool
@@ -526,6 +543,8 @@ class Connection:
                     )
                 await self._failed(error, probe=probe)
                 probe = False
+                if tally is not None and isinstance(error, RateLimitError):
+                    tally.rate_limited += 1
                 if adapt is not None and params is not None and adapt(error, params):
                     attempt -= 1  # a page-size clamp is a correction, not a retry
                     continue
@@ -548,6 +567,8 @@ class Connection:
                     schedule = WaitSchedule(pool.retry, pool.rng)
                 wait = self._retry_wait(error, started, schedule)
                 self.retries += 1
+                if tally is not None:
+                    tally.retries += 1
                 if logger.isEnabledFor(logging.INFO):
                     logger.info(
                         "retrying %s %s in %.2fs after %s (connection=%s, attempt=%d, "

@@ -10,7 +10,7 @@ import attrs
 from makini_async.entities import Entity
 
 if TYPE_CHECKING:
-    from makini_async.connection import Connection
+    from makini_async.connection import Connection, Tally
 
 __all__ = ["Listing", "Page"]
 
@@ -96,7 +96,7 @@ class Listing(Generic[R]):
             for record in page.records:
                 yield record
 
-    async def pages(self) -> AsyncIterator[Page[R]]:
+    async def pages(self, *, tally: Tally | None = None) -> AsyncIterator[Page[R]]:
         """Yield the pages in order, from the starting cursor to the last."""
         cursor = self._cursor
         page_size = self._page_size
@@ -109,6 +109,7 @@ class Listing(Generic[R]):
                 modified_after=self._modified_after,
                 created_after=self._created_after,
                 as_dicts=self._as_dicts,
+                tally=tally,
             )
             yield page
             if page.next_cursor is None:

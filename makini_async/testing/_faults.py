@@ -75,6 +75,10 @@ class FaultPlan:
       recorded) but the answer is 503 SERVICE_UNAVAILABLE.
     - ``latency`` (+ uniform ``[0, latency_jitter]``): seconds added before
       every answer of the token, fault or not.
+    - Faults apply to every endpoint, ``GET /api/v1/connection`` included
+      (restrict them with ``only_paths``). Refusing faults (5xx, 429, stall)
+      never apply the request; "lost in transit" faults (drop, truncate,
+      malformed) answer after the request was applied, like a real network.
     - ``only_paths``: path prefixes (e.g. ``"/api/v1/work-orders"``) faults
       apply to; ``methods``: HTTP methods faults apply to. ``None`` means all.
     """

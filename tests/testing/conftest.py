@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest_asyncio
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 def auth(token: str) -> dict[str, str]:
@@ -24,7 +26,7 @@ class Client:
         self,
         method: str,
         path: str,
-        token: str | None = "tok",
+        token: str | None = "tok",  # noqa: S107 - a test token
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
@@ -41,9 +43,7 @@ class Client:
             body = await resp.json() if raw else None
             return resp.status, body, resp.headers
 
-    async def walk(
-        self, entity: str, token: str = "tok", **params: Any
-    ) -> list[dict[str, Any]]:
+    async def walk(self, entity: str, token: str = "tok", **params: Any) -> list[dict[str, Any]]:  # noqa: S107
         out: list[dict[str, Any]] = []
         cursor = None
         while True:

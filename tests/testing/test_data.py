@@ -101,7 +101,9 @@ def test_shared_dataset_and_copy_on_write() -> None:
     b = server.records("tok-b", Entity.ASSETS)
     assert a == b
     # Shared: the same store object backs both tokens until one mutates.
-    assert server._conn("tok-a").stores[Entity.ASSETS] is server._conn("tok-b").stores[Entity.ASSETS]
+    assert (
+        server._conn("tok-a").stores[Entity.ASSETS] is server._conn("tok-b").stores[Entity.ASSETS]
+    )
     server.update("tok-a", Entity.ASSETS, "ast_000003", {"name": "changed"})
     assert server.record("tok-a", "assets", "ast_000003")["name"] == "changed"  # type: ignore[index]
     assert server.record("tok-b", "assets", "ast_000003")["name"] != "changed"  # type: ignore[index]

@@ -13,7 +13,9 @@ from makini_async.entities import MAX_PAGE_SIZE, Entity
 from makini_async.testing import MockMakini
 
 
-async def test_walk_all_pages_default_page_size(makini_server_factory: Any, make_client: Any) -> None:
+async def test_walk_all_pages_default_page_size(
+    makini_server_factory: Any, make_client: Any
+) -> None:
     server = await makini_server_factory(records_per_entity=450)
     client = make_client(server)
     status, body, _ = await client.call("GET", "/api/v1/work-orders")
@@ -74,7 +76,7 @@ async def test_filters_inclusive(makini_server: MockMakini, client: Any) -> None
     expected = [r["id"] for r in records if r["updated_at"] >= pivot]
     assert [r["id"] for r in got] == expected
     assert pivot in {r["updated_at"] for r in got}, "boundary record kept (>=)"
-    status, body, _ = await client.call(
+    _status, body, _ = await client.call(
         "GET", "/api/v1/assets", params={"modified_after": pivot, "page_size": "5"}
     )
     assert body["total_count"] == len(expected)

@@ -1,0 +1,624 @@
+"""Bulk pulls: entities from many connections, with checkpoints and resume.
+
+::
+
+    async with MakiniPool() as pool:
+        async with pool.pull(["work-orders", "assets"], tokens, checkpoint="pull.sqlite") as pull:
+            async for item in pull:            # PulledRecord(connection, entity, record)
+                handle(item)
+        print(pull.report.summary())
+
+Every (connection, entity) pair is a *chain*: its pages are walked in order,
+one at a time; up to ``concurrency`` chains run at once. Pages pass to the
+consumer through a bounded queue, so a slow consumer slows the fetching and
+memory stays flat whatever the number of connections; each chain may fetch
+its next page while the consumer works on the previous one.
+
+Delivery is **at least once** across restarts and exactly once within a run:
+
+* the checkpoint records, per chain, the cursor after the last page the
+  consumer has *finished with* (asked for the next item after), so a process
+  killed at any instant re-delivers at most the pages it had in hand;
+* within one run, records are de-duplicated by id per chain (``dedupe``).
+
+A failing, stalled or reauthorization-needing connection only ends its own
+chains: the report says what happened, the other chains carry on
+(``raise_on_error=True`` raises the first failure instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from makini_async._sansio import format_when
+from makini_async.checkpoint import ChainState, CheckpointStore, open_checkpoint
+from makini_async.connection import Connection, Tally
+from makini_async.entities import Entity, EntityLike, to_entity
+from makini_async.errors import (
+    CircuitOpenError,
+    MakiniError,
+    ReauthorizationRequired,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    import os
+
+    from makini_async.pagination import Page
+    from makini_async.pool import MakiniPool
+
+__all__ = [
+    "ChainReport",
+    "Outcome",
+    "Pull",
+    "PullReport",
+    "PulledPage",
+    "PulledRecord",
+    "pull",
+]
+
+logger = logging.getLogger("makini_async")
+
+DEFAULT_OVERLAP: Final = 300.0
+DEFAULT_MAX_PENDING_PAGES: Final = 16
+
+ConnectionSpec = str | Connection | tuple[str, str]
+
+
+class Outcome(str, enum.Enum):
+    """How a chain ended (or where it stands)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    SKIPPED = "skipped"  # refused by the connection's open circuit breaker
+    CANCELLED = "cancelled"
+
+
+_FINAL = frozenset(
+    {
+        Outcome.COMPLETED,
+        Outcome.FAILED,
+        Outcome.REAUTHORIZATION_REQUIRED,
+        Outcome.SKIPPED,
+        Outcome.CANCELLED,
+    }
+)
+
+
+@attrs.define(slots=True, kw_only=True)
+class ChainReport:
+    """Live state and final outcome of one (connection, entity) chain."""
+
+    connection: str
+    entity: Entity
+    outcome: Outcome = Outcome.PENDING
+    records: int = 0
+    pages: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    resumed: bool = False
+    modified_after: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: BaseException | None = None
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        return end - self.started_at
+
+    @property
+    def done(self) -> bool:
+        return self.outcome in _FINAL
+
+
+@attrs.define(slots=True)
+class PullReport:
+    """Every chain's report plus totals; live during the pull, final after it."""
+
+    chains: list[ChainReport] = attrs.field(factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        return end - self.started_at
+
+    @property
+    def records(self) -> int:
+        return sum(c.records for c in self.chains)
+
+    @property
+    def pages(self) -> int:
+        return sum(c.pages for c in self.chains)
+
+    @property
+    def retries(self) -> int:
+        return sum(c.retries for c in self.chains)
+
+    @property
+    def rate_limited(self) -> int:
+        return sum(c.rate_limited for c in self.chains)
+
+    @property
+    def records_per_second(self) -> float:
+        elapsed = self.elapsed
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+    def _by_connection(self) -> dict[str, list[ChainReport]]:
+        out: dict[str, list[ChainReport]] = collections.defaultdict(list)
+        for chain in self.chains:
+            out[chain.connection].append(chain)
+        return out
+
+    @property
+    def connections_total(self) -> int:
+        return len({c.connection for c in self.chains})
+
+    @property
+    def connections_done(self) -> int:
+        return sum(all(c.done for c in cs) for cs in self._by_connection().values())
+
+    @property
+    def failed_connections(self) -> list[str]:
+        """Connections with at least one chain that did not complete (sorted)."""
+        return sorted(
+            {c.connection for c in self.chains if c.done and c.outcome is not Outcome.COMPLETED}
+        )
+
+    @property
+    def ok(self) -> bool:
+        return all(c.outcome is Outcome.COMPLETED for c in self.chains)
+
+    def outcomes(self) -> dict[Outcome, int]:
+        """Number of chains per outcome."""
+        counts = collections.Counter(c.outcome for c in self.chains)
+        return {o: counts[o] for o in Outcome if counts[o]}
+
+    def summary(self) -> str:
+        """A plain-text summary: totals, then every chain that did not complete."""
+        lines = [
+            f"{self.connections_done}/{self.connections_total} connections done, "
+            f"{self.records} records in {self.pages} pages, {self.elapsed:.1f}s "
+            f"({self.records_per_second:,.0f} records/s), {self.retries} retries, "
+            f"{self.rate_limited} rate-limited answers",
+            "outcomes: " + ", ".join(f"{o.value}={n}" for o, n in self.outcomes().items()),
+        ]
+        for chain in self.chains:
+            if chain.done and chain.outcome is not Outcome.COMPLETED:
+                reason = f": {chain.error}" if chain.error is not None else ""
+                lines.append(
+                    f"  {chain.connection} {chain.entity.value}: {chain.outcome.value}"
+                    f" after {chain.records} records{reason}"
+                )
+        return "\n".join(lines)
+
+
+@attrs.frozen(slots=True)
+class PulledRecord:
+    """One record and where it came from (the connection's name, never its token)."""
+
+    connection: str
+    entity: Entity
+    record: Any
+
+
+@attrs.frozen(slots=True)
+class PulledPage:
+    """One page and where it came from."""
+
+    connection: str
+    entity: Entity
+    records: list[Any]
+    cursor: str | None
+    next_cursor: str | None
+    request_id: str | None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@attrs.define(slots=True, eq=False)
+class _Chain:
+    conn: Connection
+    entity: Entity
+    report: ChainReport
+    state: ChainState | None = None
+    seen: set[str] | None = None
+    run_started_at: str | None = None
+
+
+_PAGE: Final = 0
+_DONE: Final = 1
+_FAILED: Final = 2
+_END: Final = 3
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+class Pull:
+    """A bulk pull in progress. Iterate it once; use it as ``async with`` for prompt cleanup."""
+
+    def __init__(
+        self,
+        pool: MakiniPool,
+        entities: EntityLike | Iterable[EntityLike],
+        connections: Iterable[ConnectionSpec],
+        *,
+        modified_after: dt.datetime | dt.date | str | None = None,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+        concurrency: int | None = None,
+        as_dicts: bool | None = None,
+        dedupe: bool = True,
+        raise_on_error: bool = False,
+        max_pending_pages: int = DEFAULT_MAX_PENDING_PAGES,
+        since_sync_status: bool = False,
+        overlap: float = DEFAULT_OVERLAP,
+        wall_clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        ents = _entities(entities)
+        conns = _connections(pool, connections)
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
+            raise UsageError(msg)
+        if not isinstance(max_pending_pages, int) or max_pending_pages < 1:
+            msg = f"max_pending_pages must be an integer >= 1, got {max_pending_pages!r}"
+            raise UsageError(msg)
+        self._pool = pool
+        self._modified_after = (
+            None if modified_after is None else format_when(modified_after, name="modified_after")
+        )
+        self._owns_store = checkpoint is not None and not isinstance(checkpoint, CheckpointStore)
+        self._store: CheckpointStore | None = (
+            None if checkpoint is None else open_checkpoint(checkpoint)
+        )
+        self._as_dicts = pool.as_dicts if as_dicts is None else as_dicts
+        self._dedupe = dedupe
+        self._raise = raise_on_error
+        self._since_sync_status = since_sync_status
+        self._overlap = dt.timedelta(seconds=overlap)
+        self._wall = wall_clock
+        self._chains = [
+            _Chain(conn, ent, ChainReport(connection=conn.name, entity=ent))
+            for conn in conns
+            for ent in ents
+        ]
+        self.report = PullReport([c.report for c in self._chains])
+        self._concurrency = min(concurrency or pool.limits.max_in_flight, len(self._chains)) or 1
+        self._queue: asyncio.Queue[tuple[int, _Chain | None, Any]] = asyncio.Queue(
+            max_pending_pages
+        )
+        self._pending: collections.deque[_Chain] = collections.deque(self._chains)
+        self._workers: list[asyncio.Task[None]] = []
+        self._live = 0
+        self._started = False
+        self._closed = False
+        self._gen: AsyncIterator[Any] | None = None
+
+    # -- public iteration ------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[PulledRecord]:
+        gen = self._records()
+        self._gen = gen
+        return gen
+
+    def pages(self) -> AsyncIterator[PulledPage]:
+        """Iterate pages instead of records (fewer objects: the fastest way)."""
+        gen = self._pages()
+        self._gen = gen
+        return gen
+
+    async def run(
+        self, on_page: Callable[[PulledPage], Awaitable[None] | None] | None = None
+    ) -> PullReport:
+        """Pull everything, calling ``on_page`` for each page; return the report."""
+        async for page in self.pages():
+            if on_page is not None:
+                result = on_page(page)
+                if result is not None:
+                    await result
+        return self.report
+
+    async def __aenter__(self) -> Pull:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop every request in flight and release everything. Idempotent."""
+        gen = self._gen
+        if gen is not None:
+            await gen.aclose()  # type: ignore[attr-defined]
+        await self._shutdown()
+
+    # -- the consumer side -------------------------------------------------------
+
+    async def _records(self) -> AsyncIterator[PulledRecord]:
+        pages = self._pages()
+        try:
+            async for page in pages:
+                name, entity = page.connection, page.entity
+                for record in page.records:
+                    yield PulledRecord(name, entity, record)
+        finally:
+            await pages.aclose()  # type: ignore[attr-defined]
+
+    async def _pages(self) -> AsyncIterator[PulledPage]:
+        if self._started:
+            msg = "a Pull can be iterated only once; start a new pull"
+            raise UsageError(msg)
+        self._pool.ensure_open()
+        self._started = True
+        self.report.started_at = time.monotonic()
+        self._live = self._concurrency
+        self._workers = [
+            asyncio.create_task(self._worker(), name=f"makini-pull-{i}")
+            for i in range(self._concurrency)
+        ]
+        queue = self._queue
+        try:
+            while True:
+                kind, chain, payload = await queue.get()
+                if kind == _PAGE:
+                    assert chain is not None  # noqa: S101 - invariant of the queue protocol
+                    page: Page[Any] = payload
+                    records = (
+                        self._fresh(chain, page.records, self._as_dicts)
+                        if self._dedupe
+                        else page.records
+                    )
+                    report = chain.report
+                    report.records += len(records)
+                    report.pages += 1
+                    yield PulledPage(
+                        report.connection,
+                        chain.entity,
+                        records,
+                        page.cursor,
+                        page.next_cursor,
+                        page.request_id,
+                    )
+                    # The consumer asked for more: that page is handled.
+                    if page.next_cursor is not None:
+                        self._save_cursor(chain, page.next_cursor)
+                elif kind == _DONE:
+                    assert chain is not None  # noqa: S101
+                    self._complete(chain)
+                elif kind == _FAILED:
+                    assert chain is not None  # noqa: S101
+                    self._fail(chain, payload)
+                    if self._raise:
+                        raise payload
+                else:
+                    return
+        finally:
+            await self._shutdown()
+
+    @staticmethod
+    def _fresh(chain: _Chain, records: list[Any], as_dicts: bool) -> list[Any]:  # noqa: FBT001
+        """``records`` less any id this chain already delivered in this run."""
+        seen = chain.seen
+        if seen is None:
+            seen = chain.seen = set()
+        ids = [r["id"] for r in records] if as_dicts else [r.id for r in records]
+        fresh = set(ids)
+        if len(fresh) == len(ids) and seen.isdisjoint(fresh):
+            seen |= fresh  # the common case: no repeats, one pass in C
+            return records
+        keep: list[Any] = []
+        for rid, record in zip(ids, records):
+            if rid not in seen:
+                seen.add(rid)
+                keep.append(record)
+        return keep
+
+    def _save_cursor(self, chain: _Chain, cursor: str) -> None:
+        if self._store is None:
+            return
+        state = chain.state or ChainState()
+        chain.state = attrs.evolve(
+            state, in_progress=True, cursor=cursor, records=chain.report.records
+        )
+        self._store.save(chain.report.connection, chain.entity.value, chain.state)
+
+    def _complete(self, chain: _Chain) -> None:
+        report = chain.report
+        report.outcome = Outcome.COMPLETED
+        report.finished_at = time.monotonic()
+        chain.seen = None
+        if self._store is not None:
+            old = chain.state or ChainState()
+            chain.state = ChainState(high_water=chain.run_started_at or old.high_water)
+            self._store.save(report.connection, chain.entity.value, chain.state)
+
+    def _fail(self, chain: _Chain, error: BaseException) -> None:
+        report = chain.report
+        report.error = error
+        report.finished_at = time.monotonic()
+        chain.seen = None
+        if isinstance(error, ReauthorizationRequired):
+            report.outcome = Outcome.REAUTHORIZATION_REQUIRED
+        elif isinstance(error, CircuitOpenError) and error.__cause__ is None:
+            report.outcome = Outcome.SKIPPED
+        else:
+            report.outcome = Outcome.FAILED
+        if not isinstance(error, MakiniError):
+            logger.error(
+                "chain %s %s failed with an unexpected error",
+                report.connection, chain.entity.value, exc_info=error,
+            )
+
+    async def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        workers, self._workers = self._workers, []
+        for task in workers:
+            task.cancel()
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+        now = time.monotonic()
+        for chain in self._chains:
+            if not chain.report.done:
+                chain.report.outcome = Outcome.CANCELLED
+                chain.report.finished_at = now if chain.report.started_at is not None else None
+        self.report.finished_at = now
+        if self._store is not None:
+            self._store.flush()
+            if self._owns_store:
+                self._store.close()
+
+    # -- the producer side ----------------------------------------------------------
+
+    async def _worker(self) -> None:
+        try:
+            while self._pending:
+                await self._run_chain(self._pending.popleft())
+        finally:
+            self._live -= 1
+            if self._live == 0 and not self._closed:
+                await self._queue.put((_END, None, None))
+
+    async def _run_chain(self, chain: _Chain) -> None:
+        report = chain.report
+        report.outcome = Outcome.RUNNING
+        report.started_at = time.monotonic()
+        tally = Tally()
+        try:
+            cursor, modified_after = await self._plan(chain)
+            listing = chain.conn.list(
+                chain.entity,
+                cursor=cursor,
+                modified_after=modified_after,
+                as_dicts=self._as_dicts,
+            )
+            async for page in listing.pages(tally=tally):
+                report.retries = tally.retries
+                report.rate_limited = tally.rate_limited
+                await self._queue.put((_PAGE, chain, page))
+            report.retries = tally.retries
+            report.rate_limited = tally.rate_limited
+            await self._queue.put((_DONE, chain, None))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is reported per chain
+            report.retries = tally.retries
+            report.rate_limited = tally.rate_limited
+            await self._queue.put((_FAILED, chain, exc))
+
+    async def _plan(self, chain: _Chain) -> tuple[str | None, str | None]:
+        """The cursor and filter this chain starts from, saving a run start."""
+        report = chain.report
+        state = None
+        if self._store is not None:
+            state = self._store.load(report.connection, chain.entity.value)
+        if state is not None and state.in_progress:
+            report.resumed = True
+            report.modified_after = state.run_modified_after
+            chain.state = state
+            chain.run_started_at = state.run_started_at
+            return state.cursor, state.run_modified_after
+        modified_after = self._modified_after
+        if modified_after is None and state is not None:
+            modified_after = state.high_water
+        if modified_after is None and self._since_sync_status:
+            status = await chain.conn.sync_status()
+            entry = status.entities.get(chain.entity.value)
+            if entry is not None and entry.last_synced_at is not None:
+                modified_after = _iso(entry.last_synced_at)
+        report.modified_after = modified_after
+        chain.run_started_at = _iso(self._wall() - self._overlap)
+        chain.state = ChainState(
+            in_progress=True,
+            run_modified_after=modified_after,
+            run_started_at=chain.run_started_at,
+            high_water=state.high_water if state is not None else None,
+        )
+        if self._store is not None:
+            self._store.save(report.connection, chain.entity.value, chain.state)
+        return None, modified_after
+
+
+def pull(
+    pool: MakiniPool,
+    entities: EntityLike | Iterable[EntityLike],
+    connections: Iterable[ConnectionSpec],
+    **options: Any,
+) -> Pull:
+    """Start describing a bulk pull; see :class:`Pull` for the options."""
+    return Pull(pool, entities, connections, **options)
+
+
+def _entities(value: EntityLike | Iterable[EntityLike]) -> list[Entity]:
+    items: Sequence[EntityLike] = (
+        [value] if isinstance(value, (str, Entity)) else list(value)
+    )
+    if not items:
+        msg = "pull needs at least one entity"
+        raise UsageError(msg)
+    out: list[Entity] = []
+    for item in items:
+        try:
+            entity = to_entity(item)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if entity not in out:
+            out.append(entity)
+    return out
+
+
+def _connections(pool: MakiniPool, specs: Iterable[ConnectionSpec]) -> list[Connection]:
+    out: list[Connection] = []
+    names: set[str] = set()
+    for spec in specs:
+        if isinstance(spec, Connection):
+            conn = spec
+        elif isinstance(spec, tuple) and len(spec) == 2:
+            name, token = spec
+            conn = pool.connection(token, name=name)
+        elif isinstance(spec, str):
+            conn = pool.connection(spec)
+        else:
+            msg = f"a connection must be a token, a (name, token) pair or a Connection, not {type(spec).__name__}"
+            raise UsageError(msg)
+        if conn.name in names:
+            if any(c is conn for c in out):
+                continue
+            msg = f"two connections share the name {conn.name!r}; names must be unique"
+            raise UsageError(msg)
+        names.add(conn.name)
+        out.append(conn)
+    if not out:
+        msg = "pull needs at least one connection"
+        raise UsageError(msg)
+    return out

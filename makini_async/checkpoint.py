@@ -1,0 +1,225 @@
+"""Checkpoint stores for bulk pulls: where each (connection, entity) chain stands.
+
+A chain's state records the cursor of the last page *fully handed to the
+consumer* and the filter of the run that cursor belongs to (a cursor is only
+valid with the same filter), plus the high-water mark for the next
+incremental pull once a run completes. Chains are keyed by the connection's
+display name, never by its token.
+
+Two stores ship, both standard library only:
+
+* :class:`SQLiteCheckpoint` (``*.sqlite``/``*.db``; the default): one row per
+  chain, written in WAL mode and committed at every page, so a process
+  killed at any instant loses at most the page in hand (which is delivered
+  again on resume: at-least-once).
+* :class:`JSONCheckpoint` (``*.json``): the whole state in one file, replaced
+  atomically (write to a temporary file, fsync, rename) at most every
+  ``flush_interval`` seconds and on close. A lagging checkpoint is still safe:
+  it only means more pages are delivered again after a crash.
+
+Other stores implement :class:`CheckpointStore`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+import orjson
+
+from makini_async.errors import UsageError
+
+__all__ = [
+    "ChainState",
+    "CheckpointStore",
+    "JSONCheckpoint",
+    "SQLiteCheckpoint",
+    "open_checkpoint",
+]
+
+
+@attrs.frozen(kw_only=True)
+class ChainState:
+    """Where one (connection, entity) chain stands.
+
+    ``in_progress`` with ``cursor=None`` means a run began but no page was
+    handed over yet. ``run_modified_after`` is the filter of that run.
+    ``high_water`` is the ``modified_after`` for the next incremental run,
+    set when a run completes.
+    """
+
+    in_progress: bool = False
+    cursor: str | None = None
+    run_modified_after: str | None = None
+    run_started_at: str | None = None
+    high_water: str | None = None
+    records: int = 0
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    """What a bulk pull needs from a checkpoint store (all calls are quick)."""
+
+    def load(self, connection: str, entity: str) -> ChainState | None:
+        """The saved state of a chain, or ``None``."""
+        ...
+
+    def save(self, connection: str, entity: str, state: ChainState) -> None:
+        """Record a chain's state (durably, or at the next flush)."""
+        ...
+
+    def flush(self) -> None:
+        """Make every saved state durable."""
+        ...
+
+    def close(self) -> None:
+        """Flush and release the store."""
+        ...
+
+
+def _state_to_json(state: ChainState) -> dict[str, Any]:
+    return attrs.asdict(state)
+
+
+def _state_from_json(data: Any) -> ChainState | None:
+    if not isinstance(data, dict):
+        return None
+    fields = {f.name for f in attrs.fields(ChainState)}
+    try:
+        return ChainState(**{k: v for k, v in data.items() if k in fields})
+    except TypeError:
+        return None
+
+
+class SQLiteCheckpoint:
+    """A checkpoint in an SQLite file (one row per chain, committed per save)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS chains (connection TEXT NOT NULL, "
+                "entity TEXT NOT NULL, state TEXT NOT NULL, "
+                "PRIMARY KEY (connection, entity))"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            msg = f"cannot open checkpoint {self.path}: {exc}"
+            raise UsageError(msg) from None
+
+    def load(self, connection: str, entity: str) -> ChainState | None:
+        row = self._db.execute(
+            "SELECT state FROM chains WHERE connection = ? AND entity = ?", (connection, entity)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            return _state_from_json(orjson.loads(row[0]))
+        except orjson.JSONDecodeError:
+            return None
+
+    def save(self, connection: str, entity: str, state: ChainState) -> None:
+        self._db.execute(
+            "INSERT INTO chains (connection, entity, state) VALUES (?, ?, ?) "
+            "ON CONFLICT (connection, entity) DO UPDATE SET state = excluded.state",
+            (connection, entity, orjson.dumps(_state_to_json(state)).decode()),
+        )
+
+    def items(self) -> Iterator[tuple[str, str, ChainState]]:
+        for connection, entity, raw in self._db.execute(
+            "SELECT connection, entity, state FROM chains ORDER BY connection, entity"
+        ):
+            state = _state_from_json(orjson.loads(raw))
+            if state is not None:
+                yield connection, entity, state
+
+    def flush(self) -> None:
+        """Every save is already committed."""
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+
+class JSONCheckpoint:
+    """A checkpoint in one JSON file, replaced atomically."""
+
+    def __init__(self, path: str | os.PathLike[str], *, flush_interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self._interval = flush_interval
+        self._dirty = False
+        self._last_flush = time.monotonic()
+        self._data: dict[str, dict[str, Any]] = {}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                raw = orjson.loads(self.path.read_bytes())
+                if isinstance(raw, dict) and isinstance(raw.get("chains"), dict):
+                    self._data = raw["chains"]
+        except (OSError, orjson.JSONDecodeError) as exc:
+            msg = f"cannot read checkpoint {self.path}: {exc}"
+            raise UsageError(msg) from None
+
+    @staticmethod
+    def _key(connection: str, entity: str) -> str:
+        return f"{entity}\t{connection}"
+
+    def load(self, connection: str, entity: str) -> ChainState | None:
+        return _state_from_json(self._data.get(self._key(connection, entity)))
+
+    def save(self, connection: str, entity: str, state: ChainState) -> None:
+        self._data[self._key(connection, entity)] = _state_to_json(state)
+        self._dirty = True
+        if time.monotonic() - self._last_flush >= self._interval:
+            self.flush()
+
+    def items(self) -> Iterator[tuple[str, str, ChainState]]:
+        for key, raw in sorted(self._data.items()):
+            entity, connection = key.split("\t", 1)
+            state = _state_from_json(raw)
+            if state is not None:
+                yield connection, entity, state
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._dirty:
+            return
+        payload = orjson.dumps({"version": 1, "chains": self._data})
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(payload)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._dirty = False
+
+    def close(self) -> None:
+        self.flush()
+
+
+def open_checkpoint(value: str | os.PathLike[str] | CheckpointStore) -> CheckpointStore:
+    """A store from a path (``.json`` gives JSON, anything else SQLite) or a store."""
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if path.suffix.lower() == ".json":
+            return JSONCheckpoint(path)
+        return SQLiteCheckpoint(path)
+    if isinstance(value, CheckpointStore):
+        return value
+    msg = f"checkpoint must be a path or a CheckpointStore, got {type(value).__name__}"
+    raise UsageError(msg)
