@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from typing import Final
 
 import attrs
 
@@ -12,27 +10,7 @@ from makini_async import _constants as C
 from makini_async.entities import DEFAULT_PAGE_SIZE, Entity, EntityLike, to_entity
 from makini_async.errors import UsageError
 
-__all__ = [
-    "USE_DEFAULT",
-    "BreakerPolicy",
-    "Limits",
-    "PageSizes",
-    "RetryPolicy",
-    "Timeouts",
-    "UseDefault",
-]
-
-
-class UseDefault(enum.Enum):
-    """Sentinel type for "use the pool's default" on per-call overrides."""
-
-    USE_DEFAULT = "USE_DEFAULT"
-
-    def __repr__(self) -> str:
-        return "USE_DEFAULT"
-
-
-USE_DEFAULT: Final = UseDefault.USE_DEFAULT
+__all__ = ["BreakerPolicy", "Limits", "PageSizes", "RetryPolicy", "Timeouts"]
 
 
 def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:

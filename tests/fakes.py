@@ -119,7 +119,11 @@ def page(records: list[dict[str, Any]], next_cursor: str | None, total: int | No
 
 
 class FakeClock:
-    """``time.monotonic`` and ``asyncio.sleep`` replacements: sleeping advances time at once."""
+    """``time.monotonic`` and ``asyncio.sleep`` replacements in virtual time.
+
+    A sleeper yields once, then moves the clock to at least its own wake-up
+    time: nobody wakes early, and concurrent sleepers do not add up.
+    """
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
@@ -133,5 +137,6 @@ class FakeClock:
         self.sleeps.append(delay)
         task = asyncio.current_task()
         self.sleepers.append(task.get_name() if task else "")
-        self.now += max(0.0, delay)
+        target = self.now + max(0.0, delay)
         await asyncio.sleep(0)
+        self.now = max(self.now, target)

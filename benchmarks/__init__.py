@@ -1,0 +1,1 @@
+"""Benchmarks for makini_async (see benchmarks/README.md)."""

@@ -1,0 +1,157 @@
+"""Shared helpers: the mock server in its own processes, CPU pinning, statistics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVER_READY = "Mock Makini listening on"
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def plan_cpus(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """(client cpus, server cpus): the client gets one core, the servers the rest."""
+    if not pin or not hasattr(os, "sched_setaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PYTHONPATH"] = str(ROOT) + os.pathsep + out.get("PYTHONPATH", "")
+    out.pop("PYTEST_CURRENT_TEST", None)  # the library shortens waits under pytest
+    out["PYTHONHASHSEED"] = "0"
+    return out
+
+
+@contextlib.contextmanager
+def mock_server(
+    *,
+    records: int,
+    processes: int = 1,
+    latency: float = 0.0,
+    error_500: float = 0.0,
+    rate_limit_429: float = 0.0,
+    retry_after: float = 0.0,
+    cpus: set[int] | None = None,
+    extra: Sequence[str] = (),
+) -> Iterator[str]:
+    """Run ``python -m makini_async.testing`` in its own process(es); yield its URL."""
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "makini_async.testing",
+        "--port", str(port), "--processes", str(processes), "--records", str(records),
+        "--latency", str(latency), "--error-500", str(error_500),
+        "--rate-limit-429", str(rate_limit_429), "--retry-after", str(retry_after),
+        *extra,
+    ]
+
+    def pin() -> None:  # runs in the child before exec; spawned workers inherit it
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env(),
+        cwd=str(ROOT),
+        preexec_fn=pin if cpus else None,  # noqa: PLW1509 - no threads started yet here
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        line = ""
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line or SERVER_READY in line:
+                break
+        if SERVER_READY not in line:
+            msg = f"mock server did not start (exit code {proc.poll()})"
+            raise RuntimeError(msg)
+        # Keep draining stdout so the server never blocks on a full pipe.
+        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def run_contender(args: Sequence[str], *, timeout: float = 600.0) -> dict[str, Any]:
+    """Run ``python -m benchmarks.contenders ARGS`` in a fresh process; parse its JSON line."""
+    cmd = [sys.executable, "-m", "benchmarks.contenders", *args]
+    try:
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env=env(), cwd=str(ROOT), timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", "completeness": 0.0}
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    tail = (done.stderr or done.stdout)[-2000:]
+    return {"error": f"exit code {done.returncode}: {tail}", "completeness": 0.0}
+
+
+def median_range(values: Sequence[float]) -> dict[str, float]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"median": float("nan"), "min": float("nan"), "max": float("nan")}
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals)}
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": cpu_count(),
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    for mod in ("aiohttp", "httpx", "orjson", "makini_async"):
+        with contextlib.suppress(Exception):
+            import importlib.metadata as md
+
+            info[mod] = md.version(mod.replace("_", "-"))
+    return info

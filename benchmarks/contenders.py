@@ -1,0 +1,367 @@
+"""One contender, one run, one fresh process: pull everything, verify it, print one JSON line.
+
+::
+
+    python -m benchmarks.contenders --kind makini-dicts --url http://127.0.0.1:8080 \
+        --connections 1000 --records 200
+
+Contenders (``--kind``):
+
+* ``makini-typed``: ``MakiniPool(as_dicts=False)`` bulk pull, ``async for rec in pull``;
+* ``makini-dicts``: the same with ``as_dicts=True`` (plain dicts);
+* ``aiohttp``: hand-written baseline, one ``ClientSession``, an ``asyncio.Semaphore``,
+  ``orjson.loads(await resp.read())``, walking each connection's cursor chain;
+* ``httpx``: the same logic on ``httpx.AsyncClient``;
+* ``naive``: aiohttp, one connection after another, one page after another, ``resp.json()``.
+
+Baselines never retry: an error on a page ends that connection's chain and what
+was received so far is what gets counted. Every contender verifies what it got:
+each (connection, record id) exactly once, ``expected = connections x records``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+KINDS = ("makini-typed", "makini-dicts", "aiohttp", "httpx", "naive")
+ID_PREFIX_LEN = {
+    "purchase-orders": 3, "work-orders": 3, "assets": 4,
+    "inventory-items": 4, "vendors": 4, "locations": 4,
+}
+
+
+class Tally:
+    """What arrived: a bitmap of record indexes per connection, and request timings."""
+
+    def __init__(self, connections: int, records: int, entity: str) -> None:
+        self.names = [f"c{i:05d}" for i in range(connections)]
+        self.tokens = [f"bench-token-{i:05d}" for i in range(connections)]
+        self.records = records
+        self.seen: dict[str, bytearray] = {name: bytearray(records) for name in self.names}
+        self.off = ID_PREFIX_LEN[entity]
+        self.received = 0
+        self.duplicates = 0
+        self.unexpected = 0
+        self.latencies: list[float] = []
+        self.requests = 0
+        self.errors = 0
+        self.error_kinds: dict[str, int] = {}
+
+    def mark(self, name: str, rid: str) -> None:
+        self.received += 1
+        bitmap = self.seen[name]
+        index = int(rid[self.off :])
+        if index >= len(bitmap):
+            self.unexpected += 1
+        elif bitmap[index]:
+            self.duplicates += 1
+        else:
+            bitmap[index] = 1
+
+    def mark_page(self, name: str, data: list[dict[str, Any]]) -> None:
+        bitmap = self.seen[name]
+        off = self.off
+        size = len(bitmap)
+        self.received += len(data)
+        for record in data:
+            index = int(record["id"][off:])
+            if index >= size:
+                self.unexpected += 1
+            elif bitmap[index]:
+                self.duplicates += 1
+            else:
+                bitmap[index] = 1
+
+    def error(self, kind: str) -> None:
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+
+
+# -- makini_async -------------------------------------------------------------------
+
+
+class _LatencyHook:
+    """Only ``on_request``: no page events are emitted to it."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+
+    def on_request(self, event: Any) -> None:
+        tally = self.tally
+        tally.requests += 1
+        tally.latencies.append(event.elapsed)
+        if event.error is not None:
+            tally.error(event.error)
+
+
+async def run_makini(opts: argparse.Namespace, tally: Tally, *, as_dicts: bool) -> dict[str, Any]:
+    from makini_async._config import Limits, PageSizes, RetryPolicy
+    from makini_async.pool import MakiniPool
+
+    kwargs: dict[str, Any] = {
+        "base_url": opts.url,
+        "as_dicts": as_dicts,
+        "hooks": [_LatencyHook(tally)],
+        "limits": Limits(max_in_flight=opts.concurrency),
+    }
+    if opts.page_size:
+        kwargs["page_sizes"] = PageSizes({opts.entity: opts.page_size})
+    if opts.fast_retry:
+        kwargs["retry"] = RetryPolicy(wait_initial=0.05, wait_max=1.0)
+    specs = list(zip(tally.names, tally.tokens))
+    mark = tally.mark
+    extra: dict[str, Any] = {}
+    async with MakiniPool(**kwargs) as pool, pool.pull([opts.entity], specs) as pull:
+        if opts.iterate == "pages":
+            if as_dicts:
+                async for page in pull.pages():
+                    tally.mark_page(page.connection, page.records)
+            else:
+                async for page in pull.pages():
+                    for rec in page.records:
+                        mark(page.connection, rec.id)
+        elif as_dicts:
+            async for item in pull:
+                mark(item.connection, item.record["id"])
+        else:
+            async for item in pull:
+                mark(item.connection, item.record.id)
+        report = pull.report
+        extra = {
+            "retries": report.retries,
+            "rate_limited": report.rate_limited,
+            "failed_chains": len(report.failed_connections),
+        }
+    return extra
+
+
+# -- baselines ----------------------------------------------------------------------
+
+
+async def run_aiohttp(opts: argparse.Namespace, tally: Tally) -> dict[str, Any]:
+    import aiohttp
+    import orjson
+
+    url = f"{opts.url}/api/v1/{opts.entity}"
+    page_size = str(opts.page_size or 200)
+    sem = asyncio.Semaphore(opts.concurrency)
+    loads = orjson.loads
+    clock = time.perf_counter
+    lat = tally.latencies
+
+    async def chain(session: aiohttp.ClientSession, name: str, token: str) -> None:
+        headers = {"Authorization": "Bearer " + token}
+        cursor: str | None = None
+        async with sem:
+            while True:
+                params = {"page_size": page_size}
+                if cursor:
+                    params["cursor"] = cursor
+                t0 = clock()
+                tally.requests += 1
+                try:
+                    async with session.get(url, params=params, headers=headers) as resp:
+                        status = resp.status
+                        body = await resp.read()
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    tally.error(type(exc).__name__)
+                    return
+                lat.append(clock() - t0)
+                if status != 200:
+                    tally.error(str(status))
+                    return
+                doc = loads(body)
+                tally.mark_page(name, doc["data"])
+                cursor = doc.get("next_cursor")
+                if not cursor:
+                    return
+
+    connector = aiohttp.TCPConnector(limit=opts.concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(chain(session, n, t) for n, t in zip(tally.names, tally.tokens)))
+    return {}
+
+
+async def run_httpx(opts: argparse.Namespace, tally: Tally) -> dict[str, Any]:
+    import httpx
+    import orjson
+
+    url = f"{opts.url}/api/v1/{opts.entity}"
+    page_size = str(opts.page_size or 200)
+    sem = asyncio.Semaphore(opts.concurrency)
+    loads = orjson.loads
+    clock = time.perf_counter
+    lat = tally.latencies
+
+    async def chain(client: httpx.AsyncClient, name: str, token: str) -> None:
+        headers = {"Authorization": "Bearer " + token}
+        cursor: str | None = None
+        async with sem:
+            while True:
+                params = {"page_size": page_size}
+                if cursor:
+                    params["cursor"] = cursor
+                t0 = clock()
+                tally.requests += 1
+                try:
+                    resp = await client.get(url, params=params, headers=headers)
+                except httpx.HTTPError as exc:
+                    tally.error(type(exc).__name__)
+                    return
+                lat.append(clock() - t0)
+                if resp.status_code != 200:
+                    tally.error(str(resp.status_code))
+                    return
+                doc = loads(resp.content)
+                tally.mark_page(name, doc["data"])
+                cursor = doc.get("next_cursor")
+                if not cursor:
+                    return
+
+    limits = httpx.Limits(
+        max_connections=opts.concurrency, max_keepalive_connections=opts.concurrency
+    )
+    async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
+        await asyncio.gather(*(chain(client, n, t) for n, t in zip(tally.names, tally.tokens)))
+    return {}
+
+
+async def run_naive(opts: argparse.Namespace, tally: Tally) -> dict[str, Any]:
+    import aiohttp
+
+    url = f"{opts.url}/api/v1/{opts.entity}"
+    page_size = str(opts.page_size or 200)
+    clock = time.perf_counter
+    async with aiohttp.ClientSession() as session:
+        for name, token in zip(tally.names, tally.tokens):
+            headers = {"Authorization": "Bearer " + token}
+            cursor: str | None = None
+            while True:
+                params = {"page_size": page_size}
+                if cursor:
+                    params["cursor"] = cursor
+                t0 = clock()
+                tally.requests += 1
+                try:
+                    async with session.get(url, params=params, headers=headers) as resp:
+                        status = resp.status
+                        doc = await resp.json() if status == 200 else None
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    tally.error(type(exc).__name__)
+                    break
+                tally.latencies.append(clock() - t0)
+                if doc is None:
+                    tally.error(str(status))
+                    break
+                tally.mark_page(name, doc["data"])
+                cursor = doc.get("next_cursor")
+                if not cursor:
+                    break
+    return {}
+
+
+# -- the run --------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def measure(opts: argparse.Namespace) -> dict[str, Any]:
+    tally = Tally(opts.connections, opts.records, opts.entity)
+    runners: dict[str, Callable[[], Any]] = {
+        "makini-typed": lambda: run_makini(opts, tally, as_dicts=False),
+        "makini-dicts": lambda: run_makini(opts, tally, as_dicts=True),
+        "aiohttp": lambda: run_aiohttp(opts, tally),
+        "httpx": lambda: run_httpx(opts, tally),
+        "naive": lambda: run_naive(opts, tally),
+    }
+    runner = runners[opts.kind]
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cpu0 = time.process_time()
+    t0 = time.perf_counter()
+    if opts.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        extra = asyncio.run(runner())
+        profiler.disable()
+        profiler.dump_stats(opts.profile)
+    else:
+        extra = asyncio.run(runner())
+    seconds = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    distinct = sum(sum(bitmap) for bitmap in tally.seen.values())
+    expected = opts.connections * opts.records
+    lat = tally.latencies
+    return {
+        "kind": opts.kind,
+        "connections": opts.connections,
+        "records_per_connection": opts.records,
+        "entity": opts.entity,
+        "page_size": opts.page_size or None,
+        "records": distinct,
+        "received": tally.received,
+        "expected": expected,
+        "completeness": distinct / expected if expected else 1.0,
+        "duplicates": tally.duplicates,
+        "unexpected": tally.unexpected,
+        "seconds": seconds,
+        "records_per_s": distinct / seconds if seconds > 0 else 0.0,
+        "requests": tally.requests,
+        "requests_per_s": tally.requests / seconds if seconds > 0 else 0.0,
+        "errors": tally.errors,
+        "error_kinds": tally.error_kinds,
+        "p50_page_ms": None if not lat else _percentile(lat, 0.50) * 1000,  # type: ignore[operator]
+        "p99_page_ms": None if not lat else _percentile(lat, 0.99) * 1000,  # type: ignore[operator]
+        "peak_rss_mib": peak,
+        "rss_before_run_mib": rss_before,
+        "cpu_s": cpu,
+        "cpu_s_per_10k_records": cpu / distinct * 10_000 if distinct else None,
+        "pinned_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **extra,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--connections", type=int, required=True)
+    parser.add_argument("--records", type=int, required=True, help="records per connection")
+    parser.add_argument("--entity", default="work-orders", choices=sorted(ID_PREFIX_LEN))
+    parser.add_argument("--page-size", type=int, default=0, help="0: the entity's maximum")
+    parser.add_argument("--concurrency", type=int, default=100, help="requests in flight")
+    parser.add_argument("--iterate", choices=("records", "pages"), default="records")
+    parser.add_argument("--fast-retry", action="store_true", help="makini: 50 ms first wait")
+    parser.add_argument("--cpus", default="", help="comma-separated CPUs to pin this process to")
+    parser.add_argument("--profile", default="", help="write cProfile stats here")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    if opts.cpus and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {int(c) for c in opts.cpus.split(",")})
+    result = measure(opts)
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
