@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
 from makini_async import _constants as C
 from makini_async.entities import DEFAULT_PAGE_SIZE, Entity, EntityLike, to_entity
 from makini_async.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["BreakerPolicy", "Limits", "PageSizes", "RetryPolicy", "Timeouts"]
 
@@ -87,9 +90,7 @@ class RetryPolicy:
     wait_max: float = attrs.field(default=C.DEFAULT_WAIT_MAX, validator=_non_negative)
     wait_exp_base: float = attrs.field(default=C.DEFAULT_WAIT_EXP_BASE, validator=_positive)
     jitter: float = attrs.field(default=C.DEFAULT_JITTER)
-    max_retry_after: float = attrs.field(
-        default=C.DEFAULT_MAX_RETRY_AFTER, validator=_non_negative
-    )
+    max_retry_after: float = attrs.field(default=C.DEFAULT_MAX_RETRY_AFTER, validator=_non_negative)
     budget_tokens: float = attrs.field(default=C.DEFAULT_BUDGET_TOKENS, validator=_positive)
     budget_ratio: float = attrs.field(default=C.DEFAULT_BUDGET_RATIO, validator=_non_negative)
 

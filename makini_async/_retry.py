@@ -1,21 +1,25 @@
 """Retry waits on the ``backoff`` package, behind our :class:`RetryPolicy`.
 
-backoff supplies the exponential schedule (``backoff.expo``); jitter is drawn
-from an injectable :class:`random.Random` so tests can pin it. Its decorators are not used: they sleep with
-``asyncio.sleep`` directly (so tests could not inject a clock) and cannot
-share one rate-limit cooldown between the tasks using a connection. Keeping
-backoff behind this module keeps it cheap to replace.
+backoff supplies the exponential schedule (``backoff.expo``); jitter is
+drawn from an injectable :class:`random.Random` so tests can pin it. Its
+decorators are not used: they sleep with ``asyncio.sleep`` directly (so
+tests could not inject a clock) and cannot share one rate-limit cooldown
+between the tasks using a connection. Keeping backoff behind this module
+keeps it cheap to replace.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import attrs
 import backoff
 
-from makini_async._config import RetryPolicy
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Iterator
+
+    from makini_async._config import RetryPolicy
 
 __all__ = ["RetryBudget", "WaitSchedule", "is_testing", "set_testing"]
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import math
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +21,9 @@ from makini_async.errors import (
     UsageError,
     error_class_for,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "decode_json",
@@ -45,7 +47,9 @@ def format_when(value: dt.datetime | dt.date | str, *, name: str) -> str:
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
             value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return value.isoformat(timespec="seconds" if not value.microsecond else "microseconds") + "Z"
+        return (
+            value.isoformat(timespec="seconds" if not value.microsecond else "microseconds") + "Z"
+        )
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, str):
@@ -162,9 +166,7 @@ def error_from_response(
     return cls(message, **kwargs)
 
 
-def parse_page(
-    body: bytes, *, request_id: str | None
-) -> tuple[list[Any], str | None, int | None]:
+def parse_page(body: bytes, *, request_id: str | None) -> tuple[list[Any], str | None, int | None]:
     """``(data, next_cursor, total_count)`` of a listing answer."""
     payload = decode_json(body, request_id=request_id, what="listing response")
     if not isinstance(payload, dict):

@@ -7,16 +7,19 @@ Every aiohttp exception is translated here, most specific first, into the
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 import attrs
 
 from makini_async import __version__
-from makini_async._config import Timeouts
 from makini_async._constants import USER_AGENT
 from makini_async.errors import ConnectionFailed, RequestTimeout, TransportError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from makini_async._config import Timeouts
 
 __all__ = ["AiohttpTransport", "RawResponse", "Transport"]
 

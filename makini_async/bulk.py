@@ -34,8 +34,6 @@ import datetime as dt
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -53,6 +51,8 @@ from makini_async.errors import (
 
 if TYPE_CHECKING:
     import os
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+    from types import TracebackType
 
     from makini_async.pagination import Page
     from makini_async.pool import MakiniPool
@@ -196,10 +196,12 @@ class PullReport:
     def summary(self) -> str:
         """A plain-text summary: totals, then every chain that did not complete."""
         lines = [
-            f"{self.connections_done}/{self.connections_total} connections done, "
-            f"{self.records} records in {self.pages} pages, {self.elapsed:.1f}s "
-            f"({self.records_per_second:,.0f} records/s), {self.retries} retries, "
-            f"{self.rate_limited} rate-limited answers",
+            (
+                f"{self.connections_done}/{self.connections_total} connections done, "
+                f"{self.records} records in {self.pages} pages, {self.elapsed:.1f}s "
+                f"({self.records_per_second:,.0f} records/s), {self.retries} retries, "
+                f"{self.rate_limited} rate-limited answers"
+            ),
             "outcomes: " + ", ".join(f"{o.value}={n}" for o, n in self.outcomes().items()),
         ]
         for chain in self.chains:
@@ -436,7 +438,7 @@ class Pull:
             seen |= fresh  # the common case: no repeats, one pass in C
             return records
         keep: list[Any] = []
-        for rid, record in zip(ids, records):
+        for rid, record in zip(ids, records, strict=True):
             if rid not in seen:
                 seen.add(rid)
                 keep.append(record)
@@ -475,7 +477,9 @@ class Pull:
         if not isinstance(error, MakiniError):
             logger.error(
                 "chain %s %s failed with an unexpected error",
-                report.connection, chain.entity.value, exc_info=error,
+                report.connection,
+                chain.entity.value,
+                exc_info=error,
             )
 
     async def _shutdown(self) -> None:
@@ -580,9 +584,7 @@ def pull(
 
 
 def _entities(value: EntityLike | Iterable[EntityLike]) -> list[Entity]:
-    items: Sequence[EntityLike] = (
-        [value] if isinstance(value, (str, Entity)) else list(value)
-    )
+    items: Sequence[EntityLike] = [value] if isinstance(value, (str, Entity)) else list(value)
     if not items:
         msg = "pull needs at least one entity"
         raise UsageError(msg)
@@ -609,7 +611,8 @@ def _connections(pool: MakiniPool, specs: Iterable[ConnectionSpec]) -> list[Conn
         elif isinstance(spec, str):
             conn = pool.connection(spec)
         else:
-            msg = f"a connection must be a token, a (name, token) pair or a Connection, not {type(spec).__name__}"
+            kind = type(spec).__name__
+            msg = f"a connection must be a token, a (name, token) pair or a Connection, not {kind}"
             raise UsageError(msg)
         if conn.name in names:
             if any(c is conn for c in out):

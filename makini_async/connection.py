@@ -8,11 +8,9 @@ reauthorization mark, counters) is shared by every task that uses it.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 from urllib.parse import quote
 
@@ -20,8 +18,13 @@ import attrs
 import orjson
 
 from makini_async._retry import WaitSchedule, effective_attempts, is_testing
-from makini_async._sansio import error_from_response, format_when, list_params, parse_page
-from makini_async._sansio import parse_single
+from makini_async._sansio import (
+    error_from_response,
+    format_when,
+    list_params,
+    parse_page,
+    parse_single,
+)
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import (
     AuthenticationError,
@@ -49,7 +52,9 @@ from makini_async.pagination import Listing, Page
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 
 if TYPE_CHECKING:
+    import builtins
     import datetime as dt
+    from collections.abc import Callable, Mapping
 
     from makini_async._transport import RawResponse
     from makini_async.pool import MakiniPool
@@ -72,6 +77,7 @@ class _Auto:
 
 #: Generate an idempotency key (the default for ``create`` and ``update``).
 AUTO: Final = _Auto()
+
 
 @attrs.frozen(kw_only=True)
 class ConnectionStats:
@@ -371,7 +377,7 @@ class Connection:
 
     # -- single records and writes -------------------------------------------
 
-    async def get(self, entity: EntityLike, id: str, *, as_dicts: bool | None = None) -> Any:  # noqa: A002
+    async def get(self, entity: EntityLike, id: str, *, as_dicts: bool | None = None) -> Any:
         """``GET /{entity}/{id}``: one record (or dict). Raises :class:`NotFound`."""
         ent = _entity(entity)
         data = await self._call("GET", _record_path(ent, id), _single)
@@ -401,7 +407,7 @@ class Connection:
     async def update(
         self,
         entity: EntityLike,
-        id: str,  # noqa: A002
+        id: str,
         changes: Mapping[str, Any],
         *,
         idempotency_key: str | _Auto | None = AUTO,
@@ -415,7 +421,7 @@ class Connection:
         )
         return self._shape(ent, data, as_dicts)
 
-    async def delete(self, entity: EntityLike, id: str) -> None:  # noqa: A002
+    async def delete(self, entity: EntityLike, id: str) -> None:
         """``DELETE /{entity}/{id}``. Many systems answer :class:`OperationNotSupported`."""
         ent = _entity(entity)
         await self._call("DELETE", _record_path(ent, id), _ignore)
@@ -444,7 +450,7 @@ class Connection:
         await self._call("DELETE", "/connection", _ignore)
         await self._set_sticky(ConnectionState.DISCONNECTED, "disconnected by the client", None)
 
-    def _shape(self, entity: Entity, data: dict[str, Any], as_dicts: bool | None) -> Any:
+    def _shape(self, entity: Entity, data: dict[str, Any], as_dicts: bool | None) -> Any:  # noqa: FBT001
         if self._pool.as_dicts if as_dicts is None else as_dicts:
             return data
         return self._structure(entity, [data], None)[0]
@@ -517,8 +523,13 @@ class Connection:
                                     hooks,
                                     "on_request",
                                     RequestEvent(
-                                        self.name, method, path, status, request_id,
-                                        clock() - t0, attempt,
+                                        self.name,
+                                        method,
+                                        path,
+                                        status,
+                                        request_id,
+                                        clock() - t0,
+                                        attempt,
                                     ),
                                 )
                             if probe:
@@ -537,8 +548,14 @@ class Connection:
                         hooks,
                         "on_request",
                         RequestEvent(
-                            self.name, method, path, status, error.request_id,
-                            clock() - t0, attempt, type(error).__name__,
+                            self.name,
+                            method,
+                            path,
+                            status,
+                            error.request_id,
+                            clock() - t0,
+                            attempt,
+                            type(error).__name__,
                         ),
                     )
                 await self._failed(error, probe=probe)
@@ -573,7 +590,12 @@ class Connection:
                     logger.info(
                         "retrying %s %s in %.2fs after %s (connection=%s, attempt=%d, "
                         "request_id=%s)",
-                        method, path, wait, type(error).__name__, self.name, attempt,
+                        method,
+                        path,
+                        wait,
+                        type(error).__name__,
+                        self.name,
+                        attempt,
                         error.request_id,
                     )
                 if hooks:
@@ -581,7 +603,12 @@ class Connection:
                         hooks,
                         "on_retry",
                         RetryEvent(
-                            self.name, method, path, attempt, wait, type(error).__name__,
+                            self.name,
+                            method,
+                            path,
+                            attempt,
+                            wait,
+                            type(error).__name__,
                             error.request_id,
                         ),
                     )
@@ -612,7 +639,9 @@ class Connection:
         if not isinstance(error, RateLimitError) and not pool.budget.try_spend():
             logger.warning(
                 "retry budget exhausted: not retrying %s (connection=%s, request_id=%s)",
-                type(error).__name__, self.name, error.request_id,
+                type(error).__name__,
+                self.name,
+                error.request_id,
             )
             raise error
         return wait
@@ -708,7 +737,10 @@ class Connection:
                 "circuit breaker %s for connection %s after %d consecutive failures "
                 "(last: %s, request_id=%s)",
                 "re-opened" if was_open else "opened",
-                self.name, self._failures, type(error).__name__, error.request_id,
+                self.name,
+                self._failures,
+                type(error).__name__,
+                error.request_id,
             )
             if not was_open:
                 await self._emit_state(
@@ -734,14 +766,14 @@ class Connection:
         self._reauth_request_id = request_id
         logger.warning(
             "connection %s requires reauthorization (%s, request_id=%s)",
-            self.name, reason, request_id,
+            self.name,
+            reason,
+            request_id,
         )
         await self._set_sticky(ConnectionState.REAUTHORIZATION_REQUIRED, reason, request_id)
         await self._pool.notify_reauthorization(self)
 
-    async def _set_sticky(
-        self, new: ConnectionState, reason: str, request_id: str | None
-    ) -> None:
+    async def _set_sticky(self, new: ConnectionState, reason: str, request_id: str | None) -> None:
         old = self.state
         self._sticky = new
         if old is not new:
@@ -766,7 +798,7 @@ def _entity(entity: EntityLike) -> Entity:
         raise UsageError(str(exc)) from None
 
 
-def _record_path(entity: Entity, id: str) -> str:  # noqa: A002
+def _record_path(entity: Entity, id: str) -> str:
     if not isinstance(id, str) or not id:
         msg = f"record id must be a non-empty string, got {id!r}"
         raise UsageError(msg)

@@ -76,7 +76,7 @@ class MakiniError(Exception):
         *,
         status: int | None = None,
         code: str | None = None,
-        type: str | None = None,  # noqa: A002 - mirrors the API's field name
+        type: str | None = None,
         request_id: str | None = None,
         details: Mapping[str, Any] | None = None,
         connection: str | None = None,

@@ -16,10 +16,12 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Sequence
 
 __all__ = [
     "ConnectionState",
@@ -154,5 +156,5 @@ async def emit(hooks: Sequence[Any], method: str, event: object) -> None:
             result = fn(event)
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # noqa: BLE001 - a broken hook must not fail the request
+        except Exception:
             logger.exception("hook %r raised in %s", hook, method)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
-from makini_async.entities import Entity
-
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from makini_async.connection import Connection, Tally
+    from makini_async.entities import Entity
 
 __all__ = ["Listing", "Page"]
 

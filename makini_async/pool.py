@@ -8,7 +8,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
@@ -18,6 +17,8 @@ from makini_async.connection import Connection
 from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from makini_async._transport import Transport
 
 __all__ = ["MakiniPool"]
@@ -73,7 +74,7 @@ class MakiniPool:
         self.as_dicts = as_dicts
         self.clock = clock
         self.sleep = sleep
-        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self.rng = rng or random.Random()
         self.budget = RetryBudget(self.retry.budget_tokens, self.retry.budget_ratio)
         self.semaphore = asyncio.Semaphore(self.limits.max_in_flight)
         self._on_reauth = on_reauthorization_required
@@ -152,8 +153,8 @@ class MakiniPool:
         """
         conn = self._connections.get(token)
         if conn is not None:
-            if name is not None and conn._name is None:  # noqa: SLF001 - same package
-                conn._name = name  # noqa: SLF001
+            if name is not None and conn._name is None:
+                conn._name = name
             return conn
         _check_token(token)
         if max_concurrency is not None and (
@@ -186,10 +187,10 @@ class MakiniPool:
             token
             for token, conn in self._connections.items()
             if conn.is_idle
-            and conn._last_used <= horizon  # noqa: SLF001
-            and conn._sticky is None  # noqa: SLF001
-            and conn._open_until is None  # noqa: SLF001
-            and conn._cooldown_until <= now  # noqa: SLF001
+            and conn._last_used <= horizon
+            and conn._sticky is None
+            and conn._open_until is None
+            and conn._cooldown_until <= now
         ]
         for token in drop:
             del self._connections[token]
@@ -203,13 +204,11 @@ class MakiniPool:
             result = callback(conn)
             if inspect.isawaitable(result):
                 await result
-        except Exception:  # noqa: BLE001 - a broken callback must not fail the request
+        except Exception:
             logger.exception("on_reauthorization_required raised for %s", conn.name)
 
     def __repr__(self) -> str:
-        return (
-            f"<MakiniPool {self.base_url} connections={len(self._connections)} {self._state}>"
-        )
+        return f"<MakiniPool {self.base_url} connections={len(self._connections)} {self._state}>"
 
     def pull(self, *args: Any, **kwargs: Any) -> Any:
         """Bulk pull across connections: see :func:`makini_async.bulk.pull`."""

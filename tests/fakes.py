@@ -114,7 +114,9 @@ def error(
     return respond(status, payload, headers=headers, request_id=rid)
 
 
-def page(records: list[dict[str, Any]], next_cursor: str | None, total: int | None = None) -> RawResponse:
+def page(
+    records: list[dict[str, Any]], next_cursor: str | None, total: int | None = None
+) -> RawResponse:
     return respond(200, {"data": records, "next_cursor": next_cursor, "total_count": total})
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from makini_async import (
+    AuthenticationError,
     BreakerPolicy,
     ConflictError,
     Entity,
@@ -27,7 +28,6 @@ from makini_async import (
     Timeouts,
     ValidationError,
     WorkOrder,
-    AuthenticationError,
     set_testing,
 )
 from makini_async.testing import FaultPlan, MockMakini, RateLimit
@@ -42,7 +42,10 @@ async def ids(listing: Any) -> list[str]:
 
 
 async def test_typed_listing_matches_server_records() -> None:
-    async with MockMakini(records_per_entity=250) as server, MakiniPool(base_url=server.url) as pool:
+    async with (
+        MockMakini(records_per_entity=250) as server,
+        MakiniPool(base_url=server.url) as pool,
+    ):
         conn = pool.connection(TOKEN)
         for entity in Entity:
             got = [r async for r in conn.list(entity)]
@@ -63,7 +66,9 @@ async def test_typed_listing_matches_server_records() -> None:
 async def test_get_create_update_delete_round_trip() -> None:
     async with MockMakini(records_per_entity=5) as server, MakiniPool(base_url=server.url) as pool:
         conn = pool.connection(TOKEN, name="acme")
-        created = await conn.create("work-orders", {"title": "Replace pump seal", "priority": "high"})
+        created = await conn.create(
+            "work-orders", {"title": "Replace pump seal", "priority": "high"}
+        )
         assert isinstance(created, WorkOrder)
         assert created.title == "Replace pump seal"
         fetched = await conn.get("work-orders", created.id)
@@ -89,11 +94,16 @@ async def test_get_create_update_delete_round_trip() -> None:
 
 async def test_write_applied_but_answered_503_is_not_duplicated() -> None:
     plan = FaultPlan(seed=3, write_applied_503=1.0, methods=("POST",))
-    async with MockMakini(records_per_entity=0) as server, MakiniPool(base_url=server.url, retry=FAST) as pool:
+    async with (
+        MockMakini(records_per_entity=0) as server,
+        MakiniPool(base_url=server.url, retry=FAST) as pool,
+    ):
         server.configure_connection(TOKEN, faults=plan)
         conn = pool.connection(TOKEN)
         # Every POST is applied then answered 503; the retry replays the idempotency key.
-        server.configure_connection(TOKEN, faults=FaultPlan(seed=3, write_applied_503=0.5, methods=("POST",)))
+        server.configure_connection(
+            TOKEN, faults=FaultPlan(seed=3, write_applied_503=0.5, methods=("POST",))
+        )
         created = [await conn.create("assets", {"name": f"pump {i}"}) for i in range(10)]
         assert len({c.id for c in created}) == 10
         assert len(server.records(TOKEN, "assets")) == 10
@@ -101,7 +111,10 @@ async def test_write_applied_but_answered_503_is_not_duplicated() -> None:
 
 
 async def test_page_size_above_maximum_is_clamped() -> None:
-    async with MockMakini(records_per_entity=450) as server, MakiniPool(base_url=server.url, as_dicts=True) as pool:
+    async with (
+        MockMakini(records_per_entity=450) as server,
+        MakiniPool(base_url=server.url, as_dicts=True) as pool,
+    ):
         conn = pool.connection(TOKEN)
         pages = [p async for p in conn.list("work-orders", page_size=1000).pages()]
         assert [len(p) for p in pages] == [200, 200, 50]
@@ -110,12 +123,24 @@ async def test_page_size_above_maximum_is_clamped() -> None:
 
 async def test_faults_never_lose_or_duplicate_records() -> None:
     plan = FaultPlan(
-        seed=11, error_500=0.05, error_502=0.05, error_503=0.05, rate_limit_429=0.03,
-        drop=0.03, truncate=0.03, malformed=0.03,
+        seed=11,
+        error_500=0.05,
+        error_502=0.05,
+        error_503=0.05,
+        rate_limit_429=0.03,
+        drop=0.03,
+        truncate=0.03,
+        malformed=0.03,
     )
-    async with MockMakini(records_per_entity=600, faults=plan) as server, MakiniPool(
-        base_url=server.url, as_dicts=True, retry=RetryPolicy(attempts=10), breaker=BreakerPolicy(threshold=50)
-    ) as pool:
+    async with (
+        MockMakini(records_per_entity=600, faults=plan) as server,
+        MakiniPool(
+            base_url=server.url,
+            as_dicts=True,
+            retry=RetryPolicy(attempts=10),
+            breaker=BreakerPolicy(threshold=50),
+        ) as pool,
+    ):
         set_testing(True)  # zero backoff: the retries happen, the waits do not
         tokens = [f"{TOKEN}-{i}" for i in range(8)]
         results = await asyncio.gather(
@@ -127,7 +152,10 @@ async def test_faults_never_lose_or_duplicate_records() -> None:
 
 
 async def test_pagination_is_stable_under_concurrent_writes() -> None:
-    async with MockMakini(records_per_entity=300) as server, MakiniPool(base_url=server.url, as_dicts=True) as pool:
+    async with (
+        MockMakini(records_per_entity=300) as server,
+        MakiniPool(base_url=server.url, as_dicts=True) as pool,
+    ):
         conn = pool.connection(TOKEN)
         original = {r["id"] for r in server.records(TOKEN, "assets")}
         rng = random.Random(5)
@@ -150,10 +178,16 @@ async def test_pagination_is_stable_under_concurrent_writes() -> None:
 @pytest.mark.parametrize("per_connection", [1, 4])
 async def test_rate_limit_pauses_connection_without_real_sleep(per_connection: int) -> None:
     clock = FakeClock()
-    async with MockMakini(records_per_entity=400, clock=clock) as server, MakiniPool(
-        base_url=server.url, as_dicts=True, clock=clock, sleep=clock.sleep,
-        limits=Limits(per_connection=per_connection),
-    ) as pool:
+    async with (
+        MockMakini(records_per_entity=400, clock=clock) as server,
+        MakiniPool(
+            base_url=server.url,
+            as_dicts=True,
+            clock=clock,
+            sleep=clock.sleep,
+            limits=Limits(per_connection=per_connection),
+        ) as pool,
+    ):
         server.configure_connection(TOKEN, rate_limit=RateLimit(requests=3, per_seconds=10))
         conn = pool.connection(TOKEN)
         lists = await asyncio.gather(
@@ -171,9 +205,10 @@ async def test_rate_limit_pauses_connection_without_real_sleep(per_connection: i
 
 async def test_long_retry_after_raises_instead_of_sleeping() -> None:
     plan = FaultPlan(seed=1, rate_limit_429=1.0, retry_after=600)
-    async with MockMakini(records_per_entity=10, faults=plan) as server, MakiniPool(
-        base_url=server.url, retry=RetryPolicy(max_retry_after=60)
-    ) as pool:
+    async with (
+        MockMakini(records_per_entity=10, faults=plan) as server,
+        MakiniPool(base_url=server.url, retry=RetryPolicy(max_retry_after=60)) as pool,
+    ):
         with pytest.raises(RateLimitError) as info:
             await pool.connection(TOKEN).get("assets", "ast_000001")
         assert info.value.retry_after == 600
@@ -205,11 +240,14 @@ async def test_reauthorization_and_permission_and_disconnect() -> None:
 
 
 async def test_stalled_page_is_retried_then_times_out() -> None:
-    async with MockMakini(records_per_entity=50) as server, MakiniPool(
-        base_url=server.url,
-        timeouts=Timeouts(read=0.05, total=0.2),
-        retry=RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.001),
-    ) as pool:
+    async with (
+        MockMakini(records_per_entity=50) as server,
+        MakiniPool(
+            base_url=server.url,
+            timeouts=Timeouts(read=0.05, total=0.2),
+            retry=RetryPolicy(attempts=3, wait_initial=0.001, wait_max=0.001),
+        ) as pool,
+    ):
         server.configure_connection(TOKEN, faults=FaultPlan(seed=1, stall=1.0))
         with pytest.raises(RequestTimeout):
             [_ async for _ in pool.connection(TOKEN).list("work-orders")]
@@ -218,7 +256,10 @@ async def test_stalled_page_is_retried_then_times_out() -> None:
 
 
 async def test_incremental_filters_are_sent_and_applied() -> None:
-    async with MockMakini(records_per_entity=100) as server, MakiniPool(base_url=server.url, as_dicts=True) as pool:
+    async with (
+        MockMakini(records_per_entity=100) as server,
+        MakiniPool(base_url=server.url, as_dicts=True) as pool,
+    ):
         conn = pool.connection(TOKEN)
         everything = [r async for r in conn.list("work-orders")]
         cut = sorted(r["updated_at"] for r in everything)[60]

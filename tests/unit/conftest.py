@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from makini_async import _retry
 from makini_async.pool import MakiniPool
 from tests.fakes import FakeClock, FakeTransport, Handler
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
 
 TOKEN = "tok_live_SECRET_0123456789abcdef"
 
@@ -28,7 +30,9 @@ def _reset_testing_mode() -> Any:
 @pytest.fixture
 def make_pool(clock: FakeClock) -> Callable[..., Any]:
     @asynccontextmanager
-    async def factory(handler: Handler, **kwargs: Any) -> AsyncIterator[tuple[MakiniPool, FakeTransport]]:
+    async def factory(
+        handler: Handler, **kwargs: Any
+    ) -> AsyncIterator[tuple[MakiniPool, FakeTransport]]:
         transport = FakeTransport(handler)
         kwargs.setdefault("rng", random.Random(7))
         pool = MakiniPool(

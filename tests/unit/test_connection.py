@@ -186,7 +186,12 @@ async def test_client_errors_are_never_retried(
 
 
 async def test_retry_after_is_honoured_never_sooner(make_pool: Any, clock: FakeClock) -> None:
-    answers = iter([error(429, "RATE_LIMIT_EXCEEDED", retry_after="7"), error(503, "SERVICE_UNAVAILABLE", retry_after="Thu, 01 Jan 1970 00:00:00 GMT")])
+    answers = iter(
+        [
+            error(429, "RATE_LIMIT_EXCEEDED", retry_after="7"),
+            error(503, "SERVICE_UNAVAILABLE", retry_after="Thu, 01 Jan 1970 00:00:00 GMT"),
+        ]
+    )
 
     def handler(call: Call) -> Any:
         return next(answers, None) or respond(200, {"data": {"id": "wo_1"}})
@@ -319,9 +324,9 @@ async def test_429_pauses_the_whole_connection_once(make_pool: Any, clock: FakeC
     # The other connection was not paused: its request never waited.
     assert len(theirs) == 1
     assert "other" not in clock.sleepers
-    # One shared pause: the first waiter slept it out, the next found it over.
-    assert clock.sleepers[0] == "second"
-    assert clock.sleeps == [30.0]
+    # One shared pause: the waiters slept until the same instant, 30 s after the 429.
+    assert set(clock.sleepers) == {"second", "third"}
+    assert set(clock.sleeps) == {30.0}
 
 
 async def test_429_retry_waits_for_retry_after(make_pool: Any, clock: FakeClock) -> None:
@@ -387,11 +392,17 @@ async def test_status_endpoint_marks_reauthorization(make_pool: Any) -> None:
     assert len(transport.calls) == 1
 
 
-async def test_circuit_breaker_opens_fails_fast_and_probes(make_pool: Any, clock: FakeClock) -> None:
+async def test_circuit_breaker_opens_fails_fast_and_probes(
+    make_pool: Any, clock: FakeClock
+) -> None:
     healthy = {"on": False}
 
     def handler(call: Call) -> Any:
-        return respond(200, {"data": {"id": "a"}}) if healthy["on"] else error(502, "CONNECTED_SYSTEM_ERROR")
+        return (
+            respond(200, {"data": {"id": "a"}})
+            if healthy["on"]
+            else error(502, "CONNECTED_SYSTEM_ERROR")
+        )
 
     async with make_pool(
         handler,
@@ -431,7 +442,10 @@ async def test_one_probe_at_a_time(make_pool: Any, clock: FakeClock) -> None:
         return respond(200, {"data": {"id": "a"}})
 
     async with make_pool(
-        handler, as_dicts=True, retry=RetryPolicy(attempts=1), breaker=BreakerPolicy(threshold=1, cooldown=5)
+        handler,
+        as_dicts=True,
+        retry=RetryPolicy(attempts=1),
+        breaker=BreakerPolicy(threshold=1, cooldown=5),
     ) as (pool, _):
         conn = pool.connection(TOKEN)
         with pytest.raises(errors.ServerError):
@@ -465,7 +479,10 @@ async def test_limits_cap_in_flight_per_pool_and_per_connection(make_pool: Any) 
             await asyncio.sleep(0)
         return respond(200, {"data": {"id": "a"}})
 
-    async with make_pool(slow, as_dicts=True, limits=Limits(max_in_flight=5, per_connection=2)) as (pool, transport):
+    async with make_pool(slow, as_dicts=True, limits=Limits(max_in_flight=5, per_connection=2)) as (
+        pool,
+        transport,
+    ):
         conn = pool.connection(TOKEN)
         await asyncio.gather(*(conn.get("assets", str(i)) for i in range(10)))
         assert transport.max_in_flight == 2
@@ -478,7 +495,9 @@ async def test_limits_cap_in_flight_per_pool_and_per_connection(make_pool: Any) 
 
 async def test_testing_mode_removes_waits(make_pool: Any, clock: FakeClock) -> None:
     set_testing(True)
-    answers = iter([error(429, "RATE_LIMIT_EXCEEDED", retry_after="100"), error(500, "INTERNAL_ERROR")])
+    answers = iter(
+        [error(429, "RATE_LIMIT_EXCEEDED", retry_after="100"), error(500, "INTERNAL_ERROR")]
+    )
 
     def handler(call: Call) -> Any:
         return next(answers, None) or respond(200, {"data": {"id": "a"}})
@@ -492,7 +511,9 @@ async def test_testing_mode_removes_waits(make_pool: Any, clock: FakeClock) -> N
             await pool.connection(TOKEN).get("assets", "a")
         assert len(transport.calls) == 1
     set_testing(False)
-    async with make_pool(lambda call: error(500, "INTERNAL_ERROR"), retry=RetryPolicy(attempts=2)) as (pool, transport):
+    async with make_pool(
+        lambda call: error(500, "INTERNAL_ERROR"), retry=RetryPolicy(attempts=2)
+    ) as (pool, transport):
         with pytest.raises(errors.ServerError):
             await pool.connection(TOKEN).get("assets", "a")
         assert len(transport.calls) == 2
@@ -568,7 +589,10 @@ async def test_bad_arguments_get_usage_errors(make_pool: Any) -> None:
 
 
 async def test_same_token_same_handle_and_eviction(make_pool: Any, clock: FakeClock) -> None:
-    async with make_pool(lambda call: respond(200, {"data": {"id": "a"}}), as_dicts=True) as (pool, _):
+    async with make_pool(lambda call: respond(200, {"data": {"id": "a"}}), as_dicts=True) as (
+        pool,
+        _,
+    ):
         a = pool.connection(TOKEN)
         assert pool.connection(TOKEN) is a
         await a.get("assets", "a")
@@ -591,9 +615,30 @@ async def test_malformed_success_for_post_without_key_is_not_retried(make_pool: 
 async def test_sync_status_trigger_and_disconnect(make_pool: Any) -> None:
     def handler(call: Call) -> Any:
         if call.path == "/sync-status":
-            return respond(200, {"data": {"entities": {"work-orders": {"last_synced_at": "2024-02-01T00:00:00Z", "status": "idle"}}}})
+            return respond(
+                200,
+                {
+                    "data": {
+                        "entities": {
+                            "work-orders": {
+                                "last_synced_at": "2024-02-01T00:00:00Z",
+                                "status": "idle",
+                            }
+                        }
+                    }
+                },
+            )
         if call.path == "/syncs":
-            return respond(202, {"data": {"id": "sync_1", "entity": call.json["entity"], "full": call.json["full"]}})
+            return respond(
+                202,
+                {
+                    "data": {
+                        "id": "sync_1",
+                        "entity": call.json["entity"],
+                        "full": call.json["full"],
+                    }
+                },
+            )
         if call.path == "/connection" and call.method == "DELETE":
             return respond(204)
         return error(500, "INTERNAL_ERROR")

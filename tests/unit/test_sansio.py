@@ -81,7 +81,9 @@ def test_error_without_json_body_uses_status_and_header_request_id() -> None:
 
 
 def test_parse_page_validates_shape() -> None:
-    data, cursor, total = parse_page(b'{"data":[{"id":"a"}],"next_cursor":"c1","total_count":5}', request_id=None)
+    data, cursor, total = parse_page(
+        b'{"data":[{"id":"a"}],"next_cursor":"c1","total_count":5}', request_id=None
+    )
     assert data == [{"id": "a"}]
     assert cursor == "c1"
     assert total == 5
