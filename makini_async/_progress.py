@@ -94,6 +94,15 @@ class Progress:
         self.stream.flush()
         self.updates += 1
 
+    def message(self, text: str) -> None:
+        """Write a line of other text (a warning) without garbling the progress line."""
+        if self.isatty:
+            self.stream.write(f"\r{_ERASE_LINE}{text}\n")
+            self.stream.write(f"\r{self.render()}{_ERASE_LINE}")
+        else:
+            self.stream.write(f"{text}\n")
+        self.stream.flush()
+
     def finish(self) -> None:
         """Write the final state; on a terminal, end the self-updating line."""
         self.update()

@@ -1,0 +1,376 @@
+"""The ``makini-async`` command line, end to end.
+
+Commands that talk to a server run the CLI in a subprocess (it runs its own
+event loop) against a :class:`MockMakini` served by the test's loop; input
+validation runs ``main()`` in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pty
+import signal
+import socket
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+import orjson
+import pytest
+
+from makini_async import __version__
+from makini_async.cli import main
+from makini_async.testing import FaultPlan, MockMakini
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+CLI = [sys.executable, "-c", "from makini_async.cli import main; raise SystemExit(main())"]
+TOKENS = [f"tok_secret_{i:02d}_{'x' * 20}" for i in range(5)]
+NAMES = [f"site-{i}" for i in range(5)]
+RECORDS = 50
+
+
+async def run_cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stderr: int | None = None,
+    timeout: float = 20.0,
+) -> tuple[int, str, str]:
+    """Run the CLI in a subprocess while this loop keeps serving the mock."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE if stderr is None else stderr,
+        env={**os.environ, **(env or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), (err or b"").decode()
+
+
+def write_tokens(path: Path, tokens: list[str] = TOKENS, names: list[str] = NAMES) -> Path:
+    lines = ["# test tokens", ""] + [f"{n},{t}" for n, t in zip(names, tokens, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def assert_no_tokens(*texts: str) -> None:
+    for text in texts:
+        for token in TOKENS:
+            assert token not in text
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[MockMakini]:
+    async with MockMakini(records_per_entity=RECORDS) as srv:
+        yield srv
+
+
+# -- pull ------------------------------------------------------------------------------
+
+
+async def test_pull_writes_every_record_without_tokens(server: MockMakini, tmp_path: Path) -> None:
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    out = tmp_path / "out"
+    code, stdout, stderr = await run_cli(
+        "pull", "--entity", "work-orders", "--entity", "assets",
+        "--tokens-file", str(tokens), "--out", str(out), "--base-url", server.url,
+    )  # fmt: skip
+    assert code == 0, stderr
+    for entity in ("work-orders", "assets"):
+        path = out / f"{entity}.jsonl"
+        rows = read_jsonl(path)
+        assert len(rows) == len(TOKENS) * RECORDS
+        assert {r["_connection"] for r in rows} == set(NAMES)
+        expected = {
+            (n, r["id"])
+            for n, t in zip(NAMES, TOKENS, strict=True)
+            for r in server.records(t, entity)
+        }
+        assert {(r["_connection"], r["id"]) for r in rows} == expected
+        assert str(path) in stdout
+        assert_no_tokens(path.read_text())
+    assert "completed" in stdout
+    assert "Failed connections: 0" in stdout
+    assert_no_tokens(stdout, stderr)
+    assert "Traceback" not in stderr
+
+
+async def test_reauthorization_gives_exit_1_and_is_listed(
+    server: MockMakini, tmp_path: Path
+) -> None:
+    server.configure_connection(TOKENS[3], status="reauthorization_required")
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    code, stdout, stderr = await run_cli(
+        "pull", "--entity", "work-orders", "--tokens-file", str(tokens),
+        "--out", str(tmp_path / "out"), "--base-url", server.url,
+    )  # fmt: skip
+    assert code == 1
+    assert "Failed connections: 1" in stdout
+    failed_part = stdout.split("Failed connections: 1", 1)[1]
+    assert NAMES[3] in failed_part
+    assert "REAUTHORIZATION_REQUIRED" in failed_part
+    assert "request_id=req_" in failed_part
+    rows = read_jsonl(tmp_path / "out" / "work-orders.jsonl")
+    assert len(rows) == (len(TOKENS) - 1) * RECORDS
+    assert_no_tokens(stdout, stderr)
+
+
+async def test_typed_pull_and_tokens_from_environment(server: MockMakini, tmp_path: Path) -> None:
+    env_value = "\n".join(f"{n},{t}" for n, t in zip(NAMES, TOKENS, strict=True))
+    out = tmp_path / "out"
+    code, stdout, stderr = await run_cli(
+        "pull", "--entity", "purchase-orders", "--typed", "--out", str(out),
+        "--base-url", server.url, "--tokens-env", "MY_TOKENS",
+        env={"MY_TOKENS": env_value},
+    )  # fmt: skip
+    assert code == 0, stderr
+    rows = read_jsonl(out / "purchase-orders.jsonl")
+    assert len(rows) == len(TOKENS) * RECORDS
+    first = next(r for r in rows if r["_connection"] == NAMES[0])
+    original = next(
+        r for r in server.records(TOKENS[0], "purchase-orders") if r["id"] == first["id"]
+    )
+    assert {k: v for k, v in first.items() if k != "_connection"} == original
+    assert_no_tokens(stdout, stderr)
+
+
+async def test_checkpoint_resume_appends_nothing_new(server: MockMakini, tmp_path: Path) -> None:
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    out = tmp_path / "out"
+    args = (
+        "pull", "--entity", "work-orders", "--tokens-file", str(tokens), "--out", str(out),
+        "--base-url", server.url, "--checkpoint", str(tmp_path / "pull.sqlite"),
+    )  # fmt: skip
+    code, _, stderr = await run_cli(*args)
+    assert code == 0, stderr
+    path = out / "work-orders.jsonl"
+    first = path.read_bytes()
+    assert len(first.splitlines()) == len(TOKENS) * RECORDS
+    code, stdout, stderr = await run_cli(*args)
+    assert code == 0, stderr
+    assert path.read_bytes() == first  # appended nothing: incremental from the high water
+    assert "work-orders                       0" in stdout
+
+
+# -- progress ------------------------------------------------------------------------------
+
+
+async def test_progress_in_a_pipe_is_plain_lines(tmp_path: Path) -> None:
+    async with MockMakini(records_per_entity=RECORDS, faults=FaultPlan(latency=0.06)) as srv:
+        tokens = write_tokens(tmp_path / "tokens.txt")
+        code, _, stderr = await run_cli(
+            "pull", "--entity", "work-orders", "--tokens-file", str(tokens),
+            "--out", str(tmp_path / "out"), "--base-url", srv.url,
+            "--concurrency", "1", "--progress-interval", "0.05",
+        )  # fmt: skip
+    assert code == 0, stderr
+    lines = [line for line in stderr.splitlines() if line.startswith("progress:")]
+    assert len(lines) >= 3
+    assert "\r" not in stderr
+    assert f"connections={len(TOKENS)}/{len(TOKENS)}" in lines[-1]
+    assert f"records={len(TOKENS) * RECORDS}" in lines[-1]
+    assert_no_tokens(stderr)
+
+
+async def test_progress_on_a_terminal_rewrites_one_line(tmp_path: Path) -> None:
+    async with MockMakini(records_per_entity=RECORDS, faults=FaultPlan(latency=0.15)) as srv:
+        tokens = write_tokens(tmp_path / "tokens.txt")
+        master, slave = pty.openpty()
+        chunks: list[bytes] = []
+
+        def drain() -> None:
+            while True:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    return
+                if not data:
+                    return
+                chunks.append(data)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
+        try:
+            code, stdout, _ = await run_cli(
+                "pull", "--entity", "work-orders", "--tokens-file", str(tokens),
+                "--out", str(tmp_path / "out"), "--base-url", srv.url, "--concurrency", "1",
+                stderr=slave,
+            )  # fmt: skip
+        finally:
+            os.close(slave)
+        await asyncio.to_thread(reader.join, 5)
+        os.close(master)
+    assert code == 0
+    text = b"".join(chunks).decode()
+    assert text.count("\r") >= 3
+    assert f"connections {len(TOKENS)}/{len(TOKENS)}" in text
+    assert text.count("\x1b[K") >= 3  # erase-to-end-of-line after each rewrite
+    assert "/s) | retries" in text
+    assert_no_tokens(text, stdout)
+
+
+# -- demo, interrupt, version ------------------------------------------------------------------
+
+
+async def test_demo_exits_0_and_explains_failures(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    code, stdout, stderr = await run_cli(
+        "demo", "--connections", "20", "--records", "30", "--out", str(out)
+    )
+    assert code == 0, stdout + stderr
+    assert "Summary" in stdout
+    assert "Failed connections: 3" in stdout
+    for name in ("plant-002", "plant-003", "plant-020"):
+        assert name in stdout
+    assert "Demo OK" in stdout
+    rows = read_jsonl(out / "work-orders.jsonl")
+    assert len(rows) == 17 * 30
+    tokens = [line.split(",", 1)[1] for line in (out / "demo-tokens.txt").read_text().splitlines()
+              if line and not line.startswith("#")]  # fmt: skip
+    for token in tokens:
+        assert token not in stdout
+        assert token not in stderr
+
+
+async def test_interrupt_exits_130(tmp_path: Path) -> None:
+    async with MockMakini(records_per_entity=RECORDS, faults=FaultPlan(stall=1.0)) as srv:
+        tokens = write_tokens(tmp_path / "tokens.txt")
+        proc = await asyncio.create_subprocess_exec(
+            *CLI, "pull", "--entity", "work-orders", "--tokens-file", str(tokens),
+            "--out", str(tmp_path / "out"), "--base-url", srv.url, "--progress-interval", "0.05",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        line = await asyncio.wait_for(proc.stderr.readline(), 10)
+        assert line.startswith(b"progress:")
+        proc.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 130
+    assert b"interrupted" in err
+    assert b"Traceback" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_mock_server_delegates_to_the_testing_main(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mock-server", "--help"]) == 0
+    assert "--rate-limit" in capsys.readouterr().out
+
+
+async def test_preflight_accepts_an_error_answer(server: MockMakini, tmp_path: Path) -> None:
+    server.configure_connection(TOKENS[0], faults=FaultPlan(error_503=1.0))
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    code, stdout, stderr = await run_cli(
+        "pull", "--entity", "assets", "--tokens-file", str(tokens), "--attempts", "2",
+        "--out", str(tmp_path / "out"), "--base-url", server.url,
+    )  # fmt: skip
+    assert code == 1  # not 2: the API answered, only that connection failed
+    assert "SERVICE_UNAVAILABLE" in stdout
+    assert "cannot reach" not in stderr
+
+
+# -- bad input: exit 2 and one error line ------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _bad_input_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
+    good = write_tokens(tmp_path / "good.txt")
+    (tmp_path / "empty.txt").write_text("# nothing here\n\n")
+    (tmp_path / "malformed.txt").write_text(f"a,{TOKENS[0]}\nb,{TOKENS[1]} extra\n")
+    (tmp_path / "dupes.txt").write_text(f"a,{TOKENS[0]}\na,{TOKENS[1]}\n")
+    (tmp_path / "a-file").write_text("")
+    base = ["pull", "--entity", "work-orders", "--out", str(tmp_path / "out")]
+    url = ["--base-url", "http://127.0.0.1:9"]
+    return {
+        "missing tokens file": (
+            ["pull", "--entity", "assets", "--tokens-file", str(tmp_path / "nope.txt"),
+             "--out", str(tmp_path / "out")],
+            "tokens file not found",
+        ),
+        "empty tokens file": (
+            [*base, "--tokens-file", str(tmp_path / "empty.txt")], "no tokens"
+        ),
+        "no tokens in environment": ([*base, "--tokens-env", "MAKINI_TEST_UNSET"], "no tokens"),
+        "malformed line": (
+            [*base, "--tokens-file", str(tmp_path / "malformed.txt")], "line 2 is malformed"
+        ),
+        "duplicate names": (
+            [*base, "--tokens-file", str(tmp_path / "dupes.txt")], "duplicate connection name"
+        ),
+        "bad date": (
+            [*base, "--tokens-file", str(good), "--modified-after", "yesterday"],
+            "bad --modified-after",
+        ),
+        "unknown entity": (
+            ["pull", "--entity", "widgets", "--tokens-file", str(good),
+             "--out", str(tmp_path / "out")],
+            "expected one of: purchase-orders, work-orders",
+        ),
+        "unwritable output": (
+            ["pull", "--entity", "assets", "--tokens-file", str(good),
+             "--out", str(tmp_path / "a-file" / "out"), *url],
+            "cannot write to output directory",
+        ),
+        "bad base url": ([*base, "--tokens-file", str(good), "--base-url", "ftp://x"], "http://"),
+        "unreachable base url": (
+            [*base, "--tokens-file", str(good), "--base-url", f"http://127.0.0.1:{_closed_port()}"],
+            "cannot reach http://127.0.0.1:",
+        ),
+    }  # fmt: skip
+
+
+BAD_INPUTS = [
+    "missing tokens file",
+    "empty tokens file",
+    "no tokens in environment",
+    "malformed line",
+    "duplicate names",
+    "bad date",
+    "unknown entity",
+    "unwritable output",
+    "bad base url",
+    "unreachable base url",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_error_line(
+    case: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MAKINI_TEST_UNSET", raising=False)
+    argv, expected = _bad_input_cases(tmp_path)[case]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("makini-async: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in captured.err
+    assert_no_tokens(captured.err, captured.out)
+
+
+def test_argparse_errors_end_with_the_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["pull", "--entity", "assets"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("makini-async: error: ")
+    assert "Traceback" not in err
