@@ -48,7 +48,7 @@ from makini_async.instrumentation import (
     emit,
 )
 from makini_async.models import Record, structure_many, unstructure
-from makini_async.pagination import Listing, Page
+from makini_async.pagination import Listing, Page, RawPage
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 
 if TYPE_CHECKING:
@@ -278,7 +278,7 @@ class Connection:
         (faster); ``None`` uses the pool's default.
         """
         ent = _entity(entity)
-        size = self._page_size_for(ent, page_size)
+        size = self.page_size_for(ent, page_size)
         return Listing(
             self,
             ent,
@@ -293,7 +293,8 @@ class Connection:
             as_dicts=self._pool.as_dicts if as_dicts is None else as_dicts,
         )
 
-    def _page_size_for(self, entity: Entity, page_size: int | None) -> int:
+    def page_size_for(self, entity: Entity, page_size: int | None = None) -> int:
+        """The page size to ask for: ``page_size``, else the pool's, within any learnt limit."""
         if page_size is None:
             size = self._pool.page_sizes.for_entity(entity)
         elif isinstance(page_size, int) and not isinstance(page_size, bool) and page_size >= 1:
@@ -318,8 +319,90 @@ class Connection:
     ) -> Page[Any]:
         """Fetch one page (the building block of :class:`Listing`).
 
-        ``tally``, when given, counts this page's retries and 429 answers.
+        A body that is not the contract's JSON is retried like a failed
+        request. ``tally``, when given, counts retries and 429 answers.
         """
+        page = await self._fetch_listing(
+            entity,
+            cursor,
+            page_size=page_size,
+            modified_after=modified_after,
+            created_after=created_after,
+            tally=tally,
+            parse=True,
+        )
+        return await self.finish_page(page, as_dicts=as_dicts)
+
+    async def fetch_page_bytes(
+        self,
+        entity: Entity,
+        *,
+        cursor: str | None,
+        page_size: int,
+        modified_after: str | None = None,
+        created_after: str | None = None,
+        tally: Tally | None = None,
+    ) -> RawPage:
+        """Fetch one page without parsing it (bulk pulls parse in the consumer).
+
+        Parse it with :meth:`parse_page_bytes`; if that raises
+        :class:`MalformedResponse`, fetch the page again with :meth:`fetch_page`.
+        """
+        raw: RawPage = await self._fetch_listing(
+            entity,
+            cursor,
+            page_size=page_size,
+            modified_after=modified_after,
+            created_after=created_after,
+            tally=tally,
+            parse=False,
+        )
+        return raw
+
+    @staticmethod
+    def parse_page_bytes(raw: RawPage) -> Page[dict[str, Any]]:
+        """Parse a page fetched by :meth:`fetch_page_bytes` (records as dicts)."""
+        data, next_cursor, total = parse_page(raw.body, request_id=raw.request_id)
+        if next_cursor is not None and next_cursor == raw.cursor:
+            msg = "listing response repeats the cursor it was fetched with"
+            raise MalformedResponse(msg, request_id=raw.request_id)
+        return Page(
+            raw.entity, data, raw.cursor, next_cursor, total, raw.request_id, raw.page_size
+        )
+
+    async def finish_page(self, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
+        """Structure a parsed page's records (unless ``as_dicts``) and tell the hooks."""
+        if not as_dicts:
+            page = attrs.evolve(
+                page, records=self._structure(page.entity, page.records, page.request_id)
+            )
+        hooks = self._pool.hooks
+        if hooks:
+            await emit(
+                hooks,
+                "on_page",
+                PageEvent(
+                    self.name,
+                    page.entity.value,
+                    len(page.records),
+                    page.page_size,
+                    page.next_cursor is not None,
+                    page.request_id,
+                ),
+            )
+        return page
+
+    async def _fetch_listing(
+        self,
+        entity: Entity,
+        cursor: str | None,
+        *,
+        page_size: int,
+        modified_after: str | None,
+        created_after: str | None,
+        tally: Tally | None,
+        parse: bool,
+    ) -> Any:
         params = list_params(page_size, cursor, modified_after, created_after)
         floor = min(self._pool.page_sizes.min_page_size, page_size)
 
@@ -337,43 +420,13 @@ class Connection:
                 params["page_size"] = str(max(floor, current // 2))
             return False
 
-        def parse(resp: RawResponse, request_id: str | None) -> Page[Any]:
-            data, next_cursor, total = parse_page(resp.body, request_id=request_id)
-            if next_cursor is not None and next_cursor == cursor:
-                msg = "listing response repeats the cursor it was fetched with"
-                raise MalformedResponse(msg, request_id=request_id)
-            return Page(
-                entity,
-                data,
-                cursor,
-                next_cursor,
-                total,
-                request_id,
-                int(params["page_size"]),
-            )
+        def answer(resp: RawResponse, request_id: str | None) -> Any:
+            raw = RawPage(entity, resp.body, cursor, request_id, int(params["page_size"]))
+            return self.parse_page_bytes(raw) if parse else raw
 
-        page = await self._call(
-            "GET", "/" + entity.value, parse, params=params, adapt=adapt, tally=tally
+        return await self._call(
+            "GET", "/" + entity.value, answer, params=params, adapt=adapt, tally=tally
         )
-        if not as_dicts:
-            page = attrs.evolve(
-                page, records=self._structure(entity, page.records, page.request_id)
-            )
-        hooks = self._pool.hooks
-        if hooks:
-            await emit(
-                hooks,
-                "on_page",
-                PageEvent(
-                    self.name,
-                    entity.value,
-                    len(page.records),
-                    page.page_size,
-                    page.next_cursor is not None,
-                    page.request_id,
-                ),
-            )
-        return page
 
     # -- single records and writes -------------------------------------------
 

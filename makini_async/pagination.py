@@ -9,10 +9,10 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from makini_async.connection import Connection, Tally
+    from makini_async.connection import Connection
     from makini_async.entities import Entity
 
-__all__ = ["Listing", "Page"]
+__all__ = ["Listing", "Page", "RawPage"]
 
 R = TypeVar("R")
 
@@ -37,6 +37,17 @@ class Page(Generic[R]):
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+@attrs.frozen(slots=True)
+class RawPage:
+    """A listing answer not parsed yet: its body bytes and what fetched it."""
+
+    entity: Entity
+    body: bytes
+    cursor: str | None
+    request_id: str | None
+    page_size: int
 
 
 class Listing(Generic[R]):
@@ -96,7 +107,7 @@ class Listing(Generic[R]):
             for record in page.records:
                 yield record
 
-    async def pages(self, *, tally: Tally | None = None) -> AsyncIterator[Page[R]]:
+    async def pages(self) -> AsyncIterator[Page[R]]:
         """Yield the pages in order, from the starting cursor to the last."""
         cursor = self._cursor
         page_size = self._page_size
@@ -109,7 +120,6 @@ class Listing(Generic[R]):
                 modified_after=self._modified_after,
                 created_after=self._created_after,
                 as_dicts=self._as_dicts,
-                tally=tally,
             )
             yield page
             if page.next_cursor is None:
