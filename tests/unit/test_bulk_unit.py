@@ -1,0 +1,110 @@
+"""Bulk-pull rules that need a scripted server: de-duplication, bad arguments, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from makini_async import JSONCheckpoint, Outcome, UsageError
+from makini_async.checkpoint import ChainState, SQLiteCheckpoint, open_checkpoint
+from tests.fakes import Call, error, page
+from tests.unit.conftest import TOKEN
+
+
+def repeating(call: Call) -> Any:
+    # A misbehaving source system: page two repeats a record of page one.
+    if "cursor" not in call.params:
+        return page([{"id": "a"}, {"id": "b"}, {"id": "b"}], "c1")
+    return page([{"id": "b"}, {"id": "c"}], None)
+
+
+async def test_records_repeated_by_the_server_are_delivered_once(make_pool: Any) -> None:
+    async with make_pool(repeating, as_dicts=True) as (pool, _):
+        async with pool.pull("assets", [TOKEN]) as pull:
+            ids = [item.record["id"] async for item in pull]
+        assert ids == ["a", "b", "c"]
+        assert pull.report.records == 3
+        async with pool.pull("assets", [TOKEN], dedupe=False) as pull:
+            ids = [item.record["id"] async for item in pull]
+        assert ids == ["a", "b", "b", "b", "c"]
+
+
+async def test_a_cursor_that_repeats_is_an_error_not_a_loop(make_pool: Any) -> None:
+    async with make_pool(lambda call: page([{"id": "x"}], "same"), as_dicts=True) as (pool, _):
+        async with pool.pull("assets", [TOKEN]) as pull:
+            items = [item async for item in pull]
+        (chain,) = pull.report.chains
+        assert chain.outcome is Outcome.FAILED
+        assert "repeats the cursor" in str(chain.error)
+        assert len(items) == 1
+
+
+async def test_a_record_that_does_not_fit_fails_its_chain(make_pool: Any) -> None:
+    def handler(call: Call) -> Any:
+        return page([{"id": "wo_1", "created_at": "not a date"}], None)
+
+    async with make_pool(handler) as (pool, _):
+        async with pool.pull("work-orders", [("acme", TOKEN)]) as pull:
+            items = [item async for item in pull]
+        (chain,) = pull.report.chains
+    assert items == []
+    assert chain.outcome is Outcome.FAILED
+    assert chain.error is not None
+    assert "created_at" in str(chain.error)
+    assert "acme" in str(chain.error)
+
+
+async def test_bad_pull_arguments_are_usage_errors(make_pool: Any) -> None:
+    async with make_pool(lambda call: error(500, "INTERNAL_ERROR")) as (pool, _):
+        with pytest.raises(UsageError, match="at least one entity"):
+            pool.pull([], [TOKEN])
+        with pytest.raises(UsageError, match="unknown entity"):
+            pool.pull(["widgets"], [TOKEN])
+        with pytest.raises(UsageError, match="at least one connection"):
+            pool.pull("assets", [])
+        with pytest.raises(UsageError, match="share the name"):
+            pool.pull("assets", [("same", "t1"), ("same", "t2")])
+        with pytest.raises(UsageError, match="concurrency"):
+            pool.pull("assets", [TOKEN], concurrency=0)
+        with pytest.raises(UsageError, match="modified_after"):
+            pool.pull("assets", [TOKEN], modified_after="last tuesday")
+        with pytest.raises(UsageError) as info:
+            pool.pull("assets", [42])
+        assert "int" in str(info.value)
+        pull = pool.pull("assets", [TOKEN])
+        [_ async for _ in pull]
+        with pytest.raises(UsageError, match="only once"):
+            [_ async for _ in pull]
+
+
+def test_checkpoint_stores_round_trip_and_reject_garbage(tmp_path: Path) -> None:
+    state = ChainState(in_progress=True, cursor="c9", run_modified_after="2024-01-01", records=5)
+    for path in (tmp_path / "a.sqlite", tmp_path / "b.json"):
+        store = open_checkpoint(path)
+        store.save("acme", "assets", state)
+        store.close()
+        again = open_checkpoint(path)
+        assert again.load("acme", "assets") == state
+        assert again.load("acme", "vendors") is None
+        again.close()
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(UsageError, match="cannot read checkpoint"):
+        JSONCheckpoint(bad)
+    with pytest.raises(UsageError, match="cannot open checkpoint"):
+        SQLiteCheckpoint(bad)
+    with pytest.raises(UsageError):
+        open_checkpoint(42)  # type: ignore[arg-type]
+
+
+def test_json_checkpoint_writes_atomically(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    store = JSONCheckpoint(path, flush_interval=3600)
+    store.save("acme", "assets", ChainState(cursor="c1", in_progress=True))
+    assert not path.exists()  # not flushed yet: the interval has not passed
+    store.flush()
+    assert path.exists()
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+    store.close()
