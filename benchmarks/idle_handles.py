@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100_000)
     args = parser.parse_args()
     fresh, used = asyncio.run(measure(args.count))
-    print(f"{args.count:,} handles: {fresh:,.0f} bytes each when fresh, {used:,.0f} after one request")
+    print(
+        f"{args.count:,} handles: {fresh:,.0f} bytes each when fresh, {used:,.0f} after one request"
+    )
 
 
 if __name__ == "__main__":
