@@ -17,6 +17,7 @@ from makini_async.errors import (
     APIError,
     MalformedResponse,
     RateLimitError,
+    RecordStructureError,
     ServerError,
     UsageError,
     error_class_for,
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = {}
+_DICT_ONLY = {dict}
 
 
 def format_when(value: dt.datetime | dt.date | str, *, name: str) -> str:
@@ -176,6 +178,10 @@ def parse_page(body: bytes, *, request_id: str | None) -> tuple[list[Any], str |
     if not isinstance(data, list):
         msg = "listing response has no 'data' list"
         raise MalformedResponse(msg, request_id=request_id)
+    if data and {*map(type, data)} != _DICT_ONLY:  # one pass in C
+        index = next(i for i, item in enumerate(data) if type(item) is not dict)
+        msg = f"listing response record #{index} is not a JSON object"
+        raise RecordStructureError(msg, request_id=request_id)
     next_cursor = payload.get("next_cursor")
     if next_cursor is not None and (not isinstance(next_cursor, str) or not next_cursor):
         if next_cursor == "":

@@ -47,6 +47,7 @@ from makini_async.errors import (
     MakiniError,
     MalformedResponse,
     ReauthorizationRequired,
+    RecordStructureError,
     UsageError,
 )
 from makini_async.pagination import Page, RawPage
@@ -249,6 +250,7 @@ class _Chain:
     state: ChainState | None = None
     seen: set[str] | None = None
     run_started_at: str | None = None
+    resumed_records: int = 0
 
 
 _PAGE: Final = 0
@@ -383,8 +385,8 @@ class Pull:
             await pages.aclose()  # type: ignore[attr-defined]
 
     async def _pages(self) -> AsyncIterator[PulledPage]:
-        if self._started:
-            msg = "a Pull can be iterated only once; start a new pull"
+        if self._started or self._closed:
+            msg = "a Pull can be iterated only once (and not after aclose); start a new pull"
             raise UsageError(msg)
         self._pool.ensure_open()
         self._started = True
@@ -404,7 +406,10 @@ class Pull:
                     raw, handed = payload
                     try:
                         page = await self._parse(chain, raw, as_dicts)
-                    except MakiniError as exc:
+                        records = page.records
+                        if self._dedupe:
+                            records = self._fresh(chain, records, as_dicts)
+                    except Exception as exc:  # noqa: BLE001 - the chain's failure, not the pull's
                         # The worker fetches again (malformed) or reports the chain.
                         if not handed.done():
                             handed.set_exception(exc)
@@ -412,9 +417,6 @@ class Pull:
                     # Let the chain fetch its next page while this one is consumed.
                     if not handed.done():
                         handed.set_result((page.next_cursor, page.page_size))
-                    records = page.records
-                    if self._dedupe:
-                        records = self._fresh(chain, records, as_dicts)
                     report = chain.report
                     report.records += len(records)
                     report.pages += 1
@@ -465,8 +467,14 @@ class Pull:
         seen = chain.seen
         if seen is None:
             seen = chain.seen = set()
-        ids = [r["id"] for r in records] if as_dicts else [r.id for r in records]
-        fresh = set(ids)
+        try:
+            ids = [r["id"] for r in records] if as_dicts else [r.id for r in records]
+            fresh = set(ids)
+        except (KeyError, TypeError):
+            msg = f"a {chain.entity.value} record has no usable 'id'; cannot de-duplicate"
+            raise RecordStructureError(
+                msg, field="id", connection=chain.report.connection
+            ) from None
         if len(fresh) == len(ids) and seen.isdisjoint(fresh):
             seen |= fresh  # the common case: no repeats, one pass in C
             return records
@@ -482,7 +490,10 @@ class Pull:
             return
         state = chain.state or ChainState()
         chain.state = attrs.evolve(
-            state, in_progress=True, cursor=cursor, records=chain.report.records
+            state,
+            in_progress=True,
+            cursor=cursor,
+            records=chain.resumed_records + chain.report.records,
         )
         self._store.save(chain.report.connection, chain.entity.value, chain.state)
 
@@ -606,7 +617,20 @@ class Pull:
         if self._store is not None:
             state = self._store.load(report.connection, chain.entity.value)
         if state is not None and state.in_progress:
+            if (
+                self._modified_after is not None
+                and self._modified_after != state.run_modified_after
+            ):
+                logger.warning(
+                    "%s %s: resuming the interrupted run with its own modified_after=%s, "
+                    "not %s (a cursor is only valid with the filter it was made with)",
+                    report.connection,
+                    chain.entity.value,
+                    state.run_modified_after,
+                    self._modified_after,
+                )
             report.resumed = True
+            chain.resumed_records = state.records
             report.modified_after = state.run_modified_after
             chain.state = state
             chain.run_started_at = state.run_started_at

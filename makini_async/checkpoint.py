@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 import orjson
 
-from makini_async.errors import UsageError
+from makini_async.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -120,9 +120,14 @@ class SQLiteCheckpoint:
             raise UsageError(msg) from None
 
     def load(self, connection: str, entity: str) -> ChainState | None:
-        row = self._db.execute(
-            "SELECT state FROM chains WHERE connection = ? AND entity = ?", (connection, entity)
-        ).fetchone()
+        try:
+            row = self._db.execute(
+                "SELECT state FROM chains WHERE connection = ? AND entity = ?",
+                (connection, entity),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            msg = f"cannot read checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
         if row is None:
             return None
         try:
@@ -131,11 +136,15 @@ class SQLiteCheckpoint:
             return None
 
     def save(self, connection: str, entity: str, state: ChainState) -> None:
-        self._db.execute(
-            "INSERT INTO chains (connection, entity, state) VALUES (?, ?, ?) "
-            "ON CONFLICT (connection, entity) DO UPDATE SET state = excluded.state",
-            (connection, entity, orjson.dumps(_state_to_json(state)).decode()),
-        )
+        try:
+            self._db.execute(
+                "INSERT INTO chains (connection, entity, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (connection, entity) DO UPDATE SET state = excluded.state",
+                (connection, entity, orjson.dumps(_state_to_json(state)).decode()),
+            )
+        except sqlite3.Error as exc:
+            msg = f"cannot write checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
 
     def items(self) -> Iterator[tuple[str, str, ChainState]]:
         for connection, entity, raw in self._db.execute(
@@ -197,16 +206,23 @@ class JSONCheckpoint:
         if not self._dirty:
             return
         payload = orjson.dumps({"version": 1, "chains": self._data})
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+        except OSError as exc:
+            msg = f"cannot write checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(payload)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.path)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                msg = f"cannot write checkpoint {self.path}: {exc}"
+                raise CheckpointError(msg) from None
             raise
         self._dirty = False
 

@@ -16,9 +16,8 @@ some connection failed, needed reauthorization or was skipped, 2 bad input
 
 Tokens come from ``--tokens-file`` (one ``TOKEN`` or ``NAME,TOKEN`` per line;
 blank lines and ``#`` comments ignored) or from an environment variable
-(``--tokens-env``, default ``MAKINI_TOKENS``) holding the same lines
-separated by newlines; a value without newlines may instead be a
-comma-separated list of bare tokens.
+(``--tokens-env``, default ``MAKINI_TOKENS``) holding the same entries
+separated by newlines or spaces (``plant-1,TOKEN1 plant-2,TOKEN2``).
 """
 
 from __future__ import annotations
@@ -150,7 +149,7 @@ def _build_parser() -> argparse.ArgumentParser:
         default=None,
         help=(
             f"environment variable holding the tokens (default {DEFAULT_TOKENS_ENV}): "
-            "tokens-file lines separated by newlines, or comma-separated bare tokens"
+            "TOKEN or NAME,TOKEN entries separated by newlines or spaces"
         ),
     )
     pull.add_argument("--out", required=True, metavar="DIR", help="output directory")
@@ -334,14 +333,19 @@ def _load_tokens(tokens_file: str | None, tokens_env: str | None) -> tuple[tuple
     if not value.strip():
         msg = f"no tokens: give --tokens-file FILE or set {var}"
         raise _CliError(msg)
-    lines = value.splitlines() if "\n" in value.strip() else value.split(",")
-    return _named(_parse_tokens(lines, source), source)
+    # Entries are separated by any white space (tokens contain none), so a
+    # single "name,token" is never mistaken for two tokens.
+    return _named(_parse_tokens(value.split(), source), source)
 
 
 def _check_base_url(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
+    msg = f"bad --base-url {url!r}: expected an http:// or https:// URL"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # a port out of range or not a number raises ValueError
+    except ValueError:
+        raise _CliError(msg) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        msg = f"bad --base-url {url!r}: expected an http:// or https:// URL"
         raise _CliError(msg)
     return url
 
@@ -440,6 +444,8 @@ async def _status_probe(
         except ConnectionFailed as exc:
             msg = f"cannot reach {pool.base_url}: {exc.message}"
             raise _CliError(msg) from None
+        except UsageError as exc:
+            raise _CliError(exc.message) from None
         except MakiniError:
             pass  # an answer (or a slow one): the pull reports per connection
 
@@ -483,7 +489,11 @@ class _Writer:
             row["_connection"] = name
             parts.append(dumps(row))
         parts.append(b"")
-        self._files[page.entity].write(b"\n".join(parts))
+        handle = self._files[page.entity]
+        handle.write(b"\n".join(parts))
+        # Into the OS before the pull checkpoints past this page (when we ask for
+        # the next one): a process killed after that loses nothing it wrote.
+        handle.flush()
 
 
 class _ProgressLogHandler(logging.Handler):
@@ -702,11 +712,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] == "mock-server":
-        # Everything after the command belongs to the mock server's own parser.
+        # Everything after the command belongs to the mock server's own parser,
+        # checked first so that bad input is one error line like everywhere else.
+        from makini_async.testing import build_parser as serve_parser  # noqa: PLC0415
         from makini_async.testing import main as serve_main  # noqa: PLC0415
 
+        checker = serve_parser()
+        checker.prog = f"{PROG} mock-server"
+
+        def one_line(message: str) -> NoReturn:
+            raise _CliError(f"mock-server: {message}")
+
+        checker.error = one_line  # type: ignore[method-assign]
+
+        def serve() -> int:
+            checker.parse_args(arguments[1:])
+            return serve_main(arguments[1:])
+
         try:
-            return _guard(lambda: serve_main(arguments[1:]))
+            return _guard(serve)
         except SystemExit as exc:  # its own --help or usage error
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
@@ -732,6 +756,13 @@ def _guard(run: Callable[[], int]) -> int:
                 "(rerun with the same --checkpoint to resume)\n"
             )
         return EXIT_INTERRUPTED
+    except MakiniError as exc:
+        # A pull-wide failure (for example a checkpoint that cannot be written).
+        _fail(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        _fail(f"unexpected {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
     return code
 
 

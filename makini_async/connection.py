@@ -133,6 +133,7 @@ class Connection:
         "_last_used",
         "_max_page",
         "_name",
+        "_named",
         "_open_until",
         "_per_connection",
         "_pool",
@@ -153,6 +154,7 @@ class Connection:
         self._pool = pool
         self._token = token
         self._name = name
+        self._named = name is not None
         self._per_connection = per_connection
         self._sem: asyncio.Semaphore | None = None
         self._cooldown_until = 0.0
@@ -366,9 +368,7 @@ class Connection:
         if next_cursor is not None and next_cursor == raw.cursor:
             msg = "listing response repeats the cursor it was fetched with"
             raise MalformedResponse(msg, request_id=raw.request_id)
-        return Page(
-            raw.entity, data, raw.cursor, next_cursor, total, raw.request_id, raw.page_size
-        )
+        return Page(raw.entity, data, raw.cursor, next_cursor, total, raw.request_id, raw.page_size)
 
     async def finish_page(self, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
         """Structure a parsed page's records (unless ``as_dicts``) and tell the hooks."""
@@ -667,6 +667,15 @@ class Connection:
                     )
                 if wait > 0:
                     await pool.sleep(wait)
+                if self._open_until is not None:
+                    # Another task's failures opened the breaker while this one waited.
+                    msg = f"circuit breaker opened while retrying; last: {type(error).__name__}"
+                    raise CircuitOpenError(
+                        msg,
+                        retry_at=self._open_until,
+                        connection=self.name,
+                        request_id=error.request_id,
+                    ) from error
         finally:
             self._in_flight -= 1
             if probe:
@@ -715,6 +724,11 @@ class Connection:
             if self._cooldown_until and not is_testing():
                 # One shared pause per connection: every task waits out the same 429.
                 while (delay := self._cooldown_until - pool.clock()) > 0:
+                    if delay > pool.retry.max_retry_after:
+                        msg = f"connection paused by a 429 for another {delay:.0f}s"
+                        raise RateLimitError(
+                            msg, status=429, retry_after=delay, connection=self.name
+                        )
                     await pool.sleep(delay)
             async with pool.semaphore:
                 return await pool.transport.request(
@@ -754,6 +768,10 @@ class Connection:
         self._pool.budget.on_success()
 
     async def _failed(self, error: MakiniError, *, probe: bool) -> None:
+        if probe and not (error.retryable and not isinstance(error, RateLimitError)):
+            # The probe got an answer from Makini (a 429, a 4xx, a reauthorization
+            # mark): the connection is reachable again, so the breaker closes.
+            await self._close_breaker(error.request_id)
         if isinstance(error, RateLimitError):
             self.rate_limited += 1
             if is_testing():
@@ -777,8 +795,6 @@ class Connection:
         if not error.retryable:
             # The connection answered: it is up, whatever the request's fault.
             self._failures = 0
-            if probe:
-                await self._close_breaker(error.request_id)
             return
         self._failures += 1
         threshold = self._pool.breaker.threshold

@@ -23,6 +23,7 @@
     │   └── MalformedResponse        a body that is not the contract's JSON
     ├── RecordStructureError         a record that does not fit its model (field)
     ├── CircuitOpenError             the connection's breaker is open (retry_at)
+    ├── CheckpointError              a checkpoint store could not be read or written
     ├── WebhookVerificationError     a webhook whose signature does not verify
     └── UsageError (also ValueError) bad arguments, or a closed pool
 
@@ -39,6 +40,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "CheckpointError",
     "CircuitOpenError",
     "ConflictError",
     "ConnectedSystemError",
@@ -240,6 +242,10 @@ class CircuitOpenError(MakiniError):
         super().__init__(message, **kw)
         #: When a probe will be let through, on the pool clock (``time.monotonic``).
         self.retry_at = retry_at
+
+
+class CheckpointError(MakiniError):
+    """A checkpoint store failed; a pull stops rather than lose its place."""
 
 
 class WebhookVerificationError(MakiniError):

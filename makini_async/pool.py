@@ -9,6 +9,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
 from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
@@ -60,9 +61,7 @@ class MakiniPool:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            msg = f"base_url must be an http:// or https:// URL, got {base_url!r}"
-            raise UsageError(msg)
+        _check_base_url(base_url)
         self.base_url = base_url.rstrip("/")
         self.api_url = self.base_url + API_PREFIX
         self.timeouts = timeouts or Timeouts()
@@ -153,8 +152,12 @@ class MakiniPool:
         """
         conn = self._connections.get(token)
         if conn is not None:
-            if name is not None and conn._name is None:
+            if name is not None and name != conn.name:
+                if conn._named:
+                    msg = f"this token's connection is already named {conn.name!r}, not {name!r}"
+                    raise UsageError(msg)
                 conn._name = name
+                conn._named = True
             return conn
         _check_token(token)
         if max_concurrency is not None and (
@@ -215,6 +218,19 @@ class MakiniPool:
         from makini_async.bulk import pull  # noqa: PLC0415
 
         return pull(self, *args, **kwargs)
+
+
+def _check_base_url(base_url: object) -> None:
+    msg = f"base_url must be an http:// or https:// URL with a host, got {base_url!r}"
+    if not isinstance(base_url, str):
+        raise UsageError(msg)
+    try:
+        parts = urlsplit(base_url)
+        _ = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise UsageError(msg) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise UsageError(msg)
 
 
 def _check_token(token: object) -> None:

@@ -108,13 +108,24 @@ def serve(
             signal.signal(sig, handler)
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        msg = f"invalid port {text!r}: expected an integer from 0 to 65535"
+        raise argparse.ArgumentTypeError(msg)
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m makini_async.testing``."""
     parser = argparse.ArgumentParser(
         prog="python -m makini_async.testing", description="Serve the mock Makini API."
     )
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--port", type=_port, default=8080)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--records", type=int, default=100, help="records per entity")
     parser.add_argument("--seed", type=int, default=0)

@@ -329,6 +329,14 @@ def _bad_input_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
             "cannot write to output directory",
         ),
         "bad base url": ([*base, "--tokens-file", str(good), "--base-url", "ftp://x"], "http://"),
+        "malformed base url": (
+            [*base, "--tokens-file", str(good), "--base-url", "http://[::1"], "bad --base-url"
+        ),
+        "base url port out of range": (
+            [*base, "--tokens-file", str(good), "--base-url", "http://localhost:99999"],
+            "bad --base-url",
+        ),
+        "mock-server port out of range": (["mock-server", "--port", "99999"], "invalid port"),
         "unreachable base url": (
             [*base, "--tokens-file", str(good), "--base-url", f"http://127.0.0.1:{_closed_port()}"],
             "cannot reach http://127.0.0.1:",
@@ -346,6 +354,9 @@ BAD_INPUTS = [
     "unknown entity",
     "unwritable output",
     "bad base url",
+    "malformed base url",
+    "base url port out of range",
+    "mock-server port out of range",
     "unreachable base url",
 ]
 
@@ -374,3 +385,54 @@ def test_argparse_errors_end_with_the_error_line(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("makini-async: error: ")
     assert "Traceback" not in err
+
+
+async def test_one_named_token_in_the_environment(server: MockMakini, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, _stdout, stderr = await run_cli(
+        "pull", "--entity", "vendors", "--out", str(out), "--base-url", server.url,
+        env={"MAKINI_TOKENS": f"{NAMES[0]},{TOKENS[0]}"},
+    )  # fmt: skip
+    assert code == 0, stderr
+    rows = read_jsonl(out / "vendors.jsonl")
+    assert {r["_connection"] for r in rows} == {NAMES[0]}
+    assert len(rows) == RECORDS
+    assert server.stats(NAMES[0]).requests == 0  # the name was never sent as a token
+
+
+async def test_cli_killed_with_sigkill_resumes_without_loss(tmp_path: Path) -> None:
+    tokens = [f"tok_kill_{i:03d}_{'y' * 16}" for i in range(20)]
+    names = [f"plant-{i:03d}" for i in range(20)]
+    tokens_file = write_tokens(tmp_path / "tokens.txt", tokens, names)
+    out = tmp_path / "out"
+    checkpoint = tmp_path / "pull.sqlite"
+    plan = FaultPlan(seed=4, latency=0.005)
+    async with MockMakini(records_per_entity=400, faults=plan) as srv:
+        args = [
+            *CLI, "pull", "--entity", "work-orders", "--entity", "assets",
+            "--tokens-file", str(tokens_file), "--out", str(out), "--checkpoint", str(checkpoint),
+            "--base-url", srv.url, "--concurrency", "4",
+        ]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        target = out / "work-orders.jsonl"
+        for _ in range(1500):
+            await asyncio.sleep(0.01)
+            if target.exists() and target.stat().st_size > 150_000:
+                break
+        proc.send_signal(signal.SIGKILL)
+        assert await proc.wait() == -signal.SIGKILL
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        )
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        for entity in ("work-orders", "assets"):
+            rows = read_jsonl(out / f"{entity}.jsonl")
+            got = {(r["_connection"], r["id"]) for r in rows}
+            want = {
+                (n, r["id"])
+                for n, t in zip(names, tokens, strict=True)
+                for r in srv.records(t, entity)
+            }
+            assert got == want

@@ -35,13 +35,8 @@ def make_pool(clock: FakeClock) -> Callable[..., Any]:
     ) -> AsyncIterator[tuple[MakiniPool, FakeTransport]]:
         transport = FakeTransport(handler)
         kwargs.setdefault("rng", random.Random(7))
-        pool = MakiniPool(
-            base_url="http://makini.test",
-            transport=transport,
-            clock=clock,
-            sleep=clock.sleep,
-            **kwargs,
-        )
+        kwargs.setdefault("sleep", clock.sleep)
+        pool = MakiniPool(base_url="http://makini.test", transport=transport, clock=clock, **kwargs)
         async with pool:
             yield pool, transport
 

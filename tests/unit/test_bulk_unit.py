@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from makini_async import JSONCheckpoint, Outcome, UsageError
+from makini_async import CheckpointError, JSONCheckpoint, Outcome, RecordStructureError, UsageError
 from makini_async.checkpoint import ChainState, SQLiteCheckpoint, open_checkpoint
 from tests.fakes import Call, error, page
 from tests.unit.conftest import TOKEN
@@ -108,3 +108,43 @@ def test_json_checkpoint_writes_atomically(tmp_path: Path) -> None:
     assert path.exists()
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
     store.close()
+
+
+@pytest.mark.parametrize("bad", [{"name": "no id"}, ["not", "an", "object"], 42])
+async def test_a_bad_record_fails_only_its_chain(make_pool: Any, bad: Any) -> None:
+    def handler(call: Call) -> Any:
+        if call.headers["Authorization"].endswith("broken"):
+            return page([{"id": "x"}, bad], None)
+        return page([{"id": "ok"}], None)
+
+    async with make_pool(handler, as_dicts=True) as (pool, _):
+        async with pool.pull(
+            "assets", [("good-1", "t1"), ("bad", "broken"), ("good-2", "t2")]
+        ) as pull:
+            items = [(i.connection, i.record["id"]) async for i in pull]
+    outcomes = {c.connection: c.outcome for c in pull.report.chains}
+    assert outcomes == {
+        "good-1": Outcome.COMPLETED,
+        "bad": Outcome.FAILED,
+        "good-2": Outcome.COMPLETED,
+    }
+    assert sorted(items) == [("good-1", "ok"), ("good-2", "ok")]
+    assert isinstance(pull.report.chains[1].error, RecordStructureError)
+
+
+async def test_a_closed_pull_cannot_be_iterated(make_pool: Any) -> None:
+    async with make_pool(lambda call: page([{"id": "a"}], None), as_dicts=True) as (pool, _):
+        pull = pool.pull("assets", [TOKEN])
+        await pull.aclose()
+        with pytest.raises(UsageError, match="aclose"):
+            [_ async for _ in pull]
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_typed_error(tmp_path: Path) -> None:
+    folder = tmp_path / "gone"
+    store = JSONCheckpoint(folder / "cp.json", flush_interval=3600)
+    store.save("acme", "assets", ChainState(cursor="c1", in_progress=True))
+    (folder / "cp.json").unlink(missing_ok=True)
+    folder.rmdir()
+    with pytest.raises(CheckpointError, match="cannot write checkpoint"):
+        store.flush()

@@ -655,3 +655,96 @@ async def test_sync_status_trigger_and_disconnect(make_pool: Any) -> None:
         with pytest.raises(errors.AuthenticationError, match="disconnected"):
             await conn.get("assets", "a")
     assert len(transport.calls) == 3
+
+
+async def test_a_probe_answered_429_closes_the_breaker(make_pool: Any, clock: FakeClock) -> None:
+    answers = iter(
+        [error(500, "INTERNAL_ERROR"), error(429, "RATE_LIMIT_EXCEEDED", retry_after="1")]
+    )
+
+    def handler(call: Call) -> Any:
+        return next(answers, None) or respond(200, {"data": {"id": "a"}})
+
+    async with make_pool(
+        handler,
+        as_dicts=True,
+        retry=RetryPolicy(attempts=1),
+        breaker=BreakerPolicy(threshold=1, cooldown=5),
+    ) as (pool, transport):
+        conn = pool.connection(TOKEN)
+        with pytest.raises(errors.ServerError):
+            await conn.get("assets", "a")
+        assert conn.state is ConnectionState.CIRCUIT_OPEN
+        clock.now += 6
+        with pytest.raises(errors.RateLimitError):
+            await conn.get("assets", "a")  # the probe: Makini answered, so the breaker closes
+        clock.now += 2
+        assert await conn.get("assets", "a") == {"id": "a"}
+        assert conn.state is ConnectionState.ACTIVE
+    assert len(transport.calls) == 3
+
+
+async def test_a_cooldown_longer_than_the_cap_fails_other_calls_fast(
+    make_pool: Any, clock: FakeClock
+) -> None:
+    answers = iter([error(429, "RATE_LIMIT_EXCEEDED", retry_after="1000")])
+
+    def handler(call: Call) -> Any:
+        return next(answers, None) or respond(200, {"data": {"id": "a"}})
+
+    async with make_pool(handler, as_dicts=True, retry=RetryPolicy(max_retry_after=60)) as (
+        pool,
+        transport,
+    ):
+        conn = pool.connection(TOKEN)
+        with pytest.raises(errors.RateLimitError):
+            await conn.get("assets", "a")
+        with pytest.raises(errors.RateLimitError) as info:
+            await conn.get("assets", "b")
+        assert info.value.retry_after == pytest.approx(1000)
+        assert clock.sleeps == []
+        assert len(transport.calls) == 1
+        # Other connections are not affected.
+        assert await pool.connection("other").get("assets", "c") == {"id": "a"}
+
+
+async def test_a_breaker_opened_during_a_retry_wait_stops_the_retry(make_pool: Any) -> None:
+    gate = asyncio.Event()
+
+    async def handler(call: Call) -> Any:
+        if call.path.endswith("/slow"):
+            await gate.wait()
+        return error(500, "INTERNAL_ERROR")
+
+    async def sleep(delay: float) -> None:
+        gate.set()
+        for _ in range(20):
+            await asyncio.sleep(0)
+
+    async with make_pool(
+        handler,
+        sleep=sleep,
+        retry=RetryPolicy(attempts=5),
+        breaker=BreakerPolicy(threshold=3, cooldown=60),
+    ) as (pool, transport):
+        conn = pool.connection(TOKEN)
+        results = await asyncio.gather(
+            conn.get("assets", "fast"), conn.get("assets", "slow"), return_exceptions=True
+        )
+    assert all(isinstance(r, errors.CircuitOpenError) for r in results)
+    assert len(transport.calls) == 3
+
+
+async def test_base_url_and_names_are_checked(make_pool: Any) -> None:
+    for bad in ("http://localhost:99999", "http://[::1", "http://", "https://host?x=1"):
+        with pytest.raises(errors.UsageError, match="base_url"):
+            MakiniPool(base_url=bad)
+    async with make_pool(lambda call: respond(200, {"data": {"id": "a"}})) as (pool, _):
+        conn = pool.connection(TOKEN, name="acme")
+        assert pool.connection(TOKEN) is conn
+        assert pool.connection(TOKEN, name="acme") is conn
+        with pytest.raises(errors.UsageError, match="already named"):
+            pool.connection(TOKEN, name="globex")
+        unnamed = pool.connection("tok-2")
+        assert pool.connection("tok-2", name="later") is unnamed
+        assert unnamed.name == "later"
