@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,10 +69,23 @@ def mock_server(
     """Run ``python -m makini_async.testing`` in its own process(es); yield its URL."""
     port = free_port()
     cmd = [
-        sys.executable, "-m", "makini_async.testing",
-        "--port", str(port), "--processes", str(processes), "--records", str(records),
-        "--latency", str(latency), "--error-500", str(error_500),
-        "--rate-limit-429", str(rate_limit_429), "--retry-after", str(retry_after),
+        sys.executable,
+        "-m",
+        "makini_async.testing",
+        "--port",
+        str(port),
+        "--processes",
+        str(processes),
+        "--records",
+        str(records),
+        "--latency",
+        str(latency),
+        "--error-500",
+        str(error_500),
+        "--rate-limit-429",
+        str(rate_limit_429),
+        "--retry-after",
+        str(retry_after),
         *extra,
     ]
 
@@ -117,7 +132,12 @@ def run_contender(args: Sequence[str], *, timeout: float = 600.0) -> dict[str, A
     cmd = [sys.executable, "-m", "benchmarks.contenders", *args]
     try:
         done = subprocess.run(
-            cmd, capture_output=True, text=True, env=env(), cwd=str(ROOT), timeout=timeout,
+            cmd,
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=str(ROOT),
+            timeout=timeout,
             check=False,
         )
     except subprocess.TimeoutExpired:
@@ -149,9 +169,41 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 info["cpu_model"] = line.split(":", 1)[1].strip()
                 break
+    info["library"] = library_version()
     for mod in ("aiohttp", "httpx", "orjson", "makini_async"):
         with contextlib.suppress(Exception):
             import importlib.metadata as md
 
             info[mod] = md.version(mod.replace("_", "-"))
     return info
+
+
+def library_version() -> dict[str, Any]:
+    """Which makini_async was measured: git commit, uncommitted changes, a source hash."""
+    import hashlib
+
+    out: dict[str, Any] = {}
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=str(ROOT),
+            timeout=10,
+            check=False,
+        )
+        out["commit"] = head.stdout.strip() or None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "makini_async"],
+            capture_output=True,
+            text=True,
+            cwd=str(ROOT),
+            timeout=10,
+            check=False,
+        )
+        out["uncommitted_library_changes"] = bool(dirty.stdout.strip())
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "makini_async").rglob("*.py")):
+        digest.update(path.read_bytes())
+    out["source_sha256"] = digest.hexdigest()[:12]
+    return out

@@ -9,6 +9,7 @@ Contenders (``--kind``):
 
 * ``makini-typed``: ``MakiniPool(as_dicts=False)`` bulk pull, ``async for rec in pull``;
 * ``makini-dicts``: the same with ``as_dicts=True`` (plain dicts);
+* ``makini-dicts-pages``: dicts, iterating ``pull.pages()`` instead of records;
 * ``aiohttp``: hand-written baseline, one ``ClientSession``, an ``asyncio.Semaphore``,
   ``orjson.loads(await resp.read())``, walking each connection's cursor chain;
 * ``httpx``: the same logic on ``httpx.AsyncClient``;
@@ -28,13 +29,19 @@ import os
 import resource
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-KINDS = ("makini-typed", "makini-dicts", "aiohttp", "httpx", "naive")
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+KINDS = ("makini-typed", "makini-dicts", "makini-dicts-pages", "aiohttp", "httpx", "naive")
 ID_PREFIX_LEN = {
-    "purchase-orders": 3, "work-orders": 3, "assets": 4,
-    "inventory-items": 4, "vendors": 4, "locations": 4,
+    "purchase-orders": 3,
+    "work-orders": 3,
+    "assets": 4,
+    "inventory-items": 4,
+    "vendors": 4,
+    "locations": 4,
 }
 
 
@@ -102,7 +109,9 @@ class _LatencyHook:
             tally.error(event.error)
 
 
-async def run_makini(opts: argparse.Namespace, tally: Tally, *, as_dicts: bool) -> dict[str, Any]:
+async def run_makini(
+    opts: argparse.Namespace, tally: Tally, *, as_dicts: bool, pages: bool = False
+) -> dict[str, Any]:
     from makini_async._config import Limits, PageSizes, RetryPolicy
     from makini_async.pool import MakiniPool
 
@@ -116,11 +125,12 @@ async def run_makini(opts: argparse.Namespace, tally: Tally, *, as_dicts: bool) 
         kwargs["page_sizes"] = PageSizes({opts.entity: opts.page_size})
     if opts.fast_retry:
         kwargs["retry"] = RetryPolicy(wait_initial=0.05, wait_max=1.0)
-    specs = list(zip(tally.names, tally.tokens))
+    specs = list(zip(tally.names, tally.tokens, strict=False))
     mark = tally.mark
-    extra: dict[str, Any] = {}
+    seen, off = tally.seen, tally.off
+    received = duplicates = unexpected = 0
     async with MakiniPool(**kwargs) as pool, pool.pull([opts.entity], specs) as pull:
-        if opts.iterate == "pages":
+        if pages or opts.iterate == "pages":
             if as_dicts:
                 async for page in pull.pages():
                     tally.mark_page(page.connection, page.records)
@@ -128,19 +138,34 @@ async def run_makini(opts: argparse.Namespace, tally: Tally, *, as_dicts: bool) 
                 async for page in pull.pages():
                     for rec in page.records:
                         mark(page.connection, rec.id)
-        elif as_dicts:
-            async for item in pull:
-                mark(item.connection, item.record["id"])
         else:
+            # The same per-record bookkeeping as Tally.mark_page, inlined like the baselines'.
             async for item in pull:
-                mark(item.connection, item.record.id)
+                bitmap = seen[item.connection]
+                rid = item.record["id"] if as_dicts else item.record.id
+                index = int(rid[off:])
+                received += 1
+                if index >= len(bitmap):
+                    unexpected += 1
+                elif bitmap[index]:
+                    duplicates += 1
+                else:
+                    bitmap[index] = 1
+            tally.received += received
+            tally.duplicates += duplicates
+            tally.unexpected += unexpected
         report = pull.report
-        extra = {
+        failures: dict[str, int] = {}
+        for chain in report.chains:
+            if chain.error is not None:
+                text = f"{type(chain.error).__name__}: {chain.error}"[:300]
+                failures[text] = failures.get(text, 0) + 1
+        return {
             "retries": report.retries,
             "rate_limited": report.rate_limited,
             "failed_chains": len(report.failed_connections),
+            "chain_errors": dict(sorted(failures.items(), key=lambda kv: -kv[1])[:5]),
         }
-    return extra
 
 
 # -- baselines ----------------------------------------------------------------------
@@ -186,7 +211,9 @@ async def run_aiohttp(opts: argparse.Namespace, tally: Tally) -> dict[str, Any]:
 
     connector = aiohttp.TCPConnector(limit=opts.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(chain(session, n, t) for n, t in zip(tally.names, tally.tokens)))
+        await asyncio.gather(
+            *(chain(session, n, t) for n, t in zip(tally.names, tally.tokens, strict=False))
+        )
     return {}
 
 
@@ -230,7 +257,9 @@ async def run_httpx(opts: argparse.Namespace, tally: Tally) -> dict[str, Any]:
         max_connections=opts.concurrency, max_keepalive_connections=opts.concurrency
     )
     async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
-        await asyncio.gather(*(chain(client, n, t) for n, t in zip(tally.names, tally.tokens)))
+        await asyncio.gather(
+            *(chain(client, n, t) for n, t in zip(tally.names, tally.tokens, strict=False))
+        )
     return {}
 
 
@@ -241,7 +270,7 @@ async def run_naive(opts: argparse.Namespace, tally: Tally) -> dict[str, Any]:
     page_size = str(opts.page_size or 200)
     clock = time.perf_counter
     async with aiohttp.ClientSession() as session:
-        for name, token in zip(tally.names, tally.tokens):
+        for name, token in zip(tally.names, tally.tokens, strict=False):
             headers = {"Authorization": "Bearer " + token}
             cursor: str | None = None
             while True:
@@ -279,16 +308,38 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[k]
 
 
+def _preload(kind: str) -> None:
+    import importlib
+
+    modules = {
+        "aiohttp": ["aiohttp", "orjson"],
+        "naive": ["aiohttp"],
+        "httpx": ["httpx", "orjson"],
+    }.get(
+        kind,
+        [
+            "makini_async.pool",
+            "makini_async.bulk",
+            "makini_async._config",
+            "makini_async._transport",
+        ],
+    )
+    for name in modules:
+        importlib.import_module(name)
+
+
 def measure(opts: argparse.Namespace) -> dict[str, Any]:
     tally = Tally(opts.connections, opts.records, opts.entity)
     runners: dict[str, Callable[[], Any]] = {
         "makini-typed": lambda: run_makini(opts, tally, as_dicts=False),
         "makini-dicts": lambda: run_makini(opts, tally, as_dicts=True),
+        "makini-dicts-pages": lambda: run_makini(opts, tally, as_dicts=True, pages=True),
         "aiohttp": lambda: run_aiohttp(opts, tally),
         "httpx": lambda: run_httpx(opts, tally),
         "naive": lambda: run_naive(opts, tally),
     }
     runner = runners[opts.kind]
+    _preload(opts.kind)  # import time is not part of the measured pull
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -332,7 +383,9 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "rss_before_run_mib": rss_before,
         "cpu_s": cpu,
         "cpu_s_per_10k_records": cpu / distinct * 10_000 if distinct else None,
-        "pinned_cpus": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "pinned_cpus": sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else None,
         **extra,
     }
 

@@ -1,0 +1,433 @@
+"""The benchmark runner: every contender, every scenario, fresh processes, interleaved rounds.
+
+::
+
+    python -m benchmarks.run                 # full size, 3 rounds
+    python -m benchmarks.run --quick         # small sizes, 1 round
+    python -m benchmarks.run --rounds 5 --scenarios A,C
+
+The mock server runs as ``python -m makini_async.testing`` in its own
+process(es), restarted per scenario. Each contender runs in a fresh
+``python -m benchmarks.contenders`` process per round; the order of the
+contenders rotates from round to round. By default (2+ cores) the contender
+is pinned to one core and the server processes to the others.
+
+Writes ``results.json``, ``results.md`` and (if matplotlib is installed)
+``throughput.png`` to ``benchmarks/results/`` (or ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import (
+    RESULTS,
+    cpu_count,
+    machine,
+    median_range,
+    mock_server,
+    plan_cpus,
+    run_contender,
+)
+from benchmarks.contenders import KINDS
+
+BASELINE = "aiohttp"
+
+#: name -> (title, connections, records, server options, quick connections, quick records)
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "A": {
+        "title": "A: 1,000 connections x 200 work orders",
+        "connections": 1000,
+        "records": 200,
+        "quick": (100, 200),
+        "server": {},
+    },
+    "B": {
+        "title": "B: 10 connections x 20,000 work orders",
+        "connections": 10,
+        "records": 20000,
+        "quick": (4, 2000),
+        "server": {},
+    },
+    "C": {
+        "title": "C: 100 connections x 1,000 work orders, 50 ms server latency per page",
+        "connections": 100,
+        "records": 1000,
+        "quick": (20, 1000),
+        "server": {"latency": 0.05},
+    },
+    "D": {
+        "title": "D: fault mix (5% HTTP 500, 2% 429) on A's shape",
+        "connections": 1000,
+        "records": 200,
+        "quick": (100, 200),
+        "server": {"error_500": 0.05, "rate_limit_429": 0.02},
+        "fast_retry": True,
+    },
+}
+
+#: (name, numerator, denominator, scenario, target, description)
+TARGETS = [
+    (
+        "dicts_vs_aiohttp",
+        "makini-dicts",
+        "aiohttp",
+        "A",
+        0.90,
+        "plain-dict pull >= 0.90x hand-written aiohttp (records/s)",
+    ),
+    (
+        "typed_vs_aiohttp",
+        "makini-typed",
+        "aiohttp",
+        "A",
+        0.60,
+        "typed pull >= 0.60x hand-written aiohttp (records/s)",
+    ),
+    (
+        "dicts_vs_httpx",
+        "makini-dicts",
+        "httpx",
+        "A",
+        5.0,
+        ">= 5x the httpx baseline at 1,000 connections",
+    ),
+    (
+        "dicts_vs_naive_C",
+        "makini-dicts",
+        "naive",
+        "C",
+        50.0,
+        ">= 50x the naive sequential loop in scenario C",
+    ),
+    (
+        "typed_vs_naive_C",
+        "makini-typed",
+        "naive",
+        "C",
+        50.0,
+        "(typed) >= 50x the naive sequential loop in scenario C",
+    ),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run the makini_async benchmark suite.")
+    parser.add_argument("--quick", action="store_true", help="small sizes (and 1 round)")
+    parser.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
+    parser.add_argument("--scenarios", default="A,B,C,D", help="comma-separated: A,B,C,D")
+    parser.add_argument("--contenders", default=",".join(KINDS))
+    parser.add_argument("--connections", type=int, default=None, help="override every scenario")
+    parser.add_argument("--records", type=int, default=None, help="override every scenario")
+    parser.add_argument("--concurrency", type=int, default=100, help="requests in flight")
+    parser.add_argument(
+        "--server-processes",
+        type=int,
+        default=None,
+        help="mock server processes on one port (default: one per server core)",
+    )
+    parser.add_argument("--no-pin", action="store_true", help="do not pin client/server cores")
+    parser.add_argument(
+        "--retry-after",
+        type=float,
+        default=0.0,
+        help="mock 429 Retry-After seconds (the mock sends ceil(x))",
+    )
+    parser.add_argument("--no-warmup", action="store_true")
+    parser.add_argument("--no-chart", action="store_true")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per contender run")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser.parse_args(argv)
+
+
+def _ratio_stats(rounds: list[dict[str, dict[str, Any]]], num: str, den: str) -> dict[str, Any]:
+    ratios = []
+    for entry in rounds:
+        a, b = entry.get(num), entry.get(den)
+        if a and b and a.get("records_per_s") and b.get("records_per_s"):
+            ratios.append(a["records_per_s"] / b["records_per_s"])
+    return {**median_range(ratios), "values": ratios}
+
+
+def summarize(
+    scenario: dict[str, Any], rounds: list[dict[str, dict[str, Any]]], kinds: list[str]
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kind in kinds:
+        runs = [r[kind] for r in rounds if kind in r]
+        ok = [r for r in runs if "error" not in r]
+
+        def stat(key: str, runs: list[dict[str, Any]] = ok) -> dict[str, float]:
+            return median_range([r[key] for r in runs if r.get(key) is not None])
+
+        out[kind] = {
+            "runs": len(runs),
+            "failed_runs": len(runs) - len(ok),
+            "errors_text": [r["error"] for r in runs if "error" in r],
+            "completeness": stat("completeness", runs),
+            "duplicates": max((r.get("duplicates", 0) for r in ok), default=0),
+            "records_per_s": stat("records_per_s"),
+            "requests_per_s": stat("requests_per_s"),
+            "seconds": stat("seconds"),
+            "p50_page_ms": stat("p50_page_ms"),
+            "p99_page_ms": stat("p99_page_ms"),
+            "peak_rss_mib": stat("peak_rss_mib"),
+            "cpu_s_per_10k_records": stat("cpu_s_per_10k_records"),
+            "http_errors": stat("errors"),
+            "retries": stat("retries") if any("retries" in r for r in ok) else None,
+            "ratio_vs_aiohttp": _ratio_stats(rounds, kind, BASELINE),
+        }
+    return {"title": scenario["title"], "contenders": out}
+
+
+def _fmt(value: float | None, spec: str = ".0f") -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return format(value, spec)
+
+
+def _mr(stat: dict[str, float] | None, spec: str = ".0f") -> str:
+    if not stat:
+        return "n/a"
+    return f"{_fmt(stat['median'], spec)} ({_fmt(stat['min'], spec)}-{_fmt(stat['max'], spec)})"
+
+
+def write_markdown(path: Path, doc: dict[str, Any]) -> None:
+    setup = doc["setup"]
+    lib = doc["machine"].get("library", {})
+    lines = [
+        "# makini_async benchmark results",
+        "",
+        f"Generated {doc['generated']} by `{doc['command']}`.",
+        "",
+        "## Setup",
+        "",
+        (
+            f"- Library: makini_async at commit {lib.get('commit')}"
+            f"{' with uncommitted changes' if lib.get('uncommitted_library_changes') else ''}"
+            f" (sources sha256 {lib.get('source_sha256')})."
+        ),
+        (
+            f"- Machine: {doc['machine'].get('cpu_model', '?')}, {doc['machine']['cpus']} cores, "
+            f"Python {doc['machine']['python']}, aiohttp {doc['machine'].get('aiohttp')}, "
+            f"httpx {doc['machine'].get('httpx')}, orjson {doc['machine'].get('orjson')}."
+        ),
+        (
+            f"- Client pinned to CPU(s) {setup['client_cpus'] or 'not pinned'}; mock server "
+            f"({setup['server_processes']} process(es), one port) pinned to "
+            f"{setup['server_cpus'] or 'not pinned'}. Everything on 127.0.0.1, same machine: "
+            "client and server compete for the machine's cores."
+        ),
+        (
+            f"- {setup['rounds']} round(s); every contender run is a fresh process; "
+            "contender order rotates per round; one unrecorded warm-up run per scenario"
+            f"{' (disabled)' if not setup['warmup'] else ''}."
+        ),
+        (
+            f"- Concurrency: {setup['concurrency']} requests in flight for every concurrent "
+            "contender (makini_async `Limits(max_in_flight=...)`, baselines' semaphore and "
+            "connector limit). Page size: the entity maximum (work orders: 200)."
+        ),
+        (
+            "- Scenario D: makini_async contenders use `RetryPolicy(wait_initial=0.05, "
+            "wait_max=1)`; baselines never retry. The mock's 429 carries "
+            f"`Retry-After: {setup['retry_after_header']}` (the mock rounds up to whole seconds)."
+        ),
+        (
+            "- Values: median (min-max) over rounds. Ratios: contender records/s divided by the "
+            "hand-written aiohttp baseline's records/s in the same round, then median (min-max)."
+        ),
+        "",
+        "## Targets",
+        "",
+        "| target | scenario | ratio median (min-max) | met (median) |",
+        "|---|---|---|---|",
+    ]
+    lines.extend(
+        f"| {t['description']} | {t['scenario']} | {_mr(t['ratio'], '.2f')} | "
+        f"{'n/a' if t['met'] is None else ('yes' if t['met'] else 'NO')} |"
+        for t in doc["targets"]
+    )
+    lines.append("")
+    for name, summary in doc["scenarios"].items():
+        cfg = doc["config"][name]
+        lines += [
+            f"## {summary['title']}",
+            "",
+            (
+                f"Run size: {cfg['connections']} connections x {cfg['records']} records "
+                f"(expected {cfg['connections'] * cfg['records']:,}); server options "
+                f"{cfg['server'] or 'none'}."
+            ),
+            "",
+            (
+                "| contender | completeness | records/s | x aiohttp | requests/s | p50 page ms "
+                "| p99 page ms | peak RSS MiB | CPU s / 10k rec | dupes | HTTP errors | retries |"
+            ),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for kind, s in summary["contenders"].items():
+            comp = s["completeness"]
+            lines.append(
+                f"| {kind} | {_mr(comp, '.4f')} | {_mr(s['records_per_s'])} | "
+                f"{_mr(s['ratio_vs_aiohttp'], '.2f')} | {_mr(s['requests_per_s'])} | "
+                f"{_mr(s['p50_page_ms'], '.1f')} | {_mr(s['p99_page_ms'], '.1f')} | "
+                f"{_mr(s['peak_rss_mib'], '.1f')} | {_mr(s['cpu_s_per_10k_records'], '.3f')} | "
+                f"{s['duplicates']} | {_mr(s['http_errors'])} | "
+                f"{_mr(s['retries']) if s['retries'] else '-'} |"
+            )
+            if s["failed_runs"]:
+                lines.append(
+                    f"|  ^ {s['failed_runs']} run(s) failed: "
+                    f"{s['errors_text'][0][:200]!r} | | | | | | | | | | | |"
+                )
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_chart(path: Path, doc: dict[str, Any]) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = list(doc["scenarios"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 4.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=False):
+        contenders = doc["scenarios"][name]["contenders"]
+        kinds = list(contenders)
+        med = [contenders[k]["records_per_s"]["median"] for k in kinds]
+        lo = [m - contenders[k]["records_per_s"]["min"] for m, k in zip(med, kinds, strict=False)]
+        hi = [contenders[k]["records_per_s"]["max"] - m for m, k in zip(med, kinds, strict=False)]
+        colors = ["tab:blue" if k.startswith("makini") else "tab:gray" for k in kinds]
+        ax.bar(kinds, med, yerr=[lo, hi], color=colors, capsize=3)
+        ax.set_title(doc["scenarios"][name]["title"][:48], fontsize=9)
+        ax.set_ylabel("records/s (median, min-max)")
+        ax.tick_params(axis="x", rotation=45, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    rounds = opts.rounds or (1 if opts.quick else 3)
+    kinds = [k for k in opts.contenders.split(",") if k]
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        print(f"unknown contenders: {sorted(unknown)}", file=sys.stderr)
+        return 2
+    names = [s.strip().upper() for s in opts.scenarios.split(",") if s.strip()]
+    client_cpus, server_cpus = plan_cpus(not opts.no_pin)
+    processes = opts.server_processes or (len(server_cpus) if server_cpus else min(2, cpu_count()))
+    cpus_arg = ",".join(str(c) for c in sorted(client_cpus)) if client_cpus else ""
+    opts.out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    doc: dict[str, Any] = {
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "command": "python -m benchmarks.run "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine(),
+        "setup": {
+            "rounds": rounds,
+            "quick": opts.quick,
+            "client_cpus": sorted(client_cpus) if client_cpus else None,
+            "server_cpus": sorted(server_cpus) if server_cpus else None,
+            "server_processes": processes,
+            "concurrency": opts.concurrency,
+            "warmup": not opts.no_warmup,
+            "retry_after_header": max(0, -int(-opts.retry_after // 1)),
+        },
+        "config": {},
+        "scenarios": {},
+        "raw": {},
+        "targets": [],
+    }
+    for name in names:
+        base = SCENARIOS[name]
+        conns, recs = base["quick"] if opts.quick else (base["connections"], base["records"])
+        conns = opts.connections or conns
+        recs = opts.records or recs
+        cfg = {"connections": conns, "records": recs, "server": base["server"]}
+        doc["config"][name] = cfg
+        server_opts = dict(base["server"])
+        server_opts["retry_after"] = opts.retry_after
+        args = [
+            "--url",
+            "",
+            "--connections",
+            str(conns),
+            "--records",
+            str(recs),
+            "--concurrency",
+            str(opts.concurrency),
+        ]
+        if cpus_arg:
+            args += ["--cpus", cpus_arg]
+        per_round: list[dict[str, dict[str, Any]]] = []
+        print(f"== {base['title']} ({conns} x {recs})", flush=True)
+        with mock_server(records=recs, processes=processes, cpus=server_cpus, **server_opts) as url:
+            args[1] = url
+            if not opts.no_warmup:
+                run_contender(["--kind", BASELINE, *args], timeout=opts.timeout)
+            for rnd in range(rounds):
+                order = kinds[rnd % len(kinds) :] + kinds[: rnd % len(kinds)]
+                results: dict[str, dict[str, Any]] = {}
+                for kind in order:
+                    extra = ["--fast-retry"] if base.get("fast_retry") else []
+                    res = run_contender(["--kind", kind, *args, *extra], timeout=opts.timeout)
+                    results[kind] = res
+                    if "error" in res:
+                        print(
+                            f"  round {rnd + 1} {kind:13s} FAILED: {res['error'][:300]}", flush=True
+                        )
+                    else:
+                        print(
+                            f"  round {rnd + 1} {kind:13s} {res['records_per_s']:>10.0f} rec/s "
+                            f"{res['seconds']:7.2f} s  complete {res['completeness']:.4f}  "
+                            f"rss {res['peak_rss_mib']:.0f} MiB",
+                            flush=True,
+                        )
+                per_round.append(results)
+        doc["raw"][name] = per_round
+        doc["scenarios"][name] = summarize(base, per_round, kinds)
+    for key, num, den, scen, target, desc in TARGETS:
+        if scen not in doc["raw"]:
+            continue
+        if num not in kinds or den not in kinds:
+            continue
+        ratio = _ratio_stats(doc["raw"][scen], num, den)
+        met = None if ratio["median"] != ratio["median"] else ratio["median"] >= target
+        doc["targets"].append(
+            {
+                "name": key,
+                "scenario": scen,
+                "target": target,
+                "description": desc,
+                "ratio": ratio,
+                "met": met,
+            }
+        )
+    doc["elapsed_s"] = time.monotonic() - started
+    (opts.out / "results.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    write_markdown(opts.out / "results.md", doc)
+    if not opts.no_chart and not write_chart(opts.out / "throughput.png", doc):
+        print("matplotlib not installed: no chart (pip install 'makini-async[plot]')")
+    print(f"wrote {opts.out / 'results.md'} in {doc['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

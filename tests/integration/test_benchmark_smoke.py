@@ -1,0 +1,68 @@
+"""Smoke test of the benchmark runner: tiny sizes, every contender, complete results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTENDERS = {"makini-typed", "makini-dicts", "makini-dicts-pages", "aiohttp", "httpx", "naive"}
+
+pytest.importorskip("httpx")
+
+
+def test_runner_reports_complete_results_for_every_contender(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--rounds",
+            "1",
+            "--scenarios",
+            "A",
+            "--connections",
+            "5",
+            "--records",
+            "50",
+            "--no-warmup",
+            "--no-chart",
+            "--timeout",
+            "60",
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert (tmp_path / "results.md").is_file()
+    rounds = doc["raw"]["A"]
+    assert len(rounds) == 1
+    results = rounds[0]
+    assert set(results) == CONTENDERS
+    for kind, res in results.items():
+        assert "error" not in res, (kind, res.get("error"))
+        assert res["expected"] == 250, kind
+        assert res["records"] == 250, (kind, res)
+        assert res["completeness"] == 1.0, (kind, res)
+        assert res["duplicates"] == 0, (kind, res)
+        assert res["unexpected"] == 0, (kind, res)
+        assert res["requests"] >= 5, (kind, res)
+        assert res["peak_rss_mib"] > 0, kind
+        assert res["p50_page_ms"] is not None, kind
+    summary = doc["scenarios"]["A"]["contenders"]
+    assert summary["aiohttp"]["ratio_vs_aiohttp"]["median"] == pytest.approx(1.0)
