@@ -254,9 +254,8 @@ class _Chain:
 
 
 _PAGE: Final = 0
-_DONE: Final = 1
-_FAILED: Final = 2
-_END: Final = 3
+_FAILED: Final = 1
+_END: Final = 2
 
 
 def _utc_now() -> dt.datetime:
@@ -305,6 +304,7 @@ class Pull:
         self._since_sync_status = since_sync_status
         self._overlap = dt.timedelta(seconds=overlap)
         self._wall = wall_clock
+        self._run_start_cache: tuple[int, str] = (-1, "")
         self._chains = [
             _Chain(conn, ent, ChainReport(connection=conn.name, entity=ent))
             for conn in conns
@@ -436,9 +436,8 @@ class Pull:
                     del pulled
                     if next_cursor is not None:
                         self._save_cursor(chain, next_cursor)
-                elif kind == _DONE:
-                    assert chain is not None  # noqa: S101
-                    self._complete(chain)
+                    else:
+                        self._complete(chain)
                 elif kind == _FAILED:
                     assert chain is not None  # noqa: S101
                     self._fail(chain, payload)
@@ -599,10 +598,9 @@ class Pull:
                 report.retries = tally.retries
                 report.rate_limited = tally.rate_limited
                 if next_cursor is None:
-                    break
+                    return  # the consumer completes the chain once it is done with the page
                 # A page that had to shrink (timeout, clamp) keeps the smaller size.
                 cursor = next_cursor
-            queue.put_nowait((_DONE, chain, None))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is reported per chain
@@ -644,16 +642,24 @@ class Pull:
             if entry is not None and entry.last_synced_at is not None:
                 modified_after = _iso(entry.last_synced_at)
         report.modified_after = modified_after
-        chain.run_started_at = _iso(self._wall() - self._overlap)
-        chain.state = ChainState(
-            in_progress=True,
-            run_modified_after=modified_after,
-            run_started_at=chain.run_started_at,
-            high_water=state.high_water if state is not None else None,
-        )
         if self._store is not None:
+            chain.run_started_at = self._run_start()
+            chain.state = ChainState(
+                in_progress=True,
+                run_modified_after=modified_after,
+                run_started_at=chain.run_started_at,
+                high_water=state.high_water if state is not None else None,
+            )
             self._store.save(report.connection, chain.entity.value, chain.state)
         return None, modified_after
+
+    def _run_start(self) -> str:
+        """The next high-water mark: now less the overlap (formatted once a second)."""
+        now = self._wall()
+        second = int(now.timestamp())
+        if self._run_start_cache[0] != second:
+            self._run_start_cache = (second, _iso(now - self._overlap))
+        return self._run_start_cache[1]
 
 
 def pull(

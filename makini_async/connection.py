@@ -678,6 +678,9 @@ class Connection:
                     ) from error
         finally:
             self._in_flight -= 1
+            if not self._in_flight:
+                # Nothing holds or waits on the semaphore: an idle handle keeps none.
+                self._sem = None
             if probe:
                 # A probe that ended without an answer (cancelled) frees the slot.
                 self._probing = False

@@ -6,9 +6,10 @@ import asyncio
 import inspect
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
@@ -233,10 +234,13 @@ def _check_base_url(base_url: object) -> None:
         raise UsageError(msg)
 
 
+_BAD_TOKEN_CHAR: Final = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _check_token(token: object) -> None:
     if not isinstance(token, str) or not token:
         msg = "a connection token must be a non-empty string"
         raise UsageError(msg)
-    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in token):
+    if _BAD_TOKEN_CHAR.search(token):
         msg = "a connection token must not contain whitespace or control characters"
         raise UsageError(msg)
