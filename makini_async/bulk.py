@@ -33,6 +33,7 @@ import collections
 import datetime as dt
 import enum
 import logging
+import operator
 import time
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -253,6 +254,9 @@ class _Chain:
     resumed_records: int = 0
 
 
+_ITEM_ID: Final = operator.itemgetter("id")
+_ATTR_ID: Final = operator.attrgetter("id")
+
 _PAGE: Final = 0
 _FAILED: Final = 1
 _END: Final = 2
@@ -463,20 +467,24 @@ class Pull:
     @staticmethod
     def _fresh(chain: _Chain, records: list[Any], as_dicts: bool) -> list[Any]:  # noqa: FBT001
         """``records`` less any id this chain already delivered in this run."""
-        seen = chain.seen
-        if seen is None:
-            seen = chain.seen = set()
         try:
-            ids = [r["id"] for r in records] if as_dicts else [r.id for r in records]
+            ids = list(map(_ITEM_ID if as_dicts else _ATTR_ID, records))
             fresh = set(ids)
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, AttributeError):
             msg = f"a {chain.entity.value} record has no usable 'id'; cannot de-duplicate"
             raise RecordStructureError(
                 msg, field="id", connection=chain.report.connection
             ) from None
-        if len(fresh) == len(ids) and seen.isdisjoint(fresh):
-            seen |= fresh  # the common case: no repeats, one pass in C
-            return records
+        seen = chain.seen
+        if len(fresh) == len(ids):  # the common case, all in C: no repeats
+            if seen is None:
+                chain.seen = fresh
+                return records
+            if seen.isdisjoint(fresh):
+                seen |= fresh
+                return records
+        if seen is None:
+            seen = chain.seen = set()
         keep: list[Any] = []
         for rid, record in zip(ids, records, strict=True):
             if rid not in seen:

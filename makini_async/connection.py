@@ -376,11 +376,10 @@ class Connection:
             page = attrs.evolve(
                 page, records=self._structure(page.entity, page.records, page.request_id)
             )
-        hooks = self._pool.hooks
-        if hooks:
+        listeners = self._pool.hooks.on_page
+        if listeners:
             await emit(
-                hooks,
-                "on_page",
+                listeners,
                 PageEvent(
                     self.name,
                     page.entity.value,
@@ -544,6 +543,7 @@ class Connection:
         may_retry = idempotency_key is not None or method in _SAFE_METHODS
         clock = pool.clock
         hooks = pool.hooks
+        timed = bool(hooks.on_request)
         started = clock()
         self._last_used = started
         self._in_flight += 1
@@ -552,7 +552,7 @@ class Connection:
         try:
             while True:
                 attempt += 1
-                t0 = clock() if hooks else 0.0
+                t0 = clock() if timed else 0.0
                 request_id: str | None = None
                 status: int | None = None
                 error: MakiniError
@@ -571,10 +571,9 @@ class Connection:
                         else:
                             self.requests += 1
                             self._succeeded()
-                            if hooks:
+                            if timed:
                                 await emit(
-                                    hooks,
-                                    "on_request",
+                                    hooks.on_request,
                                     RequestEvent(
                                         self.name,
                                         method,
@@ -596,10 +595,9 @@ class Connection:
                 error.connection = self.name
                 if error.request_id is None:
                     error.request_id = request_id
-                if hooks:
+                if timed:
                     await emit(
-                        hooks,
-                        "on_request",
+                        hooks.on_request,
                         RequestEvent(
                             self.name,
                             method,
@@ -651,10 +649,9 @@ class Connection:
                         attempt,
                         error.request_id,
                     )
-                if hooks:
+                if hooks.on_retry:
                     await emit(
-                        hooks,
-                        "on_retry",
+                        hooks.on_retry,
                         RetryEvent(
                             self.name,
                             method,
@@ -854,11 +851,10 @@ class Connection:
     async def _emit_state(
         self, old: ConnectionState, new: ConnectionState, reason: str, request_id: str | None
     ) -> None:
-        hooks = self._pool.hooks
-        if hooks:
+        listeners = self._pool.hooks.on_connection_state
+        if listeners:
             await emit(
-                hooks,
-                "on_connection_state",
+                listeners,
                 ConnectionStateEvent(self.name, old, new, reason, request_id),
             )
 

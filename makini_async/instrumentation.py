@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
+
+    Listener = Callable[[Any], Awaitable[None] | None]
 
 __all__ = [
     "ConnectionState",
@@ -146,15 +148,38 @@ class LoggingHook(Hook):
             )
 
 
-async def emit(hooks: Sequence[Any], method: str, event: object) -> None:
-    """Call ``method`` on every hook that has it; await coroutines; swallow errors."""
-    for hook in hooks:
-        fn = getattr(hook, method, None)
-        if fn is None:
-            continue
+class HookSet:
+    """The hooks' bound methods, looked up once, per event kind.
+
+    An empty tuple means nobody listens, so the event is not even built: the
+    hot path pays nothing for instrumentation it does not use.
+    """
+
+    __slots__ = ("hooks", "on_connection_state", "on_page", "on_request", "on_retry")
+
+    def __init__(self, hooks: Sequence[object]) -> None:
+        self.hooks = tuple(hooks)
+        self.on_request = self._bound("on_request")
+        self.on_retry = self._bound("on_retry")
+        self.on_page = self._bound("on_page")
+        self.on_connection_state = self._bound("on_connection_state")
+
+    def _bound(self, method: str) -> tuple[Listener, ...]:
+        found: list[Listener] = []
+        for hook in self.hooks:
+            fn = getattr(hook, method, None)
+            # A Hook subclass that does not override a method does not listen to it.
+            if fn is not None and getattr(type(hook), method, None) is not getattr(Hook, method):
+                found.append(fn)
+        return tuple(found)
+
+
+async def emit(listeners: Sequence[Listener], event: object) -> None:
+    """Call every listener; await what returns an awaitable; log and swallow errors."""
+    for fn in listeners:
         try:
             result = fn(event)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
-        except Exception:
-            logger.exception("hook %r raised in %s", hook, method)
+        except Exception:  # noqa: PERF203 - one hook's failure must not skip the others
+            logger.exception("hook %r raised for %s", fn, type(event).__name__)

@@ -17,6 +17,7 @@ from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._retry import RetryBudget
 from makini_async.connection import Connection
 from makini_async.errors import UsageError
+from makini_async.instrumentation import HookSet
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -70,7 +71,7 @@ class MakiniPool:
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or BreakerPolicy()
         self.page_sizes = page_sizes or PageSizes()
-        self.hooks: tuple[object, ...] = tuple(hooks)
+        self.hooks = HookSet(hooks)
         self.as_dicts = as_dicts
         self.clock = clock
         self.sleep = sleep
