@@ -243,15 +243,19 @@ class PulledPage:
         return len(self.records)
 
 
-@attrs.define(slots=True, eq=False)
-class _Chain:
-    conn: Connection
-    entity: Entity
-    report: ChainReport
-    state: ChainState | None = None
-    seen: set[str] | None = None
-    run_started_at: str | None = None
-    resumed_records: int = 0
+@attrs.define(slots=True, kw_only=True, eq=False)
+class _Chain(ChainReport):
+    """A chain's report plus the pull's working state: one object per chain."""
+
+    conn: Connection = attrs.field(repr=False)
+    state: ChainState | None = attrs.field(default=None, repr=False)
+    seen: set[str] | None = attrs.field(default=None, repr=False)
+    run_started_at: str | None = attrs.field(default=None, repr=False)
+    resumed_records: int = attrs.field(default=0, repr=False)
+
+
+# Users see these objects in PullReport.chains: they print as what they are to them.
+_Chain.__qualname__ = "ChainReport"
 
 
 _ITEM_ID: Final = operator.itemgetter("id")
@@ -310,11 +314,9 @@ class Pull:
         self._wall = wall_clock
         self._run_start_cache: tuple[int, str] = (-1, "")
         self._chains = [
-            _Chain(conn, ent, ChainReport(connection=conn.name, entity=ent))
-            for conn in conns
-            for ent in ents
+            _Chain(conn=conn, connection=conn.name, entity=ent) for conn in conns for ent in ents
         ]
-        self.report = PullReport([c.report for c in self._chains])
+        self.report = PullReport(list[ChainReport](self._chains))
         self._concurrency = min(concurrency or pool.limits.max_in_flight, len(self._chains)) or 1
         # Unbounded, yet bounded by the protocol: each worker has at most one page
         # in it, and waits until the consumer has parsed that page.
@@ -421,7 +423,7 @@ class Pull:
                     # Let the chain fetch its next page while this one is consumed.
                     if not handed.done():
                         handed.set_result((page.next_cursor, page.page_size))
-                    report = chain.report
+                    report: ChainReport = chain
                     report.records += len(records)
                     report.pages += 1
                     pulled = PulledPage(
@@ -472,9 +474,7 @@ class Pull:
             fresh = set(ids)
         except (KeyError, TypeError, AttributeError):
             msg = f"a {chain.entity.value} record has no usable 'id'; cannot de-duplicate"
-            raise RecordStructureError(
-                msg, field="id", connection=chain.report.connection
-            ) from None
+            raise RecordStructureError(msg, field="id", connection=chain.connection) from None
         seen = chain.seen
         if len(fresh) == len(ids):  # the common case, all in C: no repeats
             if seen is None:
@@ -500,12 +500,12 @@ class Pull:
             state,
             in_progress=True,
             cursor=cursor,
-            records=chain.resumed_records + chain.report.records,
+            records=chain.resumed_records + chain.records,
         )
-        self._store.save(chain.report.connection, chain.entity.value, chain.state)
+        self._store.save(chain.connection, chain.entity.value, chain.state)
 
     def _complete(self, chain: _Chain) -> None:
-        report = chain.report
+        report: ChainReport = chain
         report.outcome = Outcome.COMPLETED
         report.finished_at = time.monotonic()
         chain.seen = None
@@ -515,7 +515,7 @@ class Pull:
             self._store.save(report.connection, chain.entity.value, chain.state)
 
     def _fail(self, chain: _Chain, error: BaseException) -> None:
-        report = chain.report
+        report: ChainReport = chain
         report.error = error
         report.finished_at = time.monotonic()
         chain.seen = None
@@ -544,9 +544,9 @@ class Pull:
             await asyncio.gather(*workers, return_exceptions=True)
         now = time.monotonic()
         for chain in self._chains:
-            if not chain.report.done:
-                chain.report.outcome = Outcome.CANCELLED
-                chain.report.finished_at = now if chain.report.started_at is not None else None
+            if not chain.done:
+                chain.outcome = Outcome.CANCELLED
+                chain.finished_at = now if chain.started_at is not None else None
         self.report.finished_at = now
         if self._store is not None:
             self._store.flush()
@@ -565,7 +565,7 @@ class Pull:
                 self._queue.put_nowait((_END, None, None))
 
     async def _run_chain(self, chain: _Chain) -> None:
-        report = chain.report
+        report: ChainReport = chain
         report.outcome = Outcome.RUNNING
         report.started_at = time.monotonic()
         tally = Tally()
@@ -618,7 +618,7 @@ class Pull:
 
     async def _plan(self, chain: _Chain) -> tuple[str | None, str | None]:
         """The cursor and filter this chain starts from, saving a run start."""
-        report = chain.report
+        report: ChainReport = chain
         state = None
         if self._store is not None:
             state = self._store.load(report.connection, chain.entity.value)

@@ -598,15 +598,7 @@ class MockMakini:
         if conn.limiter is not None:
             retry_after = conn.limiter.acquire()
             if retry_after is not None:
-                conn.cooldown_until = now + retry_after
-                answer = _error(
-                    429,
-                    "RATE_LIMIT_EXCEEDED",
-                    "Too many requests for this connection",
-                    request_id,
-                    details={"retry_after": retry_after},
-                    headers={"Retry-After": str(retry_after)},
-                )
+                answer = self._rate_limited(conn, request_id, retry_after)
                 return self._respond(request, request_id, answer, stats, conn.label)
         method = request.method
         fault: str | None = None
@@ -637,6 +629,18 @@ class MockMakini:
             return await self._drop(request, request_id, answer, conn)
         return self._respond(request, request_id, answer, stats, conn.label)
 
+    def _rate_limited(self, conn: ConnectionState, request_id: str, retry_after: int) -> _Answer:
+        """A 429 that starts the token's cooldown (for the ``during_cooldown`` count)."""
+        conn.cooldown_until = self.clock() + retry_after
+        return _error(
+            429,
+            "RATE_LIMIT_EXCEEDED",
+            "Too many requests for this connection",
+            request_id,
+            details={"retry_after": retry_after},
+            headers={"Retry-After": str(retry_after)},
+        )
+
     async def _early_fault(
         self, request: web.Request, request_id: str, conn: ConnectionState, fault: str
     ) -> web.StreamResponse | None:
@@ -647,16 +651,7 @@ class MockMakini:
             answer = _error(status, code, message, request_id)
             return self._respond(request, request_id, answer, conn.stats, conn.label)
         if fault == "rate_limit_429":
-            retry_after = math.ceil(plan.retry_after)
-            conn.cooldown_until = self.clock() + retry_after
-            answer = _error(
-                429,
-                "RATE_LIMIT_EXCEEDED",
-                "Too many requests for this connection",
-                request_id,
-                details={"retry_after": retry_after},
-                headers={"Retry-After": str(retry_after)},
-            )
+            answer = self._rate_limited(conn, request_id, math.ceil(plan.retry_after))
             return self._respond(request, request_id, answer, conn.stats, conn.label)
         if fault == "stall":
             await self._sleep(plan.stall_seconds)
