@@ -148,3 +148,18 @@ def test_a_checkpoint_that_cannot_be_written_is_a_typed_error(tmp_path: Path) ->
     folder.rmdir()
     with pytest.raises(CheckpointError, match="cannot write checkpoint"):
         store.flush()
+
+
+async def test_run_calls_on_page_and_returns_the_report(make_pool: Any) -> None:
+    seen: list[int] = []
+
+    async def on_page(p: Any) -> None:
+        seen.append(len(p.records))
+
+    async with make_pool(repeating, as_dicts=True) as (pool, _):
+        report = await pool.pull("assets", [TOKEN]).run(on_page)
+    assert seen == [2, 1]
+    assert report.ok
+    assert report.records == 3
+    assert report.outcomes() == {Outcome.COMPLETED: 1}
+    assert "1/1 connections done, 3 records in 2 pages" in report.summary()

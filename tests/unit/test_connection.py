@@ -748,3 +748,18 @@ async def test_base_url_and_names_are_checked(make_pool: Any) -> None:
         unnamed = pool.connection("tok-2")
         assert pool.connection("tok-2", name="later") is unnamed
         assert unnamed.name == "later"
+
+
+async def test_logging_hook_and_stats(make_pool: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from makini_async import LoggingHook
+
+    caplog.set_level(logging.DEBUG, logger="makini_async")
+    async with make_pool(paged(3), as_dicts=True, hooks=[LoggingHook()]) as (pool, _):
+        conn = pool.connection(TOKEN, name="acme")
+        assert len([r async for r in conn.list("assets")]) == 3
+        stats = conn.stats
+    assert (stats.name, stats.requests, stats.retries, stats.in_flight) == ("acme", 1, 0, 0)
+    assert stats.state is ConnectionState.ACTIVE
+    assert "GET /assets -> 200" in caplog.text
+    assert "page of 3 assets (connection=acme" in caplog.text
+    assert TOKEN not in caplog.text
