@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import math
-from typing import TYPE_CHECKING, Any
+import re
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -22,11 +24,14 @@ from makini_async.errors import (
     UsageError,
     error_class_for,
 )
+from makini_async.models._converter import _c_date, _c_datetime
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "check_base_url",
+    "check_token",
     "decode_json",
     "error_from_response",
     "format_when",
@@ -34,6 +39,7 @@ __all__ = [
     "parse_page",
     "parse_retry_after",
     "parse_single",
+    "valid_token",
 ]
 
 _EMPTY: Mapping[str, Any] = {}
@@ -57,10 +63,7 @@ def format_when(value: dt.datetime | dt.date | str, *, name: str) -> str:
     if isinstance(value, str):
         text = value.strip()
         try:
-            if len(text) == 10:
-                dt.date.fromisoformat(text)
-            else:
-                dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+            (_c_date if len(text) == 10 else _c_datetime)(text)
         except ValueError:
             pass
         else:
@@ -70,6 +73,37 @@ def format_when(value: dt.datetime | dt.date | str, *, name: str) -> str:
         f"2024-01-01T00:00:00Z), a date or a datetime; got {value!r}"
     )
     raise UsageError(msg)
+
+
+def check_base_url(base_url: object) -> None:
+    """Raise :class:`UsageError` unless ``base_url`` is an http(s) URL with a host."""
+    msg = f"base_url must be an http:// or https:// URL with a host, got {base_url!r}"
+    if not isinstance(base_url, str):
+        raise UsageError(msg)
+    try:
+        parts = urlsplit(base_url)
+        _ = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        raise UsageError(msg) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+        raise UsageError(msg)
+
+
+_BAD_TOKEN_CHAR: Final = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def valid_token(token: object) -> bool:
+    """Whether ``token`` can go in an Authorization header (non-empty, no space or control)."""
+    return isinstance(token, str) and bool(token) and not _BAD_TOKEN_CHAR.search(token)
+
+
+def check_token(token: object) -> None:
+    """Raise :class:`UsageError` (never naming the token) unless it is a valid token."""
+    if not valid_token(token):
+        msg = (
+            "a connection token must be a non-empty string without whitespace or control characters"
+        )
+        raise UsageError(msg)
 
 
 def list_params(

@@ -31,7 +31,6 @@ import secrets
 import sys
 import tempfile
 import time
-import urllib.parse
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final, NoReturn, TextIO
@@ -42,7 +41,7 @@ import orjson
 from makini_async import __version__
 from makini_async._config import RetryPolicy, Timeouts
 from makini_async._progress import Progress
-from makini_async._sansio import format_when
+from makini_async._sansio import check_base_url, format_when, valid_token
 from makini_async.bulk import Outcome, Pull, PullReport
 from makini_async.checkpoint import open_checkpoint
 from makini_async.entities import Entity, to_entity
@@ -282,7 +281,7 @@ def _parse_tokens(lines: Sequence[str], source: str) -> list[tuple[str | None, s
         bad = (
             not token
             or "," in token
-            or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in token)
+            or not valid_token(token)
             or (name is not None and (not name or any(ord(ch) < 32 for ch in name)))
         )
         if bad:
@@ -339,14 +338,11 @@ def _load_tokens(tokens_file: str | None, tokens_env: str | None) -> tuple[tuple
 
 
 def _check_base_url(url: str) -> str:
-    msg = f"bad --base-url {url!r}: expected an http:// or https:// URL"
     try:
-        parts = urllib.parse.urlsplit(url)
-        _ = parts.port  # a port out of range or not a number raises ValueError
-    except ValueError:
+        check_base_url(url)
+    except UsageError:
+        msg = f"bad --base-url {url!r}: expected an http:// or https:// URL"
         raise _CliError(msg) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _CliError(msg)
     return url
 
 

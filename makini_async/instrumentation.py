@@ -155,18 +155,18 @@ class HookSet:
     hot path pays nothing for instrumentation it does not use.
     """
 
-    __slots__ = ("hooks", "on_connection_state", "on_page", "on_request", "on_retry")
+    __slots__ = ("on_connection_state", "on_page", "on_request", "on_retry")
 
     def __init__(self, hooks: Sequence[object]) -> None:
-        self.hooks = tuple(hooks)
-        self.on_request = self._bound("on_request")
-        self.on_retry = self._bound("on_retry")
-        self.on_page = self._bound("on_page")
-        self.on_connection_state = self._bound("on_connection_state")
+        self.on_request = self._bound(hooks, "on_request")
+        self.on_retry = self._bound(hooks, "on_retry")
+        self.on_page = self._bound(hooks, "on_page")
+        self.on_connection_state = self._bound(hooks, "on_connection_state")
 
-    def _bound(self, method: str) -> tuple[Listener, ...]:
+    @staticmethod
+    def _bound(hooks: Sequence[object], method: str) -> tuple[Listener, ...]:
         found: list[Listener] = []
-        for hook in self.hooks:
+        for hook in hooks:
             fn = getattr(hook, method, None)
             # A Hook subclass that does not override a method does not listen to it.
             if fn is not None and getattr(type(hook), method, None) is not getattr(Hook, method):

@@ -6,15 +6,14 @@ import asyncio
 import inspect
 import logging
 import random
-import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
 from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._retry import RetryBudget
+from makini_async._sansio import check_base_url, check_token
 from makini_async.connection import Connection
 from makini_async.errors import UsageError
 from makini_async.instrumentation import HookSet
@@ -63,7 +62,7 @@ class MakiniPool:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        _check_base_url(base_url)
+        check_base_url(base_url)
         self.base_url = base_url.rstrip("/")
         self.api_url = self.base_url + API_PREFIX
         self.timeouts = timeouts or Timeouts()
@@ -161,7 +160,7 @@ class MakiniPool:
                 conn._name = name
                 conn._named = True
             return conn
-        _check_token(token)
+        check_token(token)
         if max_concurrency is not None and (
             not isinstance(max_concurrency, int) or max_concurrency < 1
         ):
@@ -220,28 +219,3 @@ class MakiniPool:
         from makini_async.bulk import pull  # noqa: PLC0415
 
         return pull(self, *args, **kwargs)
-
-
-def _check_base_url(base_url: object) -> None:
-    msg = f"base_url must be an http:// or https:// URL with a host, got {base_url!r}"
-    if not isinstance(base_url, str):
-        raise UsageError(msg)
-    try:
-        parts = urlsplit(base_url)
-        _ = parts.port  # raises ValueError for a port out of range or not a number
-    except ValueError:
-        raise UsageError(msg) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
-        raise UsageError(msg)
-
-
-_BAD_TOKEN_CHAR: Final = re.compile(r"[\s\x00-\x1f\x7f]")
-
-
-def _check_token(token: object) -> None:
-    if not isinstance(token, str) or not token:
-        msg = "a connection token must be a non-empty string"
-        raise UsageError(msg)
-    if _BAD_TOKEN_CHAR.search(token):
-        msg = "a connection token must not contain whitespace or control characters"
-        raise UsageError(msg)

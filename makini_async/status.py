@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from makini_async.errors import MalformedResponse
+from makini_async.models._converter import _c_datetime
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 __all__ = ["ConnectionInfo", "EntitySyncStatus", "SyncJob", "SyncStatus"]
 
@@ -16,16 +19,11 @@ __all__ = ["ConnectionInfo", "EntitySyncStatus", "SyncJob", "SyncStatus"]
 def _when(value: object, field: str, request_id: str | None) -> dt.datetime | None:
     if value is None:
         return None
-    if isinstance(value, str):
-        text = value[:-1] + "+00:00" if value.endswith("Z") else value
-        try:
-            when = dt.datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
-    msg = f"{field} is not an ISO 8601 date-time: {value!r}"
-    raise MalformedResponse(msg, request_id=request_id)
+    try:
+        return _c_datetime(value)
+    except (TypeError, ValueError):
+        msg = f"{field} is not an ISO 8601 date-time: {value!r}"
+        raise MalformedResponse(msg, request_id=request_id) from None
 
 
 def _str(data: Mapping[str, Any], key: str, request_id: str | None) -> str:
