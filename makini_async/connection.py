@@ -569,7 +569,6 @@ class Connection:
                         except MalformedResponse as exc:
                             error = exc
                         else:
-                            self.requests += 1
                             self._succeeded()
                             if timed:
                                 await emit(
@@ -590,7 +589,6 @@ class Connection:
                             return result
                     else:
                         error = error_from_response(status, resp.headers, resp.body)
-                self.requests += 1
                 self.failures += 1
                 error.connection = self.name
                 if error.request_id is None:
@@ -731,6 +729,7 @@ class Connection:
                         )
                     await pool.sleep(delay)
             async with pool.semaphore:
+                self.requests += 1
                 return await pool.transport.request(
                     method, url, headers=headers, params=params, body=body
                 )
