@@ -306,7 +306,9 @@ def _generate(cls: type, fns: dict[str, Callable[[Any], Any]]) -> Callable[[Any]
         lines.extend("    " + t.format(k=repr(f.name), sub=sub) for t in _TEMPLATES[f.kind])
         lines.append(f"    _set_{f.name}(self, v)")
     ns["_set_extra"] = _slot_setter(cls, "extra")
-    lines.append("    _set_extra(self, extra)")
+    # Usually nothing is left: a fresh ``{}`` is smaller than the emptied copy
+    # (which keeps its full-size table) and is not tracked by the GC.
+    lines.append("    _set_extra(self, extra if extra else {})")
     lines.append("    return self")
     source = "\n".join(lines) + "\n"
     exec(compile(source, f"<makini_async structure {cls.__name__}>", "exec"), ns)  # noqa: S102

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from makini_async import CheckpointError, JSONCheckpoint, Outcome, RecordStructureError, UsageError
+from makini_async import (
+    CheckpointError,
+    Entity,
+    JSONCheckpoint,
+    Outcome,
+    PulledRecord,
+    RecordStructureError,
+    UsageError,
+)
 from makini_async.checkpoint import ChainState, SQLiteCheckpoint, open_checkpoint
 from tests.fakes import Call, error, page
 from tests.unit.conftest import TOKEN
@@ -23,8 +31,11 @@ def repeating(call: Call) -> Any:
 async def test_records_repeated_by_the_server_are_delivered_once(make_pool: Any) -> None:
     async with make_pool(repeating, as_dicts=True) as (pool, _):
         async with pool.pull("assets", [TOKEN]) as pull:
-            ids = [item.record["id"] async for item in pull]
-        assert ids == ["a", "b", "c"]
+            items = [item async for item in pull]
+        assert [item.record["id"] for item in items] == ["a", "b", "c"]
+        assert all(type(item) is PulledRecord for item in items)
+        assert items[0] == PulledRecord(items[0].connection, Entity.ASSETS, {"id": "a"})
+        assert items[0].entity is Entity.ASSETS
         assert pull.report.records == 3
         async with pool.pull("assets", [TOKEN], dedupe=False) as pull:
             ids = [item.record["id"] async for item in pull]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -508,3 +509,12 @@ def test_python_310_z_path(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _converter._c_datetime("2024-03-01T12:00:00+01:00").utcoffset() == dt.timedelta(hours=1)
     with pytest.raises(ValueError, match="date-time"):
         _converter._c_datetime("2024-03-01T12:00:00+01:00Z")
+
+
+def test_an_empty_extra_is_a_fresh_small_dict() -> None:
+    # Not the emptied copy of the API object, which keeps its full-size table.
+    wo = structure(Entity.WORK_ORDERS, dict.fromkeys(("id", *(f"k{i}" for i in range(20))), "x"))
+    assert len(wo.extra) == 20
+    wo = structure(Entity.WORK_ORDERS, {"id": "w", "title": "t", "status": "open", "raw": {}})
+    assert wo.extra == {}
+    assert sys.getsizeof(wo.extra) == sys.getsizeof({})
