@@ -392,6 +392,7 @@ class Pull:
                 )
                 # Drop every reference to the page before the next await (see _parse).
                 del page
+                item: PulledRecord | None
                 for item in items:
                     yield item
                 del items
