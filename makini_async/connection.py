@@ -47,7 +47,7 @@ from makini_async.instrumentation import (
     RetryEvent,
     emit,
 )
-from makini_async.models import Record, structure_many, unstructure
+from makini_async.models import Record, structure_in_place, structure_many, unstructure
 from makini_async.pagination import Listing, Page, RawPage
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 
@@ -371,11 +371,19 @@ class Connection:
         return Page(raw.entity, data, raw.cursor, next_cursor, total, raw.request_id, raw.page_size)
 
     async def finish_page(self, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
-        """Structure a parsed page's records (unless ``as_dicts``) and tell the hooks."""
+        """Structure a parsed page's records (unless ``as_dicts``) and tell the hooks.
+
+        Structuring takes over ``page.records``: each dict in that list is
+        replaced by its record (see :func:`~makini_async.models.structure_in_place`).
+        """
         if not as_dicts:
-            page = attrs.evolve(
-                page, records=self._structure(page.entity, page.records, page.request_id)
-            )
+            # The dict page is this call's own: its list becomes the records' list.
+            try:
+                records = structure_in_place(page.entity, page.records, request_id=page.request_id)
+            except RecordStructureError as exc:
+                exc.connection = self.name
+                raise
+            page = attrs.evolve(page, records=records)
         listeners = self._pool.hooks.on_page
         if listeners:
             await emit(

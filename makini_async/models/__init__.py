@@ -75,6 +75,7 @@ __all__ = [
     "WorkOrderStatus",
     "record_type",
     "structure",
+    "structure_in_place",
     "structure_many",
     "unstructure",
 ]
@@ -126,6 +127,27 @@ def structure_many(
         raise _structure_error(ent, items, request_id, exc) from exc
 
 
+def structure_in_place(
+    entity: EntityLike, items: list[Any], *, request_id: str | None = None
+) -> list[Record]:
+    """Like :func:`structure_many`, replacing each dict of ``items`` by its record.
+
+    For a page the caller owns and no longer needs as dicts: each API object
+    is released as soon as its record exists, so a page never holds both
+    (half the young objects, and the garbage collector seldom runs). On an
+    error, ``items`` is left part records, part dicts.
+    """
+    ent = to_entity(entity)
+    fn = _FNS[ent]
+    index = 0
+    try:
+        for index, item in enumerate(items):
+            items[index] = fn(item)
+    except Exception as exc:  # re-raised as one typed error below
+        raise _structure_error(ent, items[index:], request_id, exc, first=index) from exc
+    return items
+
+
 def unstructure(record: Record) -> dict[str, Any]:
     """Turn a record back into the API's JSON shape (``extra`` at the top level).
 
@@ -141,9 +163,11 @@ def _structure_error(
     items: list[Mapping[str, Any]] | tuple[Mapping[str, Any], ...],
     request_id: str | None,
     exc: BaseException,
+    *,
+    first: int = 0,
 ) -> RecordStructureError:
     cls = RECORD_TYPES[entity]
-    for index, item in enumerate(items):
+    for index, item in enumerate(items, first):
         found = locate_error(cls, item)
         if found is None:
             continue

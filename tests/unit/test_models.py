@@ -29,6 +29,7 @@ from makini_async.models import (
     WorkOrder,
     record_type,
     structure,
+    structure_in_place,
     structure_many,
     unstructure,
 )
@@ -518,3 +519,22 @@ def test_an_empty_extra_is_a_fresh_small_dict() -> None:
     wo = structure(Entity.WORK_ORDERS, {"id": "w", "title": "t", "status": "open", "raw": {}})
     assert wo.extra == {}
     assert sys.getsizeof(wo.extra) == sys.getsizeof({})
+
+
+def test_structure_in_place_reuses_the_list_and_names_the_bad_record() -> None:
+    page = [{**BASE, "id": f"w{i}", "status": "open"} for i in range(4)]
+    records = structure_in_place(Entity.WORK_ORDERS, page, request_id="req_9")
+    assert records is page
+    assert [type(r) for r in records] == [WorkOrder] * 4
+    assert records == structure_many(
+        Entity.WORK_ORDERS, [{**BASE, "id": f"w{i}", "status": "open"} for i in range(4)]
+    )
+    bad = [{**BASE, "id": f"w{i}"} for i in range(4)]
+    bad[2]["due_date"] = "next tuesday"
+    with pytest.raises(RecordStructureError) as info:
+        structure_in_place(Entity.WORK_ORDERS, bad, request_id="req_9")
+    assert info.value.field == "due_date"
+    assert "record #2 (id='w2')" in str(info.value)
+    assert "req_9" in str(info.value)
+    assert isinstance(bad[0], WorkOrder)
+    assert isinstance(bad[2], dict)
