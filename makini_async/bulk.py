@@ -37,7 +37,7 @@ import logging
 import operator
 import time
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 import attrs
 
@@ -102,7 +102,7 @@ _FINAL = frozenset(
 )
 
 
-@attrs.define(slots=True, kw_only=True)
+@attrs.define(slots=True, kw_only=True, weakref_slot=False)
 class ChainReport:
     """Live state and final outcome of one (connection, entity) chain."""
 
@@ -320,12 +320,13 @@ class Pull:
         self._chains = [
             _Chain(conn=conn, connection=conn.name, entity=ent) for conn in conns for ent in ents
         ]
-        self.report = PullReport(list[ChainReport](self._chains))
+        # The report lists the chains themselves: one list, not a copy per pull.
+        self.report = PullReport(cast("list[ChainReport]", self._chains))
         self._concurrency = min(concurrency or pool.limits.max_in_flight, len(self._chains)) or 1
         # Unbounded, yet bounded by the protocol: each worker has at most one page
         # in it, and waits until the consumer has parsed that page.
         self._queue: asyncio.Queue[tuple[int, _Chain | None, Any]] = asyncio.Queue()
-        self._pending: collections.deque[_Chain] = collections.deque(self._chains)
+        self._next_chain = 0  # chains start in order: the index of the next one
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0
         self._started = False
@@ -567,8 +568,10 @@ class Pull:
 
     async def _worker(self) -> None:
         try:
-            while self._pending:
-                await self._run_chain(self._pending.popleft())
+            chains = self._chains
+            while self._next_chain < len(chains):
+                self._next_chain += 1
+                await self._run_chain(chains[self._next_chain - 1])
         finally:
             self._live -= 1
             if self._live == 0 and not self._closed:
