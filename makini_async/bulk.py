@@ -425,8 +425,10 @@ class Pull:
                         page = await self._parse(chain, raw, as_dicts)
                         records = page.records
                         if self._dedupe:
-                            records = self._fresh(chain, records, as_dicts)
+                            records = self._fresh(chain, records, as_dicts, page.request_id)
                     except Exception as exc:  # noqa: BLE001 - the chain's failure, not the pull's
+                        if isinstance(exc, MakiniError) and exc.connection is None:
+                            exc.connection = chain.connection
                         # The worker fetches again (malformed) or reports the chain.
                         if not handed.done():
                             handed.set_exception(exc)
@@ -478,14 +480,21 @@ class Pull:
         return await chain.conn.finish_page(page, as_dicts=as_dicts)
 
     @staticmethod
-    def _fresh(chain: _Chain, records: list[Any], as_dicts: bool) -> list[Any]:  # noqa: FBT001
+    def _fresh(
+        chain: _Chain,
+        records: list[Any],
+        as_dicts: bool,  # noqa: FBT001
+        request_id: str | None,
+    ) -> list[Any]:
         """``records`` less any id this chain already delivered in this run."""
         get_id = _ITEM_ID if as_dicts else _ATTR_ID
         try:
             fresh = set(map(get_id, records))
         except (KeyError, TypeError, AttributeError):
             msg = f"a {chain.entity.value} record has no usable 'id'; cannot de-duplicate"
-            raise RecordStructureError(msg, field="id", connection=chain.connection) from None
+            raise RecordStructureError(
+                msg, field="id", request_id=request_id, connection=chain.connection
+            ) from None
         seen = chain.seen
         if len(fresh) == len(records):  # the common case, all in C: no repeats
             if seen is None:

@@ -140,7 +140,33 @@ async def test_a_bad_record_fails_only_its_chain(make_pool: Any, bad: Any) -> No
         "good-2": Outcome.COMPLETED,
     }
     assert sorted(items) == [("good-1", "ok"), ("good-2", "ok")]
-    assert isinstance(pull.report.chains[1].error, RecordStructureError)
+    error = pull.report.chains[1].error
+    assert isinstance(error, RecordStructureError)
+    assert error.connection == "bad"
+    assert error.request_id is not None
+    if isinstance(bad, dict):
+        assert error.field == "id"
+    else:
+        assert "record #1 is not a JSON object" in str(error)
+
+
+@pytest.mark.parametrize("dedupe", [True, False])
+@pytest.mark.parametrize("as_dicts", [True, False])
+async def test_a_record_that_is_not_an_object_is_named(
+    make_pool: Any, dedupe: bool, as_dicts: bool
+) -> None:
+    # A list of pairs would make a dict if anything called dict() on it: it must not pass.
+    bad = [["id", "z"]]
+    async with make_pool(lambda call: page([{"id": "x"}, bad], None), as_dicts=as_dicts) as (
+        pool,
+        _,
+    ):
+        async with pool.pull("assets", [TOKEN], dedupe=dedupe) as pull:
+            items = [item async for item in pull]
+    assert items == []
+    error = pull.report.chains[0].error
+    assert isinstance(error, RecordStructureError)
+    assert "#1" in str(error)
 
 
 async def test_a_closed_pull_cannot_be_iterated(make_pool: Any) -> None:
