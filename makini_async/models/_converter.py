@@ -296,7 +296,7 @@ def _generate(cls: type, fns: dict[str, Callable[[Any], Any]]) -> Callable[[Any]
         f"def structure_{cls.__name__}(o):",
         # Pop the known keys from a shallow copy: what is left is ``extra``.
         # (dict.copy + pop is about twice as fast as get + a set difference.)
-        "    extra = o.copy() if o.__class__ is dict else dict(o)",
+        "    extra = o.copy() if o.__class__ is dict else _c_dict(o)",
         "    p = extra.pop",
         "    self = _new(_cl)",
     ]

@@ -538,3 +538,11 @@ def test_structure_in_place_reuses_the_list_and_names_the_bad_record() -> None:
     assert "req_9" in str(info.value)
     assert isinstance(bad[0], WorkOrder)
     assert isinstance(bad[2], dict)
+
+
+def test_a_list_of_pairs_is_not_an_object() -> None:
+    # dict() would accept it; the models must not.
+    with pytest.raises(RecordStructureError, match="expected an object"):
+        structure(Entity.WORK_ORDERS, [("id", "w")])  # type: ignore[arg-type]
+    with pytest.raises(RecordStructureError, match="expected an object"):
+        structure(Entity.PURCHASE_ORDERS, {"id": "p", "vendor": [["id", "v"]]})
