@@ -37,7 +37,7 @@ import logging
 import operator
 import time
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import attrs
 
@@ -245,7 +245,7 @@ class PulledPage:
         return len(self.records)
 
 
-@attrs.define(slots=True, kw_only=True, eq=False)
+@attrs.define(slots=True, kw_only=True, eq=False, weakref_slot=False)
 class _Chain(ChainReport):
     """A chain's report plus the pull's working state: one object per chain."""
 
@@ -317,11 +317,11 @@ class Pull:
         self._overlap = dt.timedelta(seconds=overlap)
         self._wall = wall_clock
         self._run_start_cache: tuple[int, str] = (-1, "")
-        self._chains = [
+        self._chains = tuple(
             _Chain(conn=conn, connection=conn.name, entity=ent) for conn in conns for ent in ents
-        ]
-        # The report lists the chains themselves: one list, not a copy per pull.
-        self.report = PullReport(cast("list[ChainReport]", self._chains))
+        )
+        # The report's list is the user's to sort or filter; workers keep their own tuple.
+        self.report = PullReport(list[ChainReport](self._chains))
         self._concurrency = min(concurrency or pool.limits.max_in_flight, len(self._chains)) or 1
         # Unbounded, yet bounded by the protocol: each worker has at most one page
         # in it, and waits until the consumer has parsed that page.
@@ -476,7 +476,9 @@ class Pull:
         and make every collection slower (about a third of the throughput);
         parsed here, they die young.
         """
-        page = raw if isinstance(raw, Page) else chain.conn.parse_page_bytes(raw)
+        if isinstance(raw, Page):
+            return raw  # fetched again by the worker with fetch_page: finished already
+        page = chain.conn.parse_page_bytes(raw)
         return await chain.conn.finish_page(page, as_dicts=as_dicts)
 
     @staticmethod
@@ -612,13 +614,14 @@ class Pull:
                 try:
                     next_cursor, page_size = await handed
                 except MalformedResponse:
-                    # Rare: fetch again, parsing here so a bad body is retried.
+                    # Rare: fetch again, parsing (and structuring) here so a bad
+                    # body is retried. The consumer takes this page as it is.
                     item = await conn.fetch_page(
                         entity,
                         cursor=cursor,
                         page_size=page_size,
                         modified_after=modified_after,
-                        as_dicts=True,
+                        as_dicts=self._as_dicts,
                         tally=tally,
                     )
                     handed = loop.create_future()
@@ -634,6 +637,8 @@ class Pull:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is reported per chain
+            if isinstance(exc, MakiniError) and exc.connection is None:
+                exc.connection = report.connection
             report.retries = tally.retries
             report.rate_limited = tally.rate_limited
             queue.put_nowait((_FAILED, chain, exc))

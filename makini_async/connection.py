@@ -373,13 +373,17 @@ class Connection:
     async def finish_page(self, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
         """Structure a parsed page's records (unless ``as_dicts``) and tell the hooks.
 
-        Structuring takes over ``page.records``: each dict in that list is
-        replaced by its record (see :func:`~makini_async.models.structure_in_place`).
+        Structuring takes over ``page.records`` when it is a list: each dict in
+        it is replaced by its record (see :func:`~makini_async.models.structure_in_place`).
         """
         if not as_dicts:
-            # The dict page is this call's own: its list becomes the records' list.
+            records = page.records
             try:
-                records = structure_in_place(page.entity, page.records, request_id=page.request_id)
+                if type(records) is list:
+                    # The dict page is the caller's to give up: its list becomes the records'.
+                    records = structure_in_place(page.entity, records, request_id=page.request_id)
+                else:
+                    records = structure_many(page.entity, records, request_id=page.request_id)
             except RecordStructureError as exc:
                 exc.connection = self.name
                 raise
@@ -576,6 +580,9 @@ class Connection:
                             result = parse(resp, request_id)
                         except MalformedResponse as exc:
                             error = exc
+                        except MakiniError as exc:  # e.g. a record that is not an object
+                            exc.connection = self.name
+                            raise
                         else:
                             self._succeeded()
                             if timed:

@@ -17,7 +17,9 @@ from makini_async import (
     UsageError,
 )
 from makini_async.checkpoint import ChainState, SQLiteCheckpoint, open_checkpoint
-from tests.fakes import Call, error, page
+from makini_async.models import Asset
+from makini_async.pagination import Page
+from tests.fakes import Call, error, page, respond
 from tests.unit.conftest import TOKEN
 
 
@@ -200,3 +202,67 @@ async def test_run_calls_on_page_and_returns_the_report(make_pool: Any) -> None:
     assert report.records == 3
     assert report.outcomes() == {Outcome.COMPLETED: 1}
     assert "1/1 connections done, 3 records in 2 pages" in report.summary()
+
+
+async def test_sorting_the_report_during_a_pull_changes_nothing(make_pool: Any) -> None:
+    # A progress display may sort the report's list in place: the pull keeps its own.
+    def handler(call: Call) -> Any:
+        return page([{"id": call.headers["Authorization"][-1]}], None)
+
+    tokens = [f"tok{i}" for i in range(4)]
+    async with make_pool(handler, as_dicts=True) as (pool, _):
+        async with pool.pull(["assets", "work-orders"], tokens, concurrency=2) as pull:
+            got = []
+            async for item in pull:
+                got.append((item.connection, item.entity))
+                pull.report.chains.sort(key=lambda c: (c.done, c.connection), reverse=True)
+    assert len(got) == len(set(got)) == 8
+    assert pull.report.outcomes() == {Outcome.COMPLETED: 8}
+
+
+class _PageCounter:
+    def __init__(self) -> None:
+        self.pages = 0
+
+    def on_page(self, event: Any) -> None:
+        self.pages += 1
+
+
+@pytest.mark.parametrize("as_dicts", [True, False])
+async def test_a_malformed_page_is_fetched_again_and_reported_once(
+    make_pool: Any, as_dicts: bool
+) -> None:
+    answers = [respond(200, body=b'{"data": [{"id"'), page([{"id": "a"}, {"id": "b"}], None)]
+    counter = _PageCounter()
+    async with make_pool(lambda call: answers.pop(0), as_dicts=as_dicts, hooks=[counter]) as (
+        pool,
+        _,
+    ):
+        async with pool.pull("assets", [TOKEN]) as pull:
+            items = [item async for item in pull]
+    records = [item.record for item in items]
+    ids = [r["id"] for r in records] if as_dicts else [r.id for r in records]
+    assert ids == ["a", "b"]
+    assert all(isinstance(r, dict if as_dicts else Asset) for r in records)
+    assert pull.report.ok
+    assert counter.pages == 1
+
+
+async def test_a_listing_record_that_is_not_an_object_names_its_connection(
+    make_pool: Any,
+) -> None:
+    async with make_pool(lambda call: page([{"id": "a"}, 7], None)) as (pool, _):
+        conn = pool.connection(TOKEN, name="acme")
+        with pytest.raises(RecordStructureError) as info:
+            _ = [r async for r in conn.list("assets")]
+    assert info.value.connection == "acme"
+    assert info.value.request_id is not None
+
+
+async def test_finish_page_structures_a_tuple_of_records(make_pool: Any) -> None:
+    async with make_pool(lambda call: page([], None)) as (pool, _):
+        conn = pool.connection(TOKEN)
+        dicts = Page(Entity.ASSETS, ({"id": "a"},), None, None, None, "req_1", 100)  # type: ignore[arg-type]
+        typed = await conn.finish_page(dicts, as_dicts=False)
+    assert [type(r) for r in typed.records] == [Asset]
+    assert dicts.records == ({"id": "a"},)
