@@ -427,8 +427,6 @@ class Pull:
                         if self._dedupe:
                             records = self._fresh(chain, records, as_dicts, page.request_id)
                     except Exception as exc:  # noqa: BLE001 - the chain's failure, not the pull's
-                        if isinstance(exc, MakiniError) and exc.connection is None:
-                            exc.connection = chain.connection
                         # The worker fetches again (malformed) or reports the chain.
                         if not handed.done():
                             handed.set_exception(exc)
@@ -580,9 +578,9 @@ class Pull:
     async def _worker(self) -> None:
         try:
             chains = self._chains
-            while self._next_chain < len(chains):
-                self._next_chain += 1
-                await self._run_chain(chains[self._next_chain - 1])
+            while (index := self._next_chain) < len(chains):
+                self._next_chain = index + 1
+                await self._run_chain(chains[index])
         finally:
             self._live -= 1
             if self._live == 0 and not self._closed:
@@ -637,6 +635,7 @@ class Pull:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is reported per chain
+            # Including the consumer's, handed back here: all name their connection.
             if isinstance(exc, MakiniError) and exc.connection is None:
                 exc.connection = report.connection
             report.retries = tally.retries

@@ -377,17 +377,9 @@ class Connection:
         it is replaced by its record (see :func:`~makini_async.models.structure_in_place`).
         """
         if not as_dicts:
-            records = page.records
-            try:
-                if type(records) is list:
-                    # The dict page is the caller's to give up: its list becomes the records'.
-                    records = structure_in_place(page.entity, records, request_id=page.request_id)
-                else:
-                    records = structure_many(page.entity, records, request_id=page.request_id)
-            except RecordStructureError as exc:
-                exc.connection = self.name
-                raise
-            page = attrs.evolve(page, records=records)
+            page = attrs.evolve(
+                page, records=self._structure(page.entity, page.records, page.request_id)
+            )
         listeners = self._pool.hooks.on_page
         if listeners:
             await emit(
@@ -522,7 +514,10 @@ class Connection:
     def _structure(
         self, entity: Entity, items: builtins.list[dict[str, Any]], request_id: str | None
     ) -> builtins.list[Record]:
+        """Structure dicts this connection parsed (and gives up): a list is reused."""
         try:
+            if type(items) is list:
+                return structure_in_place(entity, items, request_id=request_id)
             return structure_many(entity, items, request_id=request_id)
         except RecordStructureError as exc:
             exc.connection = self.name
