@@ -66,3 +66,17 @@ def test_runner_reports_complete_results_for_every_contender(tmp_path: Path) -> 
         assert res["p50_page_ms"] is not None, kind
     summary = doc["scenarios"]["A"]["contenders"]
     assert summary["aiohttp"]["ratio_vs_aiohttp"]["median"] == pytest.approx(1.0)
+
+
+def test_the_tally_counts_each_record_once() -> None:
+    from benchmarks.contenders import Tally
+
+    tally = Tally(3, 10, "work-orders")
+    tally.mark_page("c00001", [{"id": "wo_000000"}, {"id": "wo_000009"}, {"id": "wo_000009"}])
+    tally.mark("c00002", "wo_000009")
+    tally.mark("c00002", "wo_000010")  # out of range: not one of this connection's records
+    assert tally.distinct == 3
+    assert tally.received == 5
+    assert tally.duplicates == 1
+    assert tally.unexpected == 1
+    assert tally.bits[10] == tally.bits[19] == tally.bits[29] == 1
