@@ -111,20 +111,14 @@ def structure(
 def structure_many(
     entity: EntityLike, items: Iterable[Mapping[str, Any]], *, request_id: str | None = None
 ) -> list[Record]:
-    """Build the typed records of one page (the hot path).
+    """Build the typed records of one page, leaving ``items`` as it is.
 
     ``items`` is the page's ``data`` list. The first record that does not fit
     raises one :class:`~makini_async.errors.RecordStructureError` whose
     ``field`` is the path to the bad value and ``request_id`` the page's.
     """
-    ent = to_entity(entity)
-    fn = _FNS[ent]
-    if not isinstance(items, (list, tuple)):
-        items = list(items)
-    try:
-        return [fn(item) for item in items]
-    except Exception as exc:  # re-raised as one typed error below
-        raise _structure_error(ent, items, request_id, exc) from exc
+    # A new list: the caller's list and its dicts stay as they are.
+    return structure_in_place(entity, list(items), request_id=request_id)
 
 
 def structure_in_place(
@@ -160,7 +154,7 @@ def unstructure(record: Record) -> dict[str, Any]:
 
 def _structure_error(
     entity: Entity,
-    items: list[Mapping[str, Any]] | tuple[Mapping[str, Any], ...],
+    items: list[Any],
     request_id: str | None,
     exc: BaseException,
     *,
