@@ -451,13 +451,16 @@ class _Writer:
 
     def __init__(self, out: Path, entities: Sequence[Entity], *, append: bool) -> None:
         self.paths = {e: out / f"{e.value}.jsonl" for e in entities}
-        self._mode = "ab" if append else "wb"
+        self._append = append
         self._files: dict[Entity, IO[bytes]] = {}
 
     def __enter__(self) -> _Writer:
         try:
             for entity, path in self.paths.items():
-                self._files[entity] = path.open(self._mode)
+                handle = path.open("a+b" if self._append else "wb")
+                self._files[entity] = handle
+                if self._append:
+                    _drop_partial_line(handle)
         except OSError as exc:
             self.close()
             msg = f"cannot open output file {exc.filename}: {exc.strerror}"
@@ -490,6 +493,28 @@ class _Writer:
         # Into the OS before the pull checkpoints past this page (when we ask for
         # the next one): a process killed after that loses nothing it wrote.
         handle.flush()
+
+
+def _drop_partial_line(handle: IO[bytes]) -> None:
+    """Cut a last line without its newline: a page half-written when the process died.
+
+    That page was never checkpointed, so the resumed pull delivers it again;
+    kept, the fragment would be a line that is not JSON.
+    """
+    end = handle.seek(0, os.SEEK_END)
+    pos = end
+    while pos > 0:
+        start = max(0, pos - 65536)
+        handle.seek(start)
+        chunk = handle.read(pos - start)
+        if pos == end and chunk.endswith(b"\n"):
+            return
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            handle.truncate(start + cut + 1)
+            return
+        pos = start
+    handle.truncate(0)
 
 
 class _ProgressLogHandler(logging.Handler):

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from makini_async import __version__
-from makini_async.cli import main
+from makini_async.cli import _Writer, main
+from makini_async.entities import Entity
 from makini_async.testing import FaultPlan, MockMakini
 
 if TYPE_CHECKING:
@@ -436,3 +437,24 @@ async def test_cli_killed_with_sigkill_resumes_without_loss(tmp_path: Path) -> N
                 for r in srv.records(t, entity)
             }
             assert got == want
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (b"", b""),
+        (b'{"id":"a"}\n', b'{"id":"a"}\n'),
+        (b'{"id":"a"}\n{"id":"b', b'{"id":"a"}\n'),
+        (b'{"id":"b', b""),
+        (b'{"id":"a"}\n' + b"x" * 200_000, b'{"id":"a"}\n'),  # the fragment spans chunks
+    ],
+)
+def test_a_resumed_pull_cuts_a_half_written_line(
+    tmp_path: Path, before: bytes, after: bytes
+) -> None:
+    # SIGKILL can land in the middle of a page's write; that page is delivered again.
+    path = tmp_path / "assets.jsonl"
+    path.write_bytes(before)
+    with _Writer(tmp_path, [Entity.ASSETS], append=True):
+        pass
+    assert path.read_bytes() == after
