@@ -66,8 +66,10 @@ from makini_async.instrumentation import (
 )
 from makini_async.models import (
     Asset,
+    InvalidRecord,
     InventoryItem,
     Location,
+    OnInvalid,
     PurchaseOrder,
     Record,
     Vendor,
@@ -101,6 +103,7 @@ __all__ = [
     "Entity",
     "Hook",
     "InvalidPageSizeError",
+    "InvalidRecord",
     "InventoryItem",
     "JSONCheckpoint",
     "Limits",
@@ -111,6 +114,7 @@ __all__ = [
     "MakiniPool",
     "MalformedResponse",
     "NotFound",
+    "OnInvalid",
     "OperationNotSupported",
     "Outcome",
     "Page",

@@ -19,7 +19,6 @@ from makini_async.errors import (
     APIError,
     MalformedResponse,
     RateLimitError,
-    RecordStructureError,
     ServerError,
     UsageError,
     error_class_for,
@@ -43,7 +42,6 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = {}
-_DICT_ONLY = {dict}
 
 
 def format_when(value: dt.datetime | dt.date | str, *, name: str) -> str:
@@ -203,7 +201,12 @@ def error_from_response(
 
 
 def parse_page(body: bytes, *, request_id: str | None) -> tuple[list[Any], str | None, int | None]:
-    """``(data, next_cursor, total_count)`` of a listing answer."""
+    """``(data, next_cursor, total_count)`` of a listing answer.
+
+    ``data`` is the list as sent: an item that is not an object is the
+    caller's to set apart (as an invalid record), not a reason to refuse
+    the whole page.
+    """
     payload = decode_json(body, request_id=request_id, what="listing response")
     if not isinstance(payload, dict):
         msg = "listing response is not a JSON object"
@@ -212,10 +215,6 @@ def parse_page(body: bytes, *, request_id: str | None) -> tuple[list[Any], str |
     if not isinstance(data, list):
         msg = "listing response has no 'data' list"
         raise MalformedResponse(msg, request_id=request_id)
-    if data and {*map(type, data)} != _DICT_ONLY:  # one pass in C
-        index = next(i for i, item in enumerate(data) if type(item) is not dict)
-        msg = f"listing response record #{index} is not a JSON object"
-        raise RecordStructureError(msg, request_id=request_id)
     next_cursor = payload.get("next_cursor")
     if next_cursor is not None and (not isinstance(next_cursor, str) or not next_cursor):
         if next_cursor == "":

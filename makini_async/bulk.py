@@ -21,6 +21,11 @@ Delivery is **at least once** across restarts and exactly once within a run:
   killed at any instant re-delivers at most the pages it had in hand;
 * within one run, records are de-duplicated by id per chain (``dedupe``).
 
+A record that does not fit its model never ends its chain: by default it is
+delivered as an :class:`~makini_async.models.InvalidRecord` (the data as
+sent, the field path, the reason, the request ID) and counted in the report
+(``on_invalid`` chooses ``"skip"`` or ``"raise"`` instead).
+
 A failing, stalled or reauthorization-needing connection only ends its own
 chains: the report says what happened, the other chains carry on
 (``raise_on_error=True`` raises the first failure instead).
@@ -33,6 +38,7 @@ import collections
 import datetime as dt
 import enum
 import functools
+import itertools
 import logging
 import operator
 import time
@@ -43,23 +49,31 @@ import attrs
 
 from makini_async._sansio import format_when
 from makini_async.checkpoint import ChainState, CheckpointStore, open_checkpoint
-from makini_async.connection import Connection, Tally
+from makini_async.connection import Connection, Tally, check_on_invalid
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import (
     CircuitOpenError,
     MakiniError,
     MalformedResponse,
     ReauthorizationRequired,
-    RecordStructureError,
     UsageError,
 )
-from makini_async.pagination import Page, RawPage
+from makini_async.models import InvalidRecord
+from makini_async.pagination import Page, RawPage, report_invalid
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterable,
+        Iterator,
+        Sequence,
+    )
     from types import TracebackType
 
+    from makini_async.models import OnInvalid
     from makini_async.pool import MakiniPool
 
 __all__ = [
@@ -111,6 +125,7 @@ class ChainReport:
     outcome: Outcome = Outcome.PENDING
     records: int = 0
     pages: int = 0
+    invalid: int = 0
     retries: int = 0
     rate_limited: int = 0
     resumed: bool = False
@@ -153,6 +168,11 @@ class PullReport:
     @property
     def pages(self) -> int:
         return sum(c.pages for c in self.chains)
+
+    @property
+    def invalid(self) -> int:
+        """Records that did not fit their model (delivered or skipped, never lost)."""
+        return sum(c.invalid for c in self.chains)
 
     @property
     def retries(self) -> int:
@@ -203,8 +223,8 @@ class PullReport:
             (
                 f"{self.connections_done}/{self.connections_total} connections done, "
                 f"{self.records} records in {self.pages} pages, {self.elapsed:.1f}s "
-                f"({self.records_per_second:,.0f} records/s), {self.retries} retries, "
-                f"{self.rate_limited} rate-limited answers"
+                f"({self.records_per_second:,.0f} records/s), {self.invalid} invalid records, "
+                f"{self.retries} retries, {self.rate_limited} rate-limited answers"
             ),
             "outcomes: " + ", ".join(f"{o.value}={n}" for o, n in self.outcomes().items()),
         ]
@@ -232,7 +252,11 @@ class PulledRecord(NamedTuple):
 
 @attrs.frozen(slots=True)
 class PulledPage:
-    """One page and where it came from."""
+    """One page and where it came from.
+
+    ``invalid`` holds the page's records that do not fit their model, as the
+    API sent them; whatever the ``on_invalid`` policy, a page carries them.
+    """
 
     connection: str
     entity: Entity
@@ -240,6 +264,7 @@ class PulledPage:
     cursor: str | None
     next_cursor: str | None
     request_id: str | None
+    invalid: tuple[InvalidRecord, ...] = ()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -264,6 +289,8 @@ _new_pulled_record: Final = functools.partial(tuple.__new__, PulledRecord)
 
 _ITEM_ID: Final = operator.itemgetter("id")
 _ATTR_ID: Final = operator.attrgetter("id")
+# The ids a dict record may carry; ``bool`` is an int but never an id.
+_ID_TYPES: Final = frozenset({str, int})
 
 _PAGE: Final = 0
 _FAILED: Final = 1
@@ -293,6 +320,7 @@ class Pull:
         as_dicts: bool | None = None,
         dedupe: bool = True,
         raise_on_error: bool = False,
+        on_invalid: OnInvalid = "deliver",
         since_sync_status: bool = False,
         overlap: float = DEFAULT_OVERLAP,
         wall_clock: Callable[[], dt.datetime] = _utc_now,
@@ -302,7 +330,9 @@ class Pull:
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
             raise UsageError(msg)
+        check_on_invalid(on_invalid)
         self._pool = pool
+        self._on_invalid: OnInvalid = on_invalid
         self._modified_after = (
             None if modified_after is None else format_when(modified_after, name="modified_after")
         )
@@ -387,10 +417,16 @@ class Pull:
                     return
                 # Build the page's PulledRecords in C (map/zip/tuple.__new__): half
                 # the cost of calling the named tuple's constructor per record.
-                items = map(
+                items: Iterator[PulledRecord] = map(
                     _new_pulled_record,
                     zip(repeat(page.connection), repeat(page.entity), page.records),
                 )
+                if page.invalid and self._on_invalid == "deliver":
+                    # After the page's records: what the API sent, typed as what it is.
+                    items = itertools.chain(
+                        items,
+                        [PulledRecord(page.connection, page.entity, i) for i in page.invalid],
+                    )
                 # Drop every reference to the page before the next await (see _parse).
                 del page
                 item: PulledRecord | None
@@ -424,8 +460,13 @@ class Pull:
                     try:
                         page = await self._parse(chain, raw, as_dicts)
                         records = page.records
+                        invalid = page.invalid
                         if self._dedupe:
-                            records = self._fresh(chain, records, as_dicts, page.request_id)
+                            records, invalid = self._fresh(
+                                chain, records, invalid, as_dicts, page.request_id
+                            )
+                        if invalid:
+                            report_invalid(invalid, self._on_invalid)
                     except Exception as exc:  # noqa: BLE001 - the chain's failure, not the pull's
                         # The worker fetches again (malformed) or reports the chain.
                         if not handed.done():
@@ -444,9 +485,12 @@ class Pull:
                         page.cursor,
                         page.next_cursor,
                         page.request_id,
+                        invalid,
                     )
+                    if invalid:
+                        report.invalid += len(invalid)
                     # No reference to a parsed page may outlive this step (see _parse).
-                    del page, records, payload, raw
+                    del page, records, invalid, payload, raw
                     yield pulled
                     # The consumer asked for more: that page is handled.
                     next_cursor = pulled.next_cursor
@@ -483,26 +527,34 @@ class Pull:
     def _fresh(
         chain: _Chain,
         records: list[Any],
+        invalid: tuple[InvalidRecord, ...],
         as_dicts: bool,  # noqa: FBT001
         request_id: str | None,
-    ) -> list[Any]:
-        """``records`` less any id this chain already delivered in this run."""
+    ) -> tuple[list[Any], tuple[InvalidRecord, ...]]:
+        """``records`` and ``invalid`` less any id this chain already delivered in this run.
+
+        A dict record without a usable id (text or an integer) cannot be
+        de-duplicated: it joins ``invalid``, whole.
+        """
         get_id = _ITEM_ID if as_dicts else _ATTR_ID
         try:
             fresh = set(map(get_id, records))
         except (KeyError, TypeError, AttributeError):
-            msg = f"a {chain.entity.value} record has no usable 'id'; cannot de-duplicate"
-            raise RecordStructureError(
-                msg, field="id", request_id=request_id, connection=chain.connection
-            ) from None
+            fresh = None
+        if fresh is not None and as_dicts and not {*map(type, fresh)} <= _ID_TYPES:
+            fresh = None
+        if fresh is None:
+            records, no_id = _without_id(chain, records, request_id)
+            invalid = (*invalid, *no_id)
+            fresh = set(map(get_id, records))
         seen = chain.seen
-        if len(fresh) == len(records):  # the common case, all in C: no repeats
+        if len(fresh) == len(records) and not invalid:  # the common case, all in C
             if seen is None:
                 chain.seen = fresh
-                return records
+                return records, invalid
             if seen.isdisjoint(fresh):
                 seen |= fresh
-                return records
+                return records, invalid
         if seen is None:
             seen = chain.seen = set()
         keep: list[Any] = []
@@ -510,7 +562,17 @@ class Pull:
             if rid not in seen:
                 seen.add(rid)
                 keep.append(record)
-        return keep
+        if invalid:
+            # An invalid record that has an id is de-duplicated like the others.
+            kept: list[InvalidRecord] = []
+            for item in invalid:
+                rid = item.id
+                if rid is None or rid not in seen:
+                    if rid is not None:
+                        seen.add(rid)
+                    kept.append(item)
+            invalid = tuple(kept)
+        return keep, invalid
 
     def _save_cursor(self, chain: _Chain, cursor: str) -> None:
         if self._store is None:
@@ -694,6 +756,31 @@ class Pull:
         if self._run_start_cache[0] != second:
             self._run_start_cache = (second, _iso(now - self._overlap))
         return self._run_start_cache[1]
+
+
+def _without_id(
+    chain: _Chain, records: list[Any], request_id: str | None
+) -> tuple[list[Any], list[InvalidRecord]]:
+    """Split dict records into those with a usable id and invalid ones (the slow path)."""
+    keep: list[Any] = []
+    invalid: list[InvalidRecord] = []
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
+        if type(rid) in _ID_TYPES:
+            keep.append(record)
+        else:
+            reason = "required field is missing" if rid is None else "not a usable id"
+            invalid.append(
+                InvalidRecord(
+                    entity=chain.entity,
+                    data=record,
+                    field="id",
+                    reason=f"{reason}; a record needs one to be de-duplicated",
+                    request_id=request_id,
+                    connection=chain.connection,
+                )
+            )
+    return keep, invalid
 
 
 def pull(

@@ -34,7 +34,6 @@ from makini_async.errors import (
     MalformedResponse,
     RateLimitError,
     ReauthorizationRequired,
-    RecordStructureError,
     RequestTimeout,
     TransportError,
     UsageError,
@@ -47,16 +46,23 @@ from makini_async.instrumentation import (
     RetryEvent,
     emit,
 )
-from makini_async.models import Record, structure_in_place, structure_many, unstructure
+from makini_async.models import (
+    ON_INVALID,
+    Record,
+    invalid_record_error,
+    split_objects,
+    structure_page,
+    unstructure,
+)
 from makini_async.pagination import Listing, Page, RawPage
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 
 if TYPE_CHECKING:
-    import builtins
     import datetime as dt
     from collections.abc import Callable, Mapping
 
     from makini_async._transport import RawResponse
+    from makini_async.models import OnInvalid
     from makini_async.pool import MakiniPool
 
 __all__ = ["AUTO", "Connection", "ConnectionStats", "Tally"]
@@ -247,6 +253,7 @@ class Connection:
         created_after: dt.datetime | dt.date | str | None = ...,
         cursor: str | None = ...,
         as_dicts: Literal[False],
+        on_invalid: Literal["raise", "skip"] = ...,
     ) -> Listing[Record]: ...
 
     @overload
@@ -259,6 +266,7 @@ class Connection:
         created_after: dt.datetime | dt.date | str | None = ...,
         cursor: str | None = ...,
         as_dicts: bool | None = ...,
+        on_invalid: OnInvalid = ...,
     ) -> Listing[Any]: ...
 
     def list(
@@ -270,6 +278,7 @@ class Connection:
         created_after: dt.datetime | dt.date | str | None = None,
         cursor: str | None = None,
         as_dicts: bool | None = None,
+        on_invalid: OnInvalid = "raise",
     ) -> Listing[Any]:
         """List ``entity`` records, oldest cursor first.
 
@@ -277,9 +286,13 @@ class Connection:
         contract's maximum). ``modified_after``/``created_after`` filter
         incrementally. ``cursor`` resumes a listing at a page's
         ``next_cursor``. ``as_dicts`` yields plain dicts instead of records
-        (faster); ``None`` uses the pool's default.
+        (faster); ``None`` uses the pool's default. ``on_invalid`` says what
+        happens to a record that does not fit its model (see
+        :data:`~makini_async.models.OnInvalid`): by default it raises
+        :class:`RecordStructureError`, which carries the record.
         """
         ent = _entity(entity)
+        check_on_invalid(on_invalid)
         size = self.page_size_for(ent, page_size)
         return Listing(
             self,
@@ -293,6 +306,7 @@ class Connection:
             if created_after is None
             else format_when(created_after, name="created_after"),
             as_dicts=self._pool.as_dicts if as_dicts is None else as_dicts,
+            on_invalid=on_invalid,
         )
 
     def page_size_for(self, entity: Entity, page_size: int | None = None) -> int:
@@ -371,15 +385,19 @@ class Connection:
         return Page(raw.entity, data, raw.cursor, next_cursor, total, raw.request_id, raw.page_size)
 
     async def finish_page(self, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
-        """Structure a parsed page's records (unless ``as_dicts``) and tell the hooks.
+        """Set apart the records that do not fit, structure the rest, tell the hooks.
 
         Structuring takes over ``page.records`` when it is a list: each dict in
-        it is replaced by its record (see :func:`~makini_async.models.structure_in_place`).
+        it is replaced by its record (see :func:`~makini_async.models.structure_page`).
+        Records that do not fit (not an object; with ``as_dicts=False``, any
+        value the model cannot read) go to ``page.invalid``, never lost.
         """
-        if not as_dicts:
-            page = attrs.evolve(
-                page, records=self._structure(page.entity, page.records, page.request_id)
-            )
+        split = split_objects if as_dicts else structure_page
+        records, invalid = split(
+            page.entity, page.records, request_id=page.request_id, connection=self.name
+        )
+        if invalid or records is not page.records:
+            page = attrs.evolve(page, records=records, invalid=tuple(invalid))
         listeners = self._pool.hooks.on_page
         if listeners:
             await emit(
@@ -391,6 +409,7 @@ class Connection:
                     page.page_size,
                     page.next_cursor is not None,
                     page.request_id,
+                    len(page.invalid),
                 ),
             )
         return page
@@ -509,19 +528,10 @@ class Connection:
     def _shape(self, entity: Entity, data: dict[str, Any], as_dicts: bool | None) -> Any:  # noqa: FBT001
         if self._pool.as_dicts if as_dicts is None else as_dicts:
             return data
-        return self._structure(entity, [data], None)[0]
-
-    def _structure(
-        self, entity: Entity, items: builtins.list[dict[str, Any]], request_id: str | None
-    ) -> builtins.list[Record]:
-        """Structure dicts this connection parsed (and gives up): a list is reused."""
-        try:
-            if type(items) is list:
-                return structure_in_place(entity, items, request_id=request_id)
-            return structure_many(entity, items, request_id=request_id)
-        except RecordStructureError as exc:
-            exc.connection = self.name
-            raise
+        records, invalid = structure_page(entity, [data], connection=self.name)
+        if invalid:
+            raise invalid_record_error(invalid[0])
+        return records[0]
 
     # -- the request loop -------------------------------------------------------
 
@@ -873,6 +883,13 @@ def _entity(entity: EntityLike) -> Entity:
         return to_entity(entity)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def check_on_invalid(on_invalid: object) -> None:
+    """Raise :class:`UsageError` unless ``on_invalid`` is one of the policies."""
+    if on_invalid not in ON_INVALID:
+        msg = f"on_invalid must be one of {sorted(ON_INVALID)}, got {on_invalid!r}"
+        raise UsageError(msg)
 
 
 def _record_path(entity: Entity, id: str) -> str:

@@ -34,7 +34,10 @@ carry the request ID when there is one, and never a token.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from makini_async.models import InvalidRecord
 
 __all__ = [
     "APIError",
@@ -228,11 +231,16 @@ class MalformedResponse(TransportError):
 
 
 class RecordStructureError(MakiniError):
-    """A record in a response does not fit its model."""
+    """A record in a response does not fit its model.
+
+    ``field`` is the path to the bad value; ``invalid_record`` (when set)
+    holds the record as the API sent it, so raising never loses it.
+    """
 
     def __init__(self, message: str, *, field: str | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.field = field
+        self.invalid_record: InvalidRecord | None = None
 
 
 class CircuitOpenError(MakiniError):

@@ -77,7 +77,7 @@ class RetryEvent:
 
 @attrs.frozen(slots=True)
 class PageEvent:
-    """A listing page arrived."""
+    """A listing page arrived: ``records`` that fit their model, ``invalid`` that did not."""
 
     connection: str
     entity: str
@@ -85,6 +85,7 @@ class PageEvent:
     page_size: int
     has_more: bool
     request_id: str | None
+    invalid: int = 0
 
 
 @attrs.frozen(slots=True)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
+
+from makini_async.models import InvalidRecord, invalid_record_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from makini_async.connection import Connection
     from makini_async.entities import Entity
+    from makini_async.models import OnInvalid
 
-__all__ = ["Listing", "Page", "RawPage"]
+__all__ = ["Listing", "Page", "RawPage", "report_invalid"]
+
+logger = logging.getLogger("makini_async")
 
 R = TypeVar("R")
 
@@ -25,6 +31,8 @@ class Page(Generic[R]):
     ``next_cursor`` the one that fetches the next (``None`` on the last page).
     A caller that checkpoints by page stores ``next_cursor`` once it has
     handled ``records``, and resumes with ``list(..., cursor=next_cursor)``.
+    ``invalid`` holds the page's records that do not fit their model, as the
+    API sent them (never dropped; see :class:`~makini_async.models.InvalidRecord`).
     """
 
     entity: Entity
@@ -34,6 +42,7 @@ class Page(Generic[R]):
     total_count: int | None
     request_id: str | None
     page_size: int
+    invalid: tuple[InvalidRecord, ...] = ()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -57,7 +66,10 @@ class Listing(Generic[R]):
     listing.pages()`` yields :class:`Page` objects. Each iteration starts
     again from the listing's starting cursor. Pages are fetched one at a
     time, in order, with the connection's retries, rate-limit pauses and
-    page-size adaptation.
+    page-size adaptation. A record that does not fit its model is handled by
+    ``on_invalid`` (:data:`~makini_async.models.OnInvalid`): raised by
+    default; with ``"deliver"`` it is yielded as an
+    :class:`~makini_async.models.InvalidRecord` after the page's records.
     """
 
     __slots__ = (
@@ -67,6 +79,7 @@ class Listing(Generic[R]):
         "_cursor",
         "_entity",
         "_modified_after",
+        "_on_invalid",
         "_page_size",
     )
 
@@ -80,6 +93,7 @@ class Listing(Generic[R]):
         modified_after: str | None,
         created_after: str | None,
         as_dicts: bool,
+        on_invalid: OnInvalid = "raise",
     ) -> None:
         self._conn = conn
         self._entity = entity
@@ -88,6 +102,7 @@ class Listing(Generic[R]):
         self._modified_after = modified_after
         self._created_after = created_after
         self._as_dicts = as_dicts
+        self._on_invalid = on_invalid
 
     @property
     def entity(self) -> Entity:
@@ -103,9 +118,13 @@ class Listing(Generic[R]):
         return self._records()
 
     async def _records(self) -> AsyncIterator[R]:
+        deliver = self._on_invalid == "deliver"
         async for page in self.pages():
             for record in page.records:
                 yield record
+            if deliver:
+                for invalid in page.invalid:
+                    yield invalid  # type: ignore[misc]  # R includes InvalidRecord then
 
     async def pages(self) -> AsyncIterator[Page[R]]:
         """Yield the pages in order, from the starting cursor to the last."""
@@ -121,9 +140,30 @@ class Listing(Generic[R]):
                 created_after=self._created_after,
                 as_dicts=self._as_dicts,
             )
+            if page.invalid:
+                report_invalid(page.invalid, self._on_invalid)
             yield page
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
             # A page that had to shrink (timeout, clamp) keeps the smaller size.
             page_size = page.page_size
+
+
+def report_invalid(invalid: tuple[InvalidRecord, ...], on_invalid: OnInvalid) -> None:
+    """Apply the ``raise`` policy, or log a page's invalid records (one line per page)."""
+    if on_invalid == "raise":
+        raise invalid_record_error(invalid[0])
+    first = invalid[0]
+    level = logging.WARNING if on_invalid == "skip" else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "%d invalid %s record(s) %s (connection=%s, request_id=%s); first: %s",
+            len(invalid),
+            first.entity.value,
+            "skipped" if on_invalid == "skip" else "delivered as InvalidRecord",
+            first.connection,
+            first.request_id,
+            first.describe(),
+        )

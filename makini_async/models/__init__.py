@@ -9,14 +9,18 @@ Each entity has a frozen attrs class (:class:`PurchaseOrder`,
 :class:`WorkOrder`, :class:`Asset`, :class:`InventoryItem`, :class:`Vendor`,
 :class:`Location`), all subclasses of :class:`Record`. Conversion rules are
 described in ``makini_async.models._converter``; in short: money and
-quantities are :class:`~decimal.Decimal` (from decimal strings or ints, never
-floats), dates are :class:`datetime.date`, date-times are aware
+quantities are :class:`~decimal.Decimal`, dates are :class:`datetime.date`, date-times are aware
 :class:`datetime.datetime` (naive ones are taken as UTC), unknown keys are
 kept in ``extra`` and written back by :func:`unstructure`.
 
-Any record that does not fit raises one
-:class:`~makini_async.errors.RecordStructureError` naming the entity, the
-record id, the field path (``lines[2].quantity``) and the request ID.
+Structuring is tolerant of the shapes real source systems send (numbers
+where decimal strings are documented, date-times in date fields, offsets and
+long fractions, ``null`` for lists; see ``_converter``). A record that still
+does not fit is never lost: :func:`structure_page` hands it back as an
+:class:`InvalidRecord` (its data, the field path such as
+``lines[2].quantity``, the reason and the request ID), and
+:func:`structure` / :func:`structure_many` raise one
+:class:`~makini_async.errors.RecordStructureError` carrying it.
 
 Round trip: ``unstructure(structure(e, d)) == d`` holds for records as the
 API sends them (every model key present, ``null`` where empty, date-times
@@ -29,13 +33,13 @@ back as a string; ``+00:00`` and naive date-times come back as ``Z``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import RecordStructureError
 
-from ._converter import CONVERTER, locate_error, structure_fn
+from ._converter import CONVERTER, _tname, locate_error, structure_fn
+from ._invalid import ON_INVALID, InvalidRecord, OnInvalid
 from ._records import (
     PURCHASE_ORDER_STATUSES,
     WORK_ORDER_PRIORITIES,
@@ -55,15 +59,21 @@ from ._records import (
     WorkOrderStatus,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
 __all__ = [
+    "ON_INVALID",
     "PURCHASE_ORDER_STATUSES",
     "RECORD_TYPES",
     "WORK_ORDER_PRIORITIES",
     "WORK_ORDER_STATUSES",
     "Address",
     "Asset",
+    "InvalidRecord",
     "InventoryItem",
     "Location",
+    "OnInvalid",
     "PurchaseOrder",
     "PurchaseOrderLine",
     "PurchaseOrderStatus",
@@ -73,10 +83,13 @@ __all__ = [
     "WorkOrder",
     "WorkOrderPriority",
     "WorkOrderStatus",
+    "invalid_record_error",
     "record_type",
+    "split_objects",
     "structure",
     "structure_in_place",
     "structure_many",
+    "structure_page",
     "unstructure",
 ]
 
@@ -113,9 +126,10 @@ def structure_many(
 ) -> list[Record]:
     """Build the typed records of one page, leaving ``items`` as it is.
 
-    ``items`` is the page's ``data`` list. The first record that does not fit
-    raises one :class:`~makini_async.errors.RecordStructureError` whose
-    ``field`` is the path to the bad value and ``request_id`` the page's.
+    ``items`` is the page's ``data`` list. If a record does not fit, one
+    :class:`~makini_async.errors.RecordStructureError` names the first such
+    record, the path to its bad value (``field``) and the page's request ID.
+    Use :func:`structure_page` to keep the records that do not fit instead.
     """
     # A new list: the caller's list and its dicts stay as they are.
     return structure_in_place(entity, list(items), request_id=request_id)
@@ -126,20 +140,96 @@ def structure_in_place(
 ) -> list[Record]:
     """Like :func:`structure_many`, replacing each dict of ``items`` by its record.
 
-    For a page the caller owns and no longer needs as dicts: each API object
-    is released as soon as its record exists, so a page never holds both
-    (half the young objects, and the garbage collector seldom runs). On an
-    error, ``items`` is left part records, part dicts.
+    For a page the caller owns and no longer needs as dicts (see
+    :func:`structure_page`). On an error, ``items`` is left part records,
+    part dicts (the ones that do not fit).
     """
+    records, invalid = structure_page(entity, items, request_id=request_id)
+    if invalid:
+        raise invalid_record_error(invalid[0])
+    return records
+
+
+def structure_page(
+    entity: EntityLike,
+    items: list[Any],
+    *,
+    request_id: str | None = None,
+    connection: str | None = None,
+) -> tuple[list[Record], list[InvalidRecord]]:
+    """Structure a page's records in place; return ``(records, invalid)``.
+
+    Each API object of ``items`` is replaced by its record as soon as it is
+    built, so a page never holds both (half the young objects, and the
+    garbage collector seldom runs). A record that does not fit is never
+    dropped: it comes back in ``invalid`` as an :class:`InvalidRecord` with
+    its data, the path to the bad value, the reason, the request ID and
+    ``connection``. When every record fits, ``records`` is ``items`` itself
+    (a sequence that is not a list is copied into one first).
+    """
+    if type(items) is not list:
+        items = list(items)
     ent = to_entity(entity)
     fn = _FNS[ent]
-    index = 0
-    try:
-        for index, item in enumerate(items):
+    failed: list[tuple[int, BaseException]] | None = None
+    for index, item in enumerate(items):
+        try:
             items[index] = fn(item)
-    except Exception as exc:  # re-raised as one typed error below
-        raise _structure_error(ent, items[index:], request_id, exc, first=index) from exc
-    return items
+        # Any failure at all makes the record invalid, never the page: a source can
+        # send anything. (A try in a loop costs nothing on 3.11+.)
+        except Exception as exc:  # noqa: BLE001, PERF203
+            if failed is None:
+                failed = []
+            failed.append((index, exc))
+    if failed is None:
+        return items, []
+    invalid = [_invalid(ent, items[index], exc, request_id, connection) for index, exc in failed]
+    bad = {index for index, _ in failed}
+    return [r for i, r in enumerate(items) if i not in bad], invalid
+
+
+_DICT_ONLY: Final = {dict}
+
+
+def split_objects(
+    entity: EntityLike,
+    items: list[Any],
+    *,
+    request_id: str | None = None,
+    connection: str | None = None,
+) -> tuple[list[Any], list[InvalidRecord]]:
+    """Set apart the items of a page that are not JSON objects (dict pages).
+
+    When every item is an object (one pass in C), ``items`` itself comes back.
+    """
+    if not items or {*map(type, items)} == _DICT_ONLY:
+        return items, []
+    ent = to_entity(entity)
+    invalid = [
+        InvalidRecord(
+            entity=ent,
+            data=item,
+            field=None,
+            reason=f"expected an object, got {_tname(item)}",
+            request_id=request_id,
+            connection=connection,
+        )
+        for item in items
+        if type(item) is not dict
+    ]
+    return [item for item in items if type(item) is dict], invalid
+
+
+def invalid_record_error(invalid: InvalidRecord) -> RecordStructureError:
+    """The typed error for a record that does not fit (the ``raise`` policy)."""
+    error = RecordStructureError(
+        invalid.describe(),
+        field=invalid.field,
+        request_id=invalid.request_id,
+        connection=invalid.connection,
+    )
+    error.invalid_record = invalid
+    return error
 
 
 def unstructure(record: Record) -> dict[str, Any]:
@@ -152,30 +242,24 @@ def unstructure(record: Record) -> dict[str, Any]:
     return result
 
 
-def _structure_error(
+def _invalid(
     entity: Entity,
-    items: list[Any],
-    request_id: str | None,
+    item: Any,
     exc: BaseException,
-    *,
-    first: int = 0,
-) -> RecordStructureError:
-    cls = RECORD_TYPES[entity]
-    for index, item in enumerate(items, first):
-        found = locate_error(cls, item)
-        if found is None:
-            continue
+    request_id: str | None,
+    connection: str | None,
+) -> InvalidRecord:
+    found = locate_error(RECORD_TYPES[entity], item)
+    if found is None:
+        # The fast path failed where the field-by-field walk did not: say so as is.
+        field, reason = None, f"{type(exc).__name__}: {exc}"
+    else:
         field, reason = found
-        record_id = item.get("id") if isinstance(item, Mapping) else None
-        where = f"field {field!r}" if field else "the record"
-        message = (
-            f"cannot structure {entity.value} record #{index} (id={record_id!r}): {where}: {reason}"
-        )
-        if request_id:
-            message += f" [request {request_id}]"
-        return RecordStructureError(message, field=field, request_id=request_id)
-    # The fast path failed where the field-by-field walk did not: report it as is.
-    message = f"cannot structure {entity.value} records: {type(exc).__name__}: {exc}"
-    if request_id:
-        message += f" [request {request_id}]"
-    return RecordStructureError(message, field=None, request_id=request_id)
+    return InvalidRecord(
+        entity=entity,
+        data=item,
+        field=field,
+        reason=reason,
+        request_id=request_id,
+        connection=connection,
+    )

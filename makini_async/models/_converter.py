@@ -7,26 +7,34 @@ it with a pre-bound hook and fills the instance's slots through the slot
 descriptors (``object.__new__`` + ``member.__set__``): this is the same
 result as the frozen class's ``__init__`` (which goes through
 ``object.__setattr__`` per field) at half its cost. It does no per-field
-bookkeeping for error reporting; when a page fails, the failing record is
-walked again field by field (``_locate``) to name the exact field path, and
-one :class:`~makini_async.errors.RecordStructureError` is raised.
+bookkeeping for error reporting; when a record fails, it is walked again
+field by field (:func:`locate_error`) to name the exact field path and the
+reason, and it becomes an :class:`~makini_async.models.InvalidRecord`.
 
 The same functions are registered as structure hooks on a private
 ``cattrs.Converter`` (never cattrs' global one), which also carries the
 unstructure hooks, so ``CONVERTER.structure(d, WorkOrder)`` and
 ``CONVERTER.unstructure(record)`` agree with the module functions.
 
-Conversion rules (strict where the contract is explicit):
+Conversion rules: the contract's shape first, then the shapes real source
+systems send, each read one documented way (the README has the table):
 
-* strings must be ``str`` (a number where a string is expected is an error);
-* money and quantities (``Decimal``) accept decimal strings and ``int``; a
-  JSON float is rejected, because the binary value is already lossy; NaN and
-  infinities are rejected;
-* dates are ``YYYY-MM-DD``; date-times are ISO 8601; ``Z`` and explicit
-  offsets give aware datetimes (the offset is kept), and a naive date-time is
-  taken to be UTC;
+* strings: ``str``; a JSON number becomes its text (``17`` -> ``"17"``,
+  ``2.5`` -> ``"2.5"``); a boolean, list or object is an error;
+* integers (``lines[].line_number``): ``int``; an integral float
+  (``10.0``) or a string of digits (``"10"``) becomes the integer;
+* money and quantities (``Decimal``): decimal strings and ``int`` exactly; a
+  JSON float through its shortest round-trip text (``1234.5`` ->
+  ``Decimal("1234.5")``, exact up to 17 significant digits); NaN, infinities
+  and booleans are errors;
+* date-times: ISO 8601 with ``Z``, a numeric offset (``+02:00``, ``+0200``,
+  ``+02``) or none (read as UTC), ``T`` or a space, fractions of any length
+  (cut to microseconds); a bare date is midnight UTC; offsets are kept;
+* dates: ``YYYY-MM-DD``; a date-time is read as the date it writes (no
+  time-zone shift);
 * ``custom_fields`` absent or ``null`` becomes ``{}``; ``raw`` absent stays
-  ``None``; ``lines``/``assignees`` absent or ``null`` become ``()``;
+  ``None``; ``lines``/``assignees`` absent or ``null`` become ``()``; a
+  nested object ``null`` is ``None``; statuses and priorities are free text;
 * unknown keys, at the top level and in nested objects (addresses, vendor
   references, purchase-order lines), are kept in ``extra``.
 """
@@ -34,6 +42,8 @@ Conversion rules (strict where the contract is explicit):
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import re
 import sys
 import types
 import typing
@@ -67,36 +77,81 @@ _PY311: Final = sys.version_info >= (3, 11)
 
 
 # --- field converters (raise TypeError/ValueError with a readable message) ---
+#
+# Each converter has a fast path for the shape the contract documents and a
+# tolerant path for the shapes source systems actually send (the rules are
+# listed in the module docstring and the README). Anything else raises, and
+# the record is delivered as an invalid record instead of a typed one.
+
+# The extended ISO 8601 / RFC 3339 shapes ``fromisoformat`` may refuse on
+# Python 3.10 (or at all): ``T``, ``t`` or a space between date and time,
+# minutes-only times, a fraction of any length (``.`` or ``,``), and a zone
+# of ``Z``/``z``, ``+HH``, ``+HHMM`` or ``+HH:MM``.
+_DATETIME_RE: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
+    r"\s*([Zz]|[+-]\d{2}(?::?\d{2})?)?"
+)
 
 
 def _tname(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _show(value: object) -> str:
+    """A value for a message: its repr, cut short (a source may send megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _c_str(value: object) -> str:
     if isinstance(value, str):
         return value
-    msg = f"expected a string, got {_tname(value)} {value!r}"
+    # A number where text is documented (SAP document numbers, postal codes,
+    # phone numbers): its JSON text is what the source meant.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)
+    msg = f"expected a string, got {_tname(value)} {_show(value)}"
     raise TypeError(msg)
+
+
+def _parse_datetime(value: str) -> _dt.datetime:
+    """The slow path: the regular expression above, fractions cut to microseconds."""
+    match = _DATETIME_RE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(value)
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    tz: _dt.tzinfo = _UTC
+    if zone and zone not in ("Z", "z"):
+        digits = zone[1:].replace(":", "")
+        offset = _dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        tz = _dt.timezone(-offset if zone[0] == "-" else offset)
+    return _dt.datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour or 0),
+        int(minute or 0),
+        int(second or 0),
+        micro,
+        tzinfo=tz,
+    )
 
 
 def _c_datetime(value: object) -> _dt.datetime:
     if not isinstance(value, str):
-        msg = f"expected an ISO 8601 date-time string, got {_tname(value)} {value!r}"
+        msg = f"expected an ISO 8601 date-time string, got {_tname(value)} {_show(value)}"
         raise TypeError(msg)
     try:
-        if _PY311:
-            result = _fromisoformat(value)
-        elif value[-1:] in ("Z", "z"):
-            result = _fromisoformat(value[:-1])
-            if result.tzinfo is not None:
-                raise ValueError(value)  # "...+02:00Z" is not a date-time
-            return result.replace(tzinfo=_UTC)
-        else:
-            result = _fromisoformat(value)
+        result = _fromisoformat(value) if _PY311 else _parse_datetime(value)
     except ValueError:
-        msg = f"not an ISO 8601 date-time: {value!r}"
-        raise ValueError(msg) from None
+        try:
+            result = _parse_datetime(value)
+        except ValueError:
+            msg = f"not an ISO 8601 date-time: {_show(value)}"
+            raise ValueError(msg) from None
     if result.tzinfo is None:
         return result.replace(tzinfo=_UTC)
     return result
@@ -104,12 +159,19 @@ def _c_datetime(value: object) -> _dt.datetime:
 
 def _c_date(value: object) -> _dt.date:
     if not isinstance(value, str):
-        msg = f"expected an ISO 8601 date string (YYYY-MM-DD), got {_tname(value)} {value!r}"
+        msg = f"expected an ISO 8601 date string (YYYY-MM-DD), got {_tname(value)} {_show(value)}"
         raise TypeError(msg)
     try:
         return _date_fromisoformat(value)
     except ValueError:
-        msg = f"not an ISO 8601 date (YYYY-MM-DD): {value!r}"
+        pass
+    # A date-time where a date is documented: the date as written, with no
+    # time-zone shift (2024-03-01T23:30:00-05:00 is 1 March for its source).
+    try:
+        _c_datetime(value)
+        return _date_fromisoformat(value.strip()[:10])
+    except ValueError:
+        msg = f"not an ISO 8601 date (YYYY-MM-DD): {_show(value)}"
         raise ValueError(msg) from None
 
 
@@ -118,28 +180,33 @@ def _c_decimal(value: object) -> Decimal:
         try:
             result = Decimal(value)
         except InvalidOperation:
-            msg = f"not a decimal number: {value!r}"
+            msg = f"not a decimal number: {_show(value)}"
             raise ValueError(msg) from None
         if not result.is_finite():
-            msg = f"not a finite decimal number: {value!r}"
+            msg = f"not a finite decimal number: {_show(value)}"
             raise ValueError(msg)
         return result
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
-    if isinstance(value, float):
-        msg = (
-            f"got the binary float {value!r}; money and quantities must be decimal "
-            "strings such as '1250.00'"
-        )
-        raise TypeError(msg)
-    msg = f"expected a decimal string, got {_tname(value)} {value!r}"
+    if isinstance(value, float) and math.isfinite(value):
+        # The shortest text that reads back as the same float: 1234.5 is
+        # Decimal("1234.5"), not 1234.5000000000000000142... (exact only up
+        # to 17 significant digits, which the float had already lost).
+        return Decimal(repr(value))
+    msg = f"expected a decimal string or number, got {_tname(value)} {_show(value)}"
     raise TypeError(msg)
 
 
 def _c_int(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    msg = f"expected an integer, got {_tname(value)} {value!r}"
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("+-").isdigit() and text.isascii():
+            return int(text)
+    msg = f"expected an integer, got {_tname(value)} {_show(value)}"
     raise TypeError(msg)
 
 
@@ -154,11 +221,11 @@ def _c_str_tuple(value: object) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)):
         msg = f"expected a list of strings, got {_tname(value)}"
         raise TypeError(msg)
-    for item in value:
-        if not isinstance(item, str):
-            msg = f"expected a list of strings, got an item {_tname(item)} {item!r}"
-            raise TypeError(msg)
-    return tuple(value)
+    try:
+        return tuple([item if item.__class__ is str else _c_str(item) for item in value])
+    except TypeError as exc:
+        msg = f"expected a list of strings: {exc}"
+        raise TypeError(msg) from None
 
 
 def _c_seq(value: object, fn: Callable[[Any], Any]) -> tuple[Any, ...]:

@@ -10,6 +10,7 @@ import pytest
 from makini_async import (
     CheckpointError,
     Entity,
+    InvalidRecord,
     JSONCheckpoint,
     Outcome,
     PulledRecord,
@@ -54,19 +55,57 @@ async def test_a_cursor_that_repeats_is_an_error_not_a_loop(make_pool: Any) -> N
         assert len(items) == 1
 
 
-async def test_a_record_that_does_not_fit_fails_its_chain(make_pool: Any) -> None:
+async def test_a_record_that_does_not_fit_is_delivered_and_its_chain_goes_on(
+    make_pool: Any,
+) -> None:
     def handler(call: Call) -> Any:
-        return page([{"id": "wo_1", "created_at": "not a date"}], None)
+        if "cursor" not in call.params:
+            return page([{"id": "wo_1", "created_at": "not a date"}, {"id": "wo_2"}], "c2")
+        return page([{"id": "wo_3"}], None)
 
     async with make_pool(handler) as (pool, _):
         async with pool.pull("work-orders", [("acme", TOKEN)]) as pull:
             items = [item async for item in pull]
         (chain,) = pull.report.chains
-    assert items == []
+    assert chain.outcome is Outcome.COMPLETED
+    assert [type(i.record).__name__ for i in items] == ["WorkOrder", "InvalidRecord", "WorkOrder"]
+    invalid = items[1].record
+    assert isinstance(invalid, InvalidRecord)
+    assert invalid.data == {"id": "wo_1", "created_at": "not a date"}
+    assert invalid.field == "created_at"
+    assert invalid.connection == "acme"
+    assert invalid.request_id is not None
+    assert chain.invalid == 1
+    assert chain.records == 2
+    assert pull.report.invalid == 1
+    assert "1 invalid records" in pull.report.summary()
+
+
+@pytest.mark.parametrize("as_dicts", [True, False])
+async def test_invalid_record_policies(make_pool: Any, as_dicts: bool) -> None:
+    def handler(call: Call) -> Any:
+        return page([{"id": "a"}, ["not", "an", "object"], {"id": "b"}], None)
+
+    async with make_pool(handler, as_dicts=as_dicts) as (pool, _):
+        async with pool.pull("assets", [("acme", TOKEN)], on_invalid="skip") as pull:
+            skipped = [item.record async for item in pull]
+        async with pool.pull("assets", [("acme", TOKEN)], on_invalid="skip") as pull2:
+            pages = [p async for p in pull2.pages()]
+        async with pool.pull("assets", [("acme", TOKEN)], on_invalid="raise") as pull3:
+            raised = [item async for item in pull3]
+        with pytest.raises(UsageError, match="on_invalid"):
+            pool.pull("assets", [TOKEN], on_invalid="ignore")  # type: ignore[arg-type]
+    assert [r["id"] if as_dicts else r.id for r in skipped] == ["a", "b"]
+    assert pull.report.invalid == 1
+    assert pull.report.ok
+    # Skipped in record iteration, still on the page.
+    assert [i.data for i in pages[0].invalid] == [["not", "an", "object"]]
+    assert raised == []
+    (chain,) = pull3.report.chains
     assert chain.outcome is Outcome.FAILED
-    assert chain.error is not None
-    assert "created_at" in str(chain.error)
-    assert "acme" in str(chain.error)
+    assert isinstance(chain.error, RecordStructureError)
+    assert chain.error.invalid_record is not None
+    assert chain.error.invalid_record.data == ["not", "an", "object"]
 
 
 async def test_bad_pull_arguments_are_usage_errors(make_pool: Any) -> None:
@@ -123,8 +162,8 @@ def test_json_checkpoint_writes_atomically(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.parametrize("bad", [{"name": "no id"}, ["not", "an", "object"], 42])
-async def test_a_bad_record_fails_only_its_chain(make_pool: Any, bad: Any) -> None:
+@pytest.mark.parametrize("bad", [{"name": "no id"}, {"id": None}, ["not", "an", "object"], 42])
+async def test_a_bad_record_costs_no_chain(make_pool: Any, bad: Any) -> None:
     def handler(call: Call) -> Any:
         if call.headers["Authorization"].endswith("broken"):
             return page([{"id": "x"}, bad], None)
@@ -134,27 +173,21 @@ async def test_a_bad_record_fails_only_its_chain(make_pool: Any, bad: Any) -> No
         async with pool.pull(
             "assets", [("good-1", "t1"), ("bad", "broken"), ("good-2", "t2")]
         ) as pull:
-            items = [(i.connection, i.record["id"]) async for i in pull]
-    outcomes = {c.connection: c.outcome for c in pull.report.chains}
-    assert outcomes == {
-        "good-1": Outcome.COMPLETED,
-        "bad": Outcome.FAILED,
-        "good-2": Outcome.COMPLETED,
-    }
-    assert sorted(items) == [("good-1", "ok"), ("good-2", "ok")]
-    error = pull.report.chains[1].error
-    assert isinstance(error, RecordStructureError)
-    assert error.connection == "bad"
-    assert error.request_id is not None
-    if isinstance(bad, dict):
-        assert error.field == "id"
-    else:
-        assert "record #1 is not a JSON object" in str(error)
+            items = [(i.connection, i.record) async for i in pull]
+    assert pull.report.ok
+    valid = sorted((c, r["id"]) for c, r in items if isinstance(r, dict))
+    assert valid == [("bad", "x"), ("good-1", "ok"), ("good-2", "ok")]
+    (invalid,) = [r for _, r in items if isinstance(r, InvalidRecord)]
+    assert invalid.data == bad
+    assert invalid.connection == "bad"
+    assert invalid.request_id is not None
+    assert invalid.field == ("id" if isinstance(bad, dict) else None)
+    assert pull.report.chains[1].invalid == 1
 
 
 @pytest.mark.parametrize("dedupe", [True, False])
 @pytest.mark.parametrize("as_dicts", [True, False])
-async def test_a_record_that_is_not_an_object_is_named(
+async def test_a_record_that_is_not_an_object_is_invalid(
     make_pool: Any, dedupe: bool, as_dicts: bool
 ) -> None:
     # A list of pairs would make a dict if anything called dict() on it: it must not pass.
@@ -164,11 +197,27 @@ async def test_a_record_that_is_not_an_object_is_named(
         _,
     ):
         async with pool.pull("assets", [TOKEN], dedupe=dedupe) as pull:
-            items = [item async for item in pull]
-    assert items == []
-    error = pull.report.chains[0].error
-    assert isinstance(error, RecordStructureError)
-    assert "#1" in str(error)
+            items = [item.record async for item in pull]
+    assert len(items) == 2
+    assert isinstance(items[1], InvalidRecord)
+    assert items[1].data == bad
+    assert "object" in items[1].reason
+    assert pull.report.ok
+
+
+async def test_an_invalid_record_seen_twice_is_delivered_once(make_pool: Any) -> None:
+    bad = {"id": "wo_9", "due_date": "soon"}
+
+    def handler(call: Call) -> Any:
+        if "cursor" not in call.params:
+            return page([{"id": "wo_1"}, bad], "c2")
+        return page([bad, {"id": "wo_2"}], None)
+
+    async with make_pool(handler) as (pool, _):
+        async with pool.pull("work-orders", [TOKEN]) as pull:
+            items = [item.record async for item in pull]
+    assert [type(r).__name__ for r in items] == ["WorkOrder", "InvalidRecord", "WorkOrder"]
+    assert pull.report.invalid == 1
 
 
 async def test_a_closed_pull_cannot_be_iterated(make_pool: Any) -> None:
