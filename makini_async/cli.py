@@ -10,9 +10,12 @@
 
 ``pull`` writes one JSON Lines file per entity (``OUT/work-orders.jsonl``):
 each line is a record as the API sent it plus ``"_connection"`` (the
-connection's name, never its token). Exit codes: 0 every chain completed, 1
-some connection failed, needed reauthorization or was skipped, 2 bad input
-(one ``makini-async: error: ...`` line on stderr), 130 interrupted.
+connection's name, never its token). Records that do not fit their model go,
+whole, to ``OUT/work-orders.invalid.jsonl`` with the field path and reason.
+Exit codes: 0 every chain completed (and, with ``--strict``, no invalid
+record), 1 some connection failed, needed reauthorization or was skipped,
+2 bad input (one ``makini-async: error: ...`` line on stderr), 130
+interrupted.
 
 Tokens come from ``--tokens-file`` (one ``TOKEN`` or ``NAME,TOKEN`` per line;
 blank lines and ``#`` comments ignored) or from an environment variable
@@ -169,6 +172,11 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="structure records into typed models (validates them; slower)",
     )
+    pull.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when any record did not fit its model (written to ENTITY.invalid.jsonl)",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -246,6 +254,7 @@ class PullSettings:
     checkpoint: Path | None = None
     concurrency: int | None = None
     typed: bool = False
+    strict: bool = False
     timeouts: Timeouts | None = None
     retry: RetryPolicy | None = None
     progress_interval: float | None = None
@@ -393,6 +402,7 @@ def _pull_settings(args: argparse.Namespace) -> PullSettings:
         checkpoint=checkpoint,
         concurrency=args.concurrency,
         typed=args.typed,
+        strict=args.strict,
         timeouts=timeouts,
         retry=retry,
         progress_interval=args.progress_interval,
@@ -447,35 +457,49 @@ async def _status_probe(
 
 
 class _Writer:
-    """One JSON Lines file per entity; one ``write`` call per page."""
+    """One JSON Lines file per entity; one ``write`` call per page.
+
+    Records that do not fit their model go to ``ENTITY.invalid.jsonl``
+    (opened on the first one), each line the record as sent plus where it
+    came from and why it does not fit.
+    """
 
     def __init__(self, out: Path, entities: Sequence[Entity], *, append: bool) -> None:
+        self.out = out
         self.paths = {e: out / f"{e.value}.jsonl" for e in entities}
+        self.invalid_paths: dict[Entity, Path] = {}
         self._append = append
         self._files: dict[Entity, IO[bytes]] = {}
+        self._invalid_files: dict[Entity, IO[bytes]] = {}
 
     def __enter__(self) -> _Writer:
         try:
             for entity, path in self.paths.items():
-                handle = path.open("a+b" if self._append else "wb")
-                self._files[entity] = handle
-                if self._append:
-                    _drop_partial_line(handle)
+                self._files[entity] = self._open(path)
         except OSError as exc:
             self.close()
             msg = f"cannot open output file {exc.filename}: {exc.strerror}"
             raise _CliError(msg) from None
         return self
 
+    def _open(self, path: Path) -> IO[bytes]:
+        handle = path.open("a+b" if self._append else "wb")
+        if self._append:
+            _drop_partial_line(handle)
+        return handle
+
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
         files, self._files = self._files, {}
-        for handle in files.values():
+        invalid, self._invalid_files = self._invalid_files, {}
+        for handle in (*files.values(), *invalid.values()):
             handle.close()
 
     def write(self, page: PulledPage, *, typed: bool) -> None:
+        if page.invalid:
+            self._write_invalid(page)
         if not page.records:
             return
         name = page.connection
@@ -492,6 +516,28 @@ class _Writer:
         handle.write(b"\n".join(parts))
         # Into the OS before the pull checkpoints past this page (when we ask for
         # the next one): a process killed after that loses nothing it wrote.
+        handle.flush()
+
+    def _write_invalid(self, page: PulledPage) -> None:
+        handle = self._invalid_files.get(page.entity)
+        if handle is None:
+            path = self.out / f"{page.entity.value}.invalid.jsonl"
+            handle = self._invalid_files[page.entity] = self._open(path)
+            self.invalid_paths[page.entity] = path
+        lines = [
+            orjson.dumps(
+                {
+                    "_connection": page.connection,
+                    "field": item.field,
+                    "reason": item.reason,
+                    "request_id": item.request_id,
+                    "record": item.data,
+                }
+            )
+            for item in page.invalid
+        ]
+        lines.append(b"")
+        handle.write(b"\n".join(lines))
         handle.flush()
 
 
@@ -532,11 +578,21 @@ class _ProgressLogHandler(logging.Handler):
             self.handleError(record)
 
 
-async def _run_pull(
-    settings: PullSettings, *, stream: TextIO, isatty: bool
-) -> tuple[PullReport, dict[Entity, Path], dict[Entity, int]]:
+@attrs.frozen
+class _Outcome:
+    """What a pull left behind, for the summary."""
+
+    report: PullReport
+    paths: dict[Entity, Path]
+    per_entity: dict[Entity, int]
+    invalid_paths: dict[Entity, Path]
+    invalid_per_entity: dict[Entity, int]
+
+
+async def _run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> _Outcome:
     """Pull everything into the output files with live progress; the shared code path."""
     per_entity: Counter[Entity] = Counter()
+    invalid_per_entity: Counter[Entity] = Counter()
     append = settings.checkpoint is not None
     with _Writer(settings.out, settings.entities, append=append) as out:
         async with _pool(settings) as pool:
@@ -562,11 +618,14 @@ async def _run_pull(
                     async for page in pull.pages():
                         out.write(page, typed=settings.typed)
                         per_entity[page.entity] += len(page.records)
+                        invalid_per_entity[page.entity] += len(page.invalid)
                 interrupted = False
             finally:
                 await progress.stop(final=not interrupted)
                 logger.removeHandler(handler)
-    return pull.report, out.paths, dict(per_entity)
+    return _Outcome(
+        pull.report, out.paths, dict(per_entity), out.invalid_paths, dict(invalid_per_entity)
+    )
 
 
 # -- the summary -------------------------------------------------------------------
@@ -580,19 +639,21 @@ def _error_fields(error: BaseException | None) -> tuple[str, str, str]:
     return type(error).__name__, str(error), "-"
 
 
-def _summary(
-    report: PullReport,
-    paths: dict[Entity, Path],
-    per_entity: dict[Entity, int],
-    tokens: Sequence[str],
-) -> str:
+def _summary(outcome: _Outcome, tokens: Sequence[str]) -> str:
     """The final report: outcomes, records per entity, failures, totals, files."""
+    report = outcome.report
     lines = ["", "Summary", "======="]
     lines.append("Chains by outcome:")
-    for outcome, count in report.outcomes().items():
-        lines.append(f"  {outcome.value:<26} {count:>8,}")
+    for result, count in report.outcomes().items():
+        lines.append(f"  {result.value:<26} {count:>8,}")
     lines.append("Records by entity:")
-    lines.extend(f"  {e.value:<26} {per_entity.get(e, 0):>8,}" for e in paths)
+    lines.extend(f"  {e.value:<26} {outcome.per_entity.get(e, 0):>8,}" for e in outcome.paths)
+    if outcome.invalid_paths:
+        lines.append("Invalid records (kept whole, with the field that does not fit):")
+        lines.extend(
+            f"  {e.value:<26} {outcome.invalid_per_entity.get(e, 0):>8,}  {path}"
+            for e, path in outcome.invalid_paths.items()
+        )
     failed = [c for c in report.chains if c.done and c.outcome is not Outcome.COMPLETED]
     by_conn: dict[str, list[str]] = defaultdict(list)
     for chain in failed:
@@ -608,11 +669,11 @@ def _summary(
     lines.append(
         f"Total: {report.records:,} records in {report.pages:,} pages from "
         f"{report.connections_total:,} connections in {report.elapsed:.1f}s "
-        f"({report.records_per_second:,.0f} records/s); {report.retries:,} retries, "
-        f"{report.rate_limited:,} rate-limited answers"
+        f"({report.records_per_second:,.0f} records/s); {report.invalid:,} invalid records, "
+        f"{report.retries:,} retries, {report.rate_limited:,} rate-limited answers"
     )
     lines.append("Output files:")
-    lines.extend(f"  {path}" for path in paths.values())
+    lines.extend(f"  {path}" for path in outcome.paths.values())
     return _redact("\n".join(lines), tokens)
 
 
@@ -636,10 +697,17 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     settings = _pull_settings(args)
     asyncio.run(_preflight(settings))
     stream, isatty = _progress_stream()
-    report, paths, per_entity = asyncio.run(_run_pull(settings, stream=stream, isatty=isatty))
+    outcome = asyncio.run(_run_pull(settings, stream=stream, isatty=isatty))
     tokens = [token for _, token in settings.connections]
-    print(_summary(report, paths, per_entity, tokens))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    print(_summary(outcome, tokens))
+    if not outcome.report.ok:
+        return EXIT_FAILED
+    if settings.strict and outcome.report.invalid:
+        sys.stderr.write(
+            f"{PROG}: {outcome.report.invalid} record(s) did not fit their model (--strict)\n"
+        )
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -701,9 +769,10 @@ async def _demo(args: argparse.Namespace, out: Path) -> int:
         )
         await _preflight(settings)
         stream, isatty = _progress_stream()
-        report, paths, per_entity = await _run_pull(settings, stream=stream, isatty=isatty)
+        outcome = await _run_pull(settings, stream=stream, isatty=isatty)
     tokens = [token for _, token in connections]
-    print(_summary(report, paths, per_entity, tokens))
+    print(_summary(outcome, tokens))
+    report = outcome.report
     planned = {*reauth, stalled}
     unexpected = sorted(set(report.failed_connections) - planned)
     print()

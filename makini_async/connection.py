@@ -455,8 +455,8 @@ class Connection:
     async def get(self, entity: EntityLike, id: str, *, as_dicts: bool | None = None) -> Any:
         """``GET /{entity}/{id}``: one record (or dict). Raises :class:`NotFound`."""
         ent = _entity(entity)
-        data = await self._call("GET", _record_path(ent, id), _single)
-        return self._shape(ent, data, as_dicts)
+        answer = await self._call("GET", _record_path(ent, id), _single)
+        return self._shape(ent, answer, as_dicts)
 
     async def create(
         self,
@@ -474,10 +474,10 @@ class Connection:
         """
         ent = _entity(entity)
         key = _idempotency_key(idempotency_key)
-        data = await self._call(
+        answer = await self._call(
             "POST", "/" + ent.value, _single, body=_encode(body), idempotency_key=key
         )
-        return self._shape(ent, data, as_dicts)
+        return self._shape(ent, answer, as_dicts)
 
     async def update(
         self,
@@ -491,10 +491,10 @@ class Connection:
         """``PATCH /{entity}/{id}`` with ``changes``; returns the updated record."""
         ent = _entity(entity)
         key = _idempotency_key(idempotency_key)
-        data = await self._call(
+        answer = await self._call(
             "PATCH", _record_path(ent, id), _single, body=_encode(changes), idempotency_key=key
         )
-        return self._shape(ent, data, as_dicts)
+        return self._shape(ent, answer, as_dicts)
 
     async def delete(self, entity: EntityLike, id: str) -> None:
         """``DELETE /{entity}/{id}``. Many systems answer :class:`OperationNotSupported`."""
@@ -525,10 +525,18 @@ class Connection:
         await self._call("DELETE", "/connection", _ignore)
         await self._set_sticky(ConnectionState.DISCONNECTED, "disconnected by the client", None)
 
-    def _shape(self, entity: Entity, data: dict[str, Any], as_dicts: bool | None) -> Any:  # noqa: FBT001
+    def _shape(
+        self,
+        entity: Entity,
+        answer: tuple[dict[str, Any], str | None],
+        as_dicts: bool | None,  # noqa: FBT001
+    ) -> Any:
+        data, request_id = answer
         if self._pool.as_dicts if as_dicts is None else as_dicts:
             return data
-        records, invalid = structure_page(entity, [data], connection=self.name)
+        records, invalid = structure_page(
+            entity, [data], request_id=request_id, connection=self.name
+        )
         if invalid:
             raise invalid_record_error(invalid[0])
         return records[0]
@@ -908,8 +916,8 @@ def _idempotency_key(value: str | _Auto | None) -> str | None:
     raise UsageError(msg)
 
 
-def _single(resp: RawResponse, request_id: str | None) -> dict[str, Any]:
-    return parse_single(resp.body, request_id=request_id)
+def _single(resp: RawResponse, request_id: str | None) -> tuple[dict[str, Any], str | None]:
+    return parse_single(resp.body, request_id=request_id), request_id
 
 
 def _ignore(_resp: RawResponse, _request_id: str | None) -> None:

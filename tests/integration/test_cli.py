@@ -458,3 +458,44 @@ def test_a_resumed_pull_cuts_a_half_written_line(
     with _Writer(tmp_path, [Entity.ASSETS], append=True):
         pass
     assert path.read_bytes() == after
+
+
+# -- records that do not fit ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("typed", [True, False])
+async def test_invalid_records_go_to_their_own_file_and_strict_fails(
+    server: MockMakini, tmp_path: Path, typed: bool
+) -> None:
+    # One record no rule can read (typed pulls), one that is not an object (both).
+    server.insert(TOKENS[1], "work-orders", {"id": "wo_bad", "due_date": "31/12/2024"})
+    server.insert(TOKENS[2], "work-orders", {"id": "wo_ok", "total": 12.5})
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    out = tmp_path / "out"
+    args = ["pull", "--entity", "work-orders", "--tokens-file", str(tokens), "--out", str(out),
+            "--base-url", server.url]  # fmt: skip
+    if typed:
+        args.append("--typed")
+    code, stdout, stderr = await run_cli(*args)
+    assert code == 0, stderr
+    records = read_jsonl(out / "work-orders.jsonl")
+    invalid_path = out / "work-orders.invalid.jsonl"
+    if typed:
+        (line,) = read_jsonl(invalid_path)
+        assert line["_connection"] == NAMES[1]
+        assert line["field"] == "due_date"
+        assert "31/12/2024" in str(line["reason"])
+        assert line["record"] == server.record(TOKENS[1], "work-orders", "wo_bad")
+        assert str(line["request_id"]).startswith("req_")
+        assert len(records) == 5 * RECORDS + 1
+        assert "Invalid records" in stdout
+        assert str(invalid_path) in stdout
+        assert "1 invalid records" in stdout
+    else:
+        assert not invalid_path.exists()
+        assert len(records) == 5 * RECORDS + 2
+    assert_no_tokens(stdout, stderr)
+    code, stdout, stderr = await run_cli(*args, "--strict", "--out", str(tmp_path / "out2"))
+    assert code == (1 if typed else 0), stderr
+    if typed:
+        assert "--strict" in stderr

@@ -763,3 +763,54 @@ async def test_logging_hook_and_stats(make_pool: Any, caplog: pytest.LogCaptureF
     assert "GET /assets -> 200" in caplog.text
     assert "page of 3 assets (connection=acme" in caplog.text
     assert TOKEN not in caplog.text
+
+
+# -- records that do not fit --------------------------------------------------------------
+
+_MIXED = [{"id": "a"}, {"id": "b", "due_date": "31/12/2024"}, {"id": "c"}]
+
+
+async def test_a_listing_raises_by_default_carrying_the_record(make_pool: Any) -> None:
+    async with make_pool(lambda call: page(_MIXED, None)) as (pool, _):
+        conn = pool.connection(TOKEN, name="acme")
+        with pytest.raises(errors.RecordStructureError) as info:
+            _ = [r async for r in conn.list("work-orders")]
+    err = info.value
+    assert err.connection == "acme"
+    assert err.field == "due_date"
+    assert err.request_id is not None
+    assert err.invalid_record is not None
+    assert err.invalid_record.data == _MIXED[1]
+
+
+async def test_a_listing_delivers_or_skips_invalid_records(
+    make_pool: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with make_pool(lambda call: page(_MIXED, None)) as (pool, _):
+        conn = pool.connection(TOKEN, name="acme")
+        delivered = [r async for r in conn.list("work-orders", on_invalid="deliver")]
+        with caplog.at_level(logging.WARNING, logger="makini_async"):
+            skipped = [r.id async for r in conn.list("work-orders", on_invalid="skip")]
+        pages = [p async for p in conn.list("work-orders", on_invalid="skip").pages()]
+        with pytest.raises(errors.UsageError, match="on_invalid"):
+            conn.list("work-orders", on_invalid="drop")  # type: ignore[call-overload]
+    assert [type(r).__name__ for r in delivered] == ["WorkOrder", "WorkOrder", "InvalidRecord"]
+    assert delivered[2].field == "due_date"
+    assert skipped == ["a", "c"]
+    assert "1 invalid work-orders record(s) skipped" in caplog.text
+    assert "acme" in caplog.text
+    assert [len(p.records) for p in pages] == [2]
+    assert [i.id for i in pages[0].invalid] == ["b"]
+
+
+async def test_a_single_record_that_does_not_fit_raises_with_it(make_pool: Any) -> None:
+    bad = {"id": "w1", "completed_at": "tomorrow"}
+    async with make_pool(lambda call: respond(200, {"data": bad})) as (pool, _):
+        conn = pool.connection(TOKEN, name="acme")
+        with pytest.raises(errors.RecordStructureError) as info:
+            await conn.get("work-orders", "w1")
+        assert await conn.get("work-orders", "w1", as_dicts=True) == bad
+    assert info.value.invalid_record is not None
+    assert info.value.invalid_record.data == bad
+    assert info.value.connection == "acme"
+    assert info.value.request_id is not None
