@@ -38,5 +38,9 @@ DEFAULT_BREAKER_COOLDOWN: Final = 30.0
 
 # Pagination: a page that times out is retried at half the size, down to this.
 MIN_PAGE_SIZE: Final = 10
+# A listing (or bulk-pull chain) that has fetched this many pages without an
+# end is stopped with PaginationError: 100 million records at the smallest
+# maximum page size, far beyond any real collection, yet a bound.
+MAX_PAGES_PER_LISTING: Final = 1_000_000
 
 USER_AGENT: Final = "makini-async"

@@ -59,7 +59,7 @@ from makini_async.errors import (
     UsageError,
 )
 from makini_async.models import InvalidRecord
-from makini_async.pagination import Page, RawPage, report_invalid
+from makini_async.pagination import CursorGuard, Page, RawPage, report_invalid
 
 if TYPE_CHECKING:
     import os
@@ -474,7 +474,7 @@ class Pull:
                         continue
                     # Let the chain fetch its next page while this one is consumed.
                     if not handed.done():
-                        handed.set_result((page.next_cursor, page.page_size))
+                        handed.set_result((page.next_cursor, page.page_size, page.request_id))
                     report: ChainReport = chain
                     report.records += len(records)
                     report.pages += 1
@@ -659,6 +659,7 @@ class Pull:
         queue = self._queue
         try:
             cursor, modified_after = await self._plan(chain)
+            guard = CursorGuard(cursor, connection=report.connection)
             page_size = conn.page_size_for(entity)
             while True:
                 item: RawPage | Page[Any] = await conn.fetch_page_bytes(
@@ -668,11 +669,11 @@ class Pull:
                     modified_after=modified_after,
                     tally=tally,
                 )
-                handed: asyncio.Future[tuple[str | None, int]] = loop.create_future()
+                handed: asyncio.Future[tuple[str | None, int, str | None]] = loop.create_future()
                 queue.put_nowait((_PAGE, chain, (item, handed)))
                 del item
                 try:
-                    next_cursor, page_size = await handed
+                    next_cursor, page_size, request_id = await handed
                 except MalformedResponse:
                     # Rare: fetch again, parsing (and structuring) here so a bad
                     # body is retried. The consumer takes this page as it is.
@@ -687,11 +688,12 @@ class Pull:
                     handed = loop.create_future()
                     queue.put_nowait((_PAGE, chain, (item, handed)))
                     del item
-                    next_cursor, page_size = await handed
+                    next_cursor, page_size, request_id = await handed
                 report.retries = tally.retries
                 report.rate_limited = tally.rate_limited
                 if next_cursor is None:
                     return  # the consumer completes the chain once it is done with the page
+                guard.advance(next_cursor, request_id)
                 # A page that had to shrink (timeout, clamp) keeps the smaller size.
                 cursor = next_cursor
         except asyncio.CancelledError:

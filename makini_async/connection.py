@@ -379,9 +379,6 @@ class Connection:
     def parse_page_bytes(raw: RawPage) -> Page[dict[str, Any]]:
         """Parse a page fetched by :meth:`fetch_page_bytes` (records as dicts)."""
         data, next_cursor, total = parse_page(raw.body, request_id=raw.request_id)
-        if next_cursor is not None and next_cursor == raw.cursor:
-            msg = "listing response repeats the cursor it was fetched with"
-            raise MalformedResponse(msg, request_id=raw.request_id)
         return Page(raw.entity, data, raw.cursor, next_cursor, total, raw.request_id, raw.page_size)
 
     async def finish_page(self, page: Page[Any], *, as_dicts: bool) -> Page[Any]:

@@ -22,6 +22,7 @@
     │   ├── ConnectionFailed         refused, reset or dropped mid-body
     │   └── MalformedResponse        a body that is not the contract's JSON
     ├── RecordStructureError         a record that does not fit its model (field)
+    ├── PaginationError              a listing whose cursors loop or never end
     ├── CircuitOpenError             the connection's breaker is open (retry_at)
     ├── CheckpointError              a checkpoint store could not be read or written
     ├── WebhookVerificationError     a webhook whose signature does not verify
@@ -53,6 +54,7 @@ __all__ = [
     "MalformedResponse",
     "NotFound",
     "OperationNotSupported",
+    "PaginationError",
     "PermissionDenied",
     "RateLimitError",
     "ReauthorizationRequired",
@@ -241,6 +243,10 @@ class RecordStructureError(MakiniError):
         super().__init__(message, **kw)
         self.field = field
         self.invalid_record: InvalidRecord | None = None
+
+
+class PaginationError(MakiniError):
+    """A listing's cursors loop, or it runs past the page-count guard. Not retried."""
 
 
 class CircuitOpenError(MakiniError):

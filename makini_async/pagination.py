@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import attrs
 
+from makini_async._constants import MAX_PAGES_PER_LISTING
+from makini_async.errors import PaginationError
 from makini_async.models import InvalidRecord, invalid_record_error
 
 if TYPE_CHECKING:
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
     from makini_async.entities import Entity
     from makini_async.models import OnInvalid
 
-__all__ = ["Listing", "Page", "RawPage", "report_invalid"]
+__all__ = ["CursorGuard", "Listing", "Page", "RawPage", "report_invalid"]
 
 logger = logging.getLogger("makini_async")
 
@@ -131,6 +133,7 @@ class Listing(Generic[R]):
         cursor = self._cursor
         page_size = self._page_size
         conn = self._conn
+        guard = CursorGuard(cursor, connection=conn.name)
         while True:
             page: Page[Any] = await conn.fetch_page(
                 self._entity,
@@ -145,9 +148,56 @@ class Listing(Generic[R]):
             yield page
             if page.next_cursor is None:
                 return
+            guard.advance(page.next_cursor, page.request_id)
             cursor = page.next_cursor
             # A page that had to shrink (timeout, clamp) keeps the smaller size.
             page_size = page.page_size
+
+
+class CursorGuard:
+    """Stops a walk whose cursors loop or never end, in constant memory.
+
+    A cursor that repeats the one it was fetched with is caught at once;
+    longer loops (A -> B -> A) by Brent's cycle detection, which keeps one
+    saved cursor and catches a loop of length L entered after M pages within
+    3 (L + M) pages; a source that invents new cursors forever by ``max_pages``.
+    """
+
+    __slots__ = ("_connection", "_last", "_pages", "_power", "_saved", "_steps", "max_pages")
+
+    def __init__(
+        self,
+        start: str | None,
+        *,
+        connection: str | None = None,
+        max_pages: int = MAX_PAGES_PER_LISTING,
+    ) -> None:
+        self._connection = connection
+        self._last = start
+        self._saved = start
+        self._power = 1
+        self._steps = 0
+        self._pages = 0
+        self.max_pages = max_pages
+
+    def advance(self, next_cursor: str, request_id: str | None = None) -> None:
+        """Take the next cursor, or raise :class:`PaginationError`."""
+        self._pages += 1
+        if next_cursor == self._last:
+            msg = "listing response repeats the cursor it was fetched with"
+        elif next_cursor == self._saved:
+            msg = f"listing cursors loop (a cursor came back after {self._steps + 1} pages)"
+        elif self._pages >= self.max_pages:
+            msg = f"listing still has more after {self._pages:,} pages (the page-count guard)"
+        else:
+            self._last = next_cursor
+            self._steps += 1
+            if self._steps == self._power:
+                self._saved = next_cursor
+                self._power *= 2
+                self._steps = 0
+            return
+        raise PaginationError(msg, request_id=request_id, connection=self._connection)
 
 
 def report_invalid(invalid: tuple[InvalidRecord, ...], on_invalid: OnInvalid) -> None:
