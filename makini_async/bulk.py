@@ -52,6 +52,7 @@ from makini_async.checkpoint import ChainState, CheckpointStore, open_checkpoint
 from makini_async.connection import Connection, Tally, check_on_invalid
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import (
+    CheckpointError,
     CircuitOpenError,
     MakiniError,
     MalformedResponse,
@@ -593,7 +594,10 @@ class Pull:
         chain.seen = None
         if self._store is not None:
             old = chain.state or ChainState()
-            chain.state = ChainState(high_water=chain.run_started_at or old.high_water)
+            chain.state = ChainState(
+                high_water=chain.run_started_at or old.high_water,
+                fingerprint=chain.conn.fingerprint,
+            )
             self._store.save(report.connection, chain.entity.value, chain.state)
 
     def _fail(self, chain: _Chain, error: BaseException) -> None:
@@ -710,8 +714,16 @@ class Pull:
         """The cursor and filter this chain starts from, saving a run start."""
         report: ChainReport = chain
         state = None
+        fingerprint = chain.conn.fingerprint if self._store is not None else None
         if self._store is not None:
             state = self._store.load(report.connection, chain.entity.value)
+        if state is not None and state.fingerprint not in (None, fingerprint):
+            msg = (
+                f"the checkpoint of {report.connection} {chain.entity.value} was written for "
+                "another token: was the name given to a different customer? Use a new "
+                "checkpoint, or the name it had"
+            )
+            raise CheckpointError(msg, connection=report.connection)
         if state is not None and state.in_progress:
             if (
                 self._modified_after is not None
@@ -728,7 +740,7 @@ class Pull:
             report.resumed = True
             chain.resumed_records = state.records
             report.modified_after = state.run_modified_after
-            chain.state = state
+            chain.state = attrs.evolve(state, fingerprint=fingerprint)
             chain.run_started_at = state.run_started_at
             return state.cursor, state.run_modified_after
         modified_after = self._modified_after
@@ -747,6 +759,7 @@ class Pull:
                 run_modified_after=modified_after,
                 run_started_at=chain.run_started_at,
                 high_water=state.high_water if state is not None else None,
+                fingerprint=fingerprint,
             )
             self._store.save(report.connection, chain.entity.value, chain.state)
         return None, modified_after

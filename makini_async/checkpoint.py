@@ -18,6 +18,12 @@ Two stores ship, both standard library only:
   it only means more pages are delivered again after a crash.
 
 Other stores implement :class:`CheckpointStore`.
+
+A store opened from a path takes an exclusive lock on ``PATH.lock`` (with
+``flock``, released when the store closes or the process dies): a second
+run on the same checkpoint fails at once with :class:`CheckpointError`
+instead of pulling everything a second time. Pass ``lock=False`` where
+several processes of one pull share a store on purpose.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,7 +43,7 @@ import orjson
 from makini_async.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 __all__ = [
     "ChainState",
@@ -54,7 +61,9 @@ class ChainState:
     ``in_progress`` with ``cursor=None`` means a run began but no page was
     handed over yet. ``run_modified_after`` is the filter of that run.
     ``high_water`` is the ``modified_after`` for the next incremental run,
-    set when a run completes.
+    set when a run completes. ``fingerprint`` identifies the token the state
+    was written for (a one-way hash, never the token), so a checkpoint is
+    never applied to another customer's connection that took the same name.
     """
 
     in_progress: bool = False
@@ -63,6 +72,7 @@ class ChainState:
     run_started_at: str | None = None
     high_water: str | None = None
     records: int = 0
+    fingerprint: str | None = None
 
 
 @runtime_checkable
@@ -100,13 +110,58 @@ def _state_from_json(data: Any) -> ChainState | None:
         return None
 
 
+class _RunLock:
+    """An exclusive ``flock`` on ``PATH.lock`` for as long as a store is open."""
+
+    __slots__ = ("_fd",)
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = None
+        if sys.platform == "win32":  # pragma: no cover - flock is POSIX
+            return
+        import fcntl  # noqa: PLC0415 - POSIX only
+
+        lock_path = path.with_name(path.name + ".lock")
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(lock_path, flags, 0o600)
+        except OSError as exc:
+            msg = f"cannot lock checkpoint {path}: {exc.strerror or exc}"
+            raise CheckpointError(msg) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            msg = (
+                f"checkpoint {path} is in use by another run (process {holder}); "
+                "wait for it to end, or use another checkpoint"
+            )
+            raise CheckpointError(msg) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
+
+
 class SQLiteCheckpoint:
     """A checkpoint in an SQLite file (one row per chain, committed per save)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
         self.path = Path(path)
+        self._lock: _RunLock | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot open checkpoint {self.path}: {exc}"
+            raise UsageError(msg) from None
+        if lock:
+            self._lock = _RunLock(self.path)
+        try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -116,8 +171,14 @@ class SQLiteCheckpoint:
                 "PRIMARY KEY (connection, entity))"
             )
         except (OSError, sqlite3.Error) as exc:
+            self._release()
             msg = f"cannot open checkpoint {self.path}: {exc}"
             raise UsageError(msg) from None
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def load(self, connection: str, entity: str) -> ChainState | None:
         try:
@@ -160,26 +221,48 @@ class SQLiteCheckpoint:
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
+        self._release()
 
 
 class JSONCheckpoint:
     """A checkpoint in one JSON file, replaced atomically."""
 
-    def __init__(self, path: str | os.PathLike[str], *, flush_interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval: float = 1.0,
+        lock: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(path)
         self._interval = flush_interval
+        self._clock = clock
         self._dirty = False
-        self._last_flush = time.monotonic()
+        self._last_flush = clock()
         self._data: dict[str, dict[str, Any]] = {}
+        self._lock: _RunLock | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot read checkpoint {self.path}: {exc}"
+            raise UsageError(msg) from None
+        if lock:
+            self._lock = _RunLock(self.path)
+        try:
             if self.path.exists():
                 raw = orjson.loads(self.path.read_bytes())
                 if isinstance(raw, dict) and isinstance(raw.get("chains"), dict):
                     self._data = raw["chains"]
         except (OSError, orjson.JSONDecodeError) as exc:
+            self.close_lock()
             msg = f"cannot read checkpoint {self.path}: {exc}"
             raise UsageError(msg) from None
+
+    def close_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @staticmethod
     def _key(connection: str, entity: str) -> str:
@@ -191,7 +274,7 @@ class JSONCheckpoint:
     def save(self, connection: str, entity: str, state: ChainState) -> None:
         self._data[self._key(connection, entity)] = _state_to_json(state)
         self._dirty = True
-        if time.monotonic() - self._last_flush >= self._interval:
+        if self._clock() - self._last_flush >= self._interval:
             self.flush()
 
     def items(self) -> Iterator[tuple[str, str, ChainState]]:
@@ -202,7 +285,7 @@ class JSONCheckpoint:
                 yield connection, entity, state
 
     def flush(self) -> None:
-        self._last_flush = time.monotonic()
+        self._last_flush = self._clock()
         if not self._dirty:
             return
         payload = orjson.dumps({"version": 1, "chains": self._data})
@@ -227,16 +310,24 @@ class JSONCheckpoint:
         self._dirty = False
 
     def close(self) -> None:
-        self.flush()
+        try:
+            self.flush()
+        finally:
+            self.close_lock()
 
 
-def open_checkpoint(value: str | os.PathLike[str] | CheckpointStore) -> CheckpointStore:
-    """A store from a path (``.json`` gives JSON, anything else SQLite) or a store."""
+def open_checkpoint(
+    value: str | os.PathLike[str] | CheckpointStore, *, lock: bool = True
+) -> CheckpointStore:
+    """A store from a path (``.json`` gives JSON, anything else SQLite) or a store.
+
+    A store opened from a path is locked for this run (see the module docs).
+    """
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
         if path.suffix.lower() == ".json":
-            return JSONCheckpoint(path)
-        return SQLiteCheckpoint(path)
+            return JSONCheckpoint(path, lock=lock)
+        return SQLiteCheckpoint(path, lock=lock)
     if isinstance(value, CheckpointStore):
         return value
     msg = f"checkpoint must be a path or a CheckpointStore, got {type(value).__name__}"

@@ -47,8 +47,9 @@ from makini_async._progress import Progress
 from makini_async._sansio import check_base_url, format_when, valid_token
 from makini_async.bulk import Outcome, Pull, PullReport
 from makini_async.checkpoint import open_checkpoint
+from makini_async.connection import default_name
 from makini_async.entities import Entity, to_entity
-from makini_async.errors import ConnectionFailed, MakiniError, UsageError
+from makini_async.errors import CheckpointError, ConnectionFailed, MakiniError, UsageError
 from makini_async.models import unstructure
 from makini_async.pool import MakiniPool
 
@@ -301,15 +302,20 @@ def _parse_tokens(lines: Sequence[str], source: str) -> list[tuple[str | None, s
 
 
 def _named(entries: list[tuple[str | None, str]], source: str) -> tuple[tuple[str, str], ...]:
-    """Give every token a unique name (``connection-N`` by default); reject duplicates."""
+    """Give every token a unique name; reject duplicates.
+
+    An unnamed token is named from the token itself (``conn-`` and a hash
+    prefix, as the library does), never from its line: checkpoints are keyed
+    by name, so a name must not move to another customer when lines move.
+    """
     if not entries:
         msg = f"{source}: no tokens found"
         raise _CliError(msg)
     names: set[str] = set()
     tokens: set[str] = set()
     out: list[tuple[str, str]] = []
-    for index, (given, token) in enumerate(entries, start=1):
-        name = given if given is not None else f"connection-{index:03d}"
+    for given, token in entries:
+        name = given if given is not None else default_name(token)
         if name in names:
             msg = f"{source}: duplicate connection name {name!r}"
             raise _CliError(msg)
@@ -389,8 +395,8 @@ def _pull_settings(args: argparse.Namespace) -> PullSettings:
         checkpoint = Path(args.checkpoint)
         try:
             open_checkpoint(checkpoint).close()
-        except UsageError as exc:
-            raise _CliError(str(exc)) from None
+        except (UsageError, CheckpointError) as exc:
+            raise _CliError(exc.message) from None
     timeouts = None if args.timeout is None else Timeouts(read=args.timeout)
     retry = None if args.attempts is None else RetryPolicy(attempts=args.attempts)
     return PullSettings(
@@ -483,7 +489,7 @@ class _Writer:
         return self
 
     def _open(self, path: Path) -> IO[bytes]:
-        handle = path.open("a+b" if self._append else "wb")
+        handle = _open_output(path, append=self._append)
         if self._append:
             _drop_partial_line(handle)
         return handle
@@ -539,6 +545,24 @@ class _Writer:
         lines.append(b"")
         handle.write(b"\n".join(lines))
         handle.flush()
+
+
+def _open_output(path: Path, *, append: bool) -> IO[bytes]:
+    """Open an output file for writing without following a symbolic link.
+
+    A link planted where an output file goes would otherwise have the pull
+    overwrite whatever it points to.
+    """
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= (os.O_RDWR | os.O_APPEND) if append else (os.O_WRONLY | os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError:
+        if path.is_symlink():
+            msg = f"output file {path} is a symbolic link; refusing to follow it"
+            raise _CliError(msg) from None
+        raise
+    return os.fdopen(fd, "a+b" if append else "wb")
 
 
 def _drop_partial_line(handle: IO[bytes]) -> None:
@@ -737,11 +761,13 @@ async def _demo(args: argparse.Namespace, out: Path) -> int:
     reauth = {names[1], names[2]}
     stalled = names[-1]
     tokens_file = out / "demo-tokens.txt"
-    tokens_file.write_text(
-        "# demo tokens for the in-process mock server\n"
-        + "".join(f"{n},{t}\n" for n, t in zip(names, rng_tokens, strict=True)),
-        encoding="utf-8",
-    )
+    with _open_output(tokens_file, append=False) as handle:
+        handle.write(
+            (
+                "# demo tokens for the in-process mock server\n"
+                + "".join(f"{n},{t}\n" for n, t in zip(names, rng_tokens, strict=True))
+            ).encode()
+        )
     # The same loader as ``pull --tokens-file``.
     connections = _load_tokens(str(tokens_file), None)
     async with MockMakini(records_per_entity=args.records, faults=faults, seed=args.seed) as server:

@@ -113,6 +113,11 @@ def default_name(token: str) -> str:
     return "conn-" + hashlib.sha256(token.encode()).hexdigest()[:10]
 
 
+def token_fingerprint(token: str) -> str:
+    """What a checkpoint records of a token: a one-way hash, apart from the name's."""
+    return hashlib.sha256(b"makini-checkpoint\0" + token.encode()).hexdigest()[:16]
+
+
 def _encode(body: object) -> bytes:
     return orjson.dumps(body, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
 
@@ -199,6 +204,11 @@ class Connection:
         if self._cooldown_until > now:
             return ConnectionState.RATE_LIMITED
         return ConnectionState.ACTIVE
+
+    @property
+    def fingerprint(self) -> str:
+        """A one-way hash of the token (checkpoints keep it to recognise the token)."""
+        return token_fingerprint(self._token)
 
     @property
     def needs_reauthorization(self) -> bool:

@@ -499,3 +499,84 @@ async def test_invalid_records_go_to_their_own_file_and_strict_fails(
     assert code == (1 if typed else 0), stderr
     if typed:
         assert "--strict" in stderr
+
+
+# -- a careless operator ---------------------------------------------------------------------
+
+
+async def test_a_new_unnamed_token_at_the_top_never_inherits_a_checkpoint(
+    server: MockMakini, tmp_path: Path
+) -> None:
+    # Named by position, the new customer would take the old one's name and
+    # checkpoint, run incrementally and get none of its records.
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"{TOKENS[0]}\n{TOKENS[1]}\n")
+    checkpoint = str(tmp_path / "pull.sqlite")
+    args = ["pull", "--entity", "assets", "--tokens-file", str(tokens), "--base-url", server.url,
+            "--checkpoint", checkpoint]  # fmt: skip
+    code, _, stderr = await run_cli(*args, "--out", str(tmp_path / "a"))
+    assert code == 0, stderr
+    tokens.write_text(f"{TOKENS[2]}\n{TOKENS[0]}\n{TOKENS[1]}\n")
+    code, stdout, stderr = await run_cli(*args, "--out", str(tmp_path / "b"))
+    assert code == 0, stderr
+    rows = read_jsonl(tmp_path / "b" / "assets.jsonl")
+    new_name = {row["_connection"] for row in rows}
+    assert len(new_name) == 1  # only the new customer had anything to pull
+    assert len(rows) == RECORDS
+    assert_no_tokens(stdout, stderr)
+
+
+async def test_a_checkpoint_is_never_applied_to_another_token(
+    server: MockMakini, tmp_path: Path
+) -> None:
+    checkpoint = str(tmp_path / "pull.sqlite")
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(f"plant,{TOKENS[0]}\n")
+    args = ["pull", "--entity", "assets", "--tokens-file", str(tokens), "--base-url", server.url,
+            "--checkpoint", checkpoint, "--out", str(tmp_path / "out")]  # fmt: skip
+    code, _, stderr = await run_cli(*args)
+    assert code == 0, stderr
+    tokens.write_text(f"plant,{TOKENS[3]}\n")  # the name now stands for another customer
+    code, stdout, stderr = await run_cli(*args)
+    assert code == 1
+    assert "another token" in stdout
+    assert_no_tokens(stdout, stderr)
+
+
+async def test_a_second_run_on_one_checkpoint_fails_fast(
+    server: MockMakini, tmp_path: Path
+) -> None:
+    from makini_async.checkpoint import open_checkpoint
+
+    checkpoint = tmp_path / "pull.sqlite"
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    held = open_checkpoint(checkpoint)  # another run holds it
+    try:
+        code, _, stderr = await run_cli(
+            "pull", "--entity", "assets", "--tokens-file", str(tokens),
+            "--base-url", server.url, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
+        )  # fmt: skip
+    finally:
+        held.close()
+    assert code == 2
+    assert "in use by another run" in stderr
+    assert str(os.getpid()) in stderr
+    assert server.total_requests == 0
+
+
+async def test_output_files_never_follow_a_planted_symlink(
+    server: MockMakini, tmp_path: Path
+) -> None:
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "assets.jsonl").symlink_to(victim)
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    code, _, stderr = await run_cli(
+        "pull", "--entity", "assets", "--tokens-file", str(tokens), "--base-url", server.url,
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 2
+    assert "symbolic link" in stderr
+    assert victim.read_text() == "keep me"
