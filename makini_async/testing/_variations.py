@@ -22,6 +22,7 @@ Examples of every kind are in the table below (:data:`EXAMPLES`).
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import random
 import re
 from decimal import Decimal, InvalidOperation
@@ -147,9 +148,10 @@ def parse_instant(value: object) -> int | None:
     if zone and zone != "Z":
         offset = (int(zone[1:3]) * 60 + int(zone[4:6])) * (-1 if zone[0] == "-" else 1)
     try:
-        return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0)) - offset * 60
-    except (OverflowError, ValueError):
+        moment = dt.datetime(y, mo, d, h, mi, s, tzinfo=dt.timezone.utc)
+    except ValueError:
         return None
+    return calendar.timegm(moment.utctimetuple()) - offset * 60
 
 
 def _text(path: Path) -> str:
