@@ -15,6 +15,7 @@ drift from the contract (see ``VARIATION_KINDS`` and
 
 from __future__ import annotations
 
+from makini_async.testing._data import parse_instant
 from makini_async.testing._faults import FAULT_KINDS, FaultPlan, RateLimit
 from makini_async.testing._measure import measure_page_cost
 from makini_async.testing._serve import build_parser, main, serve
@@ -24,7 +25,6 @@ from makini_async.testing._variations import (
     READABLE_KINDS,
     UNREADABLE_KINDS,
     VARIATION_KINDS,
-    parse_instant,
     vary,
 )
 from makini_async.testing._webhooks import WebhookDelivery, WebhookSender

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import orjson
 
-from makini_async.testing._data import format_datetime
-from makini_async.testing._variations import parse_instant
+from makini_async.testing._data import format_datetime, parse_instant
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

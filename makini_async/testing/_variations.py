@@ -16,19 +16,17 @@ Each applied variation is logged as ``"kind:path"``, e.g.
 ``"datetime_offset:created_at"`` or ``"decimal_as_number:lines[1].unit_price"``.
 Variations depend only on ``(seed, entity, record index)`` and use their own
 random streams, so the base records are the same with variations on or off.
-Examples of every kind are in the table below (:data:`EXAMPLES`).
+:data:`EXAMPLES` shows every kind.
 """
 
 from __future__ import annotations
 
-import calendar
-import datetime as dt
 import random
 import re
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Final
 
-from makini_async.testing._data import format_datetime
+from makini_async.testing._data import format_datetime, parse_instant
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -42,35 +40,20 @@ __all__ = [
     "VARIATION_KINDS",
     "apply_variations",
     "check_rate",
-    "parse_instant",
     "vary",
 ]
 
 #: Variations a tolerant client reads with the contract's meaning.
 READABLE_KINDS: Final[tuple[str, ...]] = (
-    "datetime_offset",
-    "datetime_fraction",
-    "datetime_space",
-    "datetime_naive",
-    "date_as_datetime",
-    "decimal_as_number",
-    "null_container",
-    "unknown_enum",
-    "string_as_number",
-    "number_as_string",
-    "extra_field",
-    "extra_nested_key",
-)
+    "datetime_offset", "datetime_fraction", "datetime_space", "datetime_naive",
+    "date_as_datetime", "decimal_as_number", "null_container", "unknown_enum",
+    "string_as_number", "number_as_string", "extra_field", "extra_nested_key",
+)  # fmt: skip
 #: Variations no rule can read: the record is invalid as served.
 UNREADABLE_KINDS: Final[tuple[str, ...]] = (
-    "datetime_garbled",
-    "date_garbled",
-    "decimal_garbled",
-    "decimal_as_bool",
-    "object_as_string",
-    "list_as_object",
-    "list_as_number",
-)
+    "datetime_garbled", "date_garbled", "decimal_garbled", "decimal_as_bool",
+    "object_as_string", "list_as_object", "list_as_number",
+)  # fmt: skip
 #: Every variation kind, readable first.
 VARIATION_KINDS: Final[tuple[str, ...]] = READABLE_KINDS + UNREADABLE_KINDS
 
@@ -97,11 +80,10 @@ EXAMPLES: Final[dict[str, tuple[str, Any, Any]]] = {
     "list_as_number": ("assignees", ["a.meyer", "j.smith"], 2),
 }
 
-_ISO_Z: Final = re.compile(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z$")
+Path = tuple[str | int, ...]
+
+_ISO_Z: Final = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 _DATE: Final = re.compile(r"^\d{4}-\d\d-\d\d$")
-_INSTANT: Final = re.compile(
-    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d{1,9})?(Z|[+-]\d\d:\d\d)?$"
-)
 _DATETIME_FIELDS: Final = ("created_at", "updated_at", "completed_at")
 _DATE_FIELDS: Final = ("order_date", "required_date", "delivery_date", "due_date")
 _DECIMAL_FIELDS: Final = ("total_amount", "quantity_on_hand", "unit_cost", "reorder_point")
@@ -109,11 +91,17 @@ _LINE_DECIMALS: Final = ("quantity", "unit_price")
 _CONTAINERS: Final = ("lines", "assignees", "custom_fields", "raw")
 _OBJECTS: Final = ("vendor", "ship_to", "bill_to", "address")
 _LISTS: Final = ("lines", "assignees")
-_DIGIT_FIELDS: Final = ("number", "phone")
+_DIGIT_FIELDS: Final[tuple[Path, ...]] = (
+    ("number",), ("phone",), ("ship_to", "postal_code"), ("bill_to", "postal_code"),
+    ("address", "postal_code"),
+)  # fmt: skip
 _OFFSETS: Final = (120, -300, 330, 60, -480, 540, -210, 0)
+#: Values sources send that the contract does not list, per entity and field.
 _ENUMS: Final[dict[str, tuple[str, ...]]] = {
-    "status": ("awaiting_parts", "RELEASED", "scheduled", "Approved", "on_hold_vendor"),
-    "priority": ("critical", "P1", "emergency", "Medium"),
+    "purchase-orders.status": ("RELEASED", "awaiting_approval", "Approved", "invoiced"),
+    "work-orders.status": ("awaiting_parts", "scheduled", "IN PROGRESS", "on_hold_vendor"),
+    "work-orders.priority": ("critical", "P1", "emergency", "Medium"),
+    "assets.status": ("STANDBY", "decommissioned", "in_repair"),
 }
 _EXTRA_TOP: Final[tuple[tuple[str, Any], ...]] = (
     ("x_source_revision", 7),
@@ -127,31 +115,6 @@ _EXTRA_NESTED: Final[dict[str, tuple[tuple[str, Any], ...]]] = {
     "address": (("x_dock", "Dock 4"), ("x_geo", {"lat": 53.55, "lon": 9.99})),
     "line": (("x_cost_center", "CC-12"), ("x_discount", None)),
 }
-
-Path = tuple[str | int, ...]
-
-
-def parse_instant(value: object) -> int | None:
-    """Unix seconds of a contract or readably varied date-time, else ``None``.
-
-    Accepts ``T`` or a space, 1-9 fraction digits (dropped), ``Z``, a numeric
-    offset or no zone (UTC).
-    """
-    if not isinstance(value, str):
-        return None
-    m = _INSTANT.match(value)
-    if m is None:
-        return None
-    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
-    zone = m.group(7)
-    offset = 0
-    if zone and zone != "Z":
-        offset = (int(zone[1:3]) * 60 + int(zone[4:6])) * (-1 if zone[0] == "-" else 1)
-    try:
-        moment = dt.datetime(y, mo, d, h, mi, s, tzinfo=dt.timezone.utc)
-    except ValueError:
-        return None
-    return calendar.timegm(moment.utctimetuple()) - offset * 60
 
 
 def _text(path: Path) -> str:
@@ -204,7 +167,7 @@ def _as_number(text: str) -> int | float | None:
     return number if Decimal(repr(number)) == value else None
 
 
-def _candidates(record: dict[str, Any], kind: str) -> list[Path]:
+def _candidates(entity: Entity, record: dict[str, Any], kind: str) -> list[Path]:
     """The paths of ``record`` that ``kind`` can vary (values in contract shape only)."""
     lines = _lines(record)
     if kind.startswith("datetime_"):
@@ -231,20 +194,10 @@ def _candidates(record: dict[str, Any], kind: str) -> list[Path]:
     if kind == "null_container":
         return [(k,) for k in _CONTAINERS if isinstance(record.get(k), (list, dict))]
     if kind == "unknown_enum":
-        return [(k,) for k in _ENUMS if isinstance(record.get(k), str)]
+        fields = ("status", "priority")
+        return [(k,) for k in fields if f"{entity.value}.{k}" in _ENUMS and record.get(k)]
     if kind == "string_as_number":
-        paths = [
-            (k,)
-            for k in _DIGIT_FIELDS
-            if isinstance(record.get(k), str) and _digits(record[k]) is not None
-        ]
-        for k in ("ship_to", "bill_to", "address"):
-            obj = record.get(k)
-            if isinstance(obj, dict) and isinstance(obj.get("postal_code"), str):
-                code = obj["postal_code"]
-                if code.isdigit() and not code.startswith("0"):
-                    paths.append((k, "postal_code"))
-        return paths
+        return [p for p in _DIGIT_FIELDS if _digits(_find(record, p), p) is not None]
     if kind == "number_as_string":
         return [
             ("lines", i, "line_number")
@@ -264,12 +217,22 @@ def _candidates(record: dict[str, Any], kind: str) -> list[Path]:
     raise ValueError(msg)
 
 
-def _digits(text: str) -> int | None:
-    """The digits of ``text`` as an integer, for ids and phone numbers sent as numbers."""
-    digits = "".join(c for c in text if c.isdigit())
-    if not digits or digits.startswith("0"):
+def _find(record: dict[str, Any], path: Path) -> Any:
+    parent = record.get(str(path[0])) if len(path) > 1 else record
+    return parent.get(str(path[-1])) if isinstance(parent, dict) else None
+
+
+def _digits(text: object, path: Path) -> int | None:
+    """``text`` as the integer a source sends for a numeric id or phone, else ``None``.
+
+    Only when the digits are the whole meaning: no leading zero, no letters,
+    and for phone numbers only the usual separators besides digits.
+    """
+    if not isinstance(text, str):
         return None
-    return int(digits)
+    digits = "".join(c for c in text if c.isdigit())
+    plain = text == digits or (path[-1] == "phone" and not text.strip("+0123456789 -()/"))
+    return int(digits) if plain and digits and not digits.startswith("0") else None
 
 
 def _offset_text(minutes: int) -> str:
@@ -277,7 +240,9 @@ def _offset_text(minutes: int) -> str:
     return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
-def _readable(kind: str, value: Any, path: Path, rng: random.Random) -> tuple[Path, Any]:
+def _readable(
+    entity: Entity, kind: str, value: Any, path: Path, rng: random.Random
+) -> tuple[Path, Any]:
     """The varied value for ``kind`` (and the path it goes to, which may be a new key)."""
     if kind == "datetime_offset":
         minutes = rng.choice(_OFFSETS)
@@ -303,9 +268,9 @@ def _readable(kind: str, value: Any, path: Path, rng: random.Random) -> tuple[Pa
     if kind == "null_container":
         return path, None
     if kind == "unknown_enum":
-        return path, rng.choice(_ENUMS[str(path[-1])])
+        return path, rng.choice(_ENUMS[f"{entity.value}.{path[0]}"])
     if kind == "string_as_number":
-        return path, _digits(value)
+        return path, _digits(value, path)
     if kind == "number_as_string":
         return path, str(value)
     if kind == "extra_field":
@@ -362,12 +327,10 @@ def vary(
     ``readable=True`` applies one to three readable kinds, ``False`` one
     unreadable kind, each to a random field where it applies. Paths in
     ``avoid`` (and their parents and children) are left alone. ``id`` is never
-    varied. ``entity`` is accepted for symmetry with the generator; the
-    fields present decide what applies.
+    varied.
     """
-    del entity
     kinds = READABLE_KINDS if readable else UNREADABLE_KINDS
-    options = {k: paths for k in kinds if (paths := _candidates(record, k))}
+    options = {k: paths for k in kinds if (paths := _candidates(entity, record, k))}
     if not options:
         return record, []
     count = rng.choice((1, 1, 1, 2, 2, 3)) if readable else 1
@@ -382,7 +345,7 @@ def vary(
         path = rng.choice(free)
         value = None if kind == "extra_field" else _get(record, path)
         if readable:
-            target, new = _readable(kind, value, path, rng)
+            target, new = _readable(entity, kind, value, path, rng)
         else:
             target, new = path, _unreadable(kind, value, rng)
         _put(out, target, new)
@@ -398,20 +361,19 @@ def apply_variations(
     *,
     variations: float,
     unreadable: float,
-    start: int = 0,
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """Vary generated records at the given rates: ``(records, {record id: entries})``.
 
-    Record ``i`` (index ``start + i``) draws from its own stream seeded by
-    ``(seed, entity, index)``, so the outcome does not depend on how many
-    records were generated or on the other rate's value. The unreadable
+    Record ``i`` draws from its own stream seeded by ``(seed, entity, i)``, so
+    the outcome does not depend on how many records were generated or on the
+    other rate's value. The unreadable
     variation is applied first so a readable one never hides it.
     """
     if variations <= 0 and unreadable <= 0:
         return records, {}
     out: list[dict[str, Any]] = []
     log: dict[str, list[str]] = {}
-    for i, generated in enumerate(records, start):
+    for i, generated in enumerate(records):
         record = generated
         base = random.Random(f"makini-mock-variations:{seed}:{entity.value}:{i}")
         roll_readable, roll_unreadable = base.random(), base.random()
