@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import random
 import re
+import signal
+import socket
+import sys
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -341,3 +345,38 @@ def test_command_line_options(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--variations", "1.5"])
     assert "invalid rate" in capsys.readouterr().err
+
+
+async def test_the_command_serves_the_same_varied_data() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "makini_async.testing",
+        *("--port", str(port), "--records", "40", "--seed", "4"),
+        *("--variations", "0.5", "--unreadable", "0.2"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert b"listening on" in line, line
+        expected = MockMakini(seed=4, records_per_entity=40, variations=0.5, unreadable=0.2)
+        async with aiohttp.ClientSession() as session:
+            async with session.get(
+                f"http://127.0.0.1:{port}/api/v1/purchase-orders",
+                headers={"Authorization": "Bearer cli"},
+            ) as resp:
+                assert resp.status == 200
+                body = await resp.json()
+        assert body["data"] == expected.records("any", "purchase-orders")
+        assert body["data"] != MockMakini(seed=4, records_per_entity=40).records(
+            "any", "purchase-orders"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 0, err
