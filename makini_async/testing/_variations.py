@@ -21,6 +21,7 @@ random streams, so the base records are the same with variations on or off.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from decimal import Decimal, InvalidOperation
@@ -81,6 +82,7 @@ EXAMPLES: Final[dict[str, tuple[str, Any, Any]]] = {
 }
 
 Path = tuple[str | int, ...]
+_SPAN: Final = 2**64
 
 _ISO_Z: Final = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 _DATE: Final = re.compile(r"^\d{4}-\d\d-\d\d$")
@@ -330,16 +332,16 @@ def vary(
     varied.
     """
     kinds = READABLE_KINDS if readable else UNREADABLE_KINDS
-    options = {k: paths for k in kinds if (paths := _candidates(entity, record, k))}
-    if not options:
-        return record, []
     count = rng.choice((1, 1, 1, 2, 2, 3)) if readable else 1
-    chosen = rng.sample(sorted(options), min(count, len(options)))
     out = dict(record)
     used = list(avoid)
     applied: list[str] = []
-    for kind in chosen:
-        free = [p for p in options[kind] if not _overlaps(_text(p), used)]
+    # The first kinds of a shuffle that apply: a uniform choice among the
+    # applicable kinds, without looking for candidates of every kind.
+    for kind in rng.sample(kinds, len(kinds)):
+        if len(applied) == count:
+            break
+        free = [p for p in _candidates(entity, record, kind) if not _overlaps(_text(p), used)]
         if not free:
             continue
         path = rng.choice(free)
@@ -351,7 +353,7 @@ def vary(
         _put(out, target, new)
         used.append(_text(path))
         applied.append(f"{kind}:{_text(target)}")
-    return out, applied
+    return (out if applied else record), applied
 
 
 def apply_variations(
@@ -373,16 +375,20 @@ def apply_variations(
         return records, {}
     out: list[dict[str, Any]] = []
     log: dict[str, list[str]] = {}
+    prefix = f"makini-mock-variations:{seed}:{entity.value}:"
     for i, generated in enumerate(records):
         record = generated
-        base = random.Random(f"makini-mock-variations:{seed}:{entity.value}:{i}")
-        roll_readable, roll_unreadable = base.random(), base.random()
-        seed_readable, seed_unreadable = base.getrandbits(64), base.getrandbits(64)
+        # A hash rather than a seeded Random per record: most records are not
+        # varied, and seeding a Random costs several times the hash.
+        digest = hashlib.blake2b(f"{prefix}{i}".encode(), digest_size=32).digest()
+        roll_readable, roll_unreadable, seed_readable, seed_unreadable = (
+            int.from_bytes(digest[k : k + 8], "big") for k in (0, 8, 16, 24)
+        )
         entries: list[str] = []
-        if roll_unreadable < unreadable:
+        if roll_unreadable < unreadable * _SPAN:
             record, applied = vary(entity, record, random.Random(seed_unreadable), readable=False)
             entries += applied
-        if roll_readable < variations:
+        if roll_readable < variations * _SPAN:
             avoid = [e.partition(":")[2] for e in entries]
             record, applied = vary(
                 entity, record, random.Random(seed_readable), readable=True, avoid=avoid
