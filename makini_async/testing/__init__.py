@@ -24,6 +24,7 @@ from makini_async.testing._state import ConnectionStats
 from makini_async.testing._variations import (
     READABLE_KINDS,
     UNREADABLE_KINDS,
+    VARIATION_EXAMPLES,
     VARIATION_KINDS,
     vary,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "FAULT_KINDS",
     "READABLE_KINDS",
     "UNREADABLE_KINDS",
+    "VARIATION_EXAMPLES",
     "VARIATION_KINDS",
     "ConnectionStats",
     "FaultPlan",

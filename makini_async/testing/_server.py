@@ -165,8 +165,8 @@ class MockMakini:
     ``unreadable`` one *unreadable* value (``"31/12/2024 14:00"``, ``"12,50"``,
     an object given as a string, ...). Both are seeded by ``(seed, entity,
     record index)`` and applied once at generation; :meth:`variations` tells
-    which record got what. See :mod:`makini_async.testing._variations` and
-    ``VARIATION_KINDS``.
+    which record got what. ``VARIATION_KINDS`` names the kinds and
+    ``VARIATION_EXAMPLES`` shows one of each.
 
     Listing filters ``modified_after`` / ``created_after`` are inclusive
     (``>=``) at second precision, so a record at the boundary is never lost.

@@ -16,7 +16,7 @@ Each applied variation is logged as ``"kind:path"``, e.g.
 ``"datetime_offset:created_at"`` or ``"decimal_as_number:lines[1].unit_price"``.
 Variations depend only on ``(seed, entity, record index)`` and use their own
 random streams, so the base records are the same with variations on or off.
-:data:`EXAMPLES` shows every kind.
+:data:`VARIATION_EXAMPLES` shows every kind.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     from makini_async.entities import Entity
 
 __all__ = [
-    "EXAMPLES",
     "READABLE_KINDS",
     "UNREADABLE_KINDS",
+    "VARIATION_EXAMPLES",
     "VARIATION_KINDS",
     "apply_variations",
     "check_rate",
@@ -59,7 +59,7 @@ UNREADABLE_KINDS: Final[tuple[str, ...]] = (
 VARIATION_KINDS: Final[tuple[str, ...]] = READABLE_KINDS + UNREADABLE_KINDS
 
 #: One example per kind: (path, contract value, varied value).
-EXAMPLES: Final[dict[str, tuple[str, Any, Any]]] = {
+VARIATION_EXAMPLES: Final[dict[str, tuple[str, Any, Any]]] = {
     "datetime_offset": ("created_at", "2024-03-01T12:00:00Z", "2024-03-01T07:00:00-05:00"),
     "datetime_fraction": ("updated_at", "2024-03-01T12:00:00Z", "2024-03-01T12:00:00.123456Z"),
     "datetime_space": ("created_at", "2024-03-01T12:00:00Z", "2024-03-01 12:00:00Z"),

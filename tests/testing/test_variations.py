@@ -30,7 +30,7 @@ from makini_async.testing import (
     vary,
 )
 from makini_async.testing._data import generate_records
-from makini_async.testing._variations import EXAMPLES, apply_variations
+from makini_async.testing._variations import VARIATION_EXAMPLES, apply_variations
 
 CONTRACT_ENUMS = {
     "status": {
@@ -81,7 +81,7 @@ def entries(log: dict[str, list[str]]) -> list[tuple[str, str, str]]:
 def test_kind_tables() -> None:
     assert VARIATION_KINDS == READABLE_KINDS + UNREADABLE_KINDS
     assert len(set(VARIATION_KINDS)) == len(VARIATION_KINDS)
-    assert set(EXAMPLES) == set(VARIATION_KINDS)
+    assert set(VARIATION_EXAMPLES) == set(VARIATION_KINDS)
 
 
 @pytest.mark.parametrize("entity", list(Entity))
@@ -235,7 +235,7 @@ def test_a_typed_client_gets_an_invalid_record_not_a_crash(entity: Entity) -> No
 
 
 def test_the_examples_are_what_the_functions_produce() -> None:
-    for kind, (path, before, after) in EXAMPLES.items():
+    for kind, (path, before, after) in VARIATION_EXAMPLES.items():
         if kind in UNREADABLE_KINDS:
             check_unreadable(kind, before, after)
         elif not kind.startswith("extra_"):
