@@ -9,7 +9,9 @@ an entity of a connection is read.
 from __future__ import annotations
 
 import calendar
+import datetime as dt
 import random
+import re
 import time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
@@ -24,6 +26,7 @@ __all__ = [
     "generate_records",
     "make_record",
     "now_iso",
+    "parse_instant",
     "record_id",
 ]
 
@@ -53,6 +56,9 @@ READ_ONLY_FIELDS: Final[frozenset[str]] = frozenset({"id", "created_at", "update
 _BASE_EPOCH: Final[int] = calendar.timegm((2024, 1, 1, 0, 0, 0, 0, 0, 0))
 _STEP_SECONDS: Final[int] = 300
 _CENT: Final[Decimal] = Decimal("0.01")
+_INSTANT: Final = re.compile(
+    r"^(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d{1,9})?(Z|[+-]\d\d:\d\d)?$"
+)
 
 _CITIES: Final[tuple[tuple[str, str, str], ...]] = (
     ("Hamburg", "HH", "DE"),
@@ -104,6 +110,29 @@ _EXTRA_FIELDS: Final[tuple[tuple[str, Any], ...]] = (
 def format_datetime(epoch: float) -> str:
     """Format Unix seconds as ISO 8601 UTC, e.g. ``2024-03-01T12:00:00Z``."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def parse_instant(value: object) -> int | None:
+    """Unix seconds of a contract or readably varied date-time, else ``None``.
+
+    Accepts ``T`` or a space, 1-9 fraction digits (dropped), ``Z``, a numeric
+    offset or no zone (UTC).
+    """
+    if not isinstance(value, str):
+        return None
+    m = _INSTANT.match(value)
+    if m is None:
+        return None
+    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    zone = m.group(7)
+    offset = 0
+    if zone and zone != "Z":
+        offset = (int(zone[1:3]) * 60 + int(zone[4:6])) * (-1 if zone[0] == "-" else 1)
+    try:
+        moment = dt.datetime(y, mo, d, h, mi, s, tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+    return calendar.timegm(moment.utctimetuple()) - offset * 60
 
 
 def _date(epoch: float) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from makini_async.testing._faults import FAULT_KINDS, FaultPlan, RateLimit
 from makini_async.testing._server import MockMakini
+from makini_async.testing._variations import check_rate
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -52,12 +53,16 @@ def serve(
     faults: FaultPlan | None = None,
     rate_limit: RateLimit | None = None,
     report_total_count: bool = True,
+    variations: float = 0.0,
+    unreadable: float = 0.0,
 ) -> None:
     """Serve the mock API until SIGINT/SIGTERM (blocking).
 
     With ``processes > 1``, that many server processes share ``port`` through
     ``SO_REUSEPORT`` (``port`` must then be fixed, not 0). Every process
     serves the same deterministic data; counters and writes are per process.
+    ``variations`` / ``unreadable`` are the rates of varied records (see
+    :class:`MockMakini`).
     Prints ``Mock Makini listening on http://HOST:PORT`` once all are ready.
     """
     options: dict[str, Any] = {
@@ -68,6 +73,8 @@ def serve(
         "faults": faults,
         "rate_limit": rate_limit,
         "report_total_count": report_total_count,
+        "variations": variations,
+        "unreadable": unreadable,
     }
     if processes <= 1:
         with contextlib.suppress(KeyboardInterrupt):
@@ -119,6 +126,14 @@ def _port(text: str) -> int:
     return port
 
 
+def _rate(text: str) -> float:
+    try:
+        return check_rate("a rate", float(text))
+    except ValueError:
+        msg = f"invalid rate {text!r}: expected a number from 0 to 1"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m makini_async.testing``."""
     parser = argparse.ArgumentParser(
@@ -153,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-token limit, e.g. 60/60 for 60 requests a minute",
     )
     parser.add_argument("--no-total-count", action="store_true")
+    parser.add_argument(
+        "--variations",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of records served with readable deviations from the contract",
+    )
+    parser.add_argument(
+        "--unreadable",
+        type=_rate,
+        default=0.0,
+        metavar="RATE",
+        help="share of records served with one value no client can read",
+    )
     return parser
 
 
@@ -190,5 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults=faults,
         rate_limit=rate_limit,
         report_total_count=not args.no_total_count,
+        variations=args.variations,
+        unreadable=args.unreadable,
     )
     return 0

@@ -35,6 +35,7 @@ from makini_async.testing._state import (
     decode_cursor,
     token_digest,
 )
+from makini_async.testing._variations import apply_variations, check_rate
 from makini_async.testing._webhooks import WebhookDelivery, WebhookSender
 
 if TYPE_CHECKING:
@@ -156,6 +157,17 @@ class MockMakini:
     :meth:`configure_connection` overrides them. ``clock`` drives rate-limit
     windows and cooldown accounting (inject a fake one in tests).
 
+    ``variations`` and ``unreadable`` (rates from 0 to 1, default 0) serve
+    real-world drift from the contract: with probability ``variations`` a
+    generated record gets one to three *readable* variations (offsets,
+    fractions or no zone on date-times, numbers for decimal strings, ``null``
+    lists, unknown statuses, extra keys, ...), with probability
+    ``unreadable`` one *unreadable* value (``"31/12/2024 14:00"``, ``"12,50"``,
+    an object given as a string, ...). Both are seeded by ``(seed, entity,
+    record index)`` and applied once at generation; :meth:`variations` tells
+    which record got what. ``VARIATION_KINDS`` names the kinds and
+    ``VARIATION_EXAMPLES`` shows one of each.
+
     Listing filters ``modified_after`` / ``created_after`` are inclusive
     (``>=``) at second precision, so a record at the boundary is never lost.
     DELETE is not supported (405) for purchase-orders and work-orders.
@@ -178,8 +190,12 @@ class MockMakini:
         clock: Callable[[], float] = time.monotonic,
         reuse_port: bool = False,
         request_log_limit: int = 100_000,
+        variations: float = 0.0,
+        unreadable: float = 0.0,
     ) -> None:
         self.seed = seed
+        self.variation_rate = check_rate("variations", variations)
+        self.unreadable_rate = check_rate("unreadable", unreadable)
         self.records_per_entity = records_per_entity
         self.faults = faults
         self.rate_limit = rate_limit
@@ -309,6 +325,8 @@ class MockMakini:
         name: str | None = None,
         report_total_count: bool | None = None,
         denied_entities: Sequence[EntityLike] = (),
+        variations: float | None = None,
+        unreadable: float | None = None,
     ) -> None:
         """Set one connection's behaviour (creating it if needed).
 
@@ -319,7 +337,9 @@ class MockMakini:
         everywhere but ``GET /connection``), ``offline`` (502
         CONNECTED_SYSTEM_ERROR likewise) or ``disconnected`` (401
         AUTHENTICATION_FAILED). ``name`` labels the token in the request log.
-        ``denied_entities`` answer 403 PERMISSION_DENIED.
+        ``denied_entities`` answer 403 PERMISSION_DENIED. ``variations`` /
+        ``unreadable`` replace the server's rates for this token (and reset
+        its data).
         """
         if status not in STATUSES:
             msg = f"unknown status {status!r}; expected one of {sorted(STATUSES)}"
@@ -331,6 +351,11 @@ class MockMakini:
                 if isinstance(records_per_entity, int)
                 else {to_entity(k): v for k, v in records_per_entity.items()}
             )
+        if variations is not None:
+            conn.variations = check_rate("variations", variations)
+        if unreadable is not None:
+            conn.unreadable = check_rate("unreadable", unreadable)
+        if records_per_entity is not None or variations is not None or unreadable is not None:
             conn.stores.clear()
             conn.private.clear()
         if faults is not None:
@@ -377,15 +402,25 @@ class MockMakini:
             return dict.fromkeys(Entity, setting)
         return {e: int(setting.get(e, 100)) for e in Entity}
 
+    def _rates(self, conn: ConnectionState) -> tuple[float, float]:
+        return (
+            self.variation_rate if conn.variations is None else conn.variations,
+            self.unreadable_rate if conn.unreadable is None else conn.unreadable,
+        )
+
     def _store(self, conn: ConnectionState, entity: Entity, *, write: bool = False) -> EntityStore:
         store = conn.stores.get(entity)
         if store is None:
             counts = self._counts(conn)
-            key = (conn.data_seed, entity, tuple(counts[e] for e in Entity))
+            rates = self._rates(conn)
+            key = (conn.data_seed, entity, tuple(counts[e] for e in Entity), rates)
             store = self._shared.get(key)
             if store is None:
                 records = generate_records(entity, conn.data_seed, counts[entity], counts)
-                store = EntityStore(entity, records, counts[entity])
+                records, varied = apply_variations(
+                    entity, records, conn.data_seed, variations=rates[0], unreadable=rates[1]
+                )
+                store = EntityStore(entity, records, counts[entity], varied)
                 self._shared[key] = store
             conn.stores[entity] = store
         if write and entity not in conn.private:
@@ -401,6 +436,17 @@ class MockMakini:
     def record(self, token: str, entity: EntityLike, record_id_: str) -> dict[str, Any] | None:
         """One record by id, or ``None``."""
         return self._store(self._conn(token), to_entity(entity)).get(record_id_)
+
+    def variations(self, token: str, entity: EntityLike) -> dict[str, list[str]]:
+        """What was varied at generation: ``{record id: ["kind:path", ...]}``.
+
+        Only varied records appear, e.g. ``{"po_000002":
+        ["datetime_naive:updated_at", "decimal_as_number:lines[1].quantity"]}``.
+        Records written later through the API or :meth:`update` keep their
+        entry even if the write replaced the varied value.
+        """
+        store = self._store(self._conn(token), to_entity(entity))
+        return {rid: list(kinds) for rid, kinds in store.variations.items()}
 
     def _insert(
         self, conn: ConnectionState, entity: Entity, fields: Mapping[str, Any]

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 import orjson
 
+from makini_async.testing._data import format_datetime, parse_instant
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -72,12 +74,29 @@ class EntityStore:
     server copies it before the first mutation by a connection
     (copy-on-write). Serialized pages are cached on the store, keyed by the
     request's cursor, page size and filters, and dropped on mutation.
+    ``variations`` maps record ids to the variations applied at generation.
     """
 
-    __slots__ = ("_cache", "by_id", "entity", "next_index", "records", "seqs", "store_id")
+    __slots__ = (
+        "_cache",
+        "by_id",
+        "entity",
+        "next_index",
+        "records",
+        "seqs",
+        "store_id",
+        "variations",
+    )
 
-    def __init__(self, entity: Entity, records: list[dict[str, Any]], next_index: int) -> None:
+    def __init__(
+        self,
+        entity: Entity,
+        records: list[dict[str, Any]],
+        next_index: int,
+        variations: dict[str, list[str]] | None = None,
+    ) -> None:
         self.entity = entity
+        self.variations = variations or {}
         self.store_id = next(_store_ids)
         self.records = records
         self.seqs: list[int] = list(range(len(records)))
@@ -89,6 +108,7 @@ class EntityStore:
         """A private copy (records are replaced, never mutated, so a shallow copy)."""
         new = EntityStore.__new__(EntityStore)
         new.entity = self.entity
+        new.variations = self.variations
         new.store_id = next(_store_ids)
         new.records = list(self.records)
         new.seqs = list(self.seqs)
@@ -198,13 +218,28 @@ class EntityStore:
         self._touched()
 
 
+def _instant(value: Any) -> str:
+    """``value`` comparable with a filter: canonical UTC text when it is a date-time.
+
+    Varied records may carry offsets, fractions or no zone; the filter must
+    compare their instants, not their spelling. Unreadable values compare as
+    written.
+    """
+    if type(value) is str and len(value) == 20 and value[10] == "T" and value[19] == "Z":
+        return value
+    epoch = parse_instant(value)
+    return str(value) if epoch is None else format_datetime(epoch)
+
+
 def _matcher(
     modified_after: str | None, created_after: str | None
 ) -> Callable[[Mapping[str, Any]], bool]:
     def match(record: Mapping[str, Any]) -> bool:
-        if modified_after is not None and str(record.get("updated_at", "")) < modified_after:
+        if modified_after is not None and _instant(record.get("updated_at", "")) < modified_after:
             return False
-        return not (created_after is not None and str(record.get("created_at", "")) < created_after)
+        return not (
+            created_after is not None and _instant(record.get("created_at", "")) < created_after
+        )
 
     return match
 
@@ -219,6 +254,8 @@ class ConnectionState:
     system: str = "SAP"
     status: str = "active"
     records_per_entity: int | dict[Entity, int] | None = None
+    variations: float | None = None
+    unreadable: float | None = None
     faults: FaultState | None = None
     fault_plan_set: bool = False
     rate_limit: RateLimit | None = None
