@@ -11,6 +11,7 @@ and ``python -m makini_async.testing --port 8080``.
 
 from __future__ import annotations
 
+from makini_async.testing._aioresponses import aioresponses_needs_shim, mock_aiohttp
 from makini_async.testing._faults import FAULT_KINDS, FaultPlan, RateLimit
 from makini_async.testing._measure import measure_page_cost
 from makini_async.testing._serve import build_parser, main, serve
@@ -27,8 +28,10 @@ __all__ = [
     "RequestLogEntry",
     "WebhookDelivery",
     "WebhookSender",
+    "aioresponses_needs_shim",
     "build_parser",
     "main",
     "measure_page_cost",
+    "mock_aiohttp",
     "serve",
 ]
