@@ -35,7 +35,7 @@ from yarl import URL
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from aioresponses import aioresponses as Aioresponses
 
@@ -78,13 +78,26 @@ def aioresponses_needs_shim() -> bool:
 # -- detection ------------------------------------------------------------------
 
 
-def _requires_stream_writer(response_class: Callable[..., Any]) -> bool:
-    """Whether building ``response_class`` needs a ``stream_writer`` argument."""
+def _parameters(response_class: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
     try:
-        parameter = inspect.signature(response_class).parameters.get(_STREAM_WRITER)
-    except (TypeError, ValueError):  # no signature to inspect: leave it alone
-        return False
+        return inspect.signature(response_class).parameters
+    except (TypeError, ValueError):  # no signature to inspect
+        return {}
+
+
+def _requires_stream_writer(response_class: Callable[..., Any]) -> bool:
+    """Whether ``response_class`` cannot be built without a ``stream_writer`` argument."""
+    parameter = _parameters(response_class).get(_STREAM_WRITER)
     return parameter is not None and parameter.default is inspect.Parameter.empty
+
+
+def _accepts_stream_writer(response_class: Callable[..., Any]) -> bool:
+    """Whether ``response_class`` can be given a ``stream_writer`` argument."""
+    parameters = _parameters(response_class)
+    # A subclass that forwards **kwargs to ClientResponse takes it too.
+    return _STREAM_WRITER in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+    )
 
 
 def _builder_omits_stream_writer() -> bool:
@@ -117,16 +130,21 @@ def _reader_breaks_on_large_bodies() -> bool:
     return False
 
 
-@functools.cache
-def _needed_fixes() -> frozenset[str]:
+def _detect(response_class: Callable[..., Any]) -> frozenset[str]:
+    """The fixes aioresponses needs to build ``response_class`` and feed its body."""
     fixes = set()
     # The signature says what aiohttp requires; one probe build says whether
     # aioresponses already supplies it (a fixed release will).
-    if _requires_stream_writer(aiohttp.ClientResponse) and _builder_omits_stream_writer():
+    if _requires_stream_writer(response_class) and _builder_omits_stream_writer():
         fixes.add(_STREAM_WRITER)
     if _reader_breaks_on_large_bodies():
         fixes.add(_FLOW_CONTROL)
     return frozenset(fixes)
+
+
+@functools.cache
+def _needed_fixes() -> frozenset[str]:
+    return _detect(aiohttp.ClientResponse)
 
 
 # -- the fixes ----------------------------------------------------------------
@@ -183,7 +201,7 @@ def _supplying_stream_writer(original: Callable[..., Any]) -> Callable[..., Any]
         bound = signature.bind(*args, **kwargs)
         response_class = bound.arguments.get("response_class") or aiohttp.ClientResponse
         # Checked per class: a user's own response_class may not take it.
-        if _requires_stream_writer(response_class):
+        if _accepts_stream_writer(response_class):
             bound.arguments["response_class"] = functools.partial(
                 response_class, stream_writer=_NothingToSend()
             )
