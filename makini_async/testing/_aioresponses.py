@@ -102,12 +102,13 @@ def _accepts_stream_writer(response_class: Callable[..., Any]) -> bool:
 
 def _builder_omits_stream_writer() -> bool:
     """Whether aioresponses builds a response without passing ``stream_writer``."""
-    build = getattr(_core().RequestMatch, "_build_response", None)
+    request_match = _core().RequestMatch
+    build = getattr(request_match, "_build_response", None)
     if build is None:  # reorganised upstream: nothing this shim knows how to fix
         return False
     url = URL("https://probe.invalid/")
     try:
-        response = build(_core().RequestMatch(url), url)
+        response = build(request_match(url), url)
     except TypeError as exc:
         return _STREAM_WRITER in str(exc)
     response.close()
@@ -131,7 +132,7 @@ def _reader_breaks_on_large_bodies() -> bool:
 
 
 def _detect(response_class: Callable[..., Any]) -> frozenset[str]:
-    """The fixes aioresponses needs to build ``response_class`` and feed its body."""
+    """The fixes aioresponses needs when aiohttp's response class is ``response_class``."""
     fixes = set()
     # The signature says what aiohttp requires; one probe build says whether
     # aioresponses already supplies it (a fixed release will).
