@@ -15,6 +15,7 @@ drift from the contract (see ``VARIATION_KINDS`` and
 
 from __future__ import annotations
 
+from makini_async.testing._aioresponses import aioresponses_needs_shim, mock_aiohttp
 from makini_async.testing._data import parse_instant
 from makini_async.testing._faults import FAULT_KINDS, FaultPlan, RateLimit
 from makini_async.testing._measure import measure_page_cost
@@ -43,9 +44,11 @@ __all__ = [
     "RequestLogEntry",
     "WebhookDelivery",
     "WebhookSender",
+    "aioresponses_needs_shim",
     "build_parser",
     "main",
     "measure_page_cost",
+    "mock_aiohttp",
     "parse_instant",
     "serve",
     "vary",
