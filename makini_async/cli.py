@@ -64,6 +64,8 @@ PROG: Final = "makini-async"
 DEFAULT_TOKENS_ENV: Final = "MAKINI_TOKENS"
 PREFLIGHT_TIMEOUT: Final = 3.0
 DEMO_ENTITIES: Final = ("work-orders", "assets", "purchase-orders")
+DEMO_VARIATIONS: Final = 0.05
+DEMO_UNREADABLE: Final = 0.005
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
@@ -195,6 +197,11 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=1)
     demo.add_argument("--concurrency", type=_positive_int, default=None, metavar="N")
     demo.add_argument("--progress-interval", type=_positive_float, default=None, metavar="S")
+    demo.add_argument(
+        "--dicts",
+        action="store_true",
+        help="pull plain dicts instead of typed records (faster; no record is validated)",
+    )
 
     mock = commands.add_parser(
         "mock-server",
@@ -770,7 +777,15 @@ async def _demo(args: argparse.Namespace, out: Path) -> int:
         )
     # The same loader as ``pull --tokens-file``.
     connections = _load_tokens(str(tokens_file), None)
-    async with MockMakini(records_per_entity=args.records, faults=faults, seed=args.seed) as server:
+    # A little real-world drift, as source systems send it: most of it read by the
+    # tolerant rules, a few records no rule can read (kept in ENTITY.invalid.jsonl).
+    async with MockMakini(
+        records_per_entity=args.records,
+        faults=faults,
+        seed=args.seed,
+        variations=DEMO_VARIATIONS,
+        unreadable=DEMO_UNREADABLE,
+    ) as server:
         by_name = dict(connections)
         for name in sorted(reauth):
             server.configure_connection(by_name[name], status="reauthorization_required")
@@ -781,6 +796,7 @@ async def _demo(args: argparse.Namespace, out: Path) -> int:
             out=out,
             base_url=server.url,
             concurrency=args.concurrency,
+            typed=not args.dicts,
             # Short timeouts so the stalled connection gives up in seconds; enough
             # attempts that the random faults (about 1 request in 10) never win.
             timeouts=Timeouts(connect=2.0, read=1.0, total=5.0),
