@@ -282,6 +282,10 @@ class _Chain(ChainReport):
     resumed_records: int = attrs.field(default=0, repr=False)
 
 
+class _ChainEnded(Exception):
+    """Handed to a worker whose chain the consumer has ended (:meth:`Pull.fail`)."""
+
+
 # Users see these objects in PullReport.chains: they print as what they are to them.
 _Chain.__qualname__ = "ChainReport"
 
@@ -358,6 +362,7 @@ class Pull:
         # in it, and waits until the consumer has parsed that page.
         self._queue: asyncio.Queue[tuple[int, _Chain | None, Any]] = asyncio.Queue()
         self._next_chain = 0  # chains start in order: the index of the next one
+        self._current: _Chain | None = None  # the chain of the page the consumer holds
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0
         self._started = False
@@ -398,6 +403,34 @@ class Pull:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+    def fail(self, page: PulledPage, error: BaseException) -> None:
+        """End the chain ``page`` came from with ``error``: the consumer cannot take it.
+
+        For a consumer that could not store a page (a record it cannot
+        serialise, a full disk): the chain's checkpoint stays before this page,
+        so a later run delivers it again, and every other chain goes on. Call
+        it before asking for the next item.
+        """
+        chain = self._current
+        if chain is None or (chain.connection, chain.entity) != (page.connection, page.entity):
+            chain = next(
+                (
+                    c
+                    for c in self._chains
+                    if (c.connection, c.entity) == (page.connection, page.entity)
+                ),
+                None,
+            )
+        if chain is None:
+            msg = f"no chain {page.connection} {page.entity.value} in this pull"
+            raise UsageError(msg)
+        if not chain.done:
+            if isinstance(error, MakiniError) and error.connection is None:
+                error.connection = chain.connection
+            self._fail(chain, error)
+            if self._raise:
+                raise error
 
     async def aclose(self) -> None:
         """Stop every request in flight and release everything. Idempotent."""
@@ -458,6 +491,9 @@ class Pull:
                 if kind == _PAGE:
                     assert chain is not None  # noqa: S101 - invariant of the queue protocol
                     raw, handed = payload
+                    if chain.done:  # ended by the consumer (fail): stop its worker
+                        handed.set_exception(_ChainEnded())
+                        continue
                     try:
                         page = await self._parse(chain, raw, as_dicts)
                         records = page.records
@@ -492,16 +528,23 @@ class Pull:
                         report.invalid += len(invalid)
                     # No reference to a parsed page may outlive this step (see _parse).
                     del page, records, invalid, payload, raw
+                    self._current = chain
                     yield pulled
-                    # The consumer asked for more: that page is handled.
+                    # The consumer asked for more: that page is handled (unless it
+                    # failed the chain instead: then its checkpoint stays before it).
+                    self._current = None
                     next_cursor = pulled.next_cursor
                     del pulled
-                    if next_cursor is not None:
+                    if chain.done:
+                        pass
+                    elif next_cursor is not None:
                         self._save_cursor(chain, next_cursor)
                     else:
                         self._complete(chain)
                 elif kind == _FAILED:
                     assert chain is not None  # noqa: S101
+                    if chain.done:
+                        continue  # ended by the consumer already
                     self._fail(chain, payload)
                     if self._raise:
                         raise payload
@@ -702,6 +745,8 @@ class Pull:
                 cursor = next_cursor
         except asyncio.CancelledError:
             raise
+        except _ChainEnded:
+            return
         except Exception as exc:  # noqa: BLE001 - every failure is reported per chain
             # Including the consumer's, handed back here: all name their connection.
             if isinstance(exc, MakiniError) and exc.connection is None:

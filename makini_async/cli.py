@@ -49,7 +49,13 @@ from makini_async.bulk import Outcome, Pull, PullReport
 from makini_async.checkpoint import open_checkpoint
 from makini_async.connection import default_name
 from makini_async.entities import Entity, to_entity
-from makini_async.errors import CheckpointError, ConnectionFailed, MakiniError, UsageError
+from makini_async.errors import (
+    CheckpointError,
+    ConnectionFailed,
+    MakiniError,
+    SinkError,
+    UsageError,
+)
 from makini_async.models import unstructure
 from makini_async.pool import MakiniPool
 
@@ -511,47 +517,69 @@ class _Writer:
             handle.close()
 
     def write(self, page: PulledPage, *, typed: bool) -> None:
-        if page.invalid:
-            self._write_invalid(page)
-        if not page.records:
-            return
-        name = page.connection
-        dumps = orjson.dumps
-        rows: list[dict[str, Any]] = (
-            [unstructure(r) for r in page.records] if typed else page.records
-        )
-        parts = []
-        for row in rows:
-            row["_connection"] = name
-            parts.append(dumps(row))
-        parts.append(b"")
-        handle = self._files[page.entity]
-        handle.write(b"\n".join(parts))
-        # Into the OS before the pull checkpoints past this page (when we ask for
-        # the next one): a process killed after that loses nothing it wrote.
-        handle.flush()
+        """Write one page's records and invalid records, or raise :class:`SinkError`.
 
-    def _write_invalid(self, page: PulledPage) -> None:
-        handle = self._invalid_files.get(page.entity)
-        if handle is None:
-            path = self.out / f"{page.entity.value}.invalid.jsonl"
-            handle = self._invalid_files[page.entity] = self._open(path)
-            self.invalid_paths[page.entity] = path
-        lines = [
-            orjson.dumps(
-                {
-                    "_connection": page.connection,
-                    "field": item.field,
-                    "reason": item.reason,
-                    "request_id": item.request_id,
-                    "record": item.data,
-                }
-            )
-            for item in page.invalid
-        ]
-        lines.append(b"")
-        handle.write(b"\n".join(lines))
-        handle.flush()
+        Every line is encoded before any is written, so a record that cannot
+        be encoded leaves nothing of its page behind.
+        """
+        records = _encode_lines(page, typed=typed) if page.records else None
+        invalid = _encode_invalid(page) if page.invalid else None
+        if invalid is not None:
+            handle = self._invalid_files.get(page.entity)
+            if handle is None:
+                path = self.out / f"{page.entity.value}.invalid.jsonl"
+                handle = self._invalid_files[page.entity] = self._open(path)
+                self.invalid_paths[page.entity] = path
+            handle.write(invalid)
+            handle.flush()
+        if records is not None:
+            handle = self._files[page.entity]
+            handle.write(records)
+            # Into the OS before the pull checkpoints past this page (when we ask
+            # for the next one): a process killed after that loses nothing it wrote.
+            handle.flush()
+
+
+def _encode_lines(page: PulledPage, *, typed: bool) -> bytes:
+    name = page.connection
+    parts = []
+    record: Any = None
+    try:
+        for record in page.records:
+            row: dict[str, Any] = unstructure(record) if typed else record
+            row["_connection"] = name
+            parts.append(orjson.dumps(row))
+    except (TypeError, RecursionError, MakiniError) as exc:
+        raise _unwritable(page, record, exc) from None
+    parts.append(b"")
+    return b"\n".join(parts)
+
+
+def _encode_invalid(page: PulledPage) -> bytes:
+    parts = []
+    item: Any = None
+    try:
+        for item in page.invalid:
+            line = {
+                "_connection": page.connection,
+                "field": item.field,
+                "reason": item.reason,
+                "request_id": item.request_id,
+                "record": item.data,
+            }
+            parts.append(orjson.dumps(line))
+    except (TypeError, RecursionError) as exc:
+        raise _unwritable(page, item, exc) from None
+    parts.append(b"")
+    return b"\n".join(parts)
+
+
+def _unwritable(page: PulledPage, record: Any, exc: BaseException) -> SinkError:
+    """The typed error for a record JSON cannot hold (orjson stops at 254 levels)."""
+    rid = getattr(record, "id", None) if not isinstance(record, dict) else record.get("id")
+    reason = exc.message if isinstance(exc, MakiniError) else f"{type(exc).__name__}: {exc}"
+    msg = f"cannot write {page.entity.value} record {rid!r} as JSON ({reason})"
+    return SinkError(msg, request_id=page.request_id, connection=page.connection)
 
 
 def _open_output(path: Path, *, append: bool) -> IO[bytes]:
@@ -647,7 +675,11 @@ async def _run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> 
             try:
                 async with pull:
                     async for page in pull.pages():
-                        out.write(page, typed=settings.typed)
+                        try:
+                            out.write(page, typed=settings.typed)
+                        except SinkError as exc:
+                            pull.fail(page, exc)  # only this chain; its page comes again
+                            continue
                         per_entity[page.entity] += len(page.records)
                         invalid_per_entity[page.entity] += len(page.invalid)
                 interrupted = False

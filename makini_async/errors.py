@@ -25,6 +25,7 @@
     ├── PaginationError              a listing whose cursors loop or never end
     ├── CircuitOpenError             the connection's breaker is open (retry_at)
     ├── CheckpointError              a checkpoint store could not be read or written
+    ├── SinkError                    a page could not be stored (fails only its chain)
     ├── WebhookVerificationError     a webhook whose signature does not verify
     └── UsageError (also ValueError) bad arguments, or a closed pool
 
@@ -62,6 +63,7 @@ __all__ = [
     "RequestTimeout",
     "ServerError",
     "ServiceUnavailable",
+    "SinkError",
     "TransportError",
     "UsageError",
     "ValidationError",
@@ -260,6 +262,10 @@ class CircuitOpenError(MakiniError):
 
 class CheckpointError(MakiniError):
     """A checkpoint store failed; a pull stops rather than lose its place."""
+
+
+class SinkError(MakiniError):
+    """A page could not be stored where the pull lands it; only its chain fails."""
 
 
 class WebhookVerificationError(MakiniError):

@@ -238,7 +238,12 @@ def unstructure(record: Record) -> dict[str, Any]:
     Date-times become ``...Z`` strings (or keep their offset), dates
     ``YYYY-MM-DD`` and decimals strings; the result is ready for ``orjson``.
     """
-    result: dict[str, Any] = CONVERTER.unstructure(record)
+    try:
+        result: dict[str, Any] = CONVERTER.unstructure(record)
+    except RecursionError:
+        # A source can nest custom_fields or raw deeper than Python recurses.
+        msg = f"{type(record).__name__} {record.id!r} is nested too deeply to unstructure"
+        raise RecordStructureError(msg) from None
     return result
 
 

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -580,3 +580,44 @@ async def test_output_files_never_follow_a_planted_symlink(
     assert code == 2
     assert "symbolic link" in stderr
     assert victim.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("typed", [True, False])
+async def test_an_unwritable_record_fails_only_its_own_chain(
+    server: MockMakini, tmp_path: Path, typed: bool
+) -> None:
+    # orjson reads 1,024 levels but writes 254: one customer's record is too deep
+    # (a server not written with orjson sends it; the mock's list_page is patched).
+    from makini_async.testing._server import _Answer
+
+    deep = b'{"id":"ast_deep","custom_fields":' + b'{"n":' * 400 + b"1" + b"}" * 401
+    original = server.list_page
+
+    def list_page(conn: Any, entity: Entity, query: Any, request_id: str) -> Any:
+        answer = original(conn, entity, query, request_id)
+        if conn.token == TOKENS[2] and entity is Entity.ASSETS and "cursor" not in query:
+            body = orjson.loads(answer.body)
+            rows = b",".join(orjson.dumps(r) for r in body["data"])
+            cursor = orjson.dumps(body["next_cursor"])
+            answer = _Answer(
+                200, b'{"data":[' + rows + b"," + deep + b'],"next_cursor":' + cursor + b"}"
+            )
+        return answer
+
+    server.list_page = list_page  # type: ignore[method-assign]
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    out = tmp_path / "out"
+    args = ["pull", "--entity", "assets", "--entity", "vendors", "--tokens-file", str(tokens),
+            "--out", str(out), "--base-url", server.url]  # fmt: skip
+    code, stdout, stderr = await run_cli(*args, *(["--typed"] if typed else []))
+    assert code == 1, stderr
+    assert "unexpected" not in stderr
+    assert "SinkError" in stdout or "cannot write assets record 'ast_deep'" in stdout
+    assert NAMES[2] in stdout
+    rows = read_jsonl(out / "assets.jsonl")
+    by_conn = {name: sum(1 for r in rows if r["_connection"] == name) for name in NAMES}
+    # Every other customer complete; the failed page was not written at all.
+    assert all(by_conn[n] == RECORDS for n in NAMES if n != NAMES[2])
+    assert by_conn[NAMES[2]] < RECORDS + 1
+    assert len(read_jsonl(out / "vendors.jsonl")) == 5 * RECORDS
+    assert_no_tokens(stdout, stderr)

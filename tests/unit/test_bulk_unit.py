@@ -15,6 +15,7 @@ from makini_async import (
     Outcome,
     PulledRecord,
     RecordStructureError,
+    SinkError,
     UsageError,
 )
 from makini_async.checkpoint import ChainState, SQLiteCheckpoint, open_checkpoint
@@ -316,3 +317,36 @@ async def test_finish_page_structures_a_tuple_of_records(make_pool: Any) -> None
         typed = await conn.finish_page(dicts, as_dicts=False)
     assert [type(r) for r in typed.records] == [Asset]
     assert dicts.records == ({"id": "a"},)
+
+
+async def test_a_consumer_can_fail_one_chain_and_its_checkpoint_stays(
+    make_pool: Any, tmp_path: Path
+) -> None:
+    def handler(call: Call) -> Any:
+        if "cursor" not in call.params:
+            return page([{"id": "a"}], "c1")
+        return page([{"id": "b"}], None)
+
+    checkpoint = tmp_path / "cp.sqlite"
+    async with make_pool(handler, as_dicts=True) as (pool, transport):
+        async with pool.pull(
+            "assets", [("bad", "t1"), ("good", "t2")], checkpoint=checkpoint
+        ) as pull:
+            seen = []
+            async for p in pull.pages():
+                if p.connection == "bad":
+                    pull.fail(p, SinkError("disk full"))
+                    continue
+                seen.extend(r["id"] for r in p.records)
+        bad_calls = [c for c in transport.calls if c.headers["Authorization"].endswith("t1")]
+    outcomes = {c.connection: c.outcome for c in pull.report.chains}
+    assert outcomes == {"bad": Outcome.FAILED, "good": Outcome.COMPLETED}
+    assert seen == ["a", "b"]
+    assert pull.report.chains[0].error is not None
+    assert pull.report.chains[0].error.connection == "bad"
+    assert len(bad_calls) <= 2  # its worker stopped
+    store = SQLiteCheckpoint(checkpoint)
+    state = store.load("bad", "assets")
+    store.close()
+    assert state is not None
+    assert state.cursor is None  # never past the page it failed on

@@ -676,3 +676,12 @@ def test_a_huge_bad_value_is_cut_short_in_the_reason() -> None:
     _, invalid = models.structure_page(Entity.WORK_ORDERS, [{"id": "w", "due_date": "x" * 100_000}])
     assert len(invalid[0].reason) < 200
     assert len(invalid[0].data["due_date"]) == 100_000
+
+
+def test_unstructure_of_a_record_nested_too_deeply_is_a_typed_error() -> None:
+    value: dict[str, Any] = {}
+    for _ in range(5000):
+        value = {"n": value}
+    record = WorkOrder(id="w", custom_fields=value)
+    with pytest.raises(RecordStructureError, match="nested too deeply"):
+        unstructure(record)
