@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from makini_async._scrub import clean
 from makini_async.errors import MalformedResponse
 from makini_async.models._converter import _c_datetime
 
@@ -21,9 +22,11 @@ def _when(value: object, field: str, request_id: str | None) -> dt.datetime | No
         return None
     try:
         return _c_datetime(value)
-    except (TypeError, ValueError):
-        msg = f"{field} is not an ISO 8601 date-time: {value!r}"
-        raise MalformedResponse(msg, request_id=request_id) from None
+    except (TypeError, ValueError, OverflowError):
+        pass
+    shown = clean(repr(value)) if isinstance(value, str) else f"a {type(value).__name__}"
+    msg = f"{field} is not an ISO 8601 date-time: {shown}"
+    raise MalformedResponse(msg, request_id=request_id)
 
 
 def _str(data: Mapping[str, Any], key: str, request_id: str | None) -> str:
@@ -88,7 +91,7 @@ class SyncStatus:
         entities: dict[str, EntitySyncStatus] = {}
         for name, item in raw.items():
             if not isinstance(item, Mapping):
-                msg = f"sync-status entry for {name!r} is not an object"
+                msg = f"sync-status entry for {clean(repr(name))} is not an object"
                 raise MalformedResponse(msg, request_id=request_id)
             status = item.get("status")
             entities[str(name)] = EntitySyncStatus(
