@@ -273,7 +273,7 @@ def self_signed(tmp_path: Path) -> ssl.SSLContext:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(  # noqa: S603
+    subprocess.run(
         [  # noqa: S607
             "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
             "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
@@ -376,7 +376,7 @@ async def test_echoed_authorization_never_reaches_an_error() -> None:
 async def test_transport_failures_carry_no_request_headers(unused_tcp_port: int) -> None:
     async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_head(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"data\"")
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"data"')
         await writer.drain()
 
     async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -43,7 +43,13 @@ async def test_plain_http_is_refused_for_remote_hosts(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:8080", "http://127.9.9.9", "http://[::1]:80", "http://LOCALHOST.", "https://x.io"],
+    [
+        "http://127.0.0.1:8080",
+        "http://127.9.9.9",
+        "http://[::1]:80",
+        "http://LOCALHOST.",
+        "https://x.io",
+    ],
 )
 async def test_loopback_http_and_https_are_accepted(url: str) -> None:
     check_base_url(url)
@@ -138,9 +144,10 @@ async def test_dot_and_empty_record_ids_never_reach_the_server(
 
 @pytest.mark.parametrize("record_id", ["...", "a..b", "../x", ".hidden", "a/b"])
 async def test_ids_with_dots_inside_are_sent_encoded(make_pool: Any, record_id: str) -> None:
-    async with make_pool(
-        lambda call: respond(200, {"data": {"id": "a"}}), as_dicts=True
-    ) as (pool, transport):
+    async with make_pool(lambda call: respond(200, {"data": {"id": "a"}}), as_dicts=True) as (
+        pool,
+        transport,
+    ):
         await pool.connection(TOKEN).get("assets", record_id)
     path = transport.calls[0].path
     assert path.startswith("/assets/")
