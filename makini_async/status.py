@@ -37,6 +37,12 @@ def _str(data: Mapping[str, Any], key: str, request_id: str | None) -> str:
     return value
 
 
+def _check_object(data: object, what: str, request_id: str | None) -> None:
+    if not isinstance(data, Mapping):
+        msg = f"{what} response data is a {type(data).__name__}, not an object"
+        raise MalformedResponse(msg, request_id=request_id)
+
+
 @attrs.frozen(kw_only=True)
 class ConnectionInfo:
     """``GET /api/v1/connection``: the state of one customer connection."""
@@ -54,6 +60,7 @@ class ConnectionInfo:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], request_id: str | None) -> ConnectionInfo:
+        _check_object(data, "connection", request_id)
         system = data.get("system")
         status = _str(data, "status", request_id)
         return cls(
@@ -84,6 +91,7 @@ class SyncStatus:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], request_id: str | None) -> SyncStatus:
+        _check_object(data, "sync-status", request_id)
         raw = data.get("entities")
         if not isinstance(raw, Mapping):
             msg = "sync-status response has no 'entities' object"
