@@ -7,7 +7,7 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
@@ -69,9 +69,17 @@ class MakiniPool:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        if not isinstance(allow_insecure_http, bool):
-            msg = f"allow_insecure_http must be True or False, got {allow_insecure_http!r}"
-            raise UsageError(msg)
+        _check_options(
+            hooks=hooks,
+            flags={"as_dicts": as_dicts, "allow_insecure_http": allow_insecure_http},
+            callables={
+                "clock": clock,
+                "sleep": sleep,
+                "on_reauthorization_required": on_reauthorization_required,
+            },
+            rng=rng,
+            transport=transport,
+        )
         # The http rule is checked again when the built-in transport is made (open()).
         check_base_url(base_url, allow_insecure_http=True)
         self.base_url = base_url.rstrip("/")
@@ -247,3 +255,32 @@ def _option(value: _T | None, cls: type[_T], name: str) -> _T:
         msg = f"{name} must be a {cls.__name__}, got a {type(value).__name__}"
         raise UsageError(msg)
     return value
+
+
+def _check_options(
+    *,
+    hooks: object,
+    flags: dict[str, object],
+    callables: dict[str, object],
+    rng: object,
+    transport: object,
+) -> None:
+    """:class:`UsageError` for an option of the wrong type, before anything is built."""
+    problem = None
+    if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Iterable):
+        problem = f"hooks must be a list of hook objects, got a {type(hooks).__name__}"
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            problem = f"{name} must be True or False, got {value!r}"
+    for name, value in callables.items():
+        if value is not None and not callable(value):
+            problem = f"{name} must be callable, got a {type(value).__name__}"
+    if rng is not None and not isinstance(rng, random.Random):
+        problem = f"rng must be a random.Random, got a {type(rng).__name__}"
+    if transport is not None and not (
+        callable(getattr(transport, "request", None))
+        and callable(getattr(transport, "close", None))
+    ):
+        problem = f"transport must have request() and close(), got a {type(transport).__name__}"
+    if problem is not None:
+        raise UsageError(problem)

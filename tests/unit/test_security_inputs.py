@@ -72,6 +72,14 @@ def test_is_loopback() -> None:
         {"timeouts": 5},
         {"limits": {"max_in_flight": 3}},
         {"allow_insecure_http": "yes"},
+        {"hooks": 5},
+        {"hooks": "logging"},
+        {"clock": 5},
+        {"sleep": "no"},
+        {"rng": 7},
+        {"as_dicts": "no"},
+        {"on_reauthorization_required": 5},
+        {"transport": object()},
     ],
 )
 def test_bad_option_types_are_usage_errors(kwargs: dict[str, Any]) -> None:
