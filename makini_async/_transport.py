@@ -51,7 +51,12 @@ class RawResponse:
 
 
 class Transport(Protocol):
-    """What the pool needs from HTTP. Tests substitute a fake."""
+    """What the pool needs from HTTP. Tests substitute a fake.
+
+    An implementation must not follow redirects (a 3xx is an error, see
+    :class:`~makini_async.errors.UnexpectedRedirect`), must bound the body it
+    reads, and must raise only :class:`~makini_async.errors.TransportError`.
+    """
 
     async def request(
         self,
