@@ -133,7 +133,7 @@ def is_loopback(host: str) -> bool:
 def _show_url(value: object) -> str:
     # Never show credentials: drop everything between ``//`` and the last ``@``.
     if not isinstance(value, str):
-        return f"a {type(value).__name__}"
+        return f"an object of type {type(value).__name__}"
     return repr(clean(_USERINFO.sub(r"\1<redacted>@", value)))
 
 
@@ -159,7 +159,7 @@ def valid_token(token: object) -> bool:
 def check_token(token: object) -> None:
     """Raise :class:`UsageError` (never naming the token) unless it is a valid token."""
     if not valid_token(token):
-        kind = "" if isinstance(token, str) else f" (got a {type(token).__name__})"
+        kind = "" if isinstance(token, str) else f" (got {type(token).__name__})"
         msg = (
             f"a connection token must be a string of 1 to {MAX_TOKEN_LENGTH} characters "
             f"from A-Z a-z 0-9 - . _ ~ + / followed by optional = padding{kind}"
@@ -175,7 +175,7 @@ def check_record_id(id: object) -> str:
     collection itself (``DELETE /api/v1/assets/..``) instead of one record.
     """
     if not isinstance(id, str):
-        msg = f"record id must be a string, got a {type(id).__name__}"
+        msg = f"record id must be a string, got {type(id).__name__}"
         raise UsageError(msg)
     if unicodedata.normalize("NFKC", id).strip() in _DOT_SEGMENTS:
         msg = f"record id must not be empty, '.' or '..', got {clean(repr(id))}"

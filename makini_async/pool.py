@@ -252,7 +252,7 @@ def _option(value: _T | None, cls: type[_T], name: str) -> _T:
     if value is None:
         return cls()
     if not isinstance(value, cls):
-        msg = f"{name} must be a {cls.__name__}, got a {type(value).__name__}"
+        msg = f"{name} must be a {cls.__name__}, got {type(value).__name__}"
         raise UsageError(msg)
     return value
 
@@ -268,19 +268,19 @@ def _check_options(
     """:class:`UsageError` for an option of the wrong type, before anything is built."""
     problem = None
     if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Iterable):
-        problem = f"hooks must be a list of hook objects, got a {type(hooks).__name__}"
+        problem = f"hooks must be a list of hook objects, got {type(hooks).__name__}"
     for name, value in flags.items():
         if not isinstance(value, bool):
             problem = f"{name} must be True or False, got {value!r}"
     for name, value in callables.items():
         if value is not None and not callable(value):
-            problem = f"{name} must be callable, got a {type(value).__name__}"
+            problem = f"{name} must be callable, got {type(value).__name__}"
     if rng is not None and not isinstance(rng, random.Random):
-        problem = f"rng must be a random.Random, got a {type(rng).__name__}"
+        problem = f"rng must be a random.Random, got {type(rng).__name__}"
     if transport is not None and not (
         callable(getattr(transport, "request", None))
         and callable(getattr(transport, "close", None))
     ):
-        problem = f"transport must have request() and close(), got a {type(transport).__name__}"
+        problem = f"transport must have request() and close(), got {type(transport).__name__}"
     if problem is not None:
         raise UsageError(problem)

@@ -24,7 +24,7 @@ def _when(value: object, field: str, request_id: str | None) -> dt.datetime | No
         return _c_datetime(value)
     except (TypeError, ValueError, OverflowError):
         pass
-    shown = clean(repr(value)) if isinstance(value, str) else f"a {type(value).__name__}"
+    shown = clean(repr(value)) if isinstance(value, str) else f"a {type(value).__name__} value"
     msg = f"{field} is not an ISO 8601 date-time: {shown}"
     raise MalformedResponse(msg, request_id=request_id)
 

@@ -108,12 +108,12 @@ def _secrets(secrets: object) -> list[bytes]:
     elif isinstance(secrets, Iterable) and not isinstance(secrets, Mapping):
         items = list(secrets)
     else:
-        msg = f"webhook secrets must be a str, bytes, or a list of them, got a {_tname(secrets)}"
+        msg = f"webhook secrets must be a str, bytes, or a list of them, got {_tname(secrets)}"
         raise UsageError(msg)
     keys: list[bytes] = []
     for item in items:
         if not isinstance(item, (str, bytes, bytearray)):
-            msg = f"each webhook secret must be a str or bytes, got a {_tname(item)}"
+            msg = f"each webhook secret must be a str or bytes, got {_tname(item)}"
             raise UsageError(msg)
         if not item:
             # An unset environment variable gives "", and an HMAC keyed with
@@ -170,7 +170,7 @@ def verify(
     """
     keys = _secrets(secrets)
     if not isinstance(body, (bytes, bytearray, memoryview)):
-        msg = f"body must be the raw request body as bytes, got a {_tname(body)}"
+        msg = f"body must be the raw request body as bytes, got {_tname(body)}"
         raise UsageError(msg)
     if header is not None and not isinstance(header, str):
         msg = f"header must be a str (the {SIGNATURE_HEADER} value) or None, got {_tname(header)}"
@@ -226,7 +226,7 @@ def parse_event(body: bytes) -> WebhookEvent:
     ``connection_id`` and an object ``data``. Unknown event types are kept.
     """
     if not isinstance(body, (bytes, bytearray, memoryview, str)):
-        msg = f"body must be the raw request body as bytes, got a {_tname(body)}"
+        msg = f"body must be the raw request body as bytes, got {_tname(body)}"
         raise UsageError(msg)
     try:
         payload = orjson.loads(body)
