@@ -16,14 +16,18 @@ if TYPE_CHECKING:
 __all__ = ["BreakerPolicy", "Limits", "PageSizes", "RetryPolicy", "Timeouts"]
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _positive(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    if not value > 0:
+    if not (_number(value) and value > 0):
         msg = f"{attr.name} must be > 0, got {value!r}"
         raise UsageError(msg)
 
 
 def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> None:
-    if not value >= 0:
+    if not (_number(value) and value >= 0):
         msg = f"{attr.name} must be >= 0, got {value!r}"
         raise UsageError(msg)
 
@@ -50,18 +54,27 @@ class Timeouts:
 
 @attrs.frozen(kw_only=True)
 class Limits:
-    """Concurrency limits.
+    """Concurrency and size limits.
 
     ``max_in_flight`` caps requests in flight across the whole pool (and sizes
     the shared connector); ``per_connection`` caps them per customer
     connection. ``idle_evict_after`` is how long a handle must be idle before
     :meth:`MakiniPool.evict_idle` drops it.
+
+    ``max_body_bytes`` caps a response body, both as received and once
+    decompressed: a longer one raises :class:`ResponseTooLarge` (not retried).
+    ``max_error_body_bytes`` is how much of an error answer's body is read;
+    the rest is discarded with the connection.
     """
 
     max_in_flight: int = attrs.field(default=C.DEFAULT_MAX_IN_FLIGHT, validator=_positive_int)
     per_connection: int = attrs.field(default=C.DEFAULT_PER_CONNECTION, validator=_positive_int)
     idle_evict_after: float = attrs.field(
         default=C.DEFAULT_IDLE_EVICT_AFTER, validator=_non_negative
+    )
+    max_body_bytes: int = attrs.field(default=C.DEFAULT_MAX_BODY_BYTES, validator=_positive_int)
+    max_error_body_bytes: int = attrs.field(
+        default=C.DEFAULT_MAX_ERROR_BODY_BYTES, validator=_positive_int
     )
 
 
@@ -96,7 +109,7 @@ class RetryPolicy:
 
     @jitter.validator
     def _check_jitter(self, _attr: attrs.Attribute[float], value: float) -> None:
-        if not 0.0 <= value <= 1.0:
+        if not (_number(value) and 0.0 <= value <= 1.0):
             msg = f"jitter must be within [0, 1], got {value!r}"
             raise UsageError(msg)
 

@@ -36,6 +36,15 @@ DEFAULT_BUDGET_RATIO: Final = 0.1
 DEFAULT_BREAKER_THRESHOLD: Final = 8
 DEFAULT_BREAKER_COOLDOWN: Final = 30.0
 
+# Response size caps, in bytes. A body over the cap (on the wire, or once
+# inflated) raises ResponseTooLarge; an error answer's body is read only up to
+# its own, shorter cap, since only its start is ever used.
+DEFAULT_MAX_BODY_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_MAX_ERROR_BODY_BYTES: Final = 64 * 1024
+
+# Tokens: RFC 6750 b64token characters, at most this long.
+MAX_TOKEN_LENGTH: Final = 4096
+
 # Pagination: a page that times out is retried at half the size, down to this.
 MIN_PAGE_SIZE: Final = 10
 # A listing (or bulk-pull chain) that has fetched this many pages without an

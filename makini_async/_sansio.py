@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import ipaddress
 import math
 import re
+import unicodedata
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import orjson
 
+from makini_async._constants import MAX_TOKEN_LENGTH
+from makini_async._scrub import clean, scrub_data
 from makini_async.errors import (
     APIError,
     MalformedResponse,
@@ -30,10 +34,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_base_url",
+    "check_record_id",
     "check_token",
     "decode_json",
     "error_from_response",
     "format_when",
+    "is_loopback",
     "list_params",
     "parse_page",
     "parse_retry_after",
@@ -73,9 +79,17 @@ def format_when(value: dt.datetime | dt.date | str, *, name: str) -> str:
     raise UsageError(msg)
 
 
-def check_base_url(base_url: object) -> None:
-    """Raise :class:`UsageError` unless ``base_url`` is an http(s) URL with a host."""
-    msg = f"base_url must be an http:// or https:// URL with a host, got {base_url!r}"
+def check_base_url(base_url: object, *, allow_insecure_http: bool = False) -> None:
+    """Raise :class:`UsageError` unless ``base_url`` is a usable API base URL.
+
+    It must be an ``https://`` URL with a host, no user name or password, no
+    query and no fragment. ``http://`` is accepted only for loopback hosts
+    (``127.0.0.0/8``, ``::1``, ``localhost``) unless ``allow_insecure_http``:
+    over plain HTTP anyone on the path reads every token. Messages never show
+    a password.
+    """
+    shown = _show_url(base_url)
+    msg = f"base_url must be an http:// or https:// URL with a host, got {shown}"
     if not isinstance(base_url, str):
         raise UsageError(msg)
     try:
@@ -83,25 +97,91 @@ def check_base_url(base_url: object) -> None:
         _ = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError:
         raise UsageError(msg) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(msg)
+    if "@" in parts.netloc:
+        msg = f"base_url must not contain a user name or password, got {shown}"
+        raise UsageError(msg)
+    if parts.query or parts.fragment or "?" in base_url or "#" in base_url:
+        msg = f"base_url must not have a query or fragment, got {shown}"
+        raise UsageError(msg)
+    if parts.scheme == "http" and not allow_insecure_http and not is_loopback(parts.hostname):
+        msg = (
+            f"base_url {shown} uses plain http:// for a host that is not loopback, which "
+            "would send every token in clear text; use https://, or pass "
+            "MakiniPool(allow_insecure_http=True) if this really is intended"
+        )
         raise UsageError(msg)
 
 
-_BAD_TOKEN_CHAR: Final = re.compile(r"[\s\x00-\x1f\x7f]")
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a URL's host name) is this machine."""
+    host = host.rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _show_url(value: object) -> str:
+    # Never show credentials: drop everything between ``//`` and the last ``@``.
+    if not isinstance(value, str):
+        return f"an object of type {type(value).__name__}"
+    return repr(clean(_USERINFO.sub(r"\1<redacted>@", value)))
+
+
+_USERINFO: Final = re.compile(r"(//).*@", re.DOTALL)
+
+# RFC 6750 ``b64token``: what may follow ``Bearer `` in an Authorization header.
+_B64TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*", re.ASCII)
 
 
 def valid_token(token: object) -> bool:
-    """Whether ``token`` can go in an Authorization header (non-empty, no space or control)."""
-    return isinstance(token, str) and bool(token) and not _BAD_TOKEN_CHAR.search(token)
+    """Whether ``token`` can go in an Authorization header.
+
+    A token is 1 to ``MAX_TOKEN_LENGTH`` characters of the RFC 6750
+    ``b64token`` set: ASCII letters, digits, ``-._~+/``, then optional ``=``.
+    """
+    return (
+        isinstance(token, str)
+        and 0 < len(token) <= MAX_TOKEN_LENGTH
+        and _B64TOKEN.fullmatch(token) is not None
+    )
 
 
 def check_token(token: object) -> None:
     """Raise :class:`UsageError` (never naming the token) unless it is a valid token."""
     if not valid_token(token):
+        kind = "" if isinstance(token, str) else f" (got {type(token).__name__})"
         msg = (
-            "a connection token must be a non-empty string without whitespace or control characters"
+            f"a connection token must be a string of 1 to {MAX_TOKEN_LENGTH} characters "
+            f"from A-Z a-z 0-9 - . _ ~ + / followed by optional = padding{kind}"
         )
         raise UsageError(msg)
+
+
+def check_record_id(id: object) -> str:
+    """``id`` as a path segment, or :class:`UsageError`.
+
+    Ids that are empty or that a server or proxy could read as ``.`` or
+    ``..`` (after Unicode normalisation) are refused: they would address the
+    collection itself (``DELETE /api/v1/assets/..``) instead of one record.
+    """
+    if not isinstance(id, str):
+        msg = f"record id must be a string, got {type(id).__name__}"
+        raise UsageError(msg)
+    if unicodedata.normalize("NFKC", id).strip() in _DOT_SEGMENTS:
+        msg = f"record id must not be empty, '.' or '..', got {clean(repr(id))}"
+        raise UsageError(msg)
+    return quote(id, safe="")
+
+
+_DOT_SEGMENTS: Final = frozenset({"", ".", ".."})
 
 
 def list_params(
@@ -134,13 +214,16 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
         if now is None:
             now = dt.datetime.now(dt.timezone.utc).timestamp()
-        return max(0.0, when.timestamp() - now)
+        try:
+            return max(0.0, when.timestamp() - now)
+        except (OverflowError, ValueError, OSError):
+            return None
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
@@ -151,9 +234,16 @@ def decode_json(body: bytes, *, request_id: str | None, what: str = "response") 
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        snippet = body[:80].decode("utf-8", "replace")
-        msg = f"{what} is not valid JSON ({exc.msg} at position {exc.pos}; starts {snippet!r})"
-        raise MalformedResponse(msg, request_id=request_id) from None
+        error = exc
+    # Raised outside the handler: the decode error is no use to anyone and a
+    # chain would keep a reference to the whole body.
+    snippet = clean(bytes(body[:_SNIPPET]).decode("utf-8", "replace"), limit=80)
+    msg = f"{what} is not valid JSON ({error.msg} at position {error.pos}; starts {snippet!r})"
+    raise MalformedResponse(msg, request_id=_request_id(request_id, ()))
+
+
+# Bytes of a body shown in a message: enough for a credential to be scrubbed whole.
+_SNIPPET: Final = 400
 
 
 def error_from_response(
@@ -163,9 +253,16 @@ def error_from_response(
     *,
     connection: str | None = None,
     now: float | None = None,
+    token: str | None = None,
 ) -> APIError:
-    """The typed error for an error answer (status >= 400)."""
-    request_id = headers.get("X-Request-Id")
+    """The typed error for an error answer (status >= 400).
+
+    All text taken from the answer is scrubbed of ``token`` (the connection's
+    own) and of anything credential-shaped, has control characters escaped
+    and is shortened, so the error can be logged and shown as it is.
+    """
+    secrets = (token,) if token else ()
+    request_id = _request_id(headers.get("X-Request-Id"), secrets)
     code: str | None = None
     err_type: str | None = None
     message: str | None = None
@@ -176,16 +273,18 @@ def error_from_response(
         payload = None
     error = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(error, dict):
-        code = _str_or_none(error.get("code"))
-        err_type = _str_or_none(error.get("type"))
-        message = _str_or_none(error.get("message"))
-        request_id = _str_or_none(error.get("request_id")) or request_id
+        code = _text_or_none(error.get("code"), secrets)
+        err_type = _text_or_none(error.get("type"), secrets)
+        message = _text_or_none(error.get("message"), secrets)
+        request_id = _request_id(_str_or_none(error.get("request_id")), secrets) or request_id
         raw_details = error.get("details")
         if isinstance(raw_details, dict):
-            details = raw_details
+            details = scrub_data(raw_details, secrets)
     if message is None:
-        text = body[:200].decode("utf-8", "replace").strip() if body else ""
-        message = f"HTTP {status}" + (f": {text}" if text and payload is None else "")
+        text = ""
+        if body and payload is None:
+            text = bytes(body[:_SNIPPET]).decode("utf-8", "replace").strip()
+        message = f"HTTP {status}" + (f": {clean(text, secrets)}" if text else "")
     cls = error_class_for(status, code)
     kwargs: dict[str, Any] = {
         "status": status,
@@ -198,6 +297,18 @@ def error_from_response(
     if issubclass(cls, (RateLimitError, ServerError)):
         kwargs["retry_after"] = parse_retry_after(headers.get("Retry-After"), now=now)
     return cls(message, **kwargs)
+
+
+def _request_id(value: str | None, secrets: tuple[str, ...]) -> str | None:
+    return None if not value else clean(value, secrets, limit=_MAX_REQUEST_ID)
+
+
+# Request IDs are short (``req_8f3a2c``); a longer one is cut.
+_MAX_REQUEST_ID: Final = 100
+
+
+def _text_or_none(value: object, secrets: tuple[str, ...]) -> str | None:
+    return clean(value, secrets) if isinstance(value, str) else None
 
 
 def parse_page(body: bytes, *, request_id: str | None) -> tuple[list[Any], str | None, int | None]:

@@ -7,14 +7,31 @@ Every aiohttp exception is translated here, most specific first, into the
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from makini_async import __version__
-from makini_async._constants import USER_AGENT
-from makini_async.errors import ConnectionFailed, RequestTimeout, TransportError, UsageError
+from makini_async._constants import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_ERROR_BODY_BYTES,
+    USER_AGENT,
+)
+from makini_async._scrub import clean
+from makini_async.errors import (
+    ConnectionFailed,
+    MakiniError,
+    RequestTimeout,
+    ResponseTooLarge,
+    TLSError,
+    TransportError,
+    UnexpectedRedirect,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -34,7 +51,12 @@ class RawResponse:
 
 
 class Transport(Protocol):
-    """What the pool needs from HTTP. Tests substitute a fake."""
+    """What the pool needs from HTTP. Tests substitute a fake.
+
+    An implementation must not follow redirects (a 3xx is an error, see
+    :class:`~makini_async.errors.UnexpectedRedirect`), must bound the body it
+    reads, and must raise only :class:`~makini_async.errors.TransportError`.
+    """
 
     async def request(
         self,
@@ -57,12 +79,23 @@ class AiohttpTransport:
     """One :class:`aiohttp.ClientSession` over one connector, shared by every connection.
 
     Created inside the running loop (by :class:`MakiniPool` on entry).
+    Redirects are never followed, TLS certificates are always verified, and
+    a body is read in chunks and given up as soon as it passes its cap.
     """
 
-    def __init__(self, *, timeouts: Timeouts, max_connections: int) -> None:
+    def __init__(
+        self,
+        *,
+        timeouts: Timeouts,
+        max_connections: int,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_error_body_bytes: int = DEFAULT_MAX_ERROR_BODY_BYTES,
+    ) -> None:
         self._timeout = aiohttp.ClientTimeout(
             total=timeouts.total, connect=timeouts.connect, sock_read=timeouts.read
         )
+        self._max_body = max_body_bytes
+        self._max_error_body = max_error_body_bytes
         connector = aiohttp.TCPConnector(
             limit=max_connections, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=30
         )
@@ -83,30 +116,145 @@ class AiohttpTransport:
         params: Mapping[str, str] | None,
         body: bytes | None,
     ) -> RawResponse:
+        secrets = _secrets(headers)
+        error: MakiniError
         try:
             async with self._session.request(
-                method, url, headers=headers, params=params, data=body
+                method, url, headers=headers, params=params, data=body, allow_redirects=False
             ) as resp:
-                data = await resp.read()
-                return RawResponse(resp.status, resp.headers, data)
+                if 300 <= resp.status < 400:
+                    error = _redirect(method, url, resp.status, resp.headers, secrets)
+                else:
+                    data = await self._read(resp, method, url)
+                    return RawResponse(resp.status, _safe_headers(resp.headers, secrets), data)
         except asyncio.TimeoutError:
-            msg = f"{method} {_path(url)} timed out"
-            raise RequestTimeout(msg) from None
+            error = RequestTimeout(f"{method} {_path(url)} timed out")
+        except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch, ssl.SSLError) as exc:
+            error = TLSError(f"{method} {_path(url)}: TLS failed ({_describe(exc, secrets)})")
         except aiohttp.ClientPayloadError as exc:
-            msg = f"{method} {_path(url)}: connection dropped while reading the body ({exc})"
-            raise ConnectionFailed(msg) from None
+            error = ConnectionFailed(
+                f"{method} {_path(url)}: connection dropped while reading the body "
+                f"({_describe(exc, secrets)})"
+            )
         except aiohttp.ClientConnectionError as exc:
-            msg = f"{method} {_path(url)}: connection failed ({type(exc).__name__}: {exc})"
-            raise ConnectionFailed(msg) from None
+            error = ConnectionFailed(
+                f"{method} {_path(url)}: connection failed ({_describe(exc, secrets)})"
+            )
         except aiohttp.InvalidURL as exc:
-            msg = f"invalid URL {exc}"
-            raise UsageError(msg) from None
+            error = UsageError(f"invalid URL {_describe(exc, secrets)}")
         except aiohttp.ClientError as exc:
-            msg = f"{method} {_path(url)}: {type(exc).__name__}: {exc}"
-            raise TransportError(msg) from None
+            error = TransportError(f"{method} {_path(url)}: {_describe(exc, secrets)}")
+        # Raised here, outside every handler, so the error has no __context__:
+        # aiohttp's exceptions hold the request (headers and all) and must not
+        # travel with it into logs and tracebacks.
+        raise error
+
+    async def _read(self, resp: aiohttp.ClientResponse, method: str, url: str) -> bytes:
+        """The body, in chunks, within its cap.
+
+        aiohttp inflates a compressed body a bounded step at a time, and only
+        as fast as it is consumed, so counting the inflated chunks here stops
+        a decompression bomb within one step of the cap.
+        """
+        if resp.status >= 400:
+            # Only the start of an error body is ever used (code, message, request ID).
+            limit, truncate = self._max_error_body, True
+        else:
+            limit, truncate = self._max_body, False
+        length = resp.content_length
+        if not truncate and length is not None and length > limit:
+            resp.close()
+            raise self._too_large(method, url, f"Content-Length is {length} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        stream = resp.content
+        async for chunk in stream.iter_any():
+            size += len(chunk)
+            wire = getattr(stream, "total_compressed_bytes", None) or 0
+            if size > limit or wire > limit:
+                resp.close()  # drop the connection: the rest is never read
+                if truncate:
+                    chunks.append(chunk[: max(0, limit - (size - len(chunk)))])
+                    break
+                what = "the compressed body" if wire > limit else "the body"
+                raise self._too_large(method, url, f"{what} passed {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, method: str, url: str, why: str) -> ResponseTooLarge:
+        msg = (
+            f"{method} {_path(url)}: response too large ({why}; the limit is "
+            f"Limits.max_body_bytes={self._max_body})"
+        )
+        return ResponseTooLarge(msg)
 
     async def close(self) -> None:
         await self._session.close()
+
+
+def _secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
+    # The credential this request sends: what a server must never see echoed back.
+    auth = headers.get("Authorization", "")
+    scheme, _, credential = auth.partition(" ")
+    return (credential,) if scheme.lower() == "bearer" and credential else ()
+
+
+def _safe_headers(
+    headers: CIMultiDictProxy[str], secrets: tuple[str, ...]
+) -> CIMultiDictProxy[str] | CIMultiDict[str]:
+    """``headers`` with the request ID made safe to log (copied only when it changes)."""
+    request_id = headers.get("X-Request-Id")
+    if request_id is None:
+        return headers
+    safe = clean(request_id, secrets, limit=100)
+    if safe == request_id:
+        return headers
+    copy = CIMultiDict(headers)
+    copy["X-Request-Id"] = safe
+    return copy
+
+
+def _redirect(
+    method: str,
+    url: str,
+    status: int,
+    headers: Mapping[str, str],
+    secrets: tuple[str, ...],
+) -> UnexpectedRedirect:
+    location = _origin(headers.get("Location"), secrets)
+    msg = (
+        f"{method} {_path(url)}: the API answered {status} redirecting to "
+        f"{location or 'an unknown location'}; redirects are never followed (the "
+        "token and any write would go with it): check base_url"
+    )
+    request_id = headers.get("X-Request-Id")
+    return UnexpectedRedirect(
+        msg,
+        status=status,
+        location=location,
+        request_id=clean(request_id, secrets, limit=100) if request_id else None,
+    )
+
+
+def _origin(location: str | None, secrets: tuple[str, ...]) -> str | None:
+    """``scheme://host[:port]`` of a Location, nothing of its path, query or user info."""
+    if not location:
+        return None
+    try:
+        parts = urlsplit(location.strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return None
+    if not host:
+        return "the same origin"
+    host = f"[{host}]" if ":" in host else host
+    origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return clean(origin, secrets, limit=100)
+
+
+def _describe(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    return clean(f"{type(exc).__name__}: {exc}", secrets)
 
 
 def _path(url: str) -> str:

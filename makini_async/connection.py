@@ -12,13 +12,13 @@ import hashlib
 import logging
 import uuid
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
-from urllib.parse import quote
 
 import attrs
 import orjson
 
 from makini_async._retry import WaitSchedule, effective_attempts, is_testing
 from makini_async._sansio import (
+    check_record_id,
     error_from_response,
     format_when,
     list_params,
@@ -623,7 +623,9 @@ class Connection:
                                 await self._close_breaker(request_id)
                             return result
                     else:
-                        error = error_from_response(status, resp.headers, resp.body)
+                        error = error_from_response(
+                            status, resp.headers, resp.body, token=self._token
+                        )
                 self.failures += 1
                 error.connection = self.name
                 if error.request_id is None:
@@ -908,10 +910,7 @@ def check_on_invalid(on_invalid: object) -> None:
 
 
 def _record_path(entity: Entity, id: str) -> str:
-    if not isinstance(id, str) or not id:
-        msg = f"record id must be a non-empty string, got {id!r}"
-        raise UsageError(msg)
-    return f"/{entity.value}/{quote(id, safe='')}"
+    return f"/{entity.value}/{check_record_id(id)}"
 
 
 def _idempotency_key(value: str | _Auto | None) -> str | None:

@@ -14,13 +14,16 @@
     │   ├── OperationNotSupported    405 OPERATION_NOT_SUPPORTED
     │   ├── ConflictError            409 CONFLICT
     │   ├── RateLimitError           429 RATE_LIMIT_EXCEEDED (retry_after)
-    │   └── ServerError              500 INTERNAL_ERROR, other 5xx
-    │       ├── ConnectedSystemError 502 CONNECTED_SYSTEM_ERROR
-    │       └── ServiceUnavailable   503 SERVICE_UNAVAILABLE (retry_after)
+    │   ├── ServerError              500 INTERNAL_ERROR, other 5xx
+    │   │   ├── ConnectedSystemError 502 CONNECTED_SYSTEM_ERROR
+    │   │   └── ServiceUnavailable   503 SERVICE_UNAVAILABLE (retry_after)
+    │   └── UnexpectedRedirect       a 3xx answer (never followed; also a TransportError)
     ├── TransportError               no usable answer
     │   ├── RequestTimeout           the request or a read timed out
     │   ├── ConnectionFailed         refused, reset or dropped mid-body
-    │   └── MalformedResponse        a body that is not the contract's JSON
+    │   ├── MalformedResponse        a body that is not the contract's JSON
+    │   ├── ResponseTooLarge         a body over Limits.max_body_bytes (not retried)
+    │   └── TLSError                 certificate or TLS handshake failure (not retried)
     ├── RecordStructureError         a record that does not fit its model (field)
     ├── PaginationError              a listing whose cursors loop or never end
     ├── CircuitOpenError             the connection's breaker is open (retry_at)
@@ -30,7 +33,9 @@
     └── UsageError (also ValueError) bad arguments, or a closed pool
 
 Programs branch on the class (or ``code``), never on the message. Messages
-carry the request ID when there is one, and never a token.
+carry the request ID when there is one, and never a token: text that came from
+a server is scrubbed of credentials, has control characters escaped and is
+shortened before it is put in a message.
 """
 
 from __future__ import annotations
@@ -61,10 +66,13 @@ __all__ = [
     "ReauthorizationRequired",
     "RecordStructureError",
     "RequestTimeout",
+    "ResponseTooLarge",
     "ServerError",
     "ServiceUnavailable",
     "SinkError",
+    "TLSError",
     "TransportError",
+    "UnexpectedRedirect",
     "UsageError",
     "ValidationError",
     "WebhookVerificationError",
@@ -232,6 +240,41 @@ class ConnectionFailed(TransportError):
 
 class MalformedResponse(TransportError):
     pass
+
+
+class ResponseTooLarge(TransportError):
+    """A body longer than ``Limits.max_body_bytes`` (on the wire or inflated).
+
+    Not retried: sending the request again would bring the same body.
+    """
+
+    retryable = False
+
+
+class TLSError(TransportError):
+    """The server's certificate did not verify, or the TLS handshake failed.
+
+    Not retried: a bad certificate does not fix itself between attempts, and
+    retrying would keep offering the token to whoever answered.
+    """
+
+    retryable = False
+
+
+class UnexpectedRedirect(APIError, TransportError):
+    """The API answered with a redirect (3xx). Redirects are never followed.
+
+    Following one would re-send the token, a write body and its idempotency
+    key to wherever the ``Location`` points, or turn a write into a GET that
+    seems to succeed. ``location`` is the target's origin only
+    (``scheme://host[:port]``), or ``None``. Not retried.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, location: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.location = location
 
 
 class RecordStructureError(MakiniError):

@@ -7,8 +7,8 @@ import inspect
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
 from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
@@ -37,6 +37,12 @@ class MakiniPool:
     :meth:`connection`. Closing the pool closes every socket. All
     configuration is keyword-only and has defaults (see ``_constants``).
 
+    ``base_url`` must be ``https://``; plain ``http://`` is accepted for
+    loopback hosts (a local mock server) and, with ``allow_insecure_http=True``,
+    for any host. It may not carry a user name or password. (The http rule
+    applies to the built-in transport; an injected ``transport`` decides how
+    it talks to the network.)
+
     ``hooks`` receive request, retry, page and connection-state events (see
     :mod:`makini_async.instrumentation`). ``on_reauthorization_required`` is
     called once per connection when it is first found to need
@@ -57,19 +63,33 @@ class MakiniPool:
         hooks: Sequence[object] = (),
         on_reauthorization_required: ReauthCallback | None = None,
         as_dicts: bool = False,
+        allow_insecure_http: bool = False,
         transport: Transport | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        check_base_url(base_url)
+        _check_options(
+            hooks=hooks,
+            flags={"as_dicts": as_dicts, "allow_insecure_http": allow_insecure_http},
+            callables={
+                "clock": clock,
+                "sleep": sleep,
+                "on_reauthorization_required": on_reauthorization_required,
+            },
+            rng=rng,
+            transport=transport,
+        )
+        # The http rule is checked again when the built-in transport is made (open()).
+        check_base_url(base_url, allow_insecure_http=True)
         self.base_url = base_url.rstrip("/")
         self.api_url = self.base_url + API_PREFIX
-        self.timeouts = timeouts or Timeouts()
-        self.limits = limits or Limits()
-        self.retry = retry or RetryPolicy()
-        self.breaker = breaker or BreakerPolicy()
-        self.page_sizes = page_sizes or PageSizes()
+        self.allow_insecure_http = allow_insecure_http
+        self.timeouts = _option(timeouts, Timeouts, "timeouts")
+        self.limits = _option(limits, Limits, "limits")
+        self.retry = _option(retry, RetryPolicy, "retry")
+        self.breaker = _option(breaker, BreakerPolicy, "breaker")
+        self.page_sizes = _option(page_sizes, PageSizes, "page_sizes")
         self.hooks = HookSet(hooks)
         self.as_dicts = as_dicts
         self.clock = clock
@@ -105,8 +125,12 @@ class MakiniPool:
         if self._transport is None:
             from makini_async._transport import AiohttpTransport  # noqa: PLC0415
 
+            check_base_url(self.base_url, allow_insecure_http=self.allow_insecure_http)
             self._transport = AiohttpTransport(
-                timeouts=self.timeouts, max_connections=self.limits.max_in_flight
+                timeouts=self.timeouts,
+                max_connections=self.limits.max_in_flight,
+                max_body_bytes=self.limits.max_body_bytes,
+                max_error_body_bytes=self.limits.max_error_body_bytes,
             )
         self._state = "open"
 
@@ -151,7 +175,7 @@ class MakiniPool:
         connection; by default a hash prefix of the token. ``max_concurrency``
         overrides the pool's per-connection limit for this connection.
         """
-        conn = self._connections.get(token)
+        conn = self._connections.get(token) if isinstance(token, str) else None
         if conn is not None:
             if name is not None and name != conn.name:
                 if conn._named:
@@ -219,3 +243,44 @@ class MakiniPool:
         from makini_async.bulk import pull  # noqa: PLC0415
 
         return pull(self, *args, **kwargs)
+
+
+_T = TypeVar("_T")
+
+
+def _option(value: _T | None, cls: type[_T], name: str) -> _T:
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        msg = f"{name} must be a {cls.__name__}, got {type(value).__name__}"
+        raise UsageError(msg)
+    return value
+
+
+def _check_options(
+    *,
+    hooks: object,
+    flags: dict[str, object],
+    callables: dict[str, object],
+    rng: object,
+    transport: object,
+) -> None:
+    """:class:`UsageError` for an option of the wrong type, before anything is built."""
+    problem = None
+    if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Iterable):
+        problem = f"hooks must be a list of hook objects, got {type(hooks).__name__}"
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            problem = f"{name} must be True or False, got {value!r}"
+    for name, value in callables.items():
+        if value is not None and not callable(value):
+            problem = f"{name} must be callable, got {type(value).__name__}"
+    if rng is not None and not isinstance(rng, random.Random):
+        problem = f"rng must be a random.Random, got {type(rng).__name__}"
+    if transport is not None and not (
+        callable(getattr(transport, "request", None))
+        and callable(getattr(transport, "close", None))
+    ):
+        problem = f"transport must have request() and close(), got {type(transport).__name__}"
+    if problem is not None:
+        raise UsageError(problem)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from makini_async._scrub import clean
 from makini_async.errors import MalformedResponse
 from makini_async.models._converter import _c_datetime
 
@@ -21,9 +22,11 @@ def _when(value: object, field: str, request_id: str | None) -> dt.datetime | No
         return None
     try:
         return _c_datetime(value)
-    except (TypeError, ValueError):
-        msg = f"{field} is not an ISO 8601 date-time: {value!r}"
-        raise MalformedResponse(msg, request_id=request_id) from None
+    except (TypeError, ValueError, OverflowError):
+        pass
+    shown = clean(repr(value)) if isinstance(value, str) else f"a {type(value).__name__} value"
+    msg = f"{field} is not an ISO 8601 date-time: {shown}"
+    raise MalformedResponse(msg, request_id=request_id)
 
 
 def _str(data: Mapping[str, Any], key: str, request_id: str | None) -> str:
@@ -32,6 +35,12 @@ def _str(data: Mapping[str, Any], key: str, request_id: str | None) -> str:
         msg = f"response field {key!r} is missing or not a string"
         raise MalformedResponse(msg, request_id=request_id)
     return value
+
+
+def _check_object(data: object, what: str, request_id: str | None) -> None:
+    if not isinstance(data, Mapping):
+        msg = f"{what} response data is a {type(data).__name__}, not an object"
+        raise MalformedResponse(msg, request_id=request_id)
 
 
 @attrs.frozen(kw_only=True)
@@ -51,6 +60,7 @@ class ConnectionInfo:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], request_id: str | None) -> ConnectionInfo:
+        _check_object(data, "connection", request_id)
         system = data.get("system")
         status = _str(data, "status", request_id)
         return cls(
@@ -81,6 +91,7 @@ class SyncStatus:
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any], request_id: str | None) -> SyncStatus:
+        _check_object(data, "sync-status", request_id)
         raw = data.get("entities")
         if not isinstance(raw, Mapping):
             msg = "sync-status response has no 'entities' object"
@@ -88,7 +99,7 @@ class SyncStatus:
         entities: dict[str, EntitySyncStatus] = {}
         for name, item in raw.items():
             if not isinstance(item, Mapping):
-                msg = f"sync-status entry for {name!r} is not an object"
+                msg = f"sync-status entry for {clean(repr(name))} is not an object"
                 raise MalformedResponse(msg, request_id=request_id)
             status = item.get("status")
             entities[str(name)] = EntitySyncStatus(

@@ -19,16 +19,15 @@ from __future__ import annotations
 import collections
 import hashlib
 import hmac
+import math
 import time
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
 import attrs
 import orjson
 
-from makini_async.errors import WebhookVerificationError
-
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+from makini_async.errors import UsageError, WebhookVerificationError
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -84,11 +83,13 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if name == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
+            value = value.strip()
+            # ASCII digits only, and few of them: int() would also take "1_0",
+            # non-ASCII digits, and spend quadratic time on a huge number.
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
                 msg = "webhook signature header has a non-integer timestamp"
-                raise WebhookVerificationError(msg) from None
+                raise WebhookVerificationError(msg)
+            timestamp = int(value)
         elif name == "v1":
             signatures.append(value.strip())
     if timestamp is None:
@@ -98,6 +99,50 @@ def _parse_header(header: str) -> tuple[int, list[str]]:
         msg = "webhook signature header has no v1 signature"
         raise WebhookVerificationError(msg)
     return timestamp, signatures
+
+
+def _secrets(secrets: object) -> list[bytes]:
+    """Every secret as key bytes; :class:`UsageError` for an empty or mistyped one."""
+    if isinstance(secrets, (str, bytes, bytearray)):
+        items: list[object] = [secrets]
+    elif isinstance(secrets, Iterable) and not isinstance(secrets, Mapping):
+        items = list(secrets)
+    else:
+        msg = f"webhook secrets must be a str, bytes, or a list of them, got {_tname(secrets)}"
+        raise UsageError(msg)
+    keys: list[bytes] = []
+    for item in items:
+        if not isinstance(item, (str, bytes, bytearray)):
+            msg = f"each webhook secret must be a str or bytes, got {_tname(item)}"
+            raise UsageError(msg)
+        if not item:
+            # An unset environment variable gives "", and an HMAC keyed with
+            # nothing is a signature anyone can compute.
+            msg = "a webhook secret is empty (is its environment variable unset?)"
+            raise UsageError(msg)
+        keys.append(item.encode() if isinstance(item, str) else bytes(item))
+    if not keys:
+        # Fails closed (nothing can match), as it always has.
+        msg = "no webhook secret to verify with"
+        raise WebhookVerificationError(msg)
+    return keys
+
+
+def _tname(value: object) -> str:
+    return type(value).__name__
+
+
+def _seconds(value: object, name: str, *, allow_negative: bool = False) -> float:
+    if (
+        not isinstance(value, (int, float))
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or (value < 0 and not allow_negative)
+    ):
+        bound = "a finite number" if allow_negative else "a finite number >= 0"
+        msg = f"{name} must be {bound} of seconds, got {value!r}"
+        raise UsageError(msg)
+    return float(value)
 
 
 def verify(
@@ -115,28 +160,40 @@ def verify(
     ``v1`` entry matches some secret (constant-time comparison) and the
     timestamp is within ``tolerance`` seconds of ``now`` (default: the
     current time), in either direction.
+
+    Arguments that cannot be right raise :class:`~makini_async.errors.UsageError`
+    before anything is checked: an empty secret (an unset environment
+    variable would otherwise make every forger's signature valid), a
+    ``tolerance`` that is negative, NaN or infinite (which would turn off the
+    replay window), a ``body`` that is not bytes, a ``header`` that is not a
+    string.
     """
+    keys = _secrets(secrets)
+    if not isinstance(body, (bytes, bytearray, memoryview)):
+        msg = f"body must be the raw request body as bytes, got {_tname(body)}"
+        raise UsageError(msg)
+    if header is not None and not isinstance(header, str):
+        msg = f"header must be a str (the {SIGNATURE_HEADER} value) or None, got {_tname(header)}"
+        raise UsageError(msg)
+    window = _seconds(tolerance, "tolerance")
+    current = time.time() if now is None else _seconds(now, "now", allow_negative=True)
     if not header:
         msg = "missing webhook signature header"
         raise WebhookVerificationError(msg)
     timestamp, signatures = _parse_header(header)
-    current = time.time() if now is None else now
-    if timestamp < current - tolerance:
+    if timestamp < current - window:
         msg = "webhook signature timestamp is too old"
         raise WebhookVerificationError(msg)
-    if timestamp > current + tolerance:
+    if timestamp > current + window:
         msg = "webhook signature timestamp is in the future"
         raise WebhookVerificationError(msg)
-    keys = [secrets] if isinstance(secrets, (str, bytes)) else list(secrets)
-    if not keys:
-        msg = "no webhook secret to verify with"
-        raise WebhookVerificationError(msg)
+    payload = bytes(body)
     matched = False
     for key in keys:
-        expected = _digest(key, body, timestamp).encode()
+        expected = _digest(key, payload, timestamp).encode()
         for candidate in signatures:
             # No short-circuit: every comparison runs, each in constant time.
-            matched |= hmac.compare_digest(expected, candidate.encode())
+            matched |= hmac.compare_digest(expected, candidate.encode("ascii", "replace"))
     if not matched:
         msg = "webhook signature does not match"
         raise WebhookVerificationError(msg)
@@ -158,6 +215,9 @@ class WebhookEvent:
         return self.type in EVENT_TYPES
 
 
+_INVALID: Final = object()
+
+
 def parse_event(body: bytes) -> WebhookEvent:
     """Parse a (verified) webhook body.
 
@@ -165,11 +225,16 @@ def parse_event(body: bytes) -> WebhookEvent:
     body is not a JSON object with string ``id``, ``type``, ``created_at``,
     ``connection_id`` and an object ``data``. Unknown event types are kept.
     """
+    if not isinstance(body, (bytes, bytearray, memoryview, str)):
+        msg = f"body must be the raw request body as bytes, got {_tname(body)}"
+        raise UsageError(msg)
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError:
+        payload = _INVALID
+    if payload is _INVALID:
         msg = "webhook body is not valid JSON"
-        raise WebhookVerificationError(msg) from None
+        raise WebhookVerificationError(msg)
     if not isinstance(payload, dict):
         msg = "webhook body is not a JSON object"
         raise WebhookVerificationError(msg)

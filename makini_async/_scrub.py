@@ -1,0 +1,99 @@
+"""Making server-derived text safe to show: no credentials, no control characters.
+
+Everything a server sends back (error messages, details, request IDs, the
+start of a body that is not JSON) can echo what the client sent, including its
+``Authorization`` header, and can carry terminal escape sequences or bidi
+overrides that forge or hide log lines. Text passes through :func:`clean`
+before it reaches an exception or a log line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+from urllib.parse import quote
+
+__all__ = ["REDACTED", "clean", "escape", "scrub", "scrub_data"]
+
+REDACTED: Final = "<redacted>"
+
+#: Longest server text kept in a message; the rest is summarised.
+MAX_TEXT: Final = 200
+
+# ``Bearer <credential>`` in any case, and ``authorization``/``token``
+# key-value pairs (headers, query strings, JSON), whatever the credential.
+_CREDENTIAL: Final = re.compile(
+    r"""(?ix)
+    (\bbearer(?:\s|%20|\+)+)[^\s"'\\,;<>]+
+    | (\b(?:authorization|access[_-]?token|api[_-]?key|token)\b["']?\s*[:=]\s*["']?)
+      (?!bearer\b)[^\s"'\\,;<>]+
+    """
+)
+
+# C0 and C1 controls, DEL, bidi overrides and isolates, zero-width characters,
+# line and paragraph separators, the BOM and lone surrogates: anything that
+# can move the cursor, hide text or reorder a line when it is displayed.
+_UNSAFE: Final = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
+
+
+def _credential(match: re.Match[str]) -> str:
+    return (match.group(1) or match.group(2)) + REDACTED
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with each of ``secrets`` and anything credential-shaped redacted."""
+    for secret in secrets:
+        if not secret:
+            continue
+        # Also as sent in a URL or form, where ``+``, ``/`` and ``=`` are encoded.
+        for form in {secret, quote(secret, safe="")}:
+            if form in text:
+                text = text.replace(form, REDACTED)
+    return _CREDENTIAL.sub(_credential, text)
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """``text`` with every unsafe character written as a visible escape (``\\x1b``)."""
+    return _UNSAFE.sub(_visible, text)
+
+
+def clean(text: str, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT) -> str:
+    """Server text ready for a message: scrubbed, escaped, at most ``limit`` characters.
+
+    Scrubbing runs on the whole text first, so cutting it can never leave part
+    of a credential behind.
+    """
+    text = escape(scrub(text, secrets))
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text) - limit} more characters)"
+    return text
+
+
+#: Nesting kept in error details; deeper levels are replaced (no recursion limit).
+_MAX_DEPTH: Final = 32
+_TRUNCATED: Final = "<truncated>"
+
+
+def scrub_data(value: Any, secrets: Iterable[str] = (), *, _depth: int = 0) -> Any:
+    """A copy of JSON data with every string (key or value) scrubbed."""
+    secrets = tuple(secrets)
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if _depth >= _MAX_DEPTH:
+        return _TRUNCATED if isinstance(value, (Mapping, list)) else value
+    if isinstance(value, Mapping):
+        return {
+            scrub(str(k), secrets): scrub_data(v, secrets, _depth=_depth + 1)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [scrub_data(v, secrets, _depth=_depth + 1) for v in value]
+    return value

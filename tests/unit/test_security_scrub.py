@@ -1,0 +1,129 @@
+"""Server text in errors: no credentials, no control characters, bounded length."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from makini_async import errors
+from makini_async._sansio import decode_json, error_from_response, parse_single
+from makini_async._scrub import clean, escape, scrub, scrub_data
+from makini_async.status import ConnectionInfo
+from tests.fakes import respond
+from tests.unit.conftest import TOKEN
+
+ECHO = f"upstream rejected request with Authorization: Bearer {TOKEN}"
+
+
+def _error_body(**fields: Any) -> bytes:
+    return orjson.dumps({"error": fields})
+
+
+def _shown(exc: errors.MakiniError) -> str:
+    return " ".join([str(exc), repr(exc), repr(exc.details), repr(exc.request_id)])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _error_body(code="CONNECTED_SYSTEM_ERROR", message=ECHO),
+        _error_body(code="INTERNAL_ERROR", message=f"token was {TOKEN}"),
+        _error_body(code="INTERNAL_ERROR", request_id=f"req_1 {TOKEN}"),
+        _error_body(code="VALIDATION_FAILED", details={"headers": {"Authorization": ECHO}}),
+        _error_body(code="VALIDATION_FAILED", details={"fields": [[TOKEN]], TOKEN: 1}),
+        f"<html>bad gateway: {ECHO}</html>".encode(),
+        f"{TOKEN}".encode(),
+    ],
+)
+def test_error_from_response_never_holds_the_token(body: bytes) -> None:
+    exc = error_from_response(502, {"X-Request-Id": f"Bearer {TOKEN}"}, body, token=TOKEN)
+    assert TOKEN not in _shown(exc)
+    assert "<redacted>" in _shown(exc)
+
+
+def test_bearer_shaped_text_is_scrubbed_without_knowing_the_token() -> None:
+    body = _error_body(code="INTERNAL_ERROR", message="saw authorization: BEARER abc.def-123")
+    exc = error_from_response(500, {}, body)
+    assert "abc.def-123" not in str(exc)
+    assert "BEARER <redacted>" in str(exc)
+    exc = error_from_response(500, {}, b"token=abcdef123&x=1 access_token: 'zzz999'")
+    assert "abcdef123" not in str(exc)
+    assert "zzz999" not in str(exc)
+
+
+def test_control_characters_and_bidi_are_escaped() -> None:
+    nasty = "ok\x1b[2J\r\nFAKE LOG LINE\u202egnp.exe\x85\x00\u200b"
+    body = _error_body(code=nasty, type=nasty, message=nasty, request_id=nasty)
+    exc = error_from_response(400, {}, body)
+    for text in (str(exc), repr(exc), exc.message, exc.request_id or "", exc.code or ""):
+        assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in text), text
+        assert "\u202e" not in text
+        assert "\u200b" not in text
+    assert "\\x1b[2J" in exc.message
+    assert "\\u202e" in exc.message
+    assert escape("a\ud800b") == "a\\ud800b"  # a lone surrogate cannot be encoded
+
+
+def test_server_text_is_capped() -> None:
+    exc = error_from_response(
+        500, {"X-Request-Id": "r" * 10_000}, _error_body(message="m" * 100_000)
+    )
+    assert len(exc.message) < 300
+    assert len(exc.request_id or "") < 200
+    exc = error_from_response(502, {}, b"<html>" + b"x" * 100_000)
+    assert len(exc.message) < 300
+
+
+def test_scrubbing_happens_before_cutting() -> None:
+    # A token straddling the cut must not leave its first half behind.
+    text = "x" * 190 + TOKEN
+    assert TOKEN[:10] not in clean(text, (TOKEN,))
+    assert TOKEN[:10] not in clean("x" * 190 + "Bearer " + TOKEN)
+
+
+def test_scrub_helpers() -> None:
+    assert scrub(f"a {TOKEN} b", (TOKEN,)) == "a <redacted> b"
+    assert scrub("Bearer\t\tabc") == "Bearer\t\t<redacted>"
+    assert escape("\x1b\x7f\u2066") == "\\x1b\\x7f\\u2066"
+    deep: Any = TOKEN
+    for _ in range(200):
+        deep = [deep]
+    assert TOKEN not in repr(scrub_data({"k": deep}, (TOKEN,)))
+    assert scrub_data({"n": 1, "s": "Bearer x"}) == {"n": 1, "s": "Bearer <redacted>"}
+
+
+def test_decode_json_snippet_is_scrubbed_and_escaped() -> None:
+    with pytest.raises(errors.MalformedResponse) as info:
+        decode_json(f"\x1b[31mAuthorization: Bearer {TOKEN}".encode(), request_id="r\x1b")
+    text = str(info.value) + repr(info.value)
+    assert TOKEN not in text
+    assert "\x1b" not in text
+    assert info.value.__context__ is None
+
+
+def test_status_dates_are_shown_safely() -> None:
+    with pytest.raises(errors.MalformedResponse) as info:
+        ConnectionInfo.from_data(
+            {"id": "c", "status": "active", "last_sync_at": "\x1b[2J" + "9" * 1000}, None
+        )
+    assert "\x1b" not in str(info.value)
+    assert len(str(info.value)) < 400
+
+
+async def test_connection_passes_its_token_to_the_scrubber(make_pool: Any) -> None:
+    # The token is echoed without any "Bearer" in front: only the connection knows it.
+    body = _error_body(code="PERMISSION_DENIED", message=f"no access for {TOKEN}")
+
+    async with make_pool(lambda call: respond(403, body=body)) as (pool, _):
+        with pytest.raises(errors.PermissionDenied) as info:
+            await pool.connection(TOKEN).get("assets", "a")
+    assert TOKEN not in str(info.value)
+    assert TOKEN not in repr(info.value)
+
+
+def test_parse_single_errors_carry_no_body() -> None:
+    with pytest.raises(errors.MalformedResponse) as info:
+        parse_single(b"[1, 2]", request_id="req_1")
+    assert info.value.request_id == "req_1"
