@@ -145,16 +145,26 @@ def _c_datetime(value: object) -> _dt.datetime:
         msg = f"expected an ISO 8601 date-time string, got {_tname(value)} {_show(value)}"
         raise TypeError(msg)
     try:
-        result = _fromisoformat(value) if _PY311 else _parse_datetime(value)
+        result = _fromisoformat(value)
     except ValueError:
-        try:
-            result = _parse_datetime(value)
-        except ValueError:
-            msg = f"not an ISO 8601 date-time: {_show(value)}"
-            raise ValueError(msg) from None
+        result = _c_datetime_slow(value)
     if result.tzinfo is None:
         return result.replace(tzinfo=_UTC)
     return result
+
+
+def _c_datetime_slow(value: str) -> _dt.datetime:
+    try:
+        return _parse_datetime(value)
+    except ValueError:
+        msg = f"not an ISO 8601 date-time: {_show(value)}"
+        raise ValueError(msg) from None
+
+
+if not _PY311:
+    # Python 3.10's fromisoformat reads only what isoformat writes: go straight
+    # to the one rule both versions share.
+    _fromisoformat = _parse_datetime
 
 
 def _c_date(value: object) -> _dt.date:
@@ -218,6 +228,12 @@ def _c_dict(value: object) -> dict[str, Any]:
 
 
 def _c_str_tuple(value: object) -> tuple[str, ...]:
+    if value.__class__ is list:
+        for item in value:
+            if item.__class__ is not str:
+                break
+        else:
+            return tuple(value)
     if not isinstance(value, (list, tuple)):
         msg = f"expected a list of strings, got {_tname(value)}"
         raise TypeError(msg)
