@@ -224,6 +224,11 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
         "--base-url", default=None, metavar="URL", help="API base URL (default the library's)"
     )
     parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain http:// base URL for a host that is not loopback (tokens in clear)",
+    )
+    parser.add_argument(
         "--concurrency",
         type=_positive_int,
         default=None,
@@ -264,6 +269,7 @@ class PullSettings:
     connections: tuple[tuple[str, str], ...]  # (name, token)
     out: Path
     base_url: str | None = None
+    allow_insecure_http: bool = False
     modified_after: str | None = None
     checkpoint: Path | None = None
     concurrency: int | None = None
@@ -365,12 +371,14 @@ def _load_tokens(tokens_file: str | None, tokens_env: str | None) -> tuple[tuple
     return _named(_parse_tokens(value.split(), source), source)
 
 
-def _check_base_url(url: str) -> str:
+def _check_base_url(url: str, *, allow_insecure_http: bool) -> str:
     try:
-        check_base_url(url)
-    except UsageError:
-        msg = f"bad --base-url {url!r}: expected an http:// or https:// URL"
-        raise _CliError(msg) from None
+        check_base_url(url, allow_insecure_http=allow_insecure_http)
+    except UsageError as exc:
+        message = exc.message.replace(
+            "MakiniPool(allow_insecure_http=True)", "--allow-insecure-http"
+        )
+        raise _CliError(f"bad --base-url: {message}") from None
     return url
 
 
@@ -400,7 +408,11 @@ def _pull_settings(args: argparse.Namespace) -> PullSettings:
                 "or date-time such as 2024-01-01 or 2024-01-01T00:00:00Z"
             )
             raise _CliError(msg) from None
-    base_url = None if args.base_url is None else _check_base_url(args.base_url)
+    base_url = (
+        None
+        if args.base_url is None
+        else _check_base_url(args.base_url, allow_insecure_http=args.allow_insecure_http)
+    )
     out = Path(args.out)
     _check_out_dir(out)
     checkpoint = None
@@ -417,6 +429,7 @@ def _pull_settings(args: argparse.Namespace) -> PullSettings:
         connections=connections,
         out=out,
         base_url=base_url,
+        allow_insecure_http=args.allow_insecure_http,
         modified_after=modified_after,
         checkpoint=checkpoint,
         concurrency=args.concurrency,
@@ -436,6 +449,7 @@ def _pool(settings: PullSettings, **overrides: Any) -> MakiniPool:
         "timeouts": settings.timeouts,
         "retry": settings.retry,
         "as_dicts": not settings.typed,
+        "allow_insecure_http": settings.allow_insecure_http,
     }
     if settings.base_url is not None:
         options["base_url"] = settings.base_url

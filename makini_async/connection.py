@@ -25,6 +25,7 @@ from makini_async._sansio import (
     parse_page,
     parse_single,
 )
+from makini_async._scrub import clean
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import (
     AuthenticationError,
@@ -48,6 +49,7 @@ from makini_async.instrumentation import (
 )
 from makini_async.models import (
     ON_INVALID,
+    InvalidRecord,
     Record,
     invalid_record_error,
     split_objects,
@@ -58,6 +60,7 @@ from makini_async.pagination import Listing, Page, RawPage
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 
 if TYPE_CHECKING:
+    import builtins
     import datetime as dt
     from collections.abc import Callable, Mapping
 
@@ -404,7 +407,7 @@ class Connection:
             page.entity, page.records, request_id=page.request_id, connection=self.name
         )
         if invalid or records is not page.records:
-            page = attrs.evolve(page, records=records, invalid=tuple(invalid))
+            page = attrs.evolve(page, records=records, invalid=self._cleaned(invalid))
         listeners = self._pool.hooks.on_page
         if listeners:
             await emit(
@@ -532,6 +535,12 @@ class Connection:
         await self._call("DELETE", "/connection", _ignore)
         await self._set_sticky(ConnectionState.DISCONNECTED, "disconnected by the client", None)
 
+    def _cleaned(self, invalid: builtins.list[InvalidRecord]) -> tuple[InvalidRecord, ...]:
+        # A reason quotes the server's value: it reaches logs and messages, so it is
+        # scrubbed of this connection's token like any other server text.
+        secrets = (self._token,)
+        return tuple(attrs.evolve(i, reason=clean(i.reason, secrets)) for i in invalid)
+
     def _shape(
         self,
         entity: Entity,
@@ -545,7 +554,7 @@ class Connection:
             entity, [data], request_id=request_id, connection=self.name
         )
         if invalid:
-            raise invalid_record_error(invalid[0])
+            raise invalid_record_error(self._cleaned(invalid)[0])
         return records[0]
 
     # -- the request loop -------------------------------------------------------

@@ -337,6 +337,14 @@ def _bad_input_cases(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
             [*base, "--tokens-file", str(good), "--base-url", "http://localhost:99999"],
             "bad --base-url",
         ),
+        "plain http to a remote host": (
+            [*base, "--tokens-file", str(good), "--base-url", "http://api.example.com"],
+            "--allow-insecure-http",
+        ),
+        "credentials in base url": (
+            [*base, "--tokens-file", str(good), "--base-url", "https://u:hunter2@api.example.com"],
+            "user name or password",
+        ),
         "mock-server port out of range": (["mock-server", "--port", "99999"], "invalid port"),
         "unreachable base url": (
             [*base, "--tokens-file", str(good), "--base-url", f"http://127.0.0.1:{_closed_port()}"],
@@ -357,6 +365,8 @@ BAD_INPUTS = [
     "bad base url",
     "malformed base url",
     "base url port out of range",
+    "plain http to a remote host",
+    "credentials in base url",
     "mock-server port out of range",
     "unreachable base url",
 ]
@@ -378,6 +388,7 @@ def test_bad_input_is_one_error_line(
     assert lines[0].startswith("makini-async: error: ")
     assert expected in lines[0]
     assert "Traceback" not in captured.err
+    assert "hunter2" not in captured.err
     assert_no_tokens(captured.err, captured.out)
 
 

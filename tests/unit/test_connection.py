@@ -814,3 +814,17 @@ async def test_a_single_record_that_does_not_fit_raises_with_it(make_pool: Any) 
     assert info.value.invalid_record.data == bad
     assert info.value.connection == "acme"
     assert info.value.request_id is not None
+
+
+async def test_an_invalid_records_reason_never_carries_the_token(make_pool: Any) -> None:
+    # A hostile or broken source echoes the credential into a record value.
+    bad = {"id": "w1", "due_date": f"Bearer {TOKEN}", "completed_at": TOKEN}
+    async with make_pool(lambda call: page([bad], None)) as (pool, _):
+        conn = pool.connection(TOKEN, name="acme")
+        (invalid,) = [r async for r in conn.list("work-orders", on_invalid="deliver")]
+        with pytest.raises(errors.RecordStructureError) as info:
+            _ = [r async for r in conn.list("work-orders")]
+    assert TOKEN not in invalid.reason
+    assert TOKEN not in str(invalid)
+    assert TOKEN not in str(info.value)
+    assert invalid.data == bad  # the data itself is the customer's, kept as sent
