@@ -1,10 +1,12 @@
 """Session-wide token scan: no test token may reach a log record or a written file.
 
 Every log record emitted during the session is kept (a DEBUG handler on the
-root logger, independent of ``caplog``) with the test that was running. At the
-end, the records and every file under the session's pytest temporary
-directory are searched for the tokens the tests use; one hit fails the
-session and is reported by test and place, never showing a whole token.
+root logger, independent of ``caplog``) with the test that was running, and so
+is everything a test printed (pytest's captured stdout and stderr: summaries,
+progress lines, reports). At the end, those and every file under the
+session's pytest temporary directory are searched for the tokens the tests
+use; one hit fails the session and is reported by test and place, never
+showing a whole token.
 
 The tokens searched for are:
 
@@ -85,6 +87,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_runtest_logstart(nodeid: str, location: object) -> None:
     _State.current = nodeid
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # What the test printed (a summary, a progress line, a README example's output).
+    for section, text in report.sections:
+        if section.startswith("Captured std") and text:
+            _collector.records.append((report.nodeid, section, text))
 
 
 def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
