@@ -27,7 +27,7 @@ from makini_async.errors import (
     UsageError,
     error_class_for,
 )
-from makini_async.models._converter import _c_date, _c_datetime
+from makini_async.models._fields import to_date, to_datetime
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -67,7 +67,7 @@ def format_when(value: dt.datetime | dt.date | str, *, name: str) -> str:
     if isinstance(value, str):
         text = value.strip()
         try:
-            (_c_date if len(text) == 10 else _c_datetime)(text)
+            (to_date if len(text) == 10 else to_datetime)(text)
         except ValueError:
             pass
         else:

@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from makini_async.models import InvalidRecord
+    from makini_async._invalid import InvalidRecord
 
 __all__ = [
     "APIError",

@@ -9,7 +9,7 @@ import attrs
 
 from makini_async._scrub import clean
 from makini_async.errors import MalformedResponse
-from makini_async.models._converter import _c_datetime
+from makini_async.models._fields import to_datetime
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -21,7 +21,7 @@ def _when(value: object, field: str, request_id: str | None) -> dt.datetime | No
     if value is None:
         return None
     try:
-        return _c_datetime(value)
+        return to_datetime(value)
     except (TypeError, ValueError, OverflowError):
         pass
     shown = clean(repr(value)) if isinstance(value, str) else f"a {type(value).__name__} value"

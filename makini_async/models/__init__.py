@@ -35,11 +35,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from makini_async._invalid import ON_INVALID, InvalidRecord, OnInvalid
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import RecordStructureError
 
-from ._converter import CONVERTER, _tname, locate_error, structure_fn
-from ._invalid import ON_INVALID, InvalidRecord, OnInvalid
+from ._converter import CONVERTER, locate_error, structure_fn
+from ._fields import type_name
 from ._records import (
     PURCHASE_ORDER_STATUSES,
     WORK_ORDER_PRIORITIES,
@@ -210,7 +211,7 @@ def split_objects(
             entity=ent,
             data=item,
             field=None,
-            reason=f"expected an object, got {_tname(item)}",
+            reason=f"expected an object, got {type_name(item)}",
             request_id=request_id,
             connection=connection,
         )

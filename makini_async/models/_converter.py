@@ -16,45 +16,33 @@ The same functions are registered as structure hooks on a private
 unstructure hooks, so ``CONVERTER.structure(d, WorkOrder)`` and
 ``CONVERTER.unstructure(record)`` agree with the module functions.
 
-Conversion rules: the contract's shape first, then the shapes real source
-systems send, each read one documented way (the README has the table):
-
-* strings: ``str``; a JSON number becomes its text (``17`` -> ``"17"``,
-  ``2.5`` -> ``"2.5"``); a boolean, list or object is an error;
-* integers (``lines[].line_number``): ``int``; an integral float
-  (``10.0``) or a string of digits (``"10"``) becomes the integer;
-* money and quantities (``Decimal``): decimal strings and ``int`` exactly; a
-  JSON float through its shortest round-trip text (``1234.5`` ->
-  ``Decimal("1234.5")``, exact up to 17 significant digits); NaN, infinities
-  and booleans are errors;
-* date-times: ISO 8601 with ``Z``, a numeric offset (``+02:00``, ``+0200``,
-  ``+02``) or none (read as UTC), ``T`` or a space, fractions of any length
-  (cut to microseconds); a bare date is midnight UTC; offsets are kept;
-* dates: ``YYYY-MM-DD``; a date-time is read as the date it writes (no
-  time-zone shift);
-* ``custom_fields`` absent or ``null`` becomes ``{}``; ``raw`` absent stays
-  ``None``; ``lines``/``assignees`` absent or ``null`` become ``()``; a
-  nested object ``null`` is ``None``; statuses and priorities are free text;
-* unknown keys, at the top level and in nested objects (addresses, vendor
-  references, purchase-order lines), are kept in ``extra``.
+The field rules are in :mod:`makini_async.models._fields`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import math
-import re
-import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Final
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
+from ._fields import (
+    to_date,
+    to_datetime,
+    to_decimal,
+    to_dict,
+    to_int,
+    to_seq,
+    to_str,
+    to_str_tuple,
+    type_name,
+)
 from ._records import (
     Address,
     Asset,
@@ -69,187 +57,6 @@ from ._records import (
 )
 
 __all__ = ["CONVERTER", "locate_error", "structure_fn"]
-
-_UTC: Final = _dt.timezone.utc
-_fromisoformat = _dt.datetime.fromisoformat
-_date_fromisoformat = _dt.date.fromisoformat
-_PY311: Final = sys.version_info >= (3, 11)
-
-
-# --- field converters (raise TypeError/ValueError with a readable message) ---
-#
-# Each converter has a fast path for the shape the contract documents and a
-# tolerant path for the shapes source systems actually send (the rules are
-# listed in the module docstring and the README). Anything else raises, and
-# the record is delivered as an invalid record instead of a typed one.
-
-# The extended ISO 8601 / RFC 3339 shapes ``fromisoformat`` may refuse on
-# Python 3.10 (or at all): ``T``, ``t`` or a space between date and time,
-# minutes-only times, a fraction of any length (``.`` or ``,``), and a zone
-# of ``Z``/``z``, ``+HH``, ``+HHMM`` or ``+HH:MM``.
-_DATETIME_RE: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
-    r"\s*([Zz]|[+-]\d{2}(?::?\d{2})?)?"
-)
-
-
-def _tname(value: object) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def _show(value: object) -> str:
-    """A value for a message: its repr, cut short (a source may send megabytes)."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _c_str(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    # A number where text is documented (SAP document numbers, postal codes,
-    # phone numbers): its JSON text is what the source meant.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float) and math.isfinite(value):
-        return repr(value)
-    msg = f"expected a string, got {_tname(value)} {_show(value)}"
-    raise TypeError(msg)
-
-
-def _parse_datetime(value: str) -> _dt.datetime:
-    """The slow path: the regular expression above, fractions cut to microseconds."""
-    match = _DATETIME_RE.fullmatch(value.strip())
-    if match is None:
-        raise ValueError(value)
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    micro = int((fraction or "0")[:6].ljust(6, "0"))
-    tz: _dt.tzinfo = _UTC
-    if zone and zone not in ("Z", "z"):
-        digits = zone[1:].replace(":", "")
-        offset = _dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        tz = _dt.timezone(-offset if zone[0] == "-" else offset)
-    return _dt.datetime(
-        int(year),
-        int(month),
-        int(day),
-        int(hour or 0),
-        int(minute or 0),
-        int(second or 0),
-        micro,
-        tzinfo=tz,
-    )
-
-
-def _c_datetime(value: object) -> _dt.datetime:
-    if not isinstance(value, str):
-        msg = f"expected an ISO 8601 date-time string, got {_tname(value)} {_show(value)}"
-        raise TypeError(msg)
-    try:
-        result = _fromisoformat(value)
-    except ValueError:
-        result = _c_datetime_slow(value)
-    if result.tzinfo is None:
-        return result.replace(tzinfo=_UTC)
-    return result
-
-
-def _c_datetime_slow(value: str) -> _dt.datetime:
-    try:
-        return _parse_datetime(value)
-    except ValueError:
-        msg = f"not an ISO 8601 date-time: {_show(value)}"
-        raise ValueError(msg) from None
-
-
-if not _PY311:
-    # Python 3.10's fromisoformat reads only what isoformat writes: go straight
-    # to the one rule both versions share.
-    _fromisoformat = _parse_datetime
-
-
-def _c_date(value: object) -> _dt.date:
-    if not isinstance(value, str):
-        msg = f"expected an ISO 8601 date string (YYYY-MM-DD), got {_tname(value)} {_show(value)}"
-        raise TypeError(msg)
-    try:
-        return _date_fromisoformat(value)
-    except ValueError:
-        pass
-    # A date-time where a date is documented: the date as written, with no
-    # time-zone shift (2024-03-01T23:30:00-05:00 is 1 March for its source).
-    try:
-        _c_datetime(value)
-        return _date_fromisoformat(value.strip()[:10])
-    except ValueError:
-        msg = f"not an ISO 8601 date (YYYY-MM-DD): {_show(value)}"
-        raise ValueError(msg) from None
-
-
-def _c_decimal(value: object) -> Decimal:
-    if isinstance(value, str):
-        try:
-            result = Decimal(value)
-        except InvalidOperation:
-            msg = f"not a decimal number: {_show(value)}"
-            raise ValueError(msg) from None
-        if not result.is_finite():
-            msg = f"not a finite decimal number: {_show(value)}"
-            raise ValueError(msg)
-        return result
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Decimal(value)
-    if isinstance(value, float) and math.isfinite(value):
-        # The shortest text that reads back as the same float: 1234.5 is
-        # Decimal("1234.5"), not 1234.5000000000000000142... (exact only up
-        # to 17 significant digits, which the float had already lost).
-        return Decimal(repr(value))
-    msg = f"expected a decimal string or number, got {_tname(value)} {_show(value)}"
-    raise TypeError(msg)
-
-
-def _c_int(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("+-").isdigit() and text.isascii():
-            return int(text)
-    msg = f"expected an integer, got {_tname(value)} {_show(value)}"
-    raise TypeError(msg)
-
-
-def _c_dict(value: object) -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        return dict(value)
-    msg = f"expected an object, got {_tname(value)}"
-    raise TypeError(msg)
-
-
-def _c_str_tuple(value: object) -> tuple[str, ...]:
-    if value.__class__ is list:
-        for item in value:
-            if item.__class__ is not str:
-                break
-        else:
-            return tuple(value)
-    if not isinstance(value, (list, tuple)):
-        msg = f"expected a list of strings, got {_tname(value)}"
-        raise TypeError(msg)
-    try:
-        return tuple([item if item.__class__ is str else _c_str(item) for item in value])
-    except TypeError as exc:
-        msg = f"expected a list of strings: {exc}"
-        raise TypeError(msg) from None
-
-
-def _c_seq(value: object, fn: Callable[[Any], Any]) -> tuple[Any, ...]:
-    if not isinstance(value, (list, tuple)):
-        msg = f"expected a list, got {_tname(value)}"
-        raise TypeError(msg)
-    return tuple([fn(item) for item in value])
-
 
 # --- field kinds, read from the attrs classes once ---
 
@@ -319,32 +126,32 @@ _TEMPLATES: Final[dict[str, tuple[str, ...]]] = {
     "id": (
         "v = p('id')",
         "if v.__class__ is not str:",
-        "    v = _c_str(v)",
+        "    v = to_str(v)",
     ),
     "str": (
         "v = p({k}, None)",
         "if v is not None and v.__class__ is not str:",
-        "    v = _c_str(v)",
+        "    v = to_str(v)",
     ),
     "int": (
         "v = p({k}, None)",
         "if v is not None and v.__class__ is not int:",
-        "    v = _c_int(v)",
+        "    v = to_int(v)",
     ),
-    "datetime": ("v = p({k}, None)", "if v is not None:", "    v = _c_datetime(v)"),
-    "date": ("v = p({k}, None)", "if v is not None:", "    v = _c_date(v)"),
-    "decimal": ("v = p({k}, None)", "if v is not None:", "    v = _c_decimal(v)"),
+    "datetime": ("v = p({k}, None)", "if v is not None:", "    v = to_datetime(v)"),
+    "date": ("v = p({k}, None)", "if v is not None:", "    v = to_date(v)"),
+    "decimal": ("v = p({k}, None)", "if v is not None:", "    v = to_decimal(v)"),
     "dict": (
         "v = p({k}, None)",
         "if v is None:",
         "    v = {{}}",
         "elif v.__class__ is not dict:",
-        "    v = _c_dict(v)",
+        "    v = to_dict(v)",
     ),
     "raw": (
         "v = p({k}, None)",
         "if v is not None and v.__class__ is not dict:",
-        "    v = _c_dict(v)",
+        "    v = to_dict(v)",
     ),
     "nested": ("v = p({k}, None)", "if v is not None:", "    v = _s_{sub}(v)"),
     "seq": (
@@ -354,9 +161,9 @@ _TEMPLATES: Final[dict[str, tuple[str, ...]]] = {
         "elif v.__class__ is list:",
         "    v = tuple([_s_{sub}(i) for i in v])",
         "else:",
-        "    v = _c_seq(v, _s_{sub})",
+        "    v = to_seq(v, _s_{sub})",
     ),
-    "strs": ("v = p({k}, None)", "v = () if v is None else _c_str_tuple(v)"),
+    "strs": ("v = p({k}, None)", "v = () if v is None else to_str_tuple(v)"),
 }
 
 
@@ -365,21 +172,21 @@ def _generate(cls: type, fns: dict[str, Callable[[Any], Any]]) -> Callable[[Any]
     ns: dict[str, Any] = {
         "_cl": cls,
         "_new": object.__new__,
-        "_c_str": _c_str,
-        "_c_int": _c_int,
-        "_c_datetime": _c_datetime,
-        "_c_date": _c_date,
-        "_c_decimal": _c_decimal,
-        "_c_dict": _c_dict,
-        "_c_seq": _c_seq,
-        "_c_str_tuple": _c_str_tuple,
+        "to_str": to_str,
+        "to_int": to_int,
+        "to_datetime": to_datetime,
+        "to_date": to_date,
+        "to_decimal": to_decimal,
+        "to_dict": to_dict,
+        "to_seq": to_seq,
+        "to_str_tuple": to_str_tuple,
     }
     ns.update(fns)
     lines = [
         f"def structure_{cls.__name__}(o):",
         # Pop the known keys from a shallow copy: what is left is ``extra``.
         # (dict.copy + pop is about twice as fast as get + a set difference.)
-        "    extra = o.copy() if o.__class__ is dict else _c_dict(o)",
+        "    extra = o.copy() if o.__class__ is dict else to_dict(o)",
         "    p = extra.pop",
         "    self = _new(_cl)",
     ]
@@ -433,15 +240,15 @@ def structure_fn(cls: type[Any]) -> Callable[[Any], Any]:
 # --- locating a failure (slow path, only after the fast path raised) ---
 
 _CHECKS: Final[dict[str, Callable[[Any], Any]]] = {
-    "id": _c_str,
-    "str": _c_str,
-    "int": _c_int,
-    "datetime": _c_datetime,
-    "date": _c_date,
-    "decimal": _c_decimal,
-    "dict": _c_dict,
-    "raw": _c_dict,
-    "strs": _c_str_tuple,
+    "id": to_str,
+    "str": to_str,
+    "int": to_int,
+    "datetime": to_datetime,
+    "date": to_date,
+    "decimal": to_decimal,
+    "dict": to_dict,
+    "raw": to_dict,
+    "strs": to_str_tuple,
 }
 
 
@@ -452,7 +259,7 @@ def locate_error(cls: type, obj: object, path: str = "") -> tuple[str | None, st
     ``field_path`` is ``None`` when ``obj`` itself is not an object.
     """
     if not isinstance(obj, Mapping):
-        return (path or None), f"expected an object, got {_tname(obj)}"
+        return (path or None), f"expected an object, got {type_name(obj)}"
     for f in _FIELDS[cls]:
         where = f"{path}.{f.name}" if path else f.name
         if f.kind == "id" and f.name not in obj:
@@ -466,7 +273,7 @@ def locate_error(cls: type, obj: object, path: str = "") -> tuple[str | None, st
         elif f.kind == "seq":
             assert f.sub is not None  # noqa: S101
             if not isinstance(value, (list, tuple)):
-                return where, f"expected a list, got {_tname(value)}"
+                return where, f"expected a list, got {type_name(value)}"
             found = None
             for i, item in enumerate(value):
                 found = locate_error(f.sub, item, f"{where}[{i}]")
@@ -512,9 +319,9 @@ def _make_converter() -> cattrs.Converter:
     conv.register_unstructure_hook(_dt.datetime, _u_datetime)
     conv.register_unstructure_hook(_dt.date, _u_date)
     conv.register_unstructure_hook(Decimal, _u_decimal)
-    conv.register_structure_hook(_dt.datetime, lambda v, _: _c_datetime(v))
-    conv.register_structure_hook(_dt.date, lambda v, _: _c_date(v))
-    conv.register_structure_hook(Decimal, lambda v, _: _c_decimal(v))
+    conv.register_structure_hook(_dt.datetime, lambda v, _: to_datetime(v))
+    conv.register_structure_hook(_dt.date, lambda v, _: to_date(v))
+    conv.register_structure_hook(Decimal, lambda v, _: to_decimal(v))
     for cls, fn in _STRUCTURE.items():
         conv.register_structure_hook(cls, _hook(fn))
         conv.register_unstructure_hook(cls, _unstructure_hook(cls, conv))

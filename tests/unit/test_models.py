@@ -598,18 +598,18 @@ def test_round_trip_work_orders(data: dict[str, Any], extra: dict[str, Any]) -> 
 
 
 def test_python_310_z_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    from makini_async.models import _converter
+    from makini_async.models import _fields
 
     # What Python 3.10 runs: the shared rule in place of fromisoformat.
-    monkeypatch.setattr(_converter, "_fromisoformat", _converter._parse_datetime)
-    assert _converter._c_datetime("2024-03-01T12:00:00Z") == dt.datetime(2024, 3, 1, 12, tzinfo=UTC)
-    assert _converter._c_datetime("2024-03-01T12:00:00+01:00").utcoffset() == dt.timedelta(hours=1)
+    monkeypatch.setattr(_fields, "_fromisoformat", _fields.parse_datetime)
+    assert _fields.to_datetime("2024-03-01T12:00:00Z") == dt.datetime(2024, 3, 1, 12, tzinfo=UTC)
+    assert _fields.to_datetime("2024-03-01T12:00:00+01:00").utcoffset() == dt.timedelta(hours=1)
     with pytest.raises(ValueError, match="date-time"):
-        _converter._c_datetime("2024-03-01T12:00:00+01:00Z")
-    assert _converter._c_datetime("2024-03-01 12:00:00.1234567") == dt.datetime(
+        _fields.to_datetime("2024-03-01T12:00:00+01:00Z")
+    assert _fields.to_datetime("2024-03-01 12:00:00.1234567") == dt.datetime(
         2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC
     )
-    assert _converter._c_date("2024-03-01T23:00:00-05:00") == dt.date(2024, 3, 1)
+    assert _fields.to_date("2024-03-01T23:00:00-05:00") == dt.date(2024, 3, 1)
 
 
 def test_an_empty_extra_is_a_fresh_small_dict() -> None:

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from makini_async.entities import Entity
-from makini_async.models import _converter, structure, structure_page
+from makini_async.models import _fields, structure, structure_page
 
 UTC = dt.timezone.utc
 
@@ -133,7 +133,7 @@ def test_work_order_fields_read_as_the_source_meant(
     record = structure(Entity.WORK_ORDERS, data)
     assert record.created_at == created[0]
     # The same rule without ``fromisoformat`` (what Python 3.10 runs).
-    assert _converter._parse_datetime(created[1]) == created[0]
+    assert _fields.parse_datetime(created[1]) == created[0]
     assert record.completed_at == completed[0]
     assert record.due_date == due[0]
     assert record.number == number[0]
