@@ -14,9 +14,10 @@ embedded mock server.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import logging as _logging
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
+from makini_async._constants import VERSION as __version__  # noqa: N811
 from makini_async._retry import is_testing, set_testing
 from makini_async.bulk import (
     ChainReport,
@@ -27,7 +28,7 @@ from makini_async.bulk import (
     PullReport,
 )
 from makini_async.checkpoint import ChainState, CheckpointStore, JSONCheckpoint, SQLiteCheckpoint
-from makini_async.connection import AUTO, Connection, ConnectionStats
+from makini_async.connection import Connection, ConnectionStats
 from makini_async.entities import MAX_PAGE_SIZE, Entity
 from makini_async.errors import (
     APIError,
@@ -82,6 +83,16 @@ from makini_async.models import (
 )
 from makini_async.pagination import Listing, Page
 from makini_async.pool import MakiniPool
+from makini_async.resources import (
+    AUTO,
+    Assets,
+    InventoryItems,
+    Locations,
+    PurchaseOrders,
+    Resource,
+    Vendors,
+    WorkOrders,
+)
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 
 __all__ = [
@@ -89,6 +100,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "APIError",
     "Asset",
+    "Assets",
     "AuthenticationError",
     "BadRequestError",
     "BreakerPolicy",
@@ -110,10 +122,12 @@ __all__ = [
     "InvalidPageSizeError",
     "InvalidRecord",
     "InventoryItem",
+    "InventoryItems",
     "JSONCheckpoint",
     "Limits",
     "Listing",
     "Location",
+    "Locations",
     "LoggingHook",
     "MakiniError",
     "MakiniPool",
@@ -132,12 +146,14 @@ __all__ = [
     "PulledPage",
     "PulledRecord",
     "PurchaseOrder",
+    "PurchaseOrders",
     "RateLimitError",
     "ReauthorizationRequired",
     "Record",
     "RecordStructureError",
     "RequestEvent",
     "RequestTimeout",
+    "Resource",
     "ResponseTooLarge",
     "RetryEvent",
     "RetryPolicy",
@@ -154,9 +170,15 @@ __all__ = [
     "UsageError",
     "ValidationError",
     "Vendor",
+    "Vendors",
     "WebhookVerificationError",
     "WorkOrder",
+    "WorkOrders",
     "__version__",
     "is_testing",
     "set_testing",
 ]
+
+# A library's logger hands records on and prints nothing by itself: a service
+# that never configured logging does not get the library's warnings on stderr.
+_logging.getLogger("makini_async").addHandler(_logging.NullHandler())

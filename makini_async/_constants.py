@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
+#: The package's version (``makini_async.__version__``).
+VERSION: Final = "0.1.0"
+
 DEFAULT_BASE_URL: Final = "https://api.makini.io"
 API_PREFIX: Final = "/api/v1"
 

@@ -38,8 +38,11 @@ def set_testing(enabled: bool, *, attempts: int | None = None) -> None:  # noqa:
 
     With ``attempts`` set, it also overrides every policy's attempt count (for
     example ``1`` to disable retries). Waits include retry backoff, Retry-After
-    and rate-limit cooldowns; circuit-breaker cool-downs are unchanged.
-    ``set_testing(False)`` restores normal behaviour.
+    and rate-limit cooldowns (a 429 still pauses its connection, for zero
+    seconds, and still emits its state event); circuit-breaker cool-downs are
+    unchanged, and nothing else behaves differently: a Retry-After longer than
+    the policy allows is still raised. ``set_testing(False)`` restores normal
+    waits.
     """
     _TESTING.enabled = enabled
     _TESTING.attempts = attempts if enabled else None
@@ -69,10 +72,8 @@ class WaitSchedule:
         self._rng = rng
 
     def next_wait(self) -> float:
-        """The next jittered wait, in seconds (zero in testing mode)."""
+        """The next jittered wait, in seconds."""
         base = min(next(self._gen), 1e9)
-        if _TESTING.enabled:
-            return 0.0
         if not self._jitter:
             return base
         spread = base * self._jitter

@@ -24,6 +24,7 @@ from makini_async.errors import (
     MalformedResponse,
     RateLimitError,
     ServerError,
+    UnexpectedRedirect,
     UsageError,
     error_class_for,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "parse_page",
     "parse_retry_after",
     "parse_single",
+    "redirect_error",
     "valid_token",
 ]
 
@@ -309,6 +311,46 @@ _MAX_REQUEST_ID: Final = 100
 
 def _text_or_none(value: object, secrets: tuple[str, ...]) -> str | None:
     return clean(value, secrets) if isinstance(value, str) else None
+
+
+def redirect_error(
+    method: str, path: str, status: int, headers: Mapping[str, str], *, token: str | None = None
+) -> UnexpectedRedirect:
+    """The error for a 3xx answer: redirects are never followed.
+
+    Following one would send the token, a write body and its idempotency key
+    wherever ``Location`` points. Only the target's origin is kept, scrubbed.
+    """
+    secrets = (token,) if token else ()
+    location = _origin(headers.get("Location"), secrets)
+    msg = (
+        f"{method} {path}: the API answered {status} redirecting to "
+        f"{location or 'an unknown location'}; redirects are never followed (the "
+        "token and any write would go with it): check base_url"
+    )
+    return UnexpectedRedirect(
+        msg,
+        status=status,
+        location=location,
+        request_id=_request_id(headers.get("X-Request-Id"), secrets),
+    )
+
+
+def _origin(location: str | None, secrets: tuple[str, ...]) -> str | None:
+    """``scheme://host[:port]`` of a Location, nothing of its path, query or user info."""
+    if not location:
+        return None
+    try:
+        parts = urlsplit(location.strip())
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return None
+    if not host:
+        return "the same origin"
+    host = f"[{host}]" if ":" in host else host
+    origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+    return clean(origin, secrets, limit=100)
 
 
 def parse_page(body: bytes, *, request_id: str | None) -> tuple[list[Any], str | None, int | None]:

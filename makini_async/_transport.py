@@ -9,17 +9,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 from typing import TYPE_CHECKING, Protocol
-from urllib.parse import urlsplit
 
 import aiohttp
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from makini_async import __version__
 from makini_async._constants import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ERROR_BODY_BYTES,
     USER_AGENT,
+    VERSION,
 )
 from makini_async._scrub import clean
 from makini_async.errors import (
@@ -29,7 +28,6 @@ from makini_async.errors import (
     ResponseTooLarge,
     TLSError,
     TransportError,
-    UnexpectedRedirect,
     UsageError,
 )
 
@@ -102,7 +100,7 @@ class AiohttpTransport:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
-            headers={"User-Agent": f"{USER_AGENT}/{__version__}", "Accept": "application/json"},
+            headers={"User-Agent": f"{USER_AGENT}/{VERSION}", "Accept": "application/json"},
             raise_for_status=False,
             trust_env=False,
         )
@@ -123,10 +121,12 @@ class AiohttpTransport:
                 method, url, headers=headers, params=params, data=body, allow_redirects=False
             ) as resp:
                 if 300 <= resp.status < 400:
-                    error = _redirect(method, url, resp.status, resp.headers, secrets)
-                else:
-                    data = await self._read(resp, method, url)
-                    return RawResponse(resp.status, _safe_headers(resp.headers, secrets), data)
+                    # Never followed, and its body never read: the send loop makes
+                    # it an UnexpectedRedirect (see _sansio.redirect_error).
+                    resp.close()
+                    return RawResponse(resp.status, _safe_headers(resp.headers, secrets), b"")
+                data = await self._read(resp, method, url)
+                return RawResponse(resp.status, _safe_headers(resp.headers, secrets), data)
         except asyncio.TimeoutError:
             error = RequestTimeout(f"{method} {_path(url)} timed out")
         except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch, ssl.SSLError) as exc:
@@ -212,45 +212,6 @@ def _safe_headers(
     copy = CIMultiDict(headers)
     copy["X-Request-Id"] = safe
     return copy
-
-
-def _redirect(
-    method: str,
-    url: str,
-    status: int,
-    headers: Mapping[str, str],
-    secrets: tuple[str, ...],
-) -> UnexpectedRedirect:
-    location = _origin(headers.get("Location"), secrets)
-    msg = (
-        f"{method} {_path(url)}: the API answered {status} redirecting to "
-        f"{location or 'an unknown location'}; redirects are never followed (the "
-        "token and any write would go with it): check base_url"
-    )
-    request_id = headers.get("X-Request-Id")
-    return UnexpectedRedirect(
-        msg,
-        status=status,
-        location=location,
-        request_id=clean(request_id, secrets, limit=100) if request_id else None,
-    )
-
-
-def _origin(location: str | None, secrets: tuple[str, ...]) -> str | None:
-    """``scheme://host[:port]`` of a Location, nothing of its path, query or user info."""
-    if not location:
-        return None
-    try:
-        parts = urlsplit(location.strip())
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return None
-    if not host:
-        return "the same origin"
-    host = f"[{host}]" if ":" in host else host
-    origin = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
-    return clean(origin, secrets, limit=100)
 
 
 def _describe(exc: BaseException, secrets: tuple[str, ...]) -> str:

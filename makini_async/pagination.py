@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
-from makini_async._constants import MAX_PAGES_PER_LISTING
-from makini_async.errors import PaginationError
-from makini_async.models import InvalidRecord, invalid_record_error
+from makini_async._walk import CursorGuard, Walk
+from makini_async.models import invalid_record_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from makini_async.connection import Connection
+    from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async.entities import Entity
-    from makini_async.models import OnInvalid
 
-__all__ = ["CursorGuard", "Listing", "Page", "RawPage", "report_invalid"]
+__all__ = ["CursorGuard", "Listing", "Page", "PageSource", "RawPage", "report_invalid"]
 
 logger = logging.getLogger("makini_async")
 
@@ -61,6 +59,26 @@ class RawPage:
     page_size: int
 
 
+class PageSource(Protocol):
+    """What a listing needs from its connection: one page at a time."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def fetch_page(
+        self,
+        entity: Entity,
+        *,
+        cursor: str | None,
+        page_size: int,
+        modified_after: str | None,
+        created_after: str | None,
+        as_dicts: bool,
+    ) -> Page[Any]:
+        """The page at ``cursor``, parsed and finished (records that fit, invalid ones)."""
+        ...
+
+
 class Listing(Generic[R]):
     """A lazy listing of one entity on one connection.
 
@@ -87,7 +105,7 @@ class Listing(Generic[R]):
 
     def __init__(
         self,
-        conn: Connection,
+        conn: PageSource,
         entity: Entity,
         *,
         page_size: int,
@@ -130,15 +148,13 @@ class Listing(Generic[R]):
 
     async def pages(self) -> AsyncIterator[Page[R]]:
         """Yield the pages in order, from the starting cursor to the last."""
-        cursor = self._cursor
-        page_size = self._page_size
         conn = self._conn
-        guard = CursorGuard(cursor, connection=conn.name)
-        while True:
+        walk = Walk(self._cursor, self._page_size, connection=conn.name)
+        while not walk.done:
             page: Page[Any] = await conn.fetch_page(
                 self._entity,
-                cursor=cursor,
-                page_size=page_size,
+                cursor=walk.cursor,
+                page_size=walk.page_size,
                 modified_after=self._modified_after,
                 created_after=self._created_after,
                 as_dicts=self._as_dicts,
@@ -146,58 +162,7 @@ class Listing(Generic[R]):
             if page.invalid:
                 report_invalid(page.invalid, self._on_invalid)
             yield page
-            if page.next_cursor is None:
-                return
-            guard.advance(page.next_cursor, page.request_id)
-            cursor = page.next_cursor
-            # A page that had to shrink (timeout, clamp) keeps the smaller size.
-            page_size = page.page_size
-
-
-class CursorGuard:
-    """Stops a walk whose cursors loop or never end, in constant memory.
-
-    A cursor that repeats the one it was fetched with is caught at once;
-    longer loops (A -> B -> A) by Brent's cycle detection, which keeps one
-    saved cursor and catches a loop of length L entered after M pages within
-    3 (L + M) pages; a source that invents new cursors forever by ``max_pages``.
-    """
-
-    __slots__ = ("_connection", "_last", "_pages", "_power", "_saved", "_steps", "max_pages")
-
-    def __init__(
-        self,
-        start: str | None,
-        *,
-        connection: str | None = None,
-        max_pages: int = MAX_PAGES_PER_LISTING,
-    ) -> None:
-        self._connection = connection
-        self._last = start
-        self._saved = start
-        self._power = 1
-        self._steps = 0
-        self._pages = 0
-        self.max_pages = max_pages
-
-    def advance(self, next_cursor: str, request_id: str | None = None) -> None:
-        """Take the next cursor, or raise :class:`PaginationError`."""
-        self._pages += 1
-        if next_cursor == self._last:
-            msg = "listing response repeats the cursor it was fetched with"
-        elif next_cursor == self._saved:
-            msg = f"listing cursors loop (a cursor came back after {self._steps + 1} pages)"
-        elif self._pages >= self.max_pages:
-            msg = f"listing still has more after {self._pages:,} pages (the page-count guard)"
-        else:
-            self._last = next_cursor
-            self._steps += 1
-            if self._steps == self._power:
-                self._saved = next_cursor
-                self._power *= 2
-                self._steps = 0
-            return
-        raise PaginationError(msg, request_id=request_id, connection=self._connection)
+            walk.advance(page.next_cursor, page.page_size, page.request_id)
 
 
 def report_invalid(invalid: tuple[InvalidRecord, ...], on_invalid: OnInvalid) -> None:

@@ -3,25 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
 from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._retry import RetryBudget
 from makini_async._sansio import check_base_url, check_token
+from makini_async._shared import Shared
+from makini_async.bulk import DEFAULT_OVERLAP, Pull
 from makini_async.connection import Connection
 from makini_async.errors import UsageError
 from makini_async.instrumentation import HookSet
 
 if TYPE_CHECKING:
+    import datetime as dt
+    import os
     from types import TracebackType
 
+    from makini_async._invalid import OnInvalid
     from makini_async._transport import Transport
+    from makini_async.bulk import ConnectionSpec
+    from makini_async.checkpoint import CheckpointStore
+    from makini_async.entities import EntityLike
+    from makini_async.models import Record
 
 __all__ = ["MakiniPool"]
 
@@ -96,12 +104,24 @@ class MakiniPool:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.budget = RetryBudget(self.retry.budget_tokens, self.retry.budget_ratio)
-        self.semaphore = asyncio.Semaphore(self.limits.max_in_flight)
-        self._on_reauth = on_reauthorization_required
-        self._given_transport = transport
-        self._transport: Transport | None = transport
+        #: What every connection handle shares (handed to them instead of the pool).
+        self.shared = Shared(
+            api_url=self.api_url,
+            timeouts=self.timeouts,
+            limits=self.limits,
+            retry=self.retry,
+            breaker=self.breaker,
+            page_sizes=self.page_sizes,
+            hooks=self.hooks,
+            budget=self.budget,
+            as_dicts=as_dicts,
+            clock=clock,
+            sleep=sleep,
+            rng=self.rng,
+            on_reauthorization=on_reauthorization_required,
+            transport=transport,
+        )
         self._connections: dict[str, Connection] = {}
-        self._state = "new"
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -119,50 +139,43 @@ class MakiniPool:
 
     async def open(self) -> None:
         """Create the shared HTTP session (inside the running loop)."""
-        if self._state == "closed":
+        shared = self.shared
+        if shared.state == "closed":
             msg = "this MakiniPool is closed; create a new one"
             raise UsageError(msg)
-        if self._transport is None:
+        if shared.transport_or_none is None:
             from makini_async._transport import AiohttpTransport  # noqa: PLC0415
 
             check_base_url(self.base_url, allow_insecure_http=self.allow_insecure_http)
-            self._transport = AiohttpTransport(
+            shared.transport_or_none = AiohttpTransport(
                 timeouts=self.timeouts,
                 max_connections=self.limits.max_in_flight,
                 max_body_bytes=self.limits.max_body_bytes,
                 max_error_body_bytes=self.limits.max_error_body_bytes,
             )
-        self._state = "open"
+        shared.state = "open"
 
     async def close(self) -> None:
         """Close every socket. Idempotent. Later calls raise :class:`UsageError`."""
-        if self._state == "closed":
+        shared = self.shared
+        if shared.state == "closed":
             return
-        self._state = "closed"
-        transport, self._transport = self._transport, None
+        shared.state = "closed"
+        transport, shared.transport_or_none = shared.transport_or_none, None
         if transport is not None:
             await transport.close()
 
     @property
     def closed(self) -> bool:
-        return self._state == "closed"
+        return self.shared.state == "closed"
 
     def ensure_open(self) -> None:
-        if self._state != "open":
-            if self._state == "closed":
-                msg = "this MakiniPool is closed; create a new one"
-            else:
-                msg = "the pool is not open: use `async with MakiniPool(...) as pool:`"
-            raise UsageError(msg)
+        """Raise :class:`UsageError` unless the pool is open."""
+        self.shared.ensure_open()
 
     @property
     def transport(self) -> Transport:
-        transport = self._transport
-        if transport is None:
-            self.ensure_open()
-            msg = "the pool has no transport"
-            raise UsageError(msg)
-        return transport
+        return self.shared.transport
 
     # -- connections ------------------------------------------------------------------
 
@@ -177,12 +190,8 @@ class MakiniPool:
         """
         conn = self._connections.get(token) if isinstance(token, str) else None
         if conn is not None:
-            if name is not None and name != conn.name:
-                if conn._named:
-                    msg = f"this token's connection is already named {conn.name!r}, not {name!r}"
-                    raise UsageError(msg)
-                conn._name = name
-                conn._named = True
+            if name is not None:
+                conn.rename(name)
             return conn
         check_token(token)
         if max_concurrency is not None and (
@@ -190,9 +199,9 @@ class MakiniPool:
         ):
             msg = f"max_concurrency must be an integer >= 1, got {max_concurrency!r}"
             raise UsageError(msg)
-        if self._state == "closed":
+        if self.closed:
             self.ensure_open()
-        conn = Connection(self, token, name=name, per_connection=max_concurrency)
+        conn = Connection(self.shared, token, name=name, per_connection=max_concurrency)
         self._connections[token] = conn
         return conn
 
@@ -210,39 +219,109 @@ class MakiniPool:
         lost. Returns how many were evicted.
         """
         horizon = self.clock() - (self.limits.idle_evict_after if idle_for is None else idle_for)
-        now = self.clock()
-        drop = [
-            token
-            for token, conn in self._connections.items()
-            if conn.is_idle
-            and conn._last_used <= horizon
-            and conn._sticky is None
-            and conn._open_until is None
-            and conn._cooldown_until <= now
-        ]
+        drop = [token for token, conn in self._connections.items() if conn.idle_since(horizon)]
         for token in drop:
             del self._connections[token]
         return len(drop)
 
-    async def notify_reauthorization(self, conn: Connection) -> None:
-        callback = self._on_reauth
-        if callback is None:
-            return
-        try:
-            result = callback(conn)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception("on_reauthorization_required raised for %s", conn.name)
-
     def __repr__(self) -> str:
-        return f"<MakiniPool {self.base_url} connections={len(self._connections)} {self._state}>"
+        state = self.shared.state
+        return f"<MakiniPool {self.base_url} connections={len(self._connections)} {state}>"
 
-    def pull(self, *args: Any, **kwargs: Any) -> Any:
-        """Bulk pull across connections: see :func:`makini_async.bulk.pull`."""
-        from makini_async.bulk import pull  # noqa: PLC0415
+    @overload
+    def pull(
+        self,
+        entities: EntityLike | Iterable[EntityLike],
+        connections: Iterable[ConnectionSpec],
+        *,
+        modified_after: dt.datetime | dt.date | str | None = ...,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | None = ...,
+        concurrency: int | None = ...,
+        as_dicts: Literal[True],
+        dedupe: bool = ...,
+        raise_on_error: bool = ...,
+        on_invalid: OnInvalid = ...,
+        since_sync_status: bool = ...,
+        overlap: float = ...,
+        wall_clock: Callable[[], dt.datetime] | None = ...,
+    ) -> Pull[dict[str, Any]]: ...
 
-        return pull(self, *args, **kwargs)
+    @overload
+    def pull(
+        self,
+        entities: EntityLike | Iterable[EntityLike],
+        connections: Iterable[ConnectionSpec],
+        *,
+        modified_after: dt.datetime | dt.date | str | None = ...,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | None = ...,
+        concurrency: int | None = ...,
+        as_dicts: Literal[False],
+        dedupe: bool = ...,
+        raise_on_error: bool = ...,
+        on_invalid: OnInvalid = ...,
+        since_sync_status: bool = ...,
+        overlap: float = ...,
+        wall_clock: Callable[[], dt.datetime] | None = ...,
+    ) -> Pull[Record]: ...
+
+    @overload
+    def pull(
+        self,
+        entities: EntityLike | Iterable[EntityLike],
+        connections: Iterable[ConnectionSpec],
+        *,
+        modified_after: dt.datetime | dt.date | str | None = ...,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | None = ...,
+        concurrency: int | None = ...,
+        as_dicts: bool | None = ...,
+        dedupe: bool = ...,
+        raise_on_error: bool = ...,
+        on_invalid: OnInvalid = ...,
+        since_sync_status: bool = ...,
+        overlap: float = ...,
+        wall_clock: Callable[[], dt.datetime] | None = ...,
+    ) -> Pull[Any]: ...
+
+    def pull(
+        self,
+        entities: EntityLike | Iterable[EntityLike],
+        connections: Iterable[ConnectionSpec],
+        *,
+        modified_after: dt.datetime | dt.date | str | None = None,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+        concurrency: int | None = None,
+        as_dicts: bool | None = None,
+        dedupe: bool = True,
+        raise_on_error: bool = False,
+        on_invalid: OnInvalid = "deliver",
+        since_sync_status: bool = False,
+        overlap: float = DEFAULT_OVERLAP,
+        wall_clock: Callable[[], dt.datetime] | None = None,
+    ) -> Pull[Any]:
+        """Pull ``entities`` from every one of ``connections``: see :class:`~makini_async.Pull`.
+
+        ``connections`` are tokens, ``(name, token)`` pairs or handles. The
+        pull's records are typed (``Pull[Record]``) or plain dicts
+        (``as_dicts=True``: ``Pull[dict[str, Any]]``); ``None`` uses the pool's
+        default. A record that does not fit its model arrives as an
+        :class:`~makini_async.InvalidRecord` (``on_invalid``).
+        """
+        extra: dict[str, Any] = {} if wall_clock is None else {"wall_clock": wall_clock}
+        return Pull(
+            self,
+            entities,
+            connections,
+            modified_after=modified_after,
+            checkpoint=checkpoint,
+            concurrency=concurrency,
+            as_dicts=as_dicts,
+            dedupe=dedupe,
+            raise_on_error=raise_on_error,
+            on_invalid=on_invalid,
+            since_sync_status=since_sync_status,
+            overlap=overlap,
+            **extra,
+        )
 
 
 _T = TypeVar("_T")

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from makini_async import __version__
-from makini_async.cli import _Writer, main
+from makini_async.cli import main
+from makini_async.cli._output import Writer as _Writer
 from makini_async.entities import Entity
 from makini_async.testing import FaultPlan, MockMakini
 

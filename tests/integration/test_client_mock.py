@@ -226,7 +226,7 @@ async def test_reauthorization_and_permission_and_disconnect() -> None:
         with pytest.raises(ReauthorizationRequired):
             await reauth.get("assets", "x")
         assert server.stats("tok-reauth").requests == 1
-        status = await pool.connection("tok-other").status()
+        status = await pool.connection("tok-other").info()
         assert status.is_active
         with pytest.raises(PermissionDenied):
             [_ async for _ in pool.connection("tok-denied").list("vendors")]

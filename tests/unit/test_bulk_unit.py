@@ -310,11 +310,11 @@ async def test_a_listing_record_that_is_not_an_object_names_its_connection(
     assert info.value.request_id is not None
 
 
-async def test_finish_page_structures_a_tuple_of_records(make_pool: Any) -> None:
-    async with make_pool(lambda call: page([], None)) as (pool, _):
-        conn = pool.connection(TOKEN)
-        dicts = Page(Entity.ASSETS, ({"id": "a"},), None, None, None, "req_1", 100)  # type: ignore[arg-type]
-        typed = await conn.finish_page(dicts, as_dicts=False)
+def test_finish_page_structures_a_tuple_of_records() -> None:
+    from makini_async._reading import finish_page
+
+    dicts = Page(Entity.ASSETS, ({"id": "a"},), None, None, None, "req_1", 100)  # type: ignore[arg-type]
+    typed = finish_page(dicts, as_dicts=False, connection="acme")
     assert [type(r) for r in typed.records] == [Asset]
     assert dicts.records == ({"id": "a"},)
 

@@ -383,7 +383,7 @@ async def test_status_endpoint_marks_reauthorization(make_pool: Any) -> None:
     }
     async with make_pool(lambda call: respond(200, body)) as (pool, transport):
         conn = pool.connection(TOKEN)
-        info = await conn.status()
+        info = await conn.info()
         assert info.reauthorization_required
         assert info.last_sync_at is not None
         assert info.last_sync_at.tzinfo is not None

@@ -1,0 +1,127 @@
+"""Fetching listing pages for a connection: page sizes, retries, reading.
+
+A listing (``Listing.pages()``) and a bulk-pull chain fetch their pages here,
+each page with the connection's send loop; page-size limits the API gives
+are remembered on the connection for the rest of its life.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from makini_async._reading import announce_page, finish_page, read_page
+from makini_async._sansio import list_params
+from makini_async._send import Call, Tally, send
+from makini_async._walk import adapt_page_size
+from makini_async.errors import UsageError
+from makini_async.pagination import Page, RawPage
+
+if TYPE_CHECKING:
+    from makini_async._transport import RawResponse
+    from makini_async.connection import Connection
+    from makini_async.entities import Entity
+    from makini_async.errors import MakiniError
+
+__all__ = ["fetch_page", "fetch_raw", "finish", "page_size_for"]
+
+
+def page_size_for(conn: Connection, entity: Entity, page_size: int | None = None) -> int:
+    """The page size to ask for: ``page_size``, else the pool's, within any learnt limit."""
+    if page_size is None:
+        size = conn.shared.page_sizes.for_entity(entity)
+    elif isinstance(page_size, int) and not isinstance(page_size, bool) and page_size >= 1:
+        size = page_size
+    else:
+        msg = f"page_size must be an integer >= 1, got {page_size!r}"
+        raise UsageError(msg)
+    learnt = conn.learnt_page_size(entity)
+    return size if learnt is None else min(size, learnt)
+
+
+async def fetch_raw(
+    conn: Connection,
+    entity: Entity,
+    *,
+    cursor: str | None,
+    page_size: int,
+    modified_after: str | None = None,
+    created_after: str | None = None,
+    tally: Tally | None = None,
+) -> RawPage:
+    """Fetch one listing page's bytes, unparsed (a bulk pull parses in its consumer).
+
+    If :func:`~makini_async._reading.read_page` then finds the body is not the
+    contract's JSON, fetch the page again with :func:`fetch_page`, which
+    retries such a body like a failed request.
+    """
+    raw: RawPage = await _fetch(
+        conn,
+        entity,
+        cursor=cursor,
+        page_size=page_size,
+        modified_after=modified_after,
+        created_after=created_after,
+        tally=tally,
+        parse=False,
+    )
+    return raw
+
+
+async def fetch_page(
+    conn: Connection,
+    entity: Entity,
+    *,
+    cursor: str | None,
+    page_size: int,
+    modified_after: str | None = None,
+    created_after: str | None = None,
+    as_dicts: bool = False,
+    tally: Tally | None = None,
+) -> Page[Any]:
+    """Fetch one page, parsed and finished (records that fit, and invalid ones)."""
+    page: Page[Any] = await _fetch(
+        conn,
+        entity,
+        cursor=cursor,
+        page_size=page_size,
+        modified_after=modified_after,
+        created_after=created_after,
+        tally=tally,
+        parse=True,
+    )
+    return await finish(conn, page, as_dicts=as_dicts)
+
+
+async def finish(conn: Connection, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
+    """Structure a parsed page (unless ``as_dicts``) and tell the ``on_page`` hooks."""
+    page = finish_page(page, as_dicts=as_dicts, connection=conn.name, secrets=conn.secrets)
+    await announce_page(conn.shared.hooks.on_page, conn.name, page)
+    return page
+
+
+async def _fetch(
+    conn: Connection,
+    entity: Entity,
+    *,
+    cursor: str | None,
+    page_size: int,
+    modified_after: str | None,
+    created_after: str | None,
+    tally: Tally | None,
+    parse: bool,
+) -> Any:
+    params = list_params(page_size, cursor, modified_after, created_after)
+    floor = min(conn.shared.page_sizes.min_page_size, page_size)
+
+    def learn(limit: int) -> None:
+        conn.learn_page_size(entity, limit)
+
+    def adapt(error: MakiniError, params: dict[str, str]) -> bool:
+        return adapt_page_size(error, params, floor=floor, learn=learn)
+
+    def answer(resp: RawResponse, request_id: str | None) -> RawPage | Page[dict[str, Any]]:
+        raw = RawPage(entity, resp.body, cursor, request_id, int(params["page_size"]))
+        return read_page(raw) if parse else raw
+
+    call = Call("GET", "/" + entity.value, params)
+    return await send(conn, call, answer, adapt=adapt, tally=tally)

@@ -1,0 +1,287 @@
+"""The send loop: one call to the API, with its attempts, waits and health updates.
+
+A call goes through three steps, each a function of its own::
+
+    send()        the retry loop: attempts, waits, the breaker, counting, hooks
+    _transmit()   one attempt on the wire: the connection's and the pool's
+                  concurrency limits, the shared 429 pause, the transport
+    _classify()   one answer: a result, or the typed error it stands for
+
+This is the only module that knows about testing mode
+(:func:`~makini_async.set_testing`): it makes every wait zero and may
+override the number of attempts, and changes nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+
+from makini_async._retry import WaitSchedule, effective_attempts, is_testing
+from makini_async._sansio import error_from_response, redirect_error
+from makini_async.errors import APIError, MakiniError, RateLimitError, TransportError
+from makini_async.instrumentation import RequestEvent, RetryEvent, emit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from makini_async._transport import RawResponse
+    from makini_async.connection import Connection
+
+__all__ = ["Call", "Tally", "send"]
+
+logger = logging.getLogger("makini_async")
+
+T = TypeVar("T")
+
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Without a Retry-After, a 429 pauses the connection for at least this long.
+_DEFAULT_COOLDOWN: Final = 1.0
+
+
+class Call(NamedTuple):
+    """One API call as the loop sends it (and sends it again)."""
+
+    method: str
+    path: str
+    params: dict[str, str] | None = None
+    body: bytes | None = None
+    idempotency_key: str | None = None
+
+    @property
+    def may_retry(self) -> bool:
+        """GET, PUT and DELETE are safe to repeat; POST and PATCH only with a key."""
+        return self.idempotency_key is not None or self.method in _SAFE_METHODS
+
+
+class Tally:
+    """Retries and 429 answers counted for one caller (a bulk-pull chain)."""
+
+    __slots__ = ("rate_limited", "retries")
+
+    def __init__(self) -> None:
+        self.retries = 0
+        self.rate_limited = 0
+
+
+async def send(
+    conn: Connection,
+    call: Call,
+    parse: Callable[[RawResponse, str | None], T],
+    *,
+    adapt: Callable[[MakiniError, dict[str, str]], bool] | None = None,
+    tally: Tally | None = None,
+) -> T:
+    """Send ``call`` with retries; return ``parse(response, request_id)``.
+
+    ``adapt`` may correct the call's parameters after an error (a page size
+    the API refused) and return True to send it again without counting an
+    attempt. ``tally`` counts retries and 429 answers for its caller.
+    """
+    shared = conn.shared
+    shared.ensure_open()
+    probe = conn.guard()
+    headers = conn.headers(call)
+    url = shared.api_url + call.path
+    testing = is_testing()
+    attempts = effective_attempts(shared.retry)
+    clock = shared.clock
+    hooks = shared.hooks
+    started = clock()
+    conn.begin(started)
+    schedule: WaitSchedule | None = None
+    attempt = 0
+    try:
+        while True:
+            attempt += 1
+            t0 = clock()
+            status: int | None = None
+            request_id: str | None = None
+            error: MakiniError
+            try:
+                resp = await _transmit(conn, call, url, headers, testing=testing)
+            except TransportError as exc:
+                error = exc
+            else:
+                status = resp.status
+                request_id = resp.headers.get("X-Request-Id")
+                try:
+                    result = _classify(conn, call, resp, request_id, parse)
+                except (TransportError, APIError) as exc:  # an error answer, a bad body
+                    error = exc
+                except MakiniError as exc:  # the answer does not fit (never retried)
+                    exc.connection = conn.name
+                    raise
+                else:
+                    conn.succeeded()
+                    if hooks.on_request:
+                        event = RequestEvent(
+                            conn.name,
+                            call.method,
+                            call.path,
+                            status,
+                            request_id,
+                            clock() - t0,
+                            attempt,
+                        )
+                        await emit(hooks.on_request, event)
+                    if probe:
+                        probe = False
+                        await conn.close_breaker(request_id)
+                    return result
+            conn.failures += 1
+            error.connection = conn.name
+            if error.request_id is None:
+                error.request_id = request_id
+            if hooks.on_request:
+                event = RequestEvent(
+                    conn.name,
+                    call.method,
+                    call.path,
+                    status,
+                    error.request_id,
+                    clock() - t0,
+                    attempt,
+                    type(error).__name__,
+                )
+                await emit(hooks.on_request, event)
+            if isinstance(error, RateLimitError):
+                conn.rate_limited += 1
+                if tally is not None:
+                    tally.rate_limited += 1
+            await conn.failed(error, probe=probe, pause=_pause(error, testing=testing))
+            probe = False
+            if adapt is not None and call.params is not None and adapt(error, call.params):
+                attempt -= 1  # a page-size clamp is a correction, not a retry
+                continue
+            if not (error.retryable and call.may_retry) or attempt >= attempts:
+                raise error
+            if conn.breaker_open:
+                raise conn.breaker_error(error, while_waiting=False) from error
+            if schedule is None:
+                schedule = WaitSchedule(shared.retry, shared.rng)
+            wait = _retry_wait(conn, error, started, schedule, testing=testing)
+            conn.retries += 1
+            if tally is not None:
+                tally.retries += 1
+            await _announce_retry(conn, call, attempt, wait, error)
+            if wait > 0:
+                await shared.sleep(wait)
+            if conn.breaker_open:
+                # Another task's failures opened the breaker while this one waited.
+                raise conn.breaker_error(error, while_waiting=True) from error
+    finally:
+        conn.end()
+        if probe:
+            conn.end_probe()
+
+
+def _classify(
+    conn: Connection,
+    call: Call,
+    resp: RawResponse,
+    request_id: str | None,
+    parse: Callable[[RawResponse, str | None], T],
+) -> T:
+    """The call's result, or the typed error the answer stands for (raised)."""
+    status = resp.status
+    if 300 <= status < 400:
+        raise redirect_error(call.method, call.path, status, resp.headers, token=conn.token)
+    if status >= 400:
+        raise error_from_response(status, resp.headers, resp.body, token=conn.token)
+    return parse(resp, request_id)
+
+
+async def _transmit(
+    conn: Connection,
+    call: Call,
+    url: str,
+    headers: dict[str, str],
+    *,
+    testing: bool,
+) -> RawResponse:
+    """One attempt: wait for the connection's and the pool's slots, then send."""
+    shared = conn.shared
+    async with conn.slot():
+        if not testing:
+            # One shared pause per connection: every task waits out the same 429.
+            while (delay := conn.cooldown_left()) > 0:
+                if delay > shared.retry.max_retry_after:
+                    msg = f"connection paused by a 429 for another {delay:.0f}s"
+                    raise RateLimitError(msg, status=429, retry_after=delay, connection=conn.name)
+                await shared.sleep(delay)
+        async with shared.semaphore:
+            conn.requests += 1
+            return await shared.transport.request(
+                call.method, url, headers=headers, params=call.params, body=call.body
+            )
+
+
+def _pause(error: MakiniError, *, testing: bool) -> float:
+    """How long a 429 pauses its connection (zero in testing mode)."""
+    if testing or not isinstance(error, RateLimitError):
+        return 0.0
+    return error.retry_after if error.retry_after is not None else _DEFAULT_COOLDOWN
+
+
+def _retry_wait(
+    conn: Connection,
+    error: MakiniError,
+    started: float,
+    schedule: WaitSchedule,
+    *,
+    testing: bool,
+) -> float:
+    """The wait before the next attempt, or raise ``error`` to give up."""
+    shared = conn.shared
+    policy = shared.retry
+    wait = schedule.next_wait()
+    retry_after: float | None = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        if retry_after > policy.max_retry_after:
+            raise error
+        wait = max(wait, retry_after)
+    if isinstance(error, RateLimitError):
+        # Never earlier than the connection's shared cooldown.
+        wait = max(wait, conn.cooldown_left())
+    if testing:
+        wait = 0.0
+    if shared.clock() + wait - started > policy.timeout:
+        raise error
+    if not isinstance(error, RateLimitError) and not shared.budget.try_spend():
+        logger.warning(
+            "retry budget exhausted: not retrying %s (connection=%s, request_id=%s)",
+            type(error).__name__,
+            conn.name,
+            error.request_id,
+        )
+        raise error
+    return wait
+
+
+async def _announce_retry(
+    conn: Connection, call: Call, attempt: int, wait: float, error: MakiniError
+) -> None:
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "retrying %s %s in %.2fs after %s (connection=%s, attempt=%d, request_id=%s)",
+            call.method,
+            call.path,
+            wait,
+            type(error).__name__,
+            conn.name,
+            attempt,
+            error.request_id,
+        )
+    listeners = conn.shared.hooks.on_retry
+    if listeners:
+        event = RetryEvent(
+            conn.name,
+            call.method,
+            call.path,
+            attempt,
+            wait,
+            type(error).__name__,
+            error.request_id,
+        )
+        await emit(listeners, event)

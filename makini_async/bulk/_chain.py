@@ -1,0 +1,262 @@
+"""One bulk-pull chain's working state, its de-duplication, and its checkpoints.
+
+A *chain* is one (connection, entity) pair of a pull. :class:`Chain` is its
+report (what users see in ``PullReport.chains``) plus the pull's working
+state; :class:`Checkpoints` decides where a chain starts (a resumed cursor, an
+incremental high-water mark) and records how far the consumer has got.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import operator
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from makini_async._invalid import InvalidRecord
+from makini_async.bulk._report import ChainReport
+from makini_async.checkpoint import ChainState
+from makini_async.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from makini_async.checkpoint import CheckpointStore
+    from makini_async.connection import Connection
+
+__all__ = ["Chain", "ChainEnded", "Checkpoints", "fresh", "iso"]
+
+logger = logging.getLogger("makini_async")
+
+_ITEM_ID: Final = operator.itemgetter("id")
+_ATTR_ID: Final = operator.attrgetter("id")
+# The ids a dict record may carry; ``bool`` is an int but never an id.
+_ID_TYPES: Final = frozenset({str, int})
+
+
+@attrs.define(slots=True, kw_only=True, eq=False, weakref_slot=False)
+class Chain(ChainReport):
+    """A chain's report plus the pull's working state: one object per chain."""
+
+    conn: Connection = attrs.field(repr=False)
+    state: ChainState | None = attrs.field(default=None, repr=False)
+    seen: set[str] | None = attrs.field(default=None, repr=False)
+    run_started_at: str | None = attrs.field(default=None, repr=False)
+    resumed_records: int = attrs.field(default=0, repr=False)
+
+
+# Users see these objects in PullReport.chains: they print as what they are to them.
+Chain.__qualname__ = "ChainReport"
+
+
+class ChainEnded(Exception):
+    """Handed to a worker whose chain the consumer has ended (``Pull.fail``)."""
+
+
+def iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+# -- de-duplication within a run ----------------------------------------------------------
+
+
+def fresh(
+    chain: Chain,
+    records: list[Any],
+    invalid: tuple[InvalidRecord, ...],
+    *,
+    as_dicts: bool,
+    request_id: str | None,
+) -> tuple[list[Any], tuple[InvalidRecord, ...]]:
+    """``records`` and ``invalid`` less any id this chain already delivered in this run.
+
+    A dict record without a usable id (text or an integer) cannot be
+    de-duplicated: it joins ``invalid``, whole.
+    """
+    get_id = _ITEM_ID if as_dicts else _ATTR_ID
+    try:
+        ids = set(map(get_id, records))
+    except (KeyError, TypeError, AttributeError):
+        ids = None
+    if ids is not None and as_dicts and not {*map(type, ids)} <= _ID_TYPES:
+        ids = None
+    if ids is None:
+        records, no_id = _without_id(chain, records, request_id)
+        invalid = (*invalid, *no_id)
+        ids = set(map(get_id, records))
+    seen = chain.seen
+    if len(ids) == len(records) and not invalid:  # the common case, all in C
+        if seen is None:
+            chain.seen = ids
+            return records, invalid
+        if seen.isdisjoint(ids):
+            seen |= ids
+            return records, invalid
+    if seen is None:
+        seen = chain.seen = set()
+    keep: list[Any] = []
+    for rid, record in zip(map(get_id, records), records, strict=True):
+        if rid not in seen:
+            seen.add(rid)
+            keep.append(record)
+    if invalid:
+        # An invalid record that has an id is de-duplicated like the others.
+        kept: list[InvalidRecord] = []
+        for item in invalid:
+            rid = item.id
+            if rid is None or rid not in seen:
+                if rid is not None:
+                    seen.add(rid)
+                kept.append(item)
+        invalid = tuple(kept)
+    return keep, invalid
+
+
+def _without_id(
+    chain: Chain, records: list[Any], request_id: str | None
+) -> tuple[list[Any], list[InvalidRecord]]:
+    """Split dict records into those with a usable id and invalid ones (the slow path)."""
+    keep: list[Any] = []
+    invalid: list[InvalidRecord] = []
+    for record in records:
+        rid = record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
+        if type(rid) in _ID_TYPES:
+            keep.append(record)
+        else:
+            reason = "required field is missing" if rid is None else "not a usable id"
+            invalid.append(
+                InvalidRecord(
+                    entity=chain.entity,
+                    data=record,
+                    field="id",
+                    reason=f"{reason}; a record needs one to be de-duplicated",
+                    request_id=request_id,
+                    connection=chain.connection,
+                )
+            )
+    return keep, invalid
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+class Checkpoints:
+    """Where each chain of a pull starts, and how far its consumer has got.
+
+    Without a store, chains start at the beginning with the pull's filter and
+    nothing is recorded.
+    """
+
+    __slots__ = (
+        "_modified_after",
+        "_overlap",
+        "_run_start_cache",
+        "_since_sync_status",
+        "_wall",
+        "store",
+    )
+
+    def __init__(
+        self,
+        store: CheckpointStore | None,
+        *,
+        modified_after: str | None,
+        overlap: float,
+        since_sync_status: bool,
+        wall_clock: Callable[[], dt.datetime],
+    ) -> None:
+        self.store = store
+        self._modified_after = modified_after
+        self._overlap = dt.timedelta(seconds=overlap)
+        self._since_sync_status = since_sync_status
+        self._wall = wall_clock
+        self._run_start_cache: tuple[int, str] = (-1, "")
+
+    async def plan(self, chain: Chain) -> tuple[str | None, str | None]:
+        """The cursor and filter this chain starts from, saving a run start."""
+        store = self.store
+        entity = chain.entity.value
+        state = None
+        fingerprint = chain.conn.fingerprint if store is not None else None
+        if store is not None:
+            state = store.load(chain.connection, entity)
+        if state is not None and state.fingerprint not in (None, fingerprint):
+            msg = (
+                f"the checkpoint of {chain.connection} {entity} was written for "
+                "another token: was the name given to a different customer? Use a new "
+                "checkpoint, or the name it had"
+            )
+            raise CheckpointError(msg, connection=chain.connection)
+        if state is not None and state.in_progress:
+            if (
+                self._modified_after is not None
+                and self._modified_after != state.run_modified_after
+            ):
+                logger.warning(
+                    "%s %s: resuming the interrupted run with its own modified_after=%s, "
+                    "not %s (a cursor is only valid with the filter it was made with)",
+                    chain.connection,
+                    entity,
+                    state.run_modified_after,
+                    self._modified_after,
+                )
+            chain.resumed = True
+            chain.resumed_records = state.records
+            chain.modified_after = state.run_modified_after
+            chain.state = attrs.evolve(state, fingerprint=fingerprint)
+            chain.run_started_at = state.run_started_at
+            return state.cursor, state.run_modified_after
+        modified_after = self._modified_after
+        if modified_after is None and state is not None:
+            modified_after = state.high_water
+        if modified_after is None and self._since_sync_status:
+            status = await chain.conn.sync_status()
+            entry = status.entities.get(entity)
+            if entry is not None and entry.last_synced_at is not None:
+                modified_after = iso(entry.last_synced_at)
+        chain.modified_after = modified_after
+        if store is not None:
+            chain.run_started_at = self._run_start()
+            chain.state = ChainState(
+                in_progress=True,
+                run_modified_after=modified_after,
+                run_started_at=chain.run_started_at,
+                high_water=state.high_water if state is not None else None,
+                fingerprint=fingerprint,
+            )
+            store.save(chain.connection, entity, chain.state)
+        return None, modified_after
+
+    def save_cursor(self, chain: Chain, cursor: str) -> None:
+        """The consumer is done with every page before ``cursor``."""
+        if self.store is None:
+            return
+        state = chain.state or ChainState()
+        chain.state = attrs.evolve(
+            state,
+            in_progress=True,
+            cursor=cursor,
+            records=chain.resumed_records + chain.records,
+        )
+        self.store.save(chain.connection, chain.entity.value, chain.state)
+
+    def complete(self, chain: Chain) -> None:
+        """The chain's run is complete: the next run starts from its high-water mark."""
+        if self.store is None:
+            return
+        old = chain.state or ChainState()
+        chain.state = ChainState(
+            high_water=chain.run_started_at or old.high_water,
+            fingerprint=chain.conn.fingerprint,
+        )
+        self.store.save(chain.connection, chain.entity.value, chain.state)
+
+    def _run_start(self) -> str:
+        """The next high-water mark: now less the overlap (formatted once a second)."""
+        now = self._wall()
+        second = int(now.timestamp())
+        if self._run_start_cache[0] != second:
+            self._run_start_cache = (second, iso(now - self._overlap))
+        return self._run_start_cache[1]

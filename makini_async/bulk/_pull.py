@@ -1,0 +1,500 @@
+"""The pull itself: workers that walk chains, one consumer that reads their pages."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import itertools
+import logging
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
+
+from makini_async import _listing
+from makini_async._reading import read_page
+from makini_async._sansio import format_when
+from makini_async._send import Tally
+from makini_async._walk import Walk
+from makini_async.bulk._chain import Chain, ChainEnded, Checkpoints, fresh
+from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
+from makini_async.checkpoint import CheckpointStore, open_checkpoint
+from makini_async.connection import Connection
+from makini_async.entities import Entity, EntityLike, to_entity
+from makini_async.errors import (
+    CircuitOpenError,
+    MakiniError,
+    MalformedResponse,
+    ReauthorizationRequired,
+    UsageError,
+)
+from makini_async.pagination import Page, RawPage, report_invalid
+from makini_async.resources import check_on_invalid
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterable,
+        Iterator,
+        Sequence,
+    )
+    from types import TracebackType
+
+    from makini_async._invalid import InvalidRecord, OnInvalid
+    from makini_async._shared import Shared
+
+__all__ = ["DEFAULT_OVERLAP", "ConnectionSpec", "Pool", "Pull"]
+
+logger = logging.getLogger("makini_async")
+
+#: Seconds an incremental run reaches back before the last run's start.
+DEFAULT_OVERLAP: Final = 300.0
+
+#: A connection of a pull: a token, a ``(name, token)`` pair, or a handle.
+ConnectionSpec = str | Connection | tuple[str, str]
+
+R = TypeVar("R")
+
+_new_pulled_record: Final = functools.partial(tuple.__new__, PulledRecord)
+
+_PAGE: Final = 0
+_FAILED: Final = 1
+_END: Final = 2
+
+
+class Pool(Protocol):
+    """What a pull needs from its pool (so this module never imports the pool's)."""
+
+    @property
+    def shared(self) -> Shared: ...
+
+    def connection(self, token: str, *, name: str | None = None) -> Connection: ...
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Pull(Generic[R]):
+    """A bulk pull in progress. Iterate it once; use it as ``async with`` for prompt cleanup.
+
+    ``R`` is what a record is: a typed record, or a ``dict`` with
+    ``as_dicts=True`` (a record that does not fit its model arrives as an
+    :class:`~makini_async.InvalidRecord` whatever ``R`` is).
+    """
+
+    def __init__(
+        self,
+        pool: Pool,
+        entities: EntityLike | Iterable[EntityLike],
+        connections: Iterable[ConnectionSpec],
+        *,
+        modified_after: dt.datetime | dt.date | str | None = None,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+        concurrency: int | None = None,
+        as_dicts: bool | None = None,
+        dedupe: bool = True,
+        raise_on_error: bool = False,
+        on_invalid: OnInvalid = "deliver",
+        since_sync_status: bool = False,
+        overlap: float = DEFAULT_OVERLAP,
+        wall_clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        shared = pool.shared
+        ents = _entities(entities)
+        conns = _connections(pool, connections)
+        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
+            msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
+            raise UsageError(msg)
+        check_on_invalid(on_invalid)
+        self._shared = shared
+        self._clock = shared.clock
+        self._on_invalid: OnInvalid = on_invalid
+        self._owns_store = checkpoint is not None and not isinstance(checkpoint, CheckpointStore)
+        self._checkpoints = Checkpoints(
+            None if checkpoint is None else open_checkpoint(checkpoint),
+            modified_after=None
+            if modified_after is None
+            else format_when(modified_after, name="modified_after"),
+            overlap=overlap,
+            since_sync_status=since_sync_status,
+            wall_clock=wall_clock,
+        )
+        self._as_dicts = shared.as_dicts if as_dicts is None else as_dicts
+        self._dedupe = dedupe
+        self._raise = raise_on_error
+        clock = self._clock
+        self._chains = tuple(
+            Chain(conn=conn, connection=conn.name, entity=ent, clock=clock)
+            for conn in conns
+            for ent in ents
+        )
+        # The report's list is the user's to sort or filter; workers keep their own tuple.
+        self.report = PullReport(list[ChainReport](self._chains), clock=clock)
+        limit = concurrency or shared.limits.max_in_flight
+        self._concurrency = min(limit, len(self._chains)) or 1
+        # Unbounded, yet bounded by the protocol: each worker has at most one page
+        # in it, and waits until the consumer has parsed that page.
+        self._queue: asyncio.Queue[tuple[int, Chain | None, Any]] = asyncio.Queue()
+        self._next_chain = 0  # chains start in order: the index of the next one
+        self._current: Chain | None = None  # the chain of the page the consumer holds
+        self._workers: list[asyncio.Task[None]] = []
+        self._live = 0
+        self._started = False
+        self._closed = False
+        self._gen: AsyncIterator[Any] | None = None
+
+    # -- public iteration ------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[PulledRecord[R | InvalidRecord]]:
+        gen = self._records()
+        self._gen = gen
+        return gen
+
+    def pages(self) -> AsyncIterator[PulledPage[R]]:
+        """Iterate pages instead of records (fewer objects: the fastest way)."""
+        gen = self._pages()
+        self._gen = gen
+        return gen
+
+    async def run(
+        self, on_page: Callable[[PulledPage[R]], Awaitable[None] | None] | None = None
+    ) -> PullReport:
+        """Pull everything, calling ``on_page`` for each page; return the report."""
+        async for page in self.pages():
+            if on_page is not None:
+                result = on_page(page)
+                if result is not None:
+                    await result
+        return self.report
+
+    async def __aenter__(self) -> Pull[R]:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def fail(self, page: PulledPage[Any], error: BaseException) -> None:
+        """End the chain ``page`` came from with ``error``: the consumer cannot take it.
+
+        For a consumer that could not store a page (a record it cannot
+        serialise, a full disk): the chain's checkpoint stays before this page,
+        so a later run delivers it again, and every other chain goes on. Call
+        it before asking for the next item.
+        """
+        key = (page.connection, page.entity)
+        chain = self._current
+        if chain is None or (chain.connection, chain.entity) != key:
+            chain = next((c for c in self._chains if (c.connection, c.entity) == key), None)
+        if chain is None:
+            msg = f"no chain {page.connection} {page.entity.value} in this pull"
+            raise UsageError(msg)
+        if not chain.done:
+            if isinstance(error, MakiniError) and error.connection is None:
+                error.connection = chain.connection
+            self._fail(chain, error)
+            if self._raise:
+                raise error
+
+    async def aclose(self) -> None:
+        """Stop every request in flight and release everything. Idempotent."""
+        gen = self._gen
+        if gen is not None:
+            await gen.aclose()  # type: ignore[attr-defined]
+        await self._shutdown()
+
+    # -- the consumer side -------------------------------------------------------
+
+    async def _records(self) -> AsyncIterator[PulledRecord[R | InvalidRecord]]:
+        pages = self._pages()
+        try:
+            while True:
+                try:
+                    page = await pages.__anext__()
+                except StopAsyncIteration:
+                    return
+                # Build the page's PulledRecords in C (map/zip/tuple.__new__): half
+                # the cost of calling the named tuple's constructor per record.
+                items: Iterator[PulledRecord[R | InvalidRecord]] = map(
+                    _new_pulled_record,
+                    zip(repeat(page.connection), repeat(page.entity), page.records),
+                )
+                if page.invalid and self._on_invalid == "deliver":
+                    # After the page's records: what the API sent, typed as what it is.
+                    items = itertools.chain(
+                        items,
+                        [PulledRecord(page.connection, page.entity, i) for i in page.invalid],
+                    )
+                # Drop every reference to the page before the next await (see _parse).
+                del page
+                item: PulledRecord[R | InvalidRecord] | None
+                for item in items:
+                    yield item
+                del items
+                item = None
+        finally:
+            await pages.aclose()  # type: ignore[attr-defined]
+
+    async def _pages(self) -> AsyncIterator[PulledPage[R]]:
+        if self._started or self._closed:
+            msg = "a Pull can be iterated only once (and not after aclose); start a new pull"
+            raise UsageError(msg)
+        self._shared.ensure_open()
+        self._started = True
+        self.report.started_at = self._clock()
+        self._live = self._concurrency
+        self._workers = [
+            asyncio.create_task(self._worker(), name=f"makini-pull-{i}")
+            for i in range(self._concurrency)
+        ]
+        queue = self._queue
+        as_dicts = self._as_dicts
+        checkpoints = self._checkpoints
+        try:
+            while True:
+                kind, chain, payload = await queue.get()
+                if kind == _PAGE:
+                    assert chain is not None  # noqa: S101 - invariant of the queue protocol
+                    raw, handed = payload
+                    if chain.done:  # ended by the consumer (fail): stop its worker
+                        handed.set_exception(ChainEnded())
+                        continue
+                    try:
+                        page = await _parse(chain, raw, as_dicts=as_dicts)
+                        records, invalid = page.records, page.invalid
+                        if self._dedupe:
+                            records, invalid = fresh(
+                                chain,
+                                records,
+                                invalid,
+                                as_dicts=as_dicts,
+                                request_id=page.request_id,
+                            )
+                        if invalid:
+                            report_invalid(invalid, self._on_invalid)
+                    except Exception as exc:  # noqa: BLE001 - the chain's failure, not the pull's
+                        # The worker fetches again (malformed) or reports the chain.
+                        if not handed.done():
+                            handed.set_exception(exc)
+                        continue
+                    # Let the chain fetch its next page while this one is consumed.
+                    if not handed.done():
+                        handed.set_result((page.next_cursor, page.page_size, page.request_id))
+                    chain.records += len(records)
+                    chain.pages += 1
+                    if invalid:
+                        chain.invalid += len(invalid)
+                    pulled: PulledPage[R] = PulledPage(
+                        chain.connection,
+                        chain.entity,
+                        records,
+                        page.cursor,
+                        page.next_cursor,
+                        page.request_id,
+                        invalid,
+                    )
+                    # No reference to a parsed page may outlive this step (see _parse).
+                    del page, records, invalid, payload, raw
+                    self._current = chain
+                    yield pulled
+                    # The consumer asked for more: that page is handled (unless it
+                    # failed the chain instead: then its checkpoint stays before it).
+                    self._current = None
+                    next_cursor = pulled.next_cursor
+                    del pulled
+                    if chain.done:
+                        pass
+                    elif next_cursor is not None:
+                        checkpoints.save_cursor(chain, next_cursor)
+                    else:
+                        self._complete(chain)
+                elif kind == _FAILED:
+                    assert chain is not None  # noqa: S101
+                    if chain.done:
+                        continue  # ended by the consumer already
+                    self._fail(chain, payload)
+                    if self._raise:
+                        raise payload
+                else:
+                    return
+        finally:
+            await self._shutdown()
+
+    def _complete(self, chain: Chain) -> None:
+        chain.outcome = Outcome.COMPLETED
+        chain.finished_at = self._clock()
+        chain.seen = None
+        self._checkpoints.complete(chain)
+
+    def _fail(self, chain: Chain, error: BaseException) -> None:
+        chain.error = error
+        chain.finished_at = self._clock()
+        chain.seen = None
+        if isinstance(error, ReauthorizationRequired):
+            chain.outcome = Outcome.REAUTHORIZATION_REQUIRED
+        elif isinstance(error, CircuitOpenError) and error.__cause__ is None:
+            chain.outcome = Outcome.SKIPPED
+        else:
+            chain.outcome = Outcome.FAILED
+        if not isinstance(error, MakiniError):
+            logger.error(
+                "chain %s %s failed with an unexpected error",
+                chain.connection,
+                chain.entity.value,
+                exc_info=error,
+            )
+
+    async def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        workers, self._workers = self._workers, []
+        for task in workers:
+            task.cancel()
+        if workers:
+            await asyncio.gather(*workers, return_exceptions=True)
+        now = self._clock()
+        for chain in self._chains:
+            if not chain.done:
+                chain.outcome = Outcome.CANCELLED
+                chain.finished_at = now if chain.started_at is not None else None
+        self.report.finished_at = now
+        store = self._checkpoints.store
+        if store is not None:
+            store.flush()
+            if self._owns_store:
+                store.close()
+
+    # -- the producer side ----------------------------------------------------------
+
+    async def _worker(self) -> None:
+        try:
+            chains = self._chains
+            while (index := self._next_chain) < len(chains):
+                self._next_chain = index + 1
+                await self._run_chain(chains[index])
+        finally:
+            self._live -= 1
+            if self._live == 0 and not self._closed:
+                self._queue.put_nowait((_END, None, None))
+
+    async def _run_chain(self, chain: Chain) -> None:
+        chain.outcome = Outcome.RUNNING
+        chain.started_at = self._clock()
+        tally = Tally()
+        conn = chain.conn
+        entity = chain.entity
+        loop = asyncio.get_running_loop()
+        queue = self._queue
+        try:
+            cursor, modified_after = await self._checkpoints.plan(chain)
+            walk = Walk(cursor, conn.page_size_for(entity), connection=chain.connection)
+            while not walk.done:
+                item: RawPage | Page[Any] = await _listing.fetch_raw(
+                    conn,
+                    entity,
+                    cursor=walk.cursor,
+                    page_size=walk.page_size,
+                    modified_after=modified_after,
+                    tally=tally,
+                )
+                handed: asyncio.Future[tuple[str | None, int, str | None]] = loop.create_future()
+                queue.put_nowait((_PAGE, chain, (item, handed)))
+                del item
+                try:
+                    next_cursor, page_size, request_id = await handed
+                except MalformedResponse:
+                    # Rare: fetch again, parsing (and structuring) here so a bad
+                    # body is retried. The consumer takes this page as it is.
+                    item = await _listing.fetch_page(
+                        conn,
+                        entity,
+                        cursor=walk.cursor,
+                        page_size=walk.page_size,
+                        modified_after=modified_after,
+                        as_dicts=self._as_dicts,
+                        tally=tally,
+                    )
+                    handed = loop.create_future()
+                    queue.put_nowait((_PAGE, chain, (item, handed)))
+                    del item
+                    next_cursor, page_size, request_id = await handed
+                chain.retries = tally.retries
+                chain.rate_limited = tally.rate_limited
+                # The last page: the consumer completes the chain once done with it.
+                walk.advance(next_cursor, page_size, request_id)
+        except asyncio.CancelledError:
+            raise
+        except ChainEnded:
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure is reported per chain
+            # Including the consumer's, handed back here: all name their connection.
+            if isinstance(exc, MakiniError) and exc.connection is None:
+                exc.connection = chain.connection
+            chain.retries = tally.retries
+            chain.rate_limited = tally.rate_limited
+            queue.put_nowait((_FAILED, chain, exc))
+
+
+async def _parse(chain: Chain, raw: RawPage | Page[Any], *, as_dicts: bool) -> Page[Any]:
+    """Parse (and structure) a page in the consumer, right before it is used.
+
+    Parsed pages are many small objects. Parsed in the workers they would
+    stay alive across awaits, get promoted to the GC's oldest generation and
+    make every collection slower (about a third of the throughput); parsed
+    here, they die young.
+    """
+    if isinstance(raw, Page):
+        return raw  # fetched again by the worker with fetch_page: finished already
+    return await _listing.finish(chain.conn, read_page(raw), as_dicts=as_dicts)
+
+
+def _entities(value: EntityLike | Iterable[EntityLike]) -> list[Entity]:
+    items: Sequence[EntityLike] = [value] if isinstance(value, (str, Entity)) else list(value)
+    if not items:
+        msg = "pull needs at least one entity"
+        raise UsageError(msg)
+    out: list[Entity] = []
+    for item in items:
+        try:
+            entity = to_entity(item)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if entity not in out:
+            out.append(entity)
+    return out
+
+
+def _connections(pool: Pool, specs: Iterable[ConnectionSpec]) -> list[Connection]:
+    out: list[Connection] = []
+    names: set[str] = set()
+    for spec in specs:
+        if isinstance(spec, Connection):
+            conn = spec
+        elif isinstance(spec, tuple) and len(spec) == 2:
+            name, token = spec
+            conn = pool.connection(token, name=name)
+        elif isinstance(spec, str):
+            conn = pool.connection(spec)
+        else:
+            kind = type(spec).__name__
+            msg = f"a connection must be a token, a (name, token) pair or a Connection, not {kind}"
+            raise UsageError(msg)
+        if conn.name in names:
+            if any(c is conn for c in out):
+                continue
+            msg = f"two connections share the name {conn.name!r}; names must be unique"
+            raise UsageError(msg)
+        names.add(conn.name)
+        out.append(conn)
+    if not out:
+        msg = "pull needs at least one connection"
+        raise UsageError(msg)
+    return out

@@ -1,0 +1,219 @@
+"""What a bulk pull reports and delivers: outcomes, chain and pull reports, pages, records."""
+
+from __future__ import annotations
+
+import collections
+import enum
+import time
+import types
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
+
+import attrs
+
+from makini_async.entities import Entity  # noqa: TC001 - attrs and NamedTuple need it at runtime
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from makini_async._invalid import InvalidRecord
+
+__all__ = ["ChainReport", "Outcome", "PullReport", "PulledPage", "PulledRecord"]
+
+R = TypeVar("R")
+
+
+class Outcome(str, enum.Enum):
+    """How a chain ended (or where it stands)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    REAUTHORIZATION_REQUIRED = "reauthorization_required"
+    SKIPPED = "skipped"  # refused by the connection's open circuit breaker
+    CANCELLED = "cancelled"
+
+
+_FINAL = frozenset(
+    {
+        Outcome.COMPLETED,
+        Outcome.FAILED,
+        Outcome.REAUTHORIZATION_REQUIRED,
+        Outcome.SKIPPED,
+        Outcome.CANCELLED,
+    }
+)
+
+
+@attrs.define(slots=True, kw_only=True, weakref_slot=False)
+class ChainReport:
+    """Live state and final outcome of one (connection, entity) chain."""
+
+    connection: str
+    entity: Entity
+    outcome: Outcome = Outcome.PENDING
+    records: int = 0
+    pages: int = 0
+    invalid: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    resumed: bool = False
+    modified_after: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: BaseException | None = None
+    #: The pool's clock, which ``started_at`` and ``finished_at`` are read from.
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False, eq=False)
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else self.clock()
+        return end - self.started_at
+
+    @property
+    def done(self) -> bool:
+        return self.outcome in _FINAL
+
+
+@attrs.define(slots=True)
+class PullReport:
+    """Every chain's report plus totals; live during the pull, final after it."""
+
+    chains: list[ChainReport] = attrs.field(factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+    clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False, eq=False)
+
+    @property
+    def elapsed(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if self.finished_at is not None else self.clock()
+        return end - self.started_at
+
+    @property
+    def records(self) -> int:
+        return sum(c.records for c in self.chains)
+
+    @property
+    def pages(self) -> int:
+        return sum(c.pages for c in self.chains)
+
+    @property
+    def invalid(self) -> int:
+        """Records that did not fit their model (delivered or skipped, never lost)."""
+        return sum(c.invalid for c in self.chains)
+
+    @property
+    def retries(self) -> int:
+        return sum(c.retries for c in self.chains)
+
+    @property
+    def rate_limited(self) -> int:
+        return sum(c.rate_limited for c in self.chains)
+
+    @property
+    def records_per_second(self) -> float:
+        elapsed = self.elapsed
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+    def _by_connection(self) -> dict[str, list[ChainReport]]:
+        out: dict[str, list[ChainReport]] = collections.defaultdict(list)
+        for chain in self.chains:
+            out[chain.connection].append(chain)
+        return out
+
+    @property
+    def connections_total(self) -> int:
+        return len({c.connection for c in self.chains})
+
+    @property
+    def connections_done(self) -> int:
+        return sum(all(c.done for c in cs) for cs in self._by_connection().values())
+
+    @property
+    def failed_connections(self) -> list[str]:
+        """Connections with at least one chain that did not complete (sorted)."""
+        return sorted(
+            {c.connection for c in self.chains if c.done and c.outcome is not Outcome.COMPLETED}
+        )
+
+    @property
+    def ok(self) -> bool:
+        return all(c.outcome is Outcome.COMPLETED for c in self.chains)
+
+    def outcomes(self) -> dict[Outcome, int]:
+        """Number of chains per outcome."""
+        counts = collections.Counter(c.outcome for c in self.chains)
+        return {o: counts[o] for o in Outcome if counts[o]}
+
+    def summary(self) -> str:
+        """A plain-text summary: totals, then every chain that did not complete."""
+        lines = [
+            (
+                f"{self.connections_done}/{self.connections_total} connections done, "
+                f"{self.records} records in {self.pages} pages, {self.elapsed:.1f}s "
+                f"({self.records_per_second:,.0f} records/s), {self.invalid} invalid records, "
+                f"{self.retries} retries, {self.rate_limited} rate-limited answers"
+            ),
+            "outcomes: " + ", ".join(f"{o.value}={n}" for o, n in self.outcomes().items()),
+        ]
+        for chain in self.chains:
+            if chain.done and chain.outcome is not Outcome.COMPLETED:
+                reason = f": {chain.error}" if chain.error is not None else ""
+                lines.append(
+                    f"  {chain.connection} {chain.entity.value}: {chain.outcome.value}"
+                    f" after {chain.records} records{reason}"
+                )
+        return "\n".join(lines)
+
+
+if TYPE_CHECKING:
+
+    class PulledRecord(NamedTuple, Generic[R]):
+        """One record and where it came from (the connection's name, never its token)."""
+
+        connection: str
+        entity: Entity
+        record: R
+
+else:
+
+    class PulledRecord(NamedTuple):
+        """One record and where it came from (the connection's name, never its token).
+
+        A named tuple: the cheapest immutable object Python builds, since a
+        pull makes one per record. ``record`` is a typed record, a ``dict``
+        (``as_dicts=True``) or an :class:`~makini_async.InvalidRecord`. Type
+        checkers see it generic in ``record`` (``PulledRecord[WorkOrder]``);
+        at run time Python 3.10 cannot make a generic named tuple, so the
+        subscription is accepted and ignored.
+        """
+
+        connection: str
+        entity: Entity
+        record: Any
+
+        __class_getitem__ = classmethod(types.GenericAlias)
+
+
+@attrs.frozen(slots=True)
+class PulledPage(Generic[R]):
+    """One page and where it came from.
+
+    ``invalid`` holds the page's records that do not fit their model, as the
+    API sent them; whatever the ``on_invalid`` policy, a page carries them.
+    """
+
+    connection: str
+    entity: Entity
+    records: list[R]
+    cursor: str | None
+    next_cursor: str | None
+    request_id: str | None
+    invalid: tuple[InvalidRecord, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.records)

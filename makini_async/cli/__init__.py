@@ -1,0 +1,138 @@
+"""The ``makini-async`` command line: bulk pulls to JSON Lines, a demo, the mock server.
+
+::
+
+    makini-async demo                                   # mock server + pull, exits 0
+    makini-async pull --entity work-orders --entity assets \\
+        --tokens-file tokens.txt --out ./out --checkpoint pull.sqlite
+    makini-async mock-server --port 8080
+    makini-async --version
+
+``pull`` writes one JSON Lines file per entity (``OUT/work-orders.jsonl``):
+each line is a record as the API sent it plus ``"_connection"`` (the
+connection's name, never its token). Records that do not fit their model go,
+whole, to ``OUT/work-orders.invalid.jsonl`` with the field path and reason.
+Exit codes: 0 every chain completed (and, with ``--strict``, no invalid
+record), 1 some connection failed, needed reauthorization or was skipped,
+2 bad input (one ``makini-async: error: ...`` line on stderr), 130
+interrupted.
+
+Tokens come from ``--tokens-file`` (one ``TOKEN`` or ``NAME,TOKEN`` per line;
+blank lines and ``#`` comments ignored) or from an environment variable
+(``--tokens-env``, default ``MAKINI_TOKENS``) holding the same entries
+separated by newlines or spaces (``plant-1,TOKEN1 plant-2,TOKEN2``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from typing import TYPE_CHECKING, NoReturn
+
+from makini_async.cli._args import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    CliError,
+    build_parser,
+    pull_settings,
+)
+from makini_async.cli._demo import cmd_demo
+from makini_async.cli._run import preflight, progress_stream, run_pull, summary
+from makini_async.errors import MakiniError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+__all__ = ["main"]
+
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    settings = pull_settings(args)
+    asyncio.run(preflight(settings))
+    stream, isatty = progress_stream()
+    outcome = asyncio.run(run_pull(settings, stream=stream, isatty=isatty))
+    tokens = [token for _, token in settings.connections]
+    print(summary(outcome, tokens))
+    if not outcome.report.ok:
+        return EXIT_FAILED
+    if settings.strict and outcome.report.invalid:
+        sys.stderr.write(
+            f"{PROG}: {outcome.report.invalid} record(s) did not fit their model (--strict)\n"
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _cmd_mock_server(args: argparse.Namespace) -> int:
+    from makini_async.testing import main as serve_main  # noqa: PLC0415 - only this command
+
+    return serve_main(list(args.mock_args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``makini-async``; returns the exit code."""
+    parser = build_parser()
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] == "mock-server":
+        # Everything after the command belongs to the mock server's own parser,
+        # checked first so that bad input is one error line like everywhere else.
+        from makini_async.testing import build_parser as serve_parser  # noqa: PLC0415
+        from makini_async.testing import main as serve_main  # noqa: PLC0415
+
+        checker = serve_parser()
+        checker.prog = f"{PROG} mock-server"
+
+        def one_line(message: str) -> NoReturn:
+            raise CliError(f"mock-server: {message}")
+
+        checker.error = one_line  # type: ignore[method-assign]
+
+        def serve() -> int:
+            checker.parse_args(arguments[1:])
+            return serve_main(arguments[1:])
+
+        try:
+            return _guard(serve)
+        except SystemExit as exc:  # its own --help or usage error
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        args = parser.parse_args(arguments)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    commands = {"pull": _cmd_pull, "demo": cmd_demo, "mock-server": _cmd_mock_server}
+    return _guard(lambda: commands[args.command](args))
+
+
+def _guard(run: Callable[[], int]) -> int:
+    """Run a command: bad input becomes one error line (2), Ctrl-C becomes 130."""
+    started = time.monotonic()
+    try:
+        code = run()
+    except CliError as exc:
+        _fail(str(exc))
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(
+                f"\n{PROG}: interrupted after {time.monotonic() - started:.1f}s "
+                "(rerun with the same --checkpoint to resume)\n"
+            )
+        return EXIT_INTERRUPTED
+    except MakiniError as exc:
+        # A pull-wide failure (for example a checkpoint that cannot be written).
+        _fail(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - one line, never a traceback
+        _fail(f"unexpected {type(exc).__name__}: {exc}")
+        return EXIT_FAILED
+    return code
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"{PROG}: error: {message.splitlines()[0] if message else 'failed'}\n")

@@ -1,0 +1,415 @@
+"""Arguments of the ``makini-async`` command: the parser and validated pull settings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import attrs
+
+from makini_async._config import RetryPolicy, Timeouts
+from makini_async._constants import VERSION
+from makini_async._sansio import check_base_url, format_when, valid_token
+from makini_async.checkpoint import open_checkpoint
+from makini_async.connection import default_name
+from makini_async.entities import Entity, to_entity
+from makini_async.errors import (
+    CheckpointError,
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "DEFAULT_TOKENS_ENV",
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "PROG",
+    "CliError",
+    "PullSettings",
+    "build_parser",
+    "check_out_dir",
+    "load_tokens",
+    "pull_settings",
+]
+
+
+PROG: Final = "makini-async"
+
+
+DEFAULT_TOKENS_ENV: Final = "MAKINI_TOKENS"
+
+
+EXIT_OK: Final = 0
+
+
+EXIT_FAILED: Final = 1
+
+
+EXIT_USAGE: Final = 2
+
+
+EXIT_INTERRUPTED: Final = 130
+
+
+class CliError(Exception):
+    """Bad input: reported as one ``makini-async: error: ...`` line, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors always read ``makini-async: error: ...``.
+
+    (Sub-parsers would otherwise say ``makini-async pull: error: ...``.)
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        msg = f"expected a whole number, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < 1:
+        msg = f"must be at least 1, got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"expected a number of seconds, got {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not value > 0:
+        msg = f"must be more than 0, got {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog=PROG,
+        description="Command-line tools for makini_async: bulk pulls, a demo, a mock server.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=Parser
+    )
+
+    pull = commands.add_parser(
+        "pull",
+        help="pull entities from every connection into JSON Lines files",
+        description=(
+            "Pull entities from many connections into one JSON Lines file per entity. "
+            "Exit codes: 0 all completed, 1 some connection failed, 2 bad input, "
+            "130 interrupted."
+        ),
+    )
+    entities = ", ".join(e.value for e in Entity)
+    pull.add_argument(
+        "--entity",
+        action="append",
+        required=True,
+        metavar="ENTITY",
+        help=f"an entity to pull (repeatable): {entities}",
+    )
+    tokens = pull.add_mutually_exclusive_group()
+    tokens.add_argument(
+        "--tokens-file",
+        metavar="FILE",
+        help="one TOKEN or NAME,TOKEN per line; blank lines and # comments are ignored",
+    )
+    tokens.add_argument(
+        "--tokens-env",
+        metavar="VAR",
+        default=None,
+        help=(
+            f"environment variable holding the tokens (default {DEFAULT_TOKENS_ENV}): "
+            "TOKEN or NAME,TOKEN entries separated by newlines or spaces"
+        ),
+    )
+    pull.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    pull.add_argument(
+        "--modified-after",
+        metavar="WHEN",
+        help="only records modified at or after this ISO 8601 date or date-time",
+    )
+    pull.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="resume from / record progress in this file (.json, else SQLite); "
+        "output files are appended to instead of truncated",
+    )
+    _add_client_options(pull)
+    pull.add_argument(
+        "--typed",
+        action="store_true",
+        help="structure records into typed models (validates them; slower)",
+    )
+    pull.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when any record did not fit its model (written to ENTITY.invalid.jsonl)",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="pull from an in-process mock server with faults (exits 0 when working)",
+        description=(
+            "Start a mock Makini server with random faults, two connections needing "
+            "reauthorization and one that never answers, and pull work-orders, assets "
+            "and purchase-orders from every connection. Exits 0 when the only failed "
+            "connections are those three."
+        ),
+    )
+    demo.add_argument("--connections", type=_positive_int, default=300)
+    demo.add_argument("--records", type=_positive_int, default=200, help="records per entity")
+    demo.add_argument("--out", default="makini-demo-out", metavar="DIR")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--concurrency", type=_positive_int, default=None, metavar="N")
+    demo.add_argument("--progress-interval", type=_positive_float, default=None, metavar="S")
+    demo.add_argument(
+        "--dicts",
+        action="store_true",
+        help="pull plain dicts instead of typed records (faster; no record is validated)",
+    )
+
+    mock = commands.add_parser(
+        "mock-server",
+        help="serve the mock Makini API (see --help)",
+        add_help=False,
+        description="Serve the mock Makini API; options as python -m makini_async.testing.",
+    )
+    mock.add_argument("mock_args", nargs=argparse.REMAINDER)
+    return parser
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--base-url", default=None, metavar="URL", help="API base URL (default the library's)"
+    )
+    parser.add_argument(
+        "--allow-insecure-http",
+        action="store_true",
+        help="allow a plain http:// base URL for a host that is not loopback (tokens in clear)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="chains (connection, entity) pulled at once",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="read timeout of each attempt",
+    )
+    parser.add_argument(
+        "--attempts",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="attempts per request, retries included",
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between progress lines when stderr is not a terminal (default 2)",
+    )
+
+
+@attrs.frozen(kw_only=True)
+class PullSettings:
+    """Everything a pull needs, validated."""
+
+    entities: tuple[Entity, ...]
+    connections: tuple[tuple[str, str], ...]  # (name, token)
+    out: Path
+    base_url: str | None = None
+    allow_insecure_http: bool = False
+    modified_after: str | None = None
+    checkpoint: Path | None = None
+    concurrency: int | None = None
+    typed: bool = False
+    strict: bool = False
+    timeouts: Timeouts | None = None
+    retry: RetryPolicy | None = None
+    progress_interval: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<PullSettings {len(self.connections)} connections -> {self.out}>"
+
+
+def _parse_entities(values: Sequence[str]) -> tuple[Entity, ...]:
+    out: list[Entity] = []
+    for value in values:
+        try:
+            entity = to_entity(value.strip())
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        if entity not in out:
+            out.append(entity)
+    return tuple(out)
+
+
+def _parse_tokens(lines: Sequence[str], source: str) -> list[tuple[str | None, str]]:
+    """``(name or None, token)`` per meaningful line; errors name line numbers only."""
+    out: list[tuple[str | None, str]] = []
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name: str | None
+        if "," in line:
+            name, _, token = (part.strip() for part in line.partition(","))
+        else:
+            name, token = None, line
+        bad = (
+            not token
+            or "," in token
+            or not valid_token(token)
+            or (name is not None and (not name or any(ord(ch) < 32 for ch in name)))
+        )
+        if bad:
+            msg = f"{source}: line {number} is malformed; expected TOKEN or NAME,TOKEN"
+            raise CliError(msg)
+        out.append((name, token))
+    return out
+
+
+def _named(entries: list[tuple[str | None, str]], source: str) -> tuple[tuple[str, str], ...]:
+    """Give every token a unique name; reject duplicates.
+
+    An unnamed token is named from the token itself (``conn-`` and a hash
+    prefix, as the library does), never from its line: checkpoints are keyed
+    by name, so a name must not move to another customer when lines move.
+    """
+    if not entries:
+        msg = f"{source}: no tokens found"
+        raise CliError(msg)
+    names: set[str] = set()
+    tokens: set[str] = set()
+    out: list[tuple[str, str]] = []
+    for given, token in entries:
+        name = given if given is not None else default_name(token)
+        if name in names:
+            msg = f"{source}: duplicate connection name {name!r}"
+            raise CliError(msg)
+        if token in tokens:
+            msg = f"{source}: the token of connection {name!r} appears twice"
+            raise CliError(msg)
+        names.add(name)
+        tokens.add(token)
+        out.append((name, token))
+    return tuple(out)
+
+
+def load_tokens(tokens_file: str | None, tokens_env: str | None) -> tuple[tuple[str, str], ...]:
+    if tokens_file is not None:
+        path = Path(tokens_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            msg = f"tokens file not found: {tokens_file}"
+            raise CliError(msg) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            msg = f"cannot read tokens file {tokens_file}: {type(exc).__name__}"
+            raise CliError(msg) from None
+        source = f"tokens file {tokens_file}"
+        return _named(_parse_tokens(text.splitlines(), source), source)
+    var = tokens_env or DEFAULT_TOKENS_ENV
+    value = os.environ.get(var, "")
+    source = f"environment variable {var}"
+    if not value.strip():
+        msg = f"no tokens: give --tokens-file FILE or set {var}"
+        raise CliError(msg)
+    # Entries are separated by any white space (tokens contain none), so a
+    # single "name,token" is never mistaken for two tokens.
+    return _named(_parse_tokens(value.split(), source), source)
+
+
+def _check_base_url(url: str, *, allow_insecure_http: bool) -> str:
+    try:
+        check_base_url(url, allow_insecure_http=allow_insecure_http)
+    except UsageError as exc:
+        message = exc.message.replace(
+            "MakiniPool(allow_insecure_http=True)", "--allow-insecure-http"
+        )
+        raise CliError(f"bad --base-url: {message}") from None
+    return url
+
+
+def check_out_dir(out: Path) -> None:
+    """Create ``out`` and a temporary file in it, or fail before any request."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".makini-write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        msg = f"cannot write to output directory {out}: {reason}"
+        raise CliError(msg) from None
+
+
+def pull_settings(args: argparse.Namespace) -> PullSettings:
+    """Validate the ``pull`` arguments (raises :class:`CliError`)."""
+    entities = _parse_entities(args.entity)
+    connections = load_tokens(args.tokens_file, args.tokens_env)
+    modified_after = None
+    if args.modified_after is not None:
+        try:
+            modified_after = format_when(args.modified_after, name="--modified-after")
+        except UsageError:
+            msg = (
+                f"bad --modified-after {args.modified_after!r}: expected an ISO 8601 date "
+                "or date-time such as 2024-01-01 or 2024-01-01T00:00:00Z"
+            )
+            raise CliError(msg) from None
+    base_url = (
+        None
+        if args.base_url is None
+        else _check_base_url(args.base_url, allow_insecure_http=args.allow_insecure_http)
+    )
+    out = Path(args.out)
+    check_out_dir(out)
+    checkpoint = None
+    if args.checkpoint is not None:
+        checkpoint = Path(args.checkpoint)
+        try:
+            open_checkpoint(checkpoint).close()
+        except (UsageError, CheckpointError) as exc:
+            raise CliError(exc.message) from None
+    timeouts = None if args.timeout is None else Timeouts(read=args.timeout)
+    retry = None if args.attempts is None else RetryPolicy(attempts=args.attempts)
+    return PullSettings(
+        entities=entities,
+        connections=connections,
+        out=out,
+        base_url=base_url,
+        allow_insecure_http=args.allow_insecure_http,
+        modified_after=modified_after,
+        checkpoint=checkpoint,
+        concurrency=args.concurrency,
+        typed=args.typed,
+        strict=args.strict,
+        timeouts=timeouts,
+        retry=retry,
+        progress_interval=args.progress_interval,
+    )

@@ -1,0 +1,405 @@
+"""Typed per-entity resources: ``conn.work_orders.list()`` is a ``Listing[WorkOrder]``.
+
+::
+
+    async for order in conn.work_orders.list(modified_after="2024-01-01"):
+        order.title                      # a WorkOrder, as far as mypy is concerned
+    order = await conn.work_orders.get("wo_000123")
+    row = await conn.assets.get("ast_000001", as_dicts=True)    # dict[str, Any]
+
+Each connection has one resource per entity (``purchase_orders``,
+``work_orders``, ``assets``, ``inventory_items``, ``vendors``,
+``locations``). A resource returns typed records unless ``as_dicts=True`` is
+passed (the pool's ``as_dicts`` default applies to the string-entity calls,
+``conn.list("work-orders")``, whose type is ``Any``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, cast, overload
+
+import orjson
+
+from makini_async._invalid import ON_INVALID
+from makini_async._sansio import check_record_id, format_when, parse_single
+from makini_async._send import Call, send
+from makini_async.entities import Entity, EntityLike, to_entity
+from makini_async.errors import UsageError
+from makini_async.models import (
+    Asset,
+    InventoryItem,
+    Location,
+    PurchaseOrder,
+    Record,
+    Vendor,
+    WorkOrder,
+    invalid_record_error,
+    structure_page,
+    unstructure,
+)
+from makini_async.pagination import Listing
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Mapping
+
+    from makini_async._invalid import InvalidRecord, OnInvalid
+    from makini_async._transport import RawResponse
+    from makini_async.connection import Connection
+
+__all__ = [
+    "AUTO",
+    "Assets",
+    "InventoryItems",
+    "Locations",
+    "PurchaseOrders",
+    "Resource",
+    "Vendors",
+    "WorkOrders",
+]
+
+R = TypeVar("R", bound=Record)
+
+
+class _Auto:
+    def __repr__(self) -> str:
+        return "AUTO"
+
+
+#: Generate an idempotency key (the default for ``create`` and ``update``).
+AUTO: Final = _Auto()
+
+
+class Resource(Generic[R]):
+    """One entity of one connection: list, get, create, update, delete."""
+
+    __slots__ = ("_conn", "entity")
+
+    def __init__(self, conn: Connection, entity: Entity) -> None:
+        self._conn = conn
+        self.entity = entity
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self._conn.name!r}>"
+
+    # -- listing ----------------------------------------------------------------
+
+    @overload
+    def list(
+        self,
+        *,
+        page_size: int | None = ...,
+        modified_after: dt.datetime | dt.date | str | None = ...,
+        created_after: dt.datetime | dt.date | str | None = ...,
+        cursor: str | None = ...,
+        as_dicts: Literal[False] = ...,
+        on_invalid: Literal["raise", "skip"] = ...,
+    ) -> Listing[R]: ...
+
+    @overload
+    def list(
+        self,
+        *,
+        page_size: int | None = ...,
+        modified_after: dt.datetime | dt.date | str | None = ...,
+        created_after: dt.datetime | dt.date | str | None = ...,
+        cursor: str | None = ...,
+        as_dicts: Literal[False] = ...,
+        on_invalid: Literal["deliver"],
+    ) -> Listing[R | InvalidRecord]: ...
+
+    @overload
+    def list(
+        self,
+        *,
+        page_size: int | None = ...,
+        modified_after: dt.datetime | dt.date | str | None = ...,
+        created_after: dt.datetime | dt.date | str | None = ...,
+        cursor: str | None = ...,
+        as_dicts: Literal[True],
+        on_invalid: Literal["raise", "skip"] = ...,
+    ) -> Listing[dict[str, Any]]: ...
+
+    @overload
+    def list(
+        self,
+        *,
+        page_size: int | None = ...,
+        modified_after: dt.datetime | dt.date | str | None = ...,
+        created_after: dt.datetime | dt.date | str | None = ...,
+        cursor: str | None = ...,
+        as_dicts: Literal[True],
+        on_invalid: Literal["deliver"],
+    ) -> Listing[dict[str, Any] | InvalidRecord]: ...
+
+    @overload
+    def list(
+        self,
+        *,
+        page_size: int | None = ...,
+        modified_after: dt.datetime | dt.date | str | None = ...,
+        created_after: dt.datetime | dt.date | str | None = ...,
+        cursor: str | None = ...,
+        as_dicts: bool = ...,
+        on_invalid: OnInvalid = ...,
+    ) -> Listing[Any]: ...
+
+    def list(
+        self,
+        *,
+        page_size: int | None = None,
+        modified_after: dt.datetime | dt.date | str | None = None,
+        created_after: dt.datetime | dt.date | str | None = None,
+        cursor: str | None = None,
+        as_dicts: bool = False,
+        on_invalid: OnInvalid = "raise",
+    ) -> Listing[Any]:
+        """List records, oldest cursor first (see :meth:`Connection.list`)."""
+        check_on_invalid(on_invalid)
+        if not isinstance(as_dicts, bool):
+            msg = f"as_dicts must be True or False, got {as_dicts!r}"
+            raise UsageError(msg)
+        return Listing(
+            self._conn,
+            self.entity,
+            page_size=self._conn.page_size_for(self.entity, page_size),
+            cursor=_cursor(cursor),
+            modified_after=_when(modified_after, "modified_after"),
+            created_after=_when(created_after, "created_after"),
+            as_dicts=as_dicts,
+            on_invalid=on_invalid,
+        )
+
+    # -- single records ---------------------------------------------------------
+
+    @overload
+    async def get(self, id: str, *, as_dicts: Literal[False] = ...) -> R: ...
+    @overload
+    async def get(self, id: str, *, as_dicts: Literal[True]) -> dict[str, Any]: ...
+    @overload
+    async def get(self, id: str, *, as_dicts: bool) -> R | dict[str, Any]: ...
+
+    async def get(self, id: str, *, as_dicts: bool = False) -> R | dict[str, Any]:
+        """``GET /{entity}/{id}``: one record (or dict). Raises :class:`NotFound`."""
+        path = self._record_path(id)
+        return self._shape(await send(self._conn, Call("GET", path), _single), as_dicts)
+
+    @overload
+    async def create(
+        self,
+        body: Mapping[str, Any] | Record,
+        *,
+        idempotency_key: str | _Auto | None = ...,
+        as_dicts: Literal[False] = ...,
+    ) -> R: ...
+    @overload
+    async def create(
+        self,
+        body: Mapping[str, Any] | Record,
+        *,
+        idempotency_key: str | _Auto | None = ...,
+        as_dicts: Literal[True],
+    ) -> dict[str, Any]: ...
+    @overload
+    async def create(
+        self,
+        body: Mapping[str, Any] | Record,
+        *,
+        idempotency_key: str | _Auto | None = ...,
+        as_dicts: bool,
+    ) -> R | dict[str, Any]: ...
+
+    async def create(
+        self,
+        body: Mapping[str, Any] | Record,
+        *,
+        idempotency_key: str | _Auto | None = AUTO,
+        as_dicts: bool = False,
+    ) -> R | dict[str, Any]:
+        """``POST /{entity}``: create a record, return it as the API stored it.
+
+        An idempotency key is generated unless one is given, and kept
+        identical across retries, so a retried create never creates twice.
+        ``idempotency_key=None`` sends none and disables retries.
+        """
+        call = Call(
+            "POST", "/" + self.entity.value, None, encode(body), _idempotency_key(idempotency_key)
+        )
+        return self._shape(await send(self._conn, call, _single), as_dicts)
+
+    @overload
+    async def update(
+        self,
+        id: str,
+        changes: Mapping[str, Any],
+        *,
+        idempotency_key: str | _Auto | None = ...,
+        as_dicts: Literal[False] = ...,
+    ) -> R: ...
+    @overload
+    async def update(
+        self,
+        id: str,
+        changes: Mapping[str, Any],
+        *,
+        idempotency_key: str | _Auto | None = ...,
+        as_dicts: Literal[True],
+    ) -> dict[str, Any]: ...
+    @overload
+    async def update(
+        self,
+        id: str,
+        changes: Mapping[str, Any],
+        *,
+        idempotency_key: str | _Auto | None = ...,
+        as_dicts: bool,
+    ) -> R | dict[str, Any]: ...
+
+    async def update(
+        self,
+        id: str,
+        changes: Mapping[str, Any],
+        *,
+        idempotency_key: str | _Auto | None = AUTO,
+        as_dicts: bool = False,
+    ) -> R | dict[str, Any]:
+        """``PATCH /{entity}/{id}`` with ``changes``; returns the updated record."""
+        path = self._record_path(id)
+        call = Call("PATCH", path, None, encode(changes), _idempotency_key(idempotency_key))
+        return self._shape(await send(self._conn, call, _single), as_dicts)
+
+    async def delete(self, id: str) -> None:
+        """``DELETE /{entity}/{id}``. Many systems answer :class:`OperationNotSupported`."""
+        await send(self._conn, Call("DELETE", self._record_path(id)), _ignore)
+
+    def _record_path(self, id: str) -> str:
+        return f"/{self.entity.value}/{check_record_id(id)}"
+
+    def _shape(
+        self,
+        answer: tuple[dict[str, Any], str | None],
+        as_dicts: bool,  # noqa: FBT001
+    ) -> R | dict[str, Any]:
+        data, request_id = answer
+        if as_dicts:
+            return data
+        conn = self._conn
+        records, invalid = structure_page(
+            self.entity, [data], request_id=request_id, connection=conn.name
+        )
+        if invalid:
+            raise invalid_record_error(conn.cleaned(invalid)[0])
+        return cast("R", records[0])
+
+
+class PurchaseOrders(Resource[PurchaseOrder]):
+    """``purchase-orders`` of one connection."""
+
+    __slots__ = ()
+
+
+class WorkOrders(Resource[WorkOrder]):
+    """``work-orders`` of one connection."""
+
+    __slots__ = ()
+
+
+class Assets(Resource[Asset]):
+    """``assets`` of one connection."""
+
+    __slots__ = ()
+
+
+class InventoryItems(Resource[InventoryItem]):
+    """``inventory-items`` of one connection."""
+
+    __slots__ = ()
+
+
+class Vendors(Resource[Vendor]):
+    """``vendors`` of one connection."""
+
+    __slots__ = ()
+
+
+class Locations(Resource[Location]):
+    """``locations`` of one connection."""
+
+    __slots__ = ()
+
+
+RESOURCE_TYPES: Final[dict[Entity, type[Resource[Any]]]] = {
+    Entity.PURCHASE_ORDERS: PurchaseOrders,
+    Entity.WORK_ORDERS: WorkOrders,
+    Entity.ASSETS: Assets,
+    Entity.INVENTORY_ITEMS: InventoryItems,
+    Entity.VENDORS: Vendors,
+    Entity.LOCATIONS: Locations,
+}
+
+
+# -- arguments -------------------------------------------------------------------
+
+
+def entity_of(entity: EntityLike) -> Entity:
+    """The :class:`Entity` for an argument, or :class:`UsageError`."""
+    try:
+        return to_entity(entity)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def check_on_invalid(on_invalid: object) -> None:
+    """Raise :class:`UsageError` unless ``on_invalid`` is one of the policies."""
+    if on_invalid not in ON_INVALID:
+        msg = f"on_invalid must be one of {sorted(ON_INVALID)}, got {on_invalid!r}"
+        raise UsageError(msg)
+
+
+def _when(value: dt.datetime | dt.date | str | None, name: str) -> str | None:
+    return None if value is None else format_when(value, name=name)
+
+
+def _cursor(value: object) -> str | None:
+    if value is None or (isinstance(value, str) and value):
+        return value
+    msg = f"cursor must be a page's next_cursor (a non-empty string) or None, got {value!r}"
+    raise UsageError(msg)
+
+
+def _idempotency_key(value: str | _Auto | None) -> str | None:
+    if value is AUTO:
+        return uuid.uuid4().hex
+    if value is None or (isinstance(value, str) and value):
+        return value
+    msg = "idempotency_key must be a non-empty string, AUTO or None"
+    raise UsageError(msg)
+
+
+def encode(body: object) -> bytes:
+    """A JSON request body: decimals as strings, records in the API's shape."""
+    try:
+        return orjson.dumps(body, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        msg = f"cannot send this body as JSON: {exc}"
+        raise UsageError(msg) from None
+
+
+def _default(value: object) -> object:
+    # Decimals go out as strings: the API's money and quantities are decimal strings.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, Record):
+        return unstructure(value)
+    msg = f"cannot send a {type(value).__name__} in a JSON body"
+    raise TypeError(msg)
+
+
+def _single(resp: RawResponse, request_id: str | None) -> tuple[dict[str, Any], str | None]:
+    return parse_single(resp.body, request_id=request_id), request_id
+
+
+def _ignore(_resp: RawResponse, _request_id: str | None) -> None:
+    return None
