@@ -7,25 +7,33 @@ are remembered on the connection for the rest of its life.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from makini_async._reading import announce_page, finish_page, read_page
 from makini_async._sansio import list_params
-from makini_async._send import Call, Tally, send
+from makini_async._send import Call, Link, Tally, send
 from makini_async._walk import adapt_page_size
 from makini_async.errors import UsageError
 from makini_async.pagination import Page, RawPage
 
 if TYPE_CHECKING:
     from makini_async._transport import RawResponse
-    from makini_async.connection import Connection
     from makini_async.entities import Entity
     from makini_async.errors import MakiniError
 
-__all__ = ["fetch_page", "fetch_raw", "finish", "page_size_for"]
+__all__ = ["ListingLink", "fetch_page", "fetch_raw", "finish", "page_size_for"]
 
 
-def page_size_for(conn: Connection, entity: Entity, page_size: int | None = None) -> int:
+class ListingLink(Link, Protocol):
+    """A connection as listing needs it: the send loop's view plus page-size memory."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]: ...
+    def learnt_page_size(self, entity: Entity) -> int | None: ...
+    def learn_page_size(self, entity: Entity, limit: int) -> None: ...
+
+
+def page_size_for(conn: ListingLink, entity: Entity, page_size: int | None = None) -> int:
     """The page size to ask for: ``page_size``, else the pool's, within any learnt limit."""
     if page_size is None:
         size = conn.shared.page_sizes.for_entity(entity)
@@ -39,7 +47,7 @@ def page_size_for(conn: Connection, entity: Entity, page_size: int | None = None
 
 
 async def fetch_raw(
-    conn: Connection,
+    conn: ListingLink,
     entity: Entity,
     *,
     cursor: str | None,
@@ -68,7 +76,7 @@ async def fetch_raw(
 
 
 async def fetch_page(
-    conn: Connection,
+    conn: ListingLink,
     entity: Entity,
     *,
     cursor: str | None,
@@ -92,7 +100,7 @@ async def fetch_page(
     return await finish(conn, page, as_dicts=as_dicts)
 
 
-async def finish(conn: Connection, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
+async def finish(conn: ListingLink, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
     """Structure a parsed page (unless ``as_dicts``) and tell the ``on_page`` hooks."""
     page = finish_page(page, as_dicts=as_dicts, connection=conn.name, secrets=conn.secrets)
     await announce_page(conn.shared.hooks.on_page, conn.name, page)
@@ -100,7 +108,7 @@ async def finish(conn: Connection, page: Page[Any], *, as_dicts: bool) -> Page[A
 
 
 async def _fetch(
-    conn: Connection,
+    conn: ListingLink,
     entity: Entity,
     *,
     cursor: str | None,

@@ -15,7 +15,7 @@ override the number of attempts, and changes nothing else.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
 from makini_async._retry import WaitSchedule, effective_attempts, is_testing
 from makini_async._sansio import error_from_response, redirect_error
@@ -23,12 +23,14 @@ from makini_async.errors import APIError, MakiniError, RateLimitError, Transport
 from makini_async.instrumentation import RequestEvent, RetryEvent, emit
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable
 
+    from makini_async._shared import Shared
     from makini_async._transport import RawResponse
-    from makini_async.connection import Connection
+    from makini_async.errors import CircuitOpenError
 
-__all__ = ["Call", "Tally", "send"]
+__all__ = ["Call", "Link", "Tally", "send"]
 
 logger = logging.getLogger("makini_async")
 
@@ -54,6 +56,39 @@ class Call(NamedTuple):
         return self.idempotency_key is not None or self.method in _SAFE_METHODS
 
 
+class Link(Protocol):
+    """A connection as the send loop sees it (:class:`~makini_async.Connection` is one).
+
+    Its counters, its health (:class:`~makini_async._health.Health`) and its
+    concurrency slot; the loop needs nothing else of it.
+    """
+
+    requests: int
+    retries: int
+    rate_limited: int
+    failures: int
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def token(self) -> str: ...
+    @property
+    def shared(self) -> Shared: ...
+    @property
+    def breaker_open(self) -> bool: ...
+    def headers(self, call: Call) -> dict[str, str]: ...
+    def guard(self) -> bool: ...
+    def begin(self, now: float) -> None: ...
+    def end(self) -> None: ...
+    def end_probe(self) -> None: ...
+    def slot(self) -> asyncio.Semaphore: ...
+    def cooldown_left(self) -> float: ...
+    def succeeded(self) -> None: ...
+    async def failed(self, error: MakiniError, *, probe: bool, pause: float) -> None: ...
+    async def close_breaker(self, request_id: str | None) -> None: ...
+    def breaker_error(self, error: MakiniError, *, while_waiting: bool) -> CircuitOpenError: ...
+
+
 class Tally:
     """Retries and 429 answers counted for one caller (a bulk-pull chain)."""
 
@@ -65,7 +100,7 @@ class Tally:
 
 
 async def send(
-    conn: Connection,
+    conn: Link,
     call: Call,
     parse: Callable[[RawResponse, str | None], T],
     *,
@@ -177,7 +212,7 @@ async def send(
 
 
 def _classify(
-    conn: Connection,
+    conn: Link,
     call: Call,
     resp: RawResponse,
     request_id: str | None,
@@ -193,7 +228,7 @@ def _classify(
 
 
 async def _transmit(
-    conn: Connection,
+    conn: Link,
     call: Call,
     url: str,
     headers: dict[str, str],
@@ -225,7 +260,7 @@ def _pause(error: MakiniError, *, testing: bool) -> float:
 
 
 def _retry_wait(
-    conn: Connection,
+    conn: Link,
     error: MakiniError,
     started: float,
     schedule: WaitSchedule,
@@ -260,7 +295,7 @@ def _retry_wait(
 
 
 async def _announce_retry(
-    conn: Connection, call: Call, attempt: int, wait: float, error: MakiniError
+    conn: Link, call: Call, attempt: int, wait: float, error: MakiniError
 ) -> None:
     if logger.isEnabledFor(logging.INFO):
         logger.info(

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar, cast, overload
 
 import orjson
 
 from makini_async._invalid import ON_INVALID
+from makini_async._listing import ListingLink
 from makini_async._sansio import check_record_id, format_when, parse_single
 from makini_async._send import Call, send
 from makini_async.entities import Entity, EntityLike, to_entity
@@ -39,15 +40,15 @@ from makini_async.models import (
     structure_page,
     unstructure,
 )
-from makini_async.pagination import Listing
+from makini_async.pagination import Listing, PageSource
 
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping
 
     from makini_async._invalid import InvalidRecord, OnInvalid
+    from makini_async._invalid import InvalidRecord as _Invalid
     from makini_async._transport import RawResponse
-    from makini_async.connection import Connection
 
 __all__ = [
     "AUTO",
@@ -72,12 +73,19 @@ class _Auto:
 AUTO: Final = _Auto()
 
 
+class ResourceLink(ListingLink, PageSource, Protocol):
+    """A connection as a resource needs it (:class:`~makini_async.Connection` is one)."""
+
+    def page_size_for(self, entity: Entity, page_size: int | None = None) -> int: ...
+    def cleaned(self, invalid: list[_Invalid]) -> tuple[_Invalid, ...]: ...
+
+
 class Resource(Generic[R]):
     """One entity of one connection: list, get, create, update, delete."""
 
     __slots__ = ("_conn", "entity")
 
-    def __init__(self, conn: Connection, entity: Entity) -> None:
+    def __init__(self, conn: ResourceLink, entity: Entity) -> None:
         self._conn = conn
         self.entity = entity
 

@@ -35,7 +35,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from makini_async.bulk._pull import DEFAULT_OVERLAP, ConnectionSpec, Pool, Pull
+from makini_async.bulk._chain import ConnectionSource, ConnectionSpec
+from makini_async.bulk._pull import DEFAULT_OVERLAP, Pull
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_OVERLAP",
     "ChainReport",
+    "ConnectionSource",
     "ConnectionSpec",
     "Outcome",
     "Pull",
@@ -57,7 +59,7 @@ __all__ = [
 
 
 def pull(
-    pool: Pool,
+    pool: ConnectionSource,
     entities: EntityLike | Iterable[EntityLike],
     connections: Iterable[ConnectionSpec],
     **options: Any,

@@ -11,22 +11,34 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import operator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 
 from makini_async._invalid import InvalidRecord
 from makini_async.bulk._report import ChainReport
 from makini_async.checkpoint import ChainState
-from makini_async.errors import CheckpointError
+from makini_async.connection import Connection
+from makini_async.entities import Entity, EntityLike, to_entity
+from makini_async.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable, Sequence
 
+    from makini_async._shared import Shared
     from makini_async.checkpoint import CheckpointStore
-    from makini_async.connection import Connection
 
-__all__ = ["Chain", "ChainEnded", "Checkpoints", "fresh", "iso"]
+__all__ = [
+    "Chain",
+    "ChainEnded",
+    "Checkpoints",
+    "ConnectionSource",
+    "ConnectionSpec",
+    "connections_of",
+    "entities_of",
+    "fresh",
+    "iso",
+]
 
 logger = logging.getLogger("makini_async")
 
@@ -260,3 +272,62 @@ class Checkpoints:
         if self._run_start_cache[0] != second:
             self._run_start_cache = (second, iso(now - self._overlap))
         return self._run_start_cache[1]
+
+
+# -- what a pull is made of ----------------------------------------------------------
+
+#: A connection of a pull: a token, a ``(name, token)`` pair, or a handle.
+ConnectionSpec = str | Connection | tuple[str, str]
+
+
+class ConnectionSource(Protocol):
+    """What a pull needs from its pool (so the bulk modules never import the pool's)."""
+
+    @property
+    def shared(self) -> Shared: ...
+
+    def connection(self, token: str, *, name: str | None = None) -> Connection: ...
+
+
+def entities_of(value: EntityLike | Iterable[EntityLike]) -> list[Entity]:
+    items: Sequence[EntityLike] = [value] if isinstance(value, (str, Entity)) else list(value)
+    if not items:
+        msg = "pull needs at least one entity"
+        raise UsageError(msg)
+    out: list[Entity] = []
+    for item in items:
+        try:
+            entity = to_entity(item)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if entity not in out:
+            out.append(entity)
+    return out
+
+
+def connections_of(pool: ConnectionSource, specs: Iterable[ConnectionSpec]) -> list[Connection]:
+    out: list[Connection] = []
+    names: set[str] = set()
+    for spec in specs:
+        if isinstance(spec, Connection):
+            conn = spec
+        elif isinstance(spec, tuple) and len(spec) == 2:
+            name, token = spec
+            conn = pool.connection(token, name=name)
+        elif isinstance(spec, str):
+            conn = pool.connection(spec)
+        else:
+            kind = type(spec).__name__
+            msg = f"a connection must be a token, a (name, token) pair or a Connection, not {kind}"
+            raise UsageError(msg)
+        if conn.name in names:
+            if any(c is conn for c in out):
+                continue
+            msg = f"two connections share the name {conn.name!r}; names must be unique"
+            raise UsageError(msg)
+        names.add(conn.name)
+        out.append(conn)
+    if not out:
+        msg = "pull needs at least one connection"
+        raise UsageError(msg)
+    return out

@@ -8,26 +8,29 @@ import functools
 import itertools
 import logging
 from itertools import repeat
-from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from makini_async import _listing
-from makini_async._reading import read_page
 from makini_async._sansio import format_when
-from makini_async._send import Tally
-from makini_async._walk import Walk
-from makini_async.bulk._chain import Chain, ChainEnded, Checkpoints, fresh
+from makini_async.bulk._chain import (
+    Chain,
+    ChainEnded,
+    Checkpoints,
+    ConnectionSource,
+    ConnectionSpec,
+    connections_of,
+    entities_of,
+    fresh,
+)
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
+from makini_async.bulk._worker import END, FAILED, PAGE, parse, run_chain
 from makini_async.checkpoint import CheckpointStore, open_checkpoint
-from makini_async.connection import Connection
-from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import (
     CircuitOpenError,
     MakiniError,
-    MalformedResponse,
     ReauthorizationRequired,
     UsageError,
 )
-from makini_async.pagination import Page, RawPage, report_invalid
+from makini_async.pagination import report_invalid
 from makini_async.resources import check_on_invalid
 
 if TYPE_CHECKING:
@@ -38,39 +41,23 @@ if TYPE_CHECKING:
         Callable,
         Iterable,
         Iterator,
-        Sequence,
     )
     from types import TracebackType
 
     from makini_async._invalid import InvalidRecord, OnInvalid
-    from makini_async._shared import Shared
+    from makini_async.entities import EntityLike
 
-__all__ = ["DEFAULT_OVERLAP", "ConnectionSpec", "Pool", "Pull"]
+__all__ = ["DEFAULT_OVERLAP", "Pull"]
 
 logger = logging.getLogger("makini_async")
 
 #: Seconds an incremental run reaches back before the last run's start.
 DEFAULT_OVERLAP: Final = 300.0
 
-#: A connection of a pull: a token, a ``(name, token)`` pair, or a handle.
-ConnectionSpec = str | Connection | tuple[str, str]
 
 R = TypeVar("R")
 
 _new_pulled_record: Final = functools.partial(tuple.__new__, PulledRecord)
-
-_PAGE: Final = 0
-_FAILED: Final = 1
-_END: Final = 2
-
-
-class Pool(Protocol):
-    """What a pull needs from its pool (so this module never imports the pool's)."""
-
-    @property
-    def shared(self) -> Shared: ...
-
-    def connection(self, token: str, *, name: str | None = None) -> Connection: ...
 
 
 def _utc_now() -> dt.datetime:
@@ -87,7 +74,7 @@ class Pull(Generic[R]):
 
     def __init__(
         self,
-        pool: Pool,
+        pool: ConnectionSource,
         entities: EntityLike | Iterable[EntityLike],
         connections: Iterable[ConnectionSpec],
         *,
@@ -103,8 +90,8 @@ class Pull(Generic[R]):
         wall_clock: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
         shared = pool.shared
-        ents = _entities(entities)
-        conns = _connections(pool, connections)
+        ents = entities_of(entities)
+        conns = connections_of(pool, connections)
         if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
             msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
             raise UsageError(msg)
@@ -138,7 +125,7 @@ class Pull(Generic[R]):
         # Unbounded, yet bounded by the protocol: each worker has at most one page
         # in it, and waits until the consumer has parsed that page.
         self._queue: asyncio.Queue[tuple[int, Chain | None, Any]] = asyncio.Queue()
-        self._next_chain = 0  # chains start in order: the index of the next one
+        self._pending = iter(self._chains)  # chains start in order, as workers free up
         self._current: Chain | None = None  # the chain of the page the consumer holds
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0
@@ -260,14 +247,14 @@ class Pull(Generic[R]):
         try:
             while True:
                 kind, chain, payload = await queue.get()
-                if kind == _PAGE:
+                if kind == PAGE:
                     assert chain is not None  # noqa: S101 - invariant of the queue protocol
                     raw, handed = payload
                     if chain.done:  # ended by the consumer (fail): stop its worker
                         handed.set_exception(ChainEnded())
                         continue
                     try:
-                        page = await _parse(chain, raw, as_dicts=as_dicts)
+                        page = await parse(chain, raw, as_dicts=as_dicts)
                         records, invalid = page.records, page.invalid
                         if self._dedupe:
                             records, invalid = fresh(
@@ -315,7 +302,7 @@ class Pull(Generic[R]):
                         checkpoints.save_cursor(chain, next_cursor)
                     else:
                         self._complete(chain)
-                elif kind == _FAILED:
+                elif kind == FAILED:
                     assert chain is not None  # noqa: S101
                     if chain.done:
                         continue  # ended by the consumer already
@@ -376,125 +363,16 @@ class Pull(Generic[R]):
 
     async def _worker(self) -> None:
         try:
-            chains = self._chains
-            while (index := self._next_chain) < len(chains):
-                self._next_chain = index + 1
-                await self._run_chain(chains[index])
+            # One iterator shared by the workers: each takes the next chain in order.
+            for chain in self._pending:
+                await run_chain(
+                    chain,
+                    self._queue,
+                    self._checkpoints,
+                    as_dicts=self._as_dicts,
+                    clock=self._clock,
+                )
         finally:
             self._live -= 1
             if self._live == 0 and not self._closed:
-                self._queue.put_nowait((_END, None, None))
-
-    async def _run_chain(self, chain: Chain) -> None:
-        chain.outcome = Outcome.RUNNING
-        chain.started_at = self._clock()
-        tally = Tally()
-        conn = chain.conn
-        entity = chain.entity
-        loop = asyncio.get_running_loop()
-        queue = self._queue
-        try:
-            cursor, modified_after = await self._checkpoints.plan(chain)
-            walk = Walk(cursor, conn.page_size_for(entity), connection=chain.connection)
-            while not walk.done:
-                item: RawPage | Page[Any] = await _listing.fetch_raw(
-                    conn,
-                    entity,
-                    cursor=walk.cursor,
-                    page_size=walk.page_size,
-                    modified_after=modified_after,
-                    tally=tally,
-                )
-                handed: asyncio.Future[tuple[str | None, int, str | None]] = loop.create_future()
-                queue.put_nowait((_PAGE, chain, (item, handed)))
-                del item
-                try:
-                    next_cursor, page_size, request_id = await handed
-                except MalformedResponse:
-                    # Rare: fetch again, parsing (and structuring) here so a bad
-                    # body is retried. The consumer takes this page as it is.
-                    item = await _listing.fetch_page(
-                        conn,
-                        entity,
-                        cursor=walk.cursor,
-                        page_size=walk.page_size,
-                        modified_after=modified_after,
-                        as_dicts=self._as_dicts,
-                        tally=tally,
-                    )
-                    handed = loop.create_future()
-                    queue.put_nowait((_PAGE, chain, (item, handed)))
-                    del item
-                    next_cursor, page_size, request_id = await handed
-                chain.retries = tally.retries
-                chain.rate_limited = tally.rate_limited
-                # The last page: the consumer completes the chain once done with it.
-                walk.advance(next_cursor, page_size, request_id)
-        except asyncio.CancelledError:
-            raise
-        except ChainEnded:
-            return
-        except Exception as exc:  # noqa: BLE001 - every failure is reported per chain
-            # Including the consumer's, handed back here: all name their connection.
-            if isinstance(exc, MakiniError) and exc.connection is None:
-                exc.connection = chain.connection
-            chain.retries = tally.retries
-            chain.rate_limited = tally.rate_limited
-            queue.put_nowait((_FAILED, chain, exc))
-
-
-async def _parse(chain: Chain, raw: RawPage | Page[Any], *, as_dicts: bool) -> Page[Any]:
-    """Parse (and structure) a page in the consumer, right before it is used.
-
-    Parsed pages are many small objects. Parsed in the workers they would
-    stay alive across awaits, get promoted to the GC's oldest generation and
-    make every collection slower (about a third of the throughput); parsed
-    here, they die young.
-    """
-    if isinstance(raw, Page):
-        return raw  # fetched again by the worker with fetch_page: finished already
-    return await _listing.finish(chain.conn, read_page(raw), as_dicts=as_dicts)
-
-
-def _entities(value: EntityLike | Iterable[EntityLike]) -> list[Entity]:
-    items: Sequence[EntityLike] = [value] if isinstance(value, (str, Entity)) else list(value)
-    if not items:
-        msg = "pull needs at least one entity"
-        raise UsageError(msg)
-    out: list[Entity] = []
-    for item in items:
-        try:
-            entity = to_entity(item)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if entity not in out:
-            out.append(entity)
-    return out
-
-
-def _connections(pool: Pool, specs: Iterable[ConnectionSpec]) -> list[Connection]:
-    out: list[Connection] = []
-    names: set[str] = set()
-    for spec in specs:
-        if isinstance(spec, Connection):
-            conn = spec
-        elif isinstance(spec, tuple) and len(spec) == 2:
-            name, token = spec
-            conn = pool.connection(token, name=name)
-        elif isinstance(spec, str):
-            conn = pool.connection(spec)
-        else:
-            kind = type(spec).__name__
-            msg = f"a connection must be a token, a (name, token) pair or a Connection, not {kind}"
-            raise UsageError(msg)
-        if conn.name in names:
-            if any(c is conn for c in out):
-                continue
-            msg = f"two connections share the name {conn.name!r}; names must be unique"
-            raise UsageError(msg)
-        names.add(conn.name)
-        out.append(conn)
-    if not out:
-        msg = "pull needs at least one connection"
-        raise UsageError(msg)
-    return out
+                self._queue.put_nowait((END, None, None))
