@@ -21,7 +21,7 @@ from makini_async.testing._faults import FAULT_KINDS, FaultPlan, RateLimit
 from makini_async.testing._measure import measure_page_cost
 from makini_async.testing._serve import build_parser, main, serve
 from makini_async.testing._server import MockMakini, RequestLogEntry
-from makini_async.testing._state import ConnectionStats
+from makini_async.testing._state import ServerStats
 from makini_async.testing._variations import (
     READABLE_KINDS,
     UNREADABLE_KINDS,
@@ -37,11 +37,11 @@ __all__ = [
     "UNREADABLE_KINDS",
     "VARIATION_EXAMPLES",
     "VARIATION_KINDS",
-    "ConnectionStats",
     "FaultPlan",
     "MockMakini",
     "RateLimit",
     "RequestLogEntry",
+    "ServerStats",
     "WebhookDelivery",
     "WebhookSender",
     "aioresponses_needs_shim",

@@ -29,9 +29,9 @@ from makini_async.testing._data import (
 from makini_async.testing._faults import FaultPlan, FaultState, RateLimit, SlidingWindowLimiter
 from makini_async.testing._state import (
     STATUSES,
-    ConnectionState,
-    ConnectionStats,
     EntityStore,
+    MockConnection,
+    ServerStats,
     decode_cursor,
     token_digest,
 )
@@ -207,11 +207,11 @@ class MockMakini:
         self.sync_seconds = sync_seconds
         self.clock = clock
         self.reuse_port = reuse_port
-        self._conns: dict[str, ConnectionState] = {}
+        self._conns: dict[str, MockConnection] = {}
         self._shared: dict[tuple[Any, ...], EntityStore] = {}
         self._log: collections.deque[RequestLogEntry] = collections.deque(maxlen=request_log_limit)
         self.total_requests = 0
-        self._anon_stats = ConnectionStats()
+        self._anon_stats = ServerStats()
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self._webhook_targets: list[tuple[str, str | bytes]] = []
@@ -280,9 +280,9 @@ class MockMakini:
 
     # -- connections --------------------------------------------------------------
 
-    def _new_conn(self, token: str) -> ConnectionState:
+    def _new_conn(self, token: str) -> MockConnection:
         digest = token_digest(token)
-        conn = ConnectionState(
+        conn = MockConnection(
             token=token,
             label=f"conn_{digest}",
             connection_id=f"conn_{digest}",
@@ -302,7 +302,7 @@ class MockMakini:
         self._conns[token] = conn
         return conn
 
-    def _conn(self, token: str) -> ConnectionState:
+    def _conn(self, token: str) -> MockConnection:
         conn = self._conns.get(token)
         if conn is None:
             conn = self._new_conn(token)
@@ -392,7 +392,7 @@ class MockMakini:
 
     # -- data ---------------------------------------------------------------------
 
-    def _counts(self, conn: ConnectionState) -> dict[Entity, int]:
+    def _counts(self, conn: MockConnection) -> dict[Entity, int]:
         setting = (
             conn.records_per_entity
             if conn.records_per_entity is not None
@@ -402,13 +402,13 @@ class MockMakini:
             return dict.fromkeys(Entity, setting)
         return {e: int(setting.get(e, 100)) for e in Entity}
 
-    def _rates(self, conn: ConnectionState) -> tuple[float, float]:
+    def _rates(self, conn: MockConnection) -> tuple[float, float]:
         return (
             self.variation_rate if conn.variations is None else conn.variations,
             self.unreadable_rate if conn.unreadable is None else conn.unreadable,
         )
 
-    def _store(self, conn: ConnectionState, entity: Entity, *, write: bool = False) -> EntityStore:
+    def _store(self, conn: MockConnection, entity: Entity, *, write: bool = False) -> EntityStore:
         store = conn.stores.get(entity)
         if store is None:
             counts = self._counts(conn)
@@ -449,7 +449,7 @@ class MockMakini:
         return {rid: list(kinds) for rid, kinds in store.variations.items()}
 
     def _insert(
-        self, conn: ConnectionState, entity: Entity, fields: Mapping[str, Any]
+        self, conn: MockConnection, entity: Entity, fields: Mapping[str, Any]
     ) -> dict[str, Any]:
         store = self._store(conn, entity, write=True)
         index = store.next_index
@@ -470,7 +470,7 @@ class MockMakini:
         return record
 
     def _update(
-        self, conn: ConnectionState, entity: Entity, rid: str, changes: Mapping[str, Any]
+        self, conn: MockConnection, entity: Entity, rid: str, changes: Mapping[str, Any]
     ) -> dict[str, Any]:
         store = self._store(conn, entity, write=True)
         old = store.get(rid)
@@ -509,7 +509,7 @@ class MockMakini:
 
     # -- observation --------------------------------------------------------------
 
-    def stats(self, token: str) -> ConnectionStats:
+    def stats(self, token: str) -> ServerStats:
         """Counters for one token: requests, max_concurrent, during_cooldown, statuses."""
         return self._conn(token).stats
 
@@ -527,10 +527,10 @@ class MockMakini:
         """Zero every counter and clear the request log (fault logs are kept)."""
         self.total_requests = 0
         self._log.clear()
-        self._anon_stats = ConnectionStats()
+        self._anon_stats = ServerStats()
         for conn in self._conns.values():
             in_flight = conn.stats.in_flight
-            conn.stats = ConnectionStats(in_flight=in_flight, max_concurrent=in_flight)
+            conn.stats = ServerStats(in_flight=in_flight, max_concurrent=in_flight)
 
     # -- webhooks -----------------------------------------------------------------
 
@@ -594,7 +594,7 @@ class MockMakini:
         request: web.Request,
         request_id: str,
         answer: _Answer,
-        stats: ConnectionStats,
+        stats: ServerStats,
         label: str,
         *,
         content_type: str = "application/json",
@@ -635,7 +635,7 @@ class MockMakini:
             conn.stats.in_flight -= 1
 
     async def _handle_authenticated(
-        self, request: web.Request, request_id: str, conn: ConnectionState
+        self, request: web.Request, request_id: str, conn: MockConnection
     ) -> web.StreamResponse:
         stats = conn.stats
         now = self.clock()
@@ -675,7 +675,7 @@ class MockMakini:
             return await self._drop(request, request_id, answer, conn)
         return self._respond(request, request_id, answer, stats, conn.label)
 
-    def _rate_limited(self, conn: ConnectionState, request_id: str, retry_after: int) -> _Answer:
+    def _rate_limited(self, conn: MockConnection, request_id: str, retry_after: int) -> _Answer:
         """A 429 that starts the token's cooldown (for the ``during_cooldown`` count)."""
         conn.cooldown_until = self.clock() + retry_after
         return _error(
@@ -688,7 +688,7 @@ class MockMakini:
         )
 
     async def _early_fault(
-        self, request: web.Request, request_id: str, conn: ConnectionState, fault: str
+        self, request: web.Request, request_id: str, conn: MockConnection, fault: str
     ) -> web.StreamResponse | None:
         """Faults that refuse the request before it is applied."""
         plan = conn.faults.plan if conn.faults is not None else FaultPlan()
@@ -709,7 +709,7 @@ class MockMakini:
         return None
 
     async def _drop(
-        self, request: web.Request, request_id: str, answer: _Answer, conn: ConnectionState
+        self, request: web.Request, request_id: str, answer: _Answer, conn: MockConnection
     ) -> web.StreamResponse:
         self._log.append(
             (conn.label, request.method, request.path, request.query_string, answer.status)
@@ -730,7 +730,7 @@ class MockMakini:
 
     # -- routing ------------------------------------------------------------------
 
-    async def _route(self, request: web.Request, request_id: str, conn: ConnectionState) -> _Answer:
+    async def _route(self, request: web.Request, request_id: str, conn: MockConnection) -> _Answer:
         path = request.path
         method = request.method
         if not path.startswith(_PREFIX):
@@ -786,7 +786,7 @@ class MockMakini:
 
     def list_page(
         self,
-        conn: ConnectionState,
+        conn: MockConnection,
         entity: Entity,
         query: Mapping[str, str],
         request_id: str,
@@ -842,7 +842,7 @@ class MockMakini:
         self,
         request: web.Request,
         request_id: str,
-        conn: ConnectionState,
+        conn: MockConnection,
         entity: Entity,
         rid: str | None,
     ) -> _Answer:
@@ -868,7 +868,7 @@ class MockMakini:
         self,
         request: web.Request,
         request_id: str,
-        conn: ConnectionState,
+        conn: MockConnection,
         entity: Entity,
         rid: str | None,
     ) -> _Answer:
@@ -921,7 +921,7 @@ class MockMakini:
 
     # -- connection endpoints -----------------------------------------------------
 
-    def _connection_info(self, conn: ConnectionState) -> _Answer:
+    def _connection_info(self, conn: MockConnection) -> _Answer:
         return _Answer(
             200,
             orjson.dumps(
@@ -937,7 +937,7 @@ class MockMakini:
             ),
         )
 
-    def _sync_status(self, conn: ConnectionState) -> _Answer:
+    def _sync_status(self, conn: MockConnection) -> _Answer:
         now = self.clock()
         entities = {}
         for entity in Entity:
@@ -954,7 +954,7 @@ class MockMakini:
         return _Answer(200, orjson.dumps({"data": {"entities": entities}}))
 
     async def _start_sync(
-        self, request: web.Request, request_id: str, conn: ConnectionState
+        self, request: web.Request, request_id: str, conn: MockConnection
     ) -> _Answer:
         try:
             body = await self._json_body(request)

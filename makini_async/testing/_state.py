@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from makini_async.entities import Entity
     from makini_async.testing._faults import FaultState, RateLimit, SlidingWindowLimiter
 
-__all__ = ["ConnectionStats", "EntityStore", "decode_cursor", "encode_cursor", "token_digest"]
+__all__ = ["EntityStore", "ServerStats", "decode_cursor", "encode_cursor", "token_digest"]
 
 _PAGE_CACHE_LIMIT: Final[int] = 4096
 _store_ids = itertools.count(1)
@@ -57,7 +57,7 @@ def decode_cursor(cursor: str) -> int:
 
 
 @attrs.define
-class ConnectionStats:
+class ServerStats:
     """What the server saw from one token (or from all, for the totals)."""
 
     requests: int = 0
@@ -245,7 +245,7 @@ def _matcher(
 
 
 @attrs.define(eq=False)
-class ConnectionState:
+class MockConnection:
     """Everything the server knows about one token. Its repr never shows the token."""
 
     token: str = attrs.field(repr=False)
@@ -267,7 +267,7 @@ class ConnectionState:
     private: set[Entity] = attrs.field(factory=set)
     idempotency: dict[str, tuple[str, str, int, bytes | None]] = attrs.field(factory=dict)
     cooldown_until: float = float("-inf")
-    stats: ConnectionStats = attrs.field(factory=ConnectionStats)
+    stats: ServerStats = attrs.field(factory=ServerStats)
     fault_log_all: list[str] = attrs.field(factory=list)
     syncs: dict[Entity, tuple[str, float, str]] = attrs.field(factory=dict)
     last_sync_at: str | None = None

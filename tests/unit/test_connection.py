@@ -828,3 +828,35 @@ async def test_an_invalid_records_reason_never_carries_the_token(make_pool: Any)
     assert TOKEN not in str(invalid)
     assert TOKEN not in str(info.value)
     assert invalid.data == bad  # the data itself is the customer's, kept as sent
+
+
+async def test_testing_mode_changes_waits_only(make_pool: Any, clock: FakeClock) -> None:
+    # A 429 still pauses its connection (for zero seconds) and still says so.
+    set_testing(True)
+    seen: list[Any] = []
+
+    class States(Hook):
+        def on_connection_state(self, event: Any) -> None:
+            seen.append((event.old, event.new))
+
+    answers = iter([error(429, "RATE_LIMIT_EXCEEDED", retry_after="5")])
+
+    def handler(call: Call) -> Any:
+        return next(answers, None) or respond(200, {"data": {"id": "a"}})
+
+    async with make_pool(handler, as_dicts=True, hooks=[States()]) as (pool, _):
+        conn = pool.connection(TOKEN)
+        assert await conn.get("assets", "a") == {"id": "a"}
+        assert conn.rate_limited == 1
+    assert seen == [(ConnectionState.ACTIVE, ConnectionState.RATE_LIMITED)]
+    assert clock.now == 1000.0
+    # A Retry-After longer than the policy allows is raised, testing mode or not.
+    too_long = error(429, "RATE_LIMIT_EXCEEDED", retry_after="3600")
+    async with make_pool(lambda call: too_long, retry=RetryPolicy(max_retry_after=60)) as (
+        pool,
+        transport,
+    ):
+        with pytest.raises(errors.RateLimitError) as info:
+            await pool.connection(TOKEN).get("assets", "a")
+        assert info.value.retry_after == 3600
+        assert len(transport.calls) == 1

@@ -1,0 +1,47 @@
+"""Typical user code, checked by mypy in tests/unit/test_typing.py (never run).
+
+Each ``reveal_type`` line is matched against what mypy infers; the lines
+marked as an error must be rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from makini_async import InvalidRecord, MakiniPool, Page, Pull, WorkOrder
+
+
+async def typical(pool: MakiniPool) -> None:
+    conn = pool.connection("token")
+    async for order in conn.work_orders.list(modified_after="2024-01-01"):
+        reveal_type(order)  # WorkOrder
+        print(order.title)
+    listing = conn.work_orders.list(page_size=50)
+    async for page in listing.pages():
+        reveal_type(page)  # Page[WorkOrder]
+    reveal_type(await conn.work_orders.get("wo_1"))  # WorkOrder
+    reveal_type(await conn.work_orders.create({"title": "Replace seal"}))  # WorkOrder
+    reveal_type(await conn.work_orders.update("wo_1", {"status": "completed"}))  # WorkOrder
+    reveal_type(await conn.assets.get("a", as_dicts=True))  # dict[str, Any]
+    async for item in conn.purchase_orders.list(on_invalid="deliver"):
+        reveal_type(item)  # PurchaseOrder | InvalidRecord
+    async for row in conn.vendors.list(as_dicts=True):
+        reveal_type(row)  # dict[str, Any]
+
+    typed = pool.pull(["work-orders"], [("acme", "token")], as_dicts=False)
+    reveal_type(typed)  # Pull[Record]
+    async for pulled in typed:
+        reveal_type(pulled.record)  # Record | InvalidRecord
+    dicts = pool.pull("assets", ["token"], as_dicts=True)
+    async for pulled_page in dicts.pages():
+        reveal_type(pulled_page.records)  # list[dict[str, Any]]
+
+
+async def mistakes(pool: MakiniPool) -> None:
+    conn = pool.connection("token")
+    pool.pull("assets", ["token"], checkpiont="x.sqlite")  # error: checkpiont
+    conn.work_orders.list(page_sise=10)  # error: page_sise
+    order: WorkOrder = await conn.assets.get("a")  # error: Asset is not WorkOrder
+    page: Page[Any] = await conn.work_orders.get("w")  # error: WorkOrder is not a Page
+    pull: Pull[WorkOrder] = pool.pull("assets", ["t"], as_dicts=True)  # error: dicts
+    _ = (order, page, pull, InvalidRecord)
