@@ -148,19 +148,22 @@ class _RunLock:
             os.close(fd)  # closing the descriptor releases the lock
 
 
+def _prepare(path: Path, *, lock: bool) -> _RunLock | None:
+    """Make the checkpoint's folder and, for a run that owns it, take its lock."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot open checkpoint {path}: {exc}"
+        raise UsageError(msg) from None
+    return _RunLock(path) if lock else None
+
+
 class SQLiteCheckpoint:
     """A checkpoint in an SQLite file (one row per chain, committed per save)."""
 
     def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
         self.path = Path(path)
-        self._lock: _RunLock | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot open checkpoint {self.path}: {exc}"
-            raise UsageError(msg) from None
-        if lock:
-            self._lock = _RunLock(self.path)
+        self._lock = _prepare(self.path, lock=lock)
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -241,25 +244,18 @@ class JSONCheckpoint:
         self._dirty = False
         self._last_flush = clock()
         self._data: dict[str, dict[str, Any]] = {}
-        self._lock: _RunLock | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot read checkpoint {self.path}: {exc}"
-            raise UsageError(msg) from None
-        if lock:
-            self._lock = _RunLock(self.path)
+        self._lock = _prepare(self.path, lock=lock)
         try:
             if self.path.exists():
                 raw = orjson.loads(self.path.read_bytes())
                 if isinstance(raw, dict) and isinstance(raw.get("chains"), dict):
                     self._data = raw["chains"]
         except (OSError, orjson.JSONDecodeError) as exc:
-            self.close_lock()
+            self._release()
             msg = f"cannot read checkpoint {self.path}: {exc}"
             raise UsageError(msg) from None
 
-    def close_lock(self) -> None:
+    def _release(self) -> None:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
@@ -313,11 +309,14 @@ class JSONCheckpoint:
         try:
             self.flush()
         finally:
-            self.close_lock()
+            self._release()
 
 
 def open_checkpoint(
-    value: str | os.PathLike[str] | CheckpointStore, *, lock: bool = True
+    value: str | os.PathLike[str] | CheckpointStore,
+    *,
+    lock: bool = True,
+    clock: Callable[[], float] = time.monotonic,
 ) -> CheckpointStore:
     """A store from a path (``.json`` gives JSON, anything else SQLite) or a store.
 
@@ -326,7 +325,7 @@ def open_checkpoint(
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
         if path.suffix.lower() == ".json":
-            return JSONCheckpoint(path, lock=lock)
+            return JSONCheckpoint(path, lock=lock, clock=clock)
         return SQLiteCheckpoint(path, lock=lock)
     if isinstance(value, CheckpointStore):
         return value

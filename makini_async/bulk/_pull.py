@@ -101,7 +101,7 @@ class Pull(Generic[R]):
         self._on_invalid: OnInvalid = on_invalid
         self._owns_store = checkpoint is not None and not isinstance(checkpoint, CheckpointStore)
         self._checkpoints = Checkpoints(
-            None if checkpoint is None else open_checkpoint(checkpoint),
+            None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
             modified_after=None
             if modified_after is None
             else format_when(modified_after, name="modified_after"),

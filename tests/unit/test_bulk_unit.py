@@ -350,3 +350,28 @@ async def test_a_consumer_can_fail_one_chain_and_its_checkpoint_stays(
     store.close()
     assert state is not None
     assert state.cursor is None  # never past the page it failed on
+
+
+def test_json_checkpoint_flushes_on_the_injected_clock(tmp_path: Path) -> None:
+    now = [100.0]
+    path = tmp_path / "cp.json"
+    store = JSONCheckpoint(path, flush_interval=10, clock=lambda: now[0])
+    store.save("acme", "assets", ChainState(cursor="c1", in_progress=True))
+    assert not path.exists()
+    now[0] += 11  # time passes on the store's clock, not the machine's
+    store.save("acme", "assets", ChainState(cursor="c2", in_progress=True))
+    assert path.exists()
+    store.close()
+
+
+async def test_a_pull_reads_time_from_the_pool_clock(make_pool: Any, clock: Any) -> None:
+    async def slow(call: Call) -> Any:
+        await clock.sleep(7.0)
+        return page([{"id": "a"}], None)
+
+    async with make_pool(slow, as_dicts=True) as (pool, _):
+        async with pool.pull("assets", [("acme", TOKEN)]) as pull:
+            _ = [i async for i in pull]
+    (chain,) = pull.report.chains
+    assert chain.elapsed == pytest.approx(7.0)
+    assert pull.report.elapsed == pytest.approx(7.0)
