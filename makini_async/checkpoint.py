@@ -64,6 +64,8 @@ class ChainState:
     set when a run completes. ``fingerprint`` identifies the token the state
     was written for (a one-way hash, never the token), so a checkpoint is
     never applied to another customer's connection that took the same name.
+    ``page_size`` is the page size the chain had learnt (see the page-size
+    rules in the README), so a resumed run starts from it.
     """
 
     in_progress: bool = False
@@ -73,6 +75,7 @@ class ChainState:
     high_water: str | None = None
     records: int = 0
     fingerprint: str | None = None
+    page_size: int | None = None
 
 
 @runtime_checkable

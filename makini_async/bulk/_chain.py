@@ -186,8 +186,8 @@ class Checkpoints:
         self._wall = wall_clock
         self._run_start_cache: tuple[int, str] = (-1, "")
 
-    async def plan(self, chain: Chain) -> tuple[str | None, str | None]:
-        """The cursor and filter this chain starts from, saving a run start."""
+    async def plan(self, chain: Chain) -> tuple[str | None, str | None, int | None]:
+        """The cursor, filter and learnt page size this chain starts from; saves a run start."""
         store = self.store
         entity = chain.entity.value
         state = None
@@ -219,7 +219,7 @@ class Checkpoints:
             chain.modified_after = state.run_modified_after
             chain.state = attrs.evolve(state, fingerprint=fingerprint)
             chain.run_started_at = state.run_started_at
-            return state.cursor, state.run_modified_after
+            return state.cursor, state.run_modified_after, state.page_size
         modified_after = self._modified_after
         if modified_after is None and state is not None:
             modified_after = state.high_water
@@ -239,9 +239,9 @@ class Checkpoints:
                 fingerprint=fingerprint,
             )
             store.save(chain.connection, entity, chain.state)
-        return None, modified_after
+        return None, modified_after, state.page_size if state is not None else None
 
-    def save_cursor(self, chain: Chain, cursor: str) -> None:
+    def save_cursor(self, chain: Chain, cursor: str, page_size: int | None = None) -> None:
         """The consumer is done with every page before ``cursor``."""
         if self.store is None:
             return
@@ -251,6 +251,7 @@ class Checkpoints:
             in_progress=True,
             cursor=cursor,
             records=chain.resumed_records + chain.records,
+            page_size=page_size if page_size is not None else state.page_size,
         )
         self.store.save(chain.connection, chain.entity.value, chain.state)
 
@@ -262,6 +263,7 @@ class Checkpoints:
         chain.state = ChainState(
             high_water=chain.run_started_at or old.high_water,
             fingerprint=chain.conn.fingerprint,
+            page_size=old.page_size,
         )
         self.store.save(chain.connection, chain.entity.value, chain.state)
 

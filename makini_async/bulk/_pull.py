@@ -287,6 +287,7 @@ class Pull(Generic[R]):
                         page.request_id,
                         invalid,
                     )
+                    page_size = page.page_size
                     # No reference to a parsed page may outlive this step (see _parse).
                     del page, records, invalid, payload, raw
                     self._current = chain
@@ -299,7 +300,7 @@ class Pull(Generic[R]):
                     if chain.done:
                         pass
                     elif next_cursor is not None:
-                        checkpoints.save_cursor(chain, next_cursor)
+                        checkpoints.save_cursor(chain, next_cursor, page_size)
                     else:
                         self._complete(chain)
                 elif kind == FAILED:

@@ -48,8 +48,8 @@ async def run_chain(
     entity = chain.entity
     loop = asyncio.get_running_loop()
     try:
-        cursor, modified_after = await checkpoints.plan(chain)
-        walk = Walk(cursor, conn.page_size_for(entity), connection=chain.connection)
+        cursor, modified_after, learnt = await checkpoints.plan(chain)
+        walk = Walk(cursor, conn.page_size_for(entity, learnt), connection=chain.connection)
         while not walk.done:
             item: RawPage | Page[Any] = await _listing.fetch_raw(
                 conn,
