@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import logging as _logging
 
-from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
+from makini_async._config import (
+    BreakerPolicy,
+    Limits,
+    OutagePolicy,
+    PageSizes,
+    RetryPolicy,
+    Timeouts,
+)
 from makini_async._constants import VERSION as __version__  # noqa: N811
 from makini_async._retry import is_testing, set_testing
 from makini_async.bulk import (
@@ -44,6 +51,7 @@ from makini_async.errors import (
     MalformedResponse,
     NotFound,
     OperationNotSupported,
+    OutageError,
     PaginationError,
     PermissionDenied,
     RateLimitError,
@@ -66,6 +74,7 @@ from makini_async.instrumentation import (
     ConnectionStateEvent,
     Hook,
     LoggingHook,
+    OutageEvent,
     PageEvent,
     RequestEvent,
     RetryEvent,
@@ -135,6 +144,9 @@ __all__ = [
     "NotFound",
     "OnInvalid",
     "OperationNotSupported",
+    "OutageError",
+    "OutageEvent",
+    "OutagePolicy",
     "Outcome",
     "Page",
     "PageEvent",

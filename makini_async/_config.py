@@ -13,7 +13,7 @@ from makini_async.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["BreakerPolicy", "Limits", "PageSizes", "RetryPolicy", "Timeouts"]
+__all__ = ["BreakerPolicy", "Limits", "OutagePolicy", "PageSizes", "RetryPolicy", "Timeouts"]
 
 
 def _number(value: object) -> bool:
@@ -126,6 +126,34 @@ class BreakerPolicy:
 
     threshold: int = attrs.field(default=C.DEFAULT_BREAKER_THRESHOLD, validator=_positive_int)
     cooldown: float = attrs.field(default=C.DEFAULT_BREAKER_COOLDOWN, validator=_non_negative)
+
+
+@attrs.frozen(kw_only=True)
+class OutagePolicy:
+    """When the pool decides the API itself is down, and how long it waits for it.
+
+    Outage-class failures (timeouts, failed connections, bodies that are not
+    the API's, 5xx without the API's error body) from ``min_connections``
+    different connections, with no success anywhere in between and within
+    ``window`` seconds, begin an outage: requests wait, one probe at a time
+    goes out every ``probe_interval`` seconds (doubling up to
+    ``probe_interval_max``), and breakers do not count these failures. Any
+    success ends it; after ``budget`` seconds every waiting call raises
+    :class:`~makini_async.OutageError` (a single call also stops at its own
+    ``RetryPolicy.timeout``).
+    """
+
+    min_connections: int = attrs.field(
+        default=C.DEFAULT_OUTAGE_MIN_CONNECTIONS, validator=_positive_int
+    )
+    window: float = attrs.field(default=C.DEFAULT_OUTAGE_WINDOW, validator=_positive)
+    budget: float = attrs.field(default=C.DEFAULT_OUTAGE_BUDGET, validator=_positive)
+    probe_interval: float = attrs.field(
+        default=C.DEFAULT_OUTAGE_PROBE_INTERVAL, validator=_non_negative
+    )
+    probe_interval_max: float = attrs.field(
+        default=C.DEFAULT_OUTAGE_PROBE_INTERVAL_MAX, validator=_non_negative
+    )
 
 
 def _page_size_map(value: Mapping[EntityLike, int]) -> Mapping[Entity, int]:

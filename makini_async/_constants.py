@@ -35,6 +35,15 @@ DEFAULT_MAX_RETRY_AFTER: Final = 300.0
 DEFAULT_BUDGET_TOKENS: Final = 1000.0
 DEFAULT_BUDGET_RATIO: Final = 0.1
 
+# Pool-wide outage: outage-class failures from this many connections with no
+# success in between (within the window) mean the API, not a customer, is down.
+DEFAULT_OUTAGE_MIN_CONNECTIONS: Final = 3
+DEFAULT_OUTAGE_WINDOW: Final = 30.0
+# How long the pool waits for the API to come back before every waiting call fails.
+DEFAULT_OUTAGE_BUDGET: Final = 300.0
+DEFAULT_OUTAGE_PROBE_INTERVAL: Final = 1.0
+DEFAULT_OUTAGE_PROBE_INTERVAL_MAX: Final = 15.0
+
 # Circuit breaker, per connection.
 DEFAULT_BREAKER_THRESHOLD: Final = 8
 DEFAULT_BREAKER_COOLDOWN: Final = 30.0

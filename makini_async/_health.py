@@ -155,8 +155,14 @@ class Health:
         self._failures = 0
         self._shared.budget.on_success()
 
-    async def failed(self, error: MakiniError, *, probe: bool, pause: float) -> None:
-        """Record a failed attempt; ``pause`` is how long a 429 pauses the connection."""
+    async def failed(
+        self, error: MakiniError, *, probe: bool, pause: float, blameless: bool = False
+    ) -> None:
+        """Record a failed attempt; ``pause`` is how long a 429 pauses the connection.
+
+        ``blameless`` failures (during an outage of the whole API) say nothing
+        about this connection: they never count towards its breaker.
+        """
         if probe and not (error.retryable and not isinstance(error, RateLimitError)):
             # The probe got an answer from Makini (a 429, a 4xx, a reauthorization
             # mark): the connection is reachable again, so the breaker closes.
@@ -170,6 +176,8 @@ class Health:
         if not error.retryable:
             # The connection answered: it is up, whatever the request's fault.
             self._failures = 0
+            return
+        if blameless:
             return
         self._failures += 1
         threshold = self._shared.breaker.threshold

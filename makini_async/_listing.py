@@ -55,12 +55,14 @@ async def fetch_raw(
     modified_after: str | None = None,
     created_after: str | None = None,
     tally: Tally | None = None,
+    patient: bool = False,
 ) -> RawPage:
     """Fetch one listing page's bytes, unparsed (a bulk pull parses in its consumer).
 
     If :func:`~makini_async._reading.read_page` then finds the body is not the
     contract's JSON, fetch the page again with :func:`fetch_page`, which
-    retries such a body like a failed request.
+    retries such a body like a failed request. ``patient`` calls wait out an
+    outage of the API for the pool's whole outage budget.
     """
     raw: RawPage = await _fetch(
         conn,
@@ -70,6 +72,7 @@ async def fetch_raw(
         modified_after=modified_after,
         created_after=created_after,
         tally=tally,
+        patient=patient,
         parse=False,
     )
     return raw
@@ -85,6 +88,7 @@ async def fetch_page(
     created_after: str | None = None,
     as_dicts: bool = False,
     tally: Tally | None = None,
+    patient: bool = False,
 ) -> Page[Any]:
     """Fetch one page, parsed and finished (records that fit, and invalid ones)."""
     page: Page[Any] = await _fetch(
@@ -95,6 +99,7 @@ async def fetch_page(
         modified_after=modified_after,
         created_after=created_after,
         tally=tally,
+        patient=patient,
         parse=True,
     )
     return await finish(conn, page, as_dicts=as_dicts)
@@ -116,6 +121,7 @@ async def _fetch(
     modified_after: str | None,
     created_after: str | None,
     tally: Tally | None,
+    patient: bool,
     parse: bool,
 ) -> Any:
     params = list_params(page_size, cursor, modified_after, created_after)
@@ -132,4 +138,4 @@ async def _fetch(
         return read_page(raw) if parse else raw
 
     call = Call("GET", "/" + entity.value, params)
-    return await send(conn, call, answer, adapt=adapt, tally=tally)
+    return await send(conn, call, answer, adapt=adapt, tally=tally, patient=patient)

@@ -298,7 +298,9 @@ def error_from_response(
     }
     if issubclass(cls, (RateLimitError, ServerError)):
         kwargs["retry_after"] = parse_retry_after(headers.get("Retry-After"), now=now)
-    return cls(message, **kwargs)
+    result = cls(message, **kwargs)
+    result.structured = isinstance(error, dict)
+    return result
 
 
 def _request_id(value: str | None, secrets: tuple[str, ...]) -> str | None:

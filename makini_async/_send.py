@@ -15,8 +15,10 @@ override the number of attempts, and changes nothing else.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
+from makini_async._outage import is_outage_class
 from makini_async._retry import WaitSchedule, effective_attempts, is_testing
 from makini_async._sansio import error_from_response, redirect_error
 from makini_async.errors import APIError, MakiniError, RateLimitError, TransportError
@@ -84,7 +86,9 @@ class Link(Protocol):
     def slot(self) -> asyncio.Semaphore: ...
     def cooldown_left(self) -> float: ...
     def succeeded(self) -> None: ...
-    async def failed(self, error: MakiniError, *, probe: bool, pause: float) -> None: ...
+    async def failed(
+        self, error: MakiniError, *, probe: bool, pause: float, blameless: bool = ...
+    ) -> None: ...
     async def close_breaker(self, request_id: str | None) -> None: ...
     def breaker_error(self, error: MakiniError, *, while_waiting: bool) -> CircuitOpenError: ...
 
@@ -106,12 +110,17 @@ async def send(
     *,
     adapt: Callable[[MakiniError, dict[str, str]], bool] | None = None,
     tally: Tally | None = None,
+    patient: bool = False,
 ) -> T:
     """Send ``call`` with retries; return ``parse(response, request_id)``.
 
     ``adapt`` may correct the call's parameters after an error (a page size
     the API refused) and return True to send it again without counting an
-    attempt. ``tally`` counts retries and 429 answers for its caller.
+    attempt. ``tally`` counts retries and 429 answers for its caller. During
+    an outage of the whole API (see :mod:`makini_async._outage`) the call
+    waits for the API instead of spending attempts, up to its own
+    ``RetryPolicy.timeout``, or (``patient``, as bulk pulls do) up to the
+    pool's outage budget.
     """
     shared = conn.shared
     shared.ensure_open()
@@ -122,13 +131,18 @@ async def send(
     attempts = effective_attempts(shared.retry)
     clock = shared.clock
     hooks = shared.hooks
+    outage = shared.outage
     started = clock()
+    deadline = math.inf if patient else started + shared.retry.timeout
     conn.begin(started)
     schedule: WaitSchedule | None = None
     attempt = 0
+    outage_probe = False
     try:
         while True:
             attempt += 1
+            if outage.since is not None:
+                outage_probe = await outage.admit(deadline)
             t0 = clock()
             status: int | None = None
             request_id: str | None = None
@@ -149,6 +163,9 @@ async def send(
                     raise
                 else:
                     conn.succeeded()
+                    if not outage.quiet:
+                        outage_probe = False
+                        await outage.succeeded()
                     if hooks.on_request:
                         event = RequestEvent(
                             conn.name,
@@ -184,10 +201,21 @@ async def send(
                 conn.rate_limited += 1
                 if tally is not None:
                     tally.rate_limited += 1
-            await conn.failed(error, probe=probe, pause=_pause(error, testing=testing))
+            await outage.failed(conn.name, error)
+            if outage_probe:
+                outage_probe = False
+                outage.probe_failed()
+            blameless = outage.since is not None and is_outage_class(error)
+            pause = _pause(error, testing=testing)
+            await conn.failed(error, probe=probe, pause=pause, blameless=blameless)
             probe = False
             if adapt is not None and call.params is not None and adapt(error, call.params):
                 attempt -= 1  # a page-size clamp is a correction, not a retry
+                continue
+            if blameless and call.may_retry:
+                # The API is down for everyone: wait for it (the next attempt waits
+                # in admit() until the outage ends), do not spend attempts.
+                attempt -= 1
                 continue
             if not (error.retryable and call.may_retry) or attempt >= attempts:
                 raise error
@@ -209,6 +237,8 @@ async def send(
         conn.end()
         if probe:
             conn.end_probe()
+        if outage_probe:
+            outage.probe_ended()
 
 
 def _classify(

@@ -14,13 +14,21 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
+from makini_async._outage import Outage
 from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
     import random
     from collections.abc import Awaitable, Callable
 
-    from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
+    from makini_async._config import (
+        BreakerPolicy,
+        Limits,
+        OutagePolicy,
+        PageSizes,
+        RetryPolicy,
+        Timeouts,
+    )
     from makini_async._retry import RetryBudget
     from makini_async._transport import Transport
     from makini_async.instrumentation import HookSet
@@ -44,6 +52,7 @@ class Shared:
         "hooks",
         "limits",
         "on_reauthorization",
+        "outage",
         "page_sizes",
         "retry",
         "rng",
@@ -63,6 +72,7 @@ class Shared:
         retry: RetryPolicy,
         breaker: BreakerPolicy,
         page_sizes: PageSizes,
+        outage: OutagePolicy,
         hooks: HookSet,
         budget: RetryBudget,
         as_dicts: bool,
@@ -87,6 +97,8 @@ class Shared:
         self.on_reauthorization = on_reauthorization
         self.transport_or_none = transport
         self.semaphore = asyncio.Semaphore(limits.max_in_flight)
+        #: Tells an outage of the API from one connection's trouble (see _outage).
+        self.outage = Outage(outage, clock=clock, sleep=sleep, hooks=hooks)
         self.state = _NEW
 
     def ensure_open(self) -> None:

@@ -22,6 +22,7 @@
     │   ├── RequestTimeout           the request or a read timed out
     │   ├── ConnectionFailed         refused, reset or dropped mid-body
     │   ├── MalformedResponse        a body that is not the contract's JSON
+    │   ├── OutageError              the API unreachable for the whole outage budget
     │   ├── ResponseTooLarge         a body over Limits.max_body_bytes (not retried)
     │   └── TLSError                 certificate or TLS handshake failure (not retried)
     ├── RecordStructureError         a record that does not fit its model (field)
@@ -60,6 +61,7 @@ __all__ = [
     "MalformedResponse",
     "NotFound",
     "OperationNotSupported",
+    "OutageError",
     "PaginationError",
     "PermissionDenied",
     "RateLimitError",
@@ -145,6 +147,10 @@ def _rebuild(cls: type[MakiniError], message: str, state: dict[str, Any]) -> Mak
 
 class APIError(MakiniError):
     """The API answered with an error status and (usually) a structured body."""
+
+    #: Whether the answer carried the API's own error body (code, message,
+    #: request ID): a proxy's or a gateway's page does not.
+    structured: bool = False
 
 
 class BadRequestError(APIError):
@@ -240,6 +246,16 @@ class ConnectionFailed(TransportError):
 
 class MalformedResponse(TransportError):
     pass
+
+
+class OutageError(TransportError):
+    """The API stayed unreachable from the whole pool for longer than the outage budget.
+
+    Not retried: every request of the pool waited for the API to come back,
+    and it did not within ``OutagePolicy.budget`` (or the call's own timeout).
+    """
+
+    retryable = False
 
 
 class ResponseTooLarge(TransportError):

@@ -30,6 +30,7 @@ __all__ = [
     "ConnectionStateEvent",
     "Hook",
     "LoggingHook",
+    "OutageEvent",
     "PageEvent",
     "RequestEvent",
     "RetryEvent",
@@ -99,6 +100,20 @@ class ConnectionStateEvent:
     request_id: str | None = None
 
 
+@attrs.frozen(slots=True)
+class OutageEvent:
+    """The pool decided the API is down (``"began"``), or that it answers again (``"ended"``).
+
+    ``connections`` is how many connections failed at once when it began;
+    ``duration`` how long it lasted, when it ended.
+    """
+
+    kind: str
+    connections: int
+    duration: float
+    error: str | None = None
+
+
 class Hook:
     """Base class for hooks: every method is a no-op; override what you need."""
 
@@ -113,6 +128,9 @@ class Hook:
 
     def on_connection_state(self, event: ConnectionStateEvent) -> Awaitable[None] | None:
         """When a connection's state changes."""
+
+    def on_outage(self, event: OutageEvent) -> Awaitable[None] | None:
+        """When a pool-wide outage of the API begins or ends."""
 
 
 class LoggingHook(Hook):
@@ -156,13 +174,14 @@ class HookSet:
     hot path pays nothing for instrumentation it does not use.
     """
 
-    __slots__ = ("on_connection_state", "on_page", "on_request", "on_retry")
+    __slots__ = ("on_connection_state", "on_outage", "on_page", "on_request", "on_retry")
 
     def __init__(self, hooks: Sequence[object]) -> None:
         self.on_request = self._bound(hooks, "on_request")
         self.on_retry = self._bound(hooks, "on_retry")
         self.on_page = self._bound(hooks, "on_page")
         self.on_connection_state = self._bound(hooks, "on_connection_state")
+        self.on_outage = self._bound(hooks, "on_outage")
 
     @staticmethod
     def _bound(hooks: Sequence[object], method: str) -> tuple[Listener, ...]:

@@ -9,7 +9,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
+from makini_async._config import (
+    BreakerPolicy,
+    Limits,
+    OutagePolicy,
+    PageSizes,
+    RetryPolicy,
+    Timeouts,
+)
 from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._retry import RetryBudget
 from makini_async._sansio import check_base_url, check_token
@@ -68,6 +75,7 @@ class MakiniPool:
         retry: RetryPolicy | None = None,
         breaker: BreakerPolicy | None = None,
         page_sizes: PageSizes | None = None,
+        outage: OutagePolicy | None = None,
         hooks: Sequence[object] = (),
         on_reauthorization_required: ReauthCallback | None = None,
         as_dicts: bool = False,
@@ -98,6 +106,7 @@ class MakiniPool:
         self.retry = _option(retry, RetryPolicy, "retry")
         self.breaker = _option(breaker, BreakerPolicy, "breaker")
         self.page_sizes = _option(page_sizes, PageSizes, "page_sizes")
+        self.outage = _option(outage, OutagePolicy, "outage")
         self.hooks = HookSet(hooks)
         self.as_dicts = as_dicts
         self.clock = clock
@@ -112,6 +121,7 @@ class MakiniPool:
             retry=self.retry,
             breaker=self.breaker,
             page_sizes=self.page_sizes,
+            outage=self.outage,
             hooks=self.hooks,
             budget=self.budget,
             as_dicts=as_dicts,

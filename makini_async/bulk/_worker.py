@@ -58,6 +58,7 @@ async def run_chain(
                 page_size=walk.page_size,
                 modified_after=modified_after,
                 tally=tally,
+                patient=True,
             )
             handed: asyncio.Future[tuple[str | None, int, str | None]] = loop.create_future()
             queue.put_nowait((PAGE, chain, (item, handed)))
@@ -75,6 +76,7 @@ async def run_chain(
                     modified_after=modified_after,
                     as_dicts=as_dicts,
                     tally=tally,
+                    patient=True,
                 )
                 handed = loop.create_future()
                 queue.put_nowait((PAGE, chain, (item, handed)))

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from makini_async import errors
-from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy
+from makini_async._config import BreakerPolicy, Limits, OutagePolicy, PageSizes, RetryPolicy
 from makini_async._retry import set_testing
 from makini_async.entities import Entity
 from makini_async.instrumentation import ConnectionState, Hook
@@ -465,6 +465,9 @@ async def test_retry_budget_stops_retry_storms(make_pool: Any) -> None:
         lambda call: error(500, "INTERNAL_ERROR"),
         retry=RetryPolicy(attempts=5, budget_tokens=10, jitter=0),
         breaker=BreakerPolicy(threshold=1000),
+        # Every connection failing at once is an outage (tests/unit/test_outage.py);
+        # this test is about the budget alone.
+        outage=OutagePolicy(min_connections=1000),
     ) as (pool, transport):
         for i in range(10):
             with pytest.raises(errors.ServerError):

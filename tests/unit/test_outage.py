@@ -1,0 +1,177 @@
+"""The pool tells an outage of the API from one connection's trouble, on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from makini_async import (
+    BreakerPolicy,
+    ConnectedSystemError,
+    ConnectionState,
+    Hook,
+    OutageError,
+    OutageEvent,
+    OutagePolicy,
+    RetryPolicy,
+)
+from makini_async._outage import is_outage_class
+from makini_async._sansio import error_from_response
+from tests.fakes import Call, FakeClock, error, respond
+
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
+
+
+def proxy_502() -> Any:
+    return respond(502, body=NGINX_502, headers={"Content-Type": "text/html"})
+
+
+class Recorder(Hook):
+    def __init__(self) -> None:
+        self.outages: list[OutageEvent] = []
+        self.states: list[tuple[str, ConnectionState]] = []
+
+    def on_outage(self, event: OutageEvent) -> None:
+        self.outages.append(event)
+
+    def on_connection_state(self, event: Any) -> None:
+        self.states.append((event.connection, event.new))
+
+
+async def test_every_connection_failing_at_once_is_waited_out(
+    make_pool: Any, clock: FakeClock
+) -> None:
+    back_at = clock.now + 40.0
+
+    def handler(call: Call) -> Any:
+        if clock.now < back_at:
+            return proxy_502()
+        return respond(200, {"data": {"id": "a"}})
+
+    hook = Recorder()
+    async with make_pool(
+        handler,
+        as_dicts=True,
+        hooks=[hook],
+        retry=RetryPolicy(attempts=3, timeout=600),
+        breaker=BreakerPolicy(threshold=2),
+    ) as (pool, transport):
+        conns = [pool.connection(f"tok{i}", name=f"c{i}") for i in range(20)]
+        results = await asyncio.gather(*(c.get("assets", "a") for c in conns))
+        states = {c.name: c.state for c in conns}
+    assert results == [{"id": "a"}] * 20
+    # No breaker opened for a fault none of the connections caused.
+    assert set(states.values()) == {ConnectionState.ACTIVE}
+    assert not [s for s in hook.states if s[1] is ConnectionState.CIRCUIT_OPEN]
+    assert [e.kind for e in hook.outages] == ["began", "ended"]
+    assert hook.outages[0].connections >= 3
+    assert hook.outages[1].duration >= 30
+    # Waiting, not hammering: one probe at a time with growing intervals.
+    assert len(transport.calls) < 20 * 3 + 15
+
+
+async def test_one_failing_connection_trips_only_its_own_breaker(
+    make_pool: Any, clock: FakeClock
+) -> None:
+    def handler(call: Call) -> Any:
+        if call.headers["Authorization"].endswith("down"):
+            return proxy_502()
+        return respond(200, {"data": {"id": "a"}})
+
+    hook = Recorder()
+    async with make_pool(
+        handler,
+        as_dicts=True,
+        hooks=[hook],
+        retry=RetryPolicy(attempts=3),
+        breaker=BreakerPolicy(threshold=3),
+    ) as (pool, _):
+        down = pool.connection("tok-down", name="down")
+        healthy = [pool.connection(f"tok{i}", name=f"c{i}") for i in range(5)]
+
+        async def keep_going(conn: Any) -> None:
+            for _ in range(10):
+                await conn.get("assets", "a")
+                await clock.sleep(0.5)
+
+        outcome = await asyncio.gather(
+            down.get("assets", "a"), *(keep_going(c) for c in healthy), return_exceptions=True
+        )
+    assert isinstance(outcome[0], Exception)
+    assert outcome[1:] == [None] * 5
+    assert down.state is ConnectionState.CIRCUIT_OPEN
+    assert all(c.state is ConnectionState.ACTIVE for c in healthy)
+    assert hook.outages == []
+
+
+async def test_an_outage_longer_than_the_budget_ends_every_call_the_same_way(
+    make_pool: Any, clock: FakeClock
+) -> None:
+    async with make_pool(
+        lambda call: proxy_502(),
+        outage=OutagePolicy(budget=120.0),
+        retry=RetryPolicy(attempts=3, timeout=10_000),
+    ) as (pool, transport):
+        conns = [pool.connection(f"tok{i}") for i in range(6)]
+        started = clock.now
+        outcome = await asyncio.gather(
+            *(c.get("assets", "a") for c in conns), return_exceptions=True
+        )
+    assert all(isinstance(o, OutageError) for o in outcome)
+    assert {str(o).split(" for ")[0] for o in outcome} == {
+        "the Makini API has been unreachable from this pool"
+    }
+    assert "outage budget" in str(outcome[0])
+    assert 120 <= clock.now - started < 200
+    assert len(transport.calls) < 6 * 3 + 20
+
+
+async def test_a_single_call_keeps_its_own_timeout(make_pool: Any, clock: FakeClock) -> None:
+    async with make_pool(lambda call: proxy_502(), retry=RetryPolicy(attempts=3, timeout=30)) as (
+        pool,
+        _,
+    ):
+        started = clock.now
+        outcome = await asyncio.gather(
+            *(pool.connection(f"tok{i}").get("assets", "a") for i in range(4)),
+            return_exceptions=True,
+        )
+    assert all(isinstance(o, OutageError) for o in outcome)
+    assert "call timeout" in str(outcome[0])
+    assert clock.now - started < 60
+
+
+async def test_the_customers_systems_failing_is_not_an_outage(make_pool: Any) -> None:
+    # The API's own 502 CONNECTED_SYSTEM_ERROR: each customer's system, not the API.
+    hook = Recorder()
+    async with make_pool(
+        lambda call: error(502, "CONNECTED_SYSTEM_ERROR"),
+        hooks=[hook],
+        retry=RetryPolicy(attempts=2),
+    ) as (pool, _):
+        outcome = await asyncio.gather(
+            *(pool.connection(f"tok{i}").get("assets", "a") for i in range(5)),
+            return_exceptions=True,
+        )
+    assert all(isinstance(o, ConnectedSystemError) for o in outcome)
+    assert hook.outages == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "outage_class"),
+    [
+        (502, NGINX_502, True),
+        (503, b"", True),
+        (500, b'{"error":{"code":"INTERNAL_ERROR","message":"m"}}', True),
+        (502, b'{"error":{"code":"CONNECTED_SYSTEM_ERROR","message":"m"}}', False),
+        (404, b'{"error":{"code":"NOT_FOUND","message":"m"}}', False),
+    ],
+)
+def test_what_counts_as_an_outage(status: int, body: bytes, outage_class: bool) -> None:
+    assert is_outage_class(error_from_response(status, {}, body)) is outage_class
