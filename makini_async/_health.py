@@ -83,6 +83,11 @@ class Health:
         return self._open_until is not None
 
     @property
+    def probe_at(self) -> float | None:
+        """When an open breaker lets its next probe through (pool clock), else ``None``."""
+        return self._open_until
+
+    @property
     def calm(self) -> bool:
         """No mark, no open breaker, no pause: nothing would be lost by forgetting it."""
         return (

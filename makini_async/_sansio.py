@@ -46,6 +46,7 @@ __all__ = [
     "parse_retry_after",
     "parse_single",
     "redirect_error",
+    "summarize_body",
     "valid_token",
 ]
 
@@ -246,6 +247,30 @@ def decode_json(body: bytes, *, request_id: str | None, what: str = "response") 
 
 # Bytes of a body shown in a message: enough for a credential to be scrubbed whole.
 _SNIPPET: Final = 400
+# Of a body that is not the API's JSON, at most this much text is quoted.
+_GIST: Final = 100
+_TITLE: Final = re.compile(rb"<title[^>]*>(.*?)</title", re.IGNORECASE | re.DOTALL)
+_TAGS: Final = re.compile(r"<[^>]*>")
+
+
+def summarize_body(body: bytes, content_type: str | None, secrets: tuple[str, ...] = ()) -> str:
+    """One short line about a body that is not the API's JSON (a proxy's error page).
+
+    Content type, size, and the page title or its first line of text: cut
+    short, scrubbed of credentials and with control characters escaped, so a
+    proxy's whole HTML page never lands in a message or a summary.
+    """
+    kind = (content_type or "no content type").split(";")[0].strip()
+    head = bytes(body[: 4 * _SNIPPET])
+    match = _TITLE.search(head)
+    if match is not None:
+        gist = match.group(1).decode("utf-8", "replace")
+    else:
+        text = _TAGS.sub(" ", head.decode("utf-8", "replace"))
+        gist = next((line for line in text.splitlines() if line.strip()), "")
+    gist = " ".join(gist.split())
+    shown = f": {clean(gist, secrets, limit=_GIST)}" if gist else ""
+    return f"({kind}, {len(body)} bytes){shown}"
 
 
 def error_from_response(
@@ -283,10 +308,9 @@ def error_from_response(
         if isinstance(raw_details, dict):
             details = scrub_data(raw_details, secrets)
     if message is None:
-        text = ""
+        message = f"HTTP {status}"
         if body and payload is None:
-            text = bytes(body[:_SNIPPET]).decode("utf-8", "replace").strip()
-        message = f"HTTP {status}" + (f": {clean(text, secrets)}" if text else "")
+            message += " " + summarize_body(body, headers.get("Content-Type"), secrets)
     cls = error_class_for(status, code)
     kwargs: dict[str, Any] = {
         "status": status,

@@ -21,7 +21,7 @@ from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._retry import RetryBudget
 from makini_async._sansio import check_base_url, check_token
 from makini_async._shared import Shared
-from makini_async.bulk import DEFAULT_OVERLAP, Pull
+from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
 from makini_async.connection import Connection
 from makini_async.errors import UsageError
 from makini_async.instrumentation import HookSet
@@ -253,6 +253,7 @@ class MakiniPool:
         on_invalid: OnInvalid = ...,
         since_sync_status: bool = ...,
         overlap: float = ...,
+        patience: float = ...,
         wall_clock: Callable[[], dt.datetime] | None = ...,
     ) -> Pull[dict[str, Any]]: ...
 
@@ -271,6 +272,7 @@ class MakiniPool:
         on_invalid: OnInvalid = ...,
         since_sync_status: bool = ...,
         overlap: float = ...,
+        patience: float = ...,
         wall_clock: Callable[[], dt.datetime] | None = ...,
     ) -> Pull[Record]: ...
 
@@ -289,6 +291,7 @@ class MakiniPool:
         on_invalid: OnInvalid = ...,
         since_sync_status: bool = ...,
         overlap: float = ...,
+        patience: float = ...,
         wall_clock: Callable[[], dt.datetime] | None = ...,
     ) -> Pull[Any]: ...
 
@@ -306,6 +309,7 @@ class MakiniPool:
         on_invalid: OnInvalid = "deliver",
         since_sync_status: bool = False,
         overlap: float = DEFAULT_OVERLAP,
+        patience: float = DEFAULT_PATIENCE,
         wall_clock: Callable[[], dt.datetime] | None = None,
     ) -> Pull[Any]:
         """Pull ``entities`` from every one of ``connections``: see :class:`~makini_async.Pull`.
@@ -330,6 +334,7 @@ class MakiniPool:
             on_invalid=on_invalid,
             since_sync_status=since_sync_status,
             overlap=overlap,
+            patience=patience,
             **extra,
         )
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from makini_async.bulk._chain import ConnectionSource, ConnectionSpec
-from makini_async.bulk._pull import DEFAULT_OVERLAP, Pull
+from makini_async.bulk._pull import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_OVERLAP",
+    "DEFAULT_PATIENCE",
     "ChainReport",
     "ConnectionSource",
     "ConnectionSpec",

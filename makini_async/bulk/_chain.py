@@ -57,6 +57,7 @@ class Chain(ChainReport):
     seen: set[str] | None = attrs.field(default=None, repr=False)
     run_started_at: str | None = attrs.field(default=None, repr=False)
     resumed_records: int = attrs.field(default=0, repr=False)
+    deferred_for: float = attrs.field(default=0.0, repr=False)
 
 
 # Users see these objects in PullReport.chains: they print as what they are to them.

@@ -22,7 +22,7 @@ from makini_async.bulk._chain import (
     fresh,
 )
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
-from makini_async.bulk._worker import END, FAILED, PAGE, parse, run_chain
+from makini_async.bulk._worker import END, FAILED, PAGE, RunSettings, parse, run_chain
 from makini_async.checkpoint import CheckpointStore, open_checkpoint
 from makini_async.errors import (
     CircuitOpenError,
@@ -47,12 +47,14 @@ if TYPE_CHECKING:
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async.entities import EntityLike
 
-__all__ = ["DEFAULT_OVERLAP", "Pull"]
+__all__ = ["DEFAULT_OVERLAP", "DEFAULT_PATIENCE", "Pull"]
 
 logger = logging.getLogger("makini_async")
 
 #: Seconds an incremental run reaches back before the last run's start.
 DEFAULT_OVERLAP: Final = 300.0
+#: Seconds a chain may wait, in all, for its connection's open breaker.
+DEFAULT_PATIENCE: Final = 300.0
 
 
 R = TypeVar("R")
@@ -87,6 +89,7 @@ class Pull(Generic[R]):
         on_invalid: OnInvalid = "deliver",
         since_sync_status: bool = False,
         overlap: float = DEFAULT_OVERLAP,
+        patience: float = DEFAULT_PATIENCE,
         wall_clock: Callable[[], dt.datetime] = _utc_now,
     ) -> None:
         shared = pool.shared
@@ -110,6 +113,10 @@ class Pull(Generic[R]):
             wall_clock=wall_clock,
         )
         self._as_dicts = shared.as_dicts if as_dicts is None else as_dicts
+        if not isinstance(patience, (int, float)) or not patience >= 0:
+            msg = f"patience must be a number of seconds >= 0, got {patience!r}"
+            raise UsageError(msg)
+        self._run = RunSettings(self._as_dicts, shared.clock, shared.sleep, float(patience))
         self._dedupe = dedupe
         self._raise = raise_on_error
         clock = self._clock
@@ -366,13 +373,7 @@ class Pull(Generic[R]):
         try:
             # One iterator shared by the workers: each takes the next chain in order.
             for chain in self._pending:
-                await run_chain(
-                    chain,
-                    self._queue,
-                    self._checkpoints,
-                    as_dicts=self._as_dicts,
-                    clock=self._clock,
-                )
+                await run_chain(chain, self._queue, self._checkpoints, self._run)
         finally:
             self._live -= 1
             if self._live == 0 and not self._closed:

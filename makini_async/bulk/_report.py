@@ -57,6 +57,10 @@ class ChainReport:
     invalid: int = 0
     retries: int = 0
     rate_limited: int = 0
+    #: Times the chain waited for its connection's open circuit breaker.
+    deferrals: int = 0
+    #: The page size the chain ended with (page sizes adapt, see the README).
+    page_size: int | None = None
     resumed: bool = False
     modified_after: str | None = None
     started_at: float | None = None

@@ -10,7 +10,10 @@ page outlives a step of the event loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any, Final
+
+import attrs
 
 from makini_async import _listing
 from makini_async._reading import read_page
@@ -18,13 +21,15 @@ from makini_async._send import Tally
 from makini_async._walk import Walk
 from makini_async.bulk._chain import Chain, ChainEnded, Checkpoints
 from makini_async.bulk._report import Outcome
-from makini_async.errors import MakiniError, MalformedResponse
+from makini_async.errors import CircuitOpenError, MakiniError, MalformedResponse
 from makini_async.pagination import Page, RawPage
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
-__all__ = ["END", "FAILED", "PAGE", "parse", "run_chain"]
+__all__ = ["END", "FAILED", "PAGE", "RunSettings", "parse", "run_chain"]
+
+logger = logging.getLogger("makini_async")
 
 #: Queue message kinds: a page (with its hand-back future), a chain's failure, the end.
 PAGE: Final = 0
@@ -32,17 +37,52 @@ FAILED: Final = 1
 END: Final = 2
 
 
+@attrs.frozen(slots=True)
+class RunSettings:
+    """What every chain of one pull runs with."""
+
+    as_dicts: bool
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[None]]
+    #: Seconds a chain may spend, in all, waiting for its connection's breaker.
+    patience: float
+
+
+async def _defer(chain: Chain, error: MakiniError, run: RunSettings) -> None:
+    """Wait for an open breaker's cool-down instead of failing the chain, within patience.
+
+    The connection's breaker opened (its source system keeps failing): the
+    chain comes back after the cool-down, when the breaker lets a probe
+    through. A chain that has waited ``patience`` seconds in all fails with
+    the breaker's error.
+    """
+    now = run.clock()
+    probe_at = chain.conn.probe_at
+    wait = max(0.0, (probe_at if probe_at is not None else now) - now)
+    if chain.deferred_for + wait > run.patience:
+        raise error
+    chain.deferred_for += wait
+    chain.deferrals += 1
+    logger.info(
+        "%s %s: circuit breaker open, chain deferred for %.1fs (%.0fs of patience left)",
+        chain.connection,
+        chain.entity.value,
+        wait,
+        run.patience - chain.deferred_for,
+    )
+    await run.sleep(wait)
+
+
 async def run_chain(
     chain: Chain,
     queue: asyncio.Queue[tuple[int, Chain | None, Any]],
     checkpoints: Checkpoints,
-    *,
-    as_dicts: bool,
-    clock: Callable[[], float],
+    run: RunSettings,
 ) -> None:
     """Walk one chain's pages, handing each to the consumer and waiting until it is read."""
+    as_dicts = run.as_dicts
     chain.outcome = Outcome.RUNNING
-    chain.started_at = clock()
+    chain.started_at = run.clock()
     tally = Tally()
     conn = chain.conn
     entity = chain.entity
@@ -51,15 +91,21 @@ async def run_chain(
         cursor, modified_after, learnt = await checkpoints.plan(chain)
         walk = Walk(cursor, conn.page_size_for(entity, learnt), connection=chain.connection)
         while not walk.done:
-            item: RawPage | Page[Any] = await _listing.fetch_raw(
-                conn,
-                entity,
-                cursor=walk.cursor,
-                page_size=walk.page_size,
-                modified_after=modified_after,
-                tally=tally,
-                patient=True,
-            )
+            try:
+                item: RawPage | Page[Any] = await _listing.fetch_raw(
+                    conn,
+                    entity,
+                    cursor=walk.cursor,
+                    page_size=walk.page_size,
+                    modified_after=modified_after,
+                    tally=tally,
+                    patient=True,
+                )
+            except MakiniError as exc:
+                if not (isinstance(exc, CircuitOpenError) or (exc.retryable and conn.breaker_open)):
+                    raise
+                await _defer(chain, exc, run)
+                continue
             handed: asyncio.Future[tuple[str | None, int, str | None]] = loop.create_future()
             queue.put_nowait((PAGE, chain, (item, handed)))
             del item

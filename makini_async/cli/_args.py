@@ -227,6 +227,14 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
         help="attempts per request, retries included",
     )
     parser.add_argument(
+        "--patience",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a chain may wait, in all, for its connection's open circuit breaker "
+        "(default 300)",
+    )
+    parser.add_argument(
         "--progress-interval",
         type=_positive_float,
         default=None,
@@ -252,6 +260,7 @@ class PullSettings:
     timeouts: Timeouts | None = None
     retry: RetryPolicy | None = None
     progress_interval: float | None = None
+    patience: float | None = None
 
     def __repr__(self) -> str:
         return f"<PullSettings {len(self.connections)} connections -> {self.out}>"
@@ -412,4 +421,5 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         timeouts=timeouts,
         retry=retry,
         progress_interval=args.progress_interval,
+        patience=args.patience,
     )

@@ -96,6 +96,8 @@ async def demo(args: argparse.Namespace, out: Path) -> int:
             timeouts=Timeouts(connect=2.0, read=1.0, total=5.0),
             retry=RetryPolicy(attempts=6, wait_initial=0.05, wait_max=0.5, timeout=4.0),
             progress_interval=args.progress_interval,
+            # The stalled connection's breaker opens; a chain waits for it this long.
+            patience=2.0,
         )
         print(
             f"Demo: mock Makini at {server.url}, {len(connections)} connections x "

@@ -11,7 +11,7 @@ import attrs
 
 from makini_async._config import RetryPolicy, Timeouts
 from makini_async._progress import Progress
-from makini_async.bulk import Outcome, Pull, PullReport
+from makini_async.bulk import DEFAULT_PATIENCE, Outcome, Pull, PullReport
 from makini_async.cli._args import PROG, CliError, PullSettings
 from makini_async.cli._output import Writer
 from makini_async.errors import (
@@ -120,6 +120,7 @@ async def run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> P
                 checkpoint=settings.checkpoint,
                 concurrency=settings.concurrency,
                 as_dicts=not settings.typed,
+                patience=DEFAULT_PATIENCE if settings.patience is None else settings.patience,
             )
             progress = Progress(
                 pull.report, stream, isatty=isatty, interval=settings.progress_interval

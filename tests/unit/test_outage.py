@@ -15,11 +15,12 @@ from makini_async import (
     OutageError,
     OutageEvent,
     OutagePolicy,
+    Outcome,
     RetryPolicy,
 )
 from makini_async._outage import is_outage_class
 from makini_async._sansio import error_from_response
-from tests.fakes import Call, FakeClock, error, respond
+from tests.fakes import Call, FakeClock, error, page, respond
 
 NGINX_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
@@ -175,3 +176,51 @@ async def test_the_customers_systems_failing_is_not_an_outage(make_pool: Any) ->
 )
 def test_what_counts_as_an_outage(status: int, body: bytes, outage_class: bool) -> None:
     assert is_outage_class(error_from_response(status, {}, body)) is outage_class
+
+
+def test_a_proxy_error_page_is_summarised_never_dumped() -> None:
+    err = error_from_response(502, {"Content-Type": "text/html"}, NGINX_502 * 50)
+    assert str(err).startswith("502 CONNECTED_SYSTEM_ERROR: HTTP 502 (text/html, ")
+    assert "502 Bad Gateway" in err.message
+    assert "<" not in err.message
+    assert "\n" not in str(err)
+    assert len(err.message) < 150
+    plain = error_from_response(503, {}, b"\x1b[2J upstream\nconnect error\n" + b"x" * 10_000)
+    assert "upstream" in plain.message
+    assert "\x1b" not in plain.message
+    assert "connect error" not in plain.message  # the first line only
+    assert "no content type" in plain.message
+
+
+async def test_a_pull_defers_a_chain_whose_breaker_opened(make_pool: Any, clock: FakeClock) -> None:
+    # plant-1's source system is down for a minute: its breaker opens, its chain
+    # waits for the cool-down and completes; the others never wait.
+    back_at = clock.now + 60.0
+
+    def handler(call: Call) -> Any:
+        if call.headers["Authorization"].endswith("sick") and clock.now < back_at:
+            return error(502, "CONNECTED_SYSTEM_ERROR")
+        return page([{"id": "a"}], None)
+
+    async with make_pool(
+        handler,
+        as_dicts=True,
+        retry=RetryPolicy(attempts=2),
+        breaker=BreakerPolicy(threshold=2, cooldown=25.0),
+    ) as (pool, _):
+        conns = [("plant-1", "tok-sick"), ("plant-2", "tok-ok"), ("plant-3", "tok-ok2")]
+        async with pool.pull("assets", conns, patience=120.0) as pull:
+            items = [i.connection async for i in pull]
+        async with pool.pull("assets", conns[:1], patience=10.0) as impatient:
+            pool.connection("tok-sick").reset()
+            back_at = clock.now + 1_000.0
+            _ = [i async for i in impatient]
+    assert sorted(items) == ["plant-1", "plant-2", "plant-3"]
+    assert pull.report.ok
+    deferrals = {c.connection: c.deferrals for c in pull.report.chains}
+    assert deferrals["plant-1"] >= 1
+    assert deferrals["plant-2"] == deferrals["plant-3"] == 0
+    (chain,) = impatient.report.chains
+    assert chain.outcome is Outcome.FAILED
+    assert isinstance(chain.error, ConnectedSystemError)  # what the source system said
+    assert chain.deferrals == 0  # the cool-down was longer than its patience
