@@ -32,6 +32,12 @@ def _non_negative(_inst: object, attr: attrs.Attribute[float], value: float) -> 
         raise UsageError(msg)
 
 
+def _positive_or_none(_inst: object, attr: attrs.Attribute[float | None], value: object) -> None:
+    if value is not None and not (isinstance(value, (int, float)) and value > 0):
+        msg = f"{attr.name} must be a number of seconds > 0 or None, got {value!r}"
+        raise UsageError(msg)
+
+
 def _positive_int(_inst: object, attr: attrs.Attribute[int], value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         msg = f"{attr.name} must be an integer >= 1, got {value!r}"
@@ -169,14 +175,25 @@ def _page_size_map(value: Mapping[EntityLike, int]) -> Mapping[Entity, int]:
 
 @attrs.frozen
 class PageSizes:
-    """Page size per entity: the contract's maximum unless overridden.
+    """Page size per entity, and how it adapts while a listing runs.
 
     ``PageSizes({"work-orders": 50})`` overrides one entity and keeps the
-    defaults for the others.
+    defaults (the contract's maxima) for the others. A listing starts at the
+    entity's size and adapts, per connection and entity: a page that times
+    out is fetched again at half the size, and a page slower than
+    ``slow_page`` seconds halves the size for the next one (never below
+    ``min_page_size``); after ``grow_after`` pages in a row faster than
+    ``fast_page`` seconds the size doubles again, never above the entity's
+    size nor above a limit the API gave (``INVALID_PAGE_SIZE``).
+    ``slow_page`` defaults to half the read timeout, ``fast_page`` to a
+    tenth of it.
     """
 
     overrides: Mapping[Entity, int] = attrs.field(factory=dict, converter=_page_size_map)
     min_page_size: int = attrs.field(default=C.MIN_PAGE_SIZE, validator=_positive_int, kw_only=True)
+    slow_page: float | None = attrs.field(default=None, validator=_positive_or_none, kw_only=True)
+    fast_page: float | None = attrs.field(default=None, validator=_positive_or_none, kw_only=True)
+    grow_after: int = attrs.field(default=C.PAGE_GROW_AFTER, validator=_positive_int, kw_only=True)
 
     def for_entity(self, entity: Entity) -> int:
         """The page size to ask for first."""

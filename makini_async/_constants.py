@@ -59,6 +59,8 @@ MAX_TOKEN_LENGTH: Final = 4096
 
 # Pagination: a page that times out is retried at half the size, down to this.
 MIN_PAGE_SIZE: Final = 10
+# After this many fast pages in a row, a page size that had shrunk doubles again.
+PAGE_GROW_AFTER: Final = 5
 # A listing (or bulk-pull chain) that has fetched this many pages without an
 # end is stopped with PaginationError: 100 million records at the smallest
 # maximum page size, far beyond any real collection, yet a bound.

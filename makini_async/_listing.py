@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from makini_async._reading import announce_page, finish_page, read_page
 from makini_async._sansio import list_params
 from makini_async._send import Call, Link, Tally, send
-from makini_async._walk import adapt_page_size
+from makini_async._walk import Sizing, adapt_page_size
 from makini_async.errors import UsageError
 from makini_async.pagination import Page, RawPage
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from makini_async.entities import Entity
     from makini_async.errors import MakiniError
 
-__all__ = ["ListingLink", "fetch_page", "fetch_raw", "finish", "page_size_for"]
+__all__ = ["ListingLink", "fetch_page", "fetch_raw", "finish", "page_size_for", "sizing_for"]
 
 
 class ListingLink(Link, Protocol):
@@ -44,6 +44,21 @@ def page_size_for(conn: ListingLink, entity: Entity, page_size: int | None = Non
         raise UsageError(msg)
     learnt = conn.learnt_page_size(entity)
     return size if learnt is None else min(size, learnt)
+
+
+def sizing_for(conn: ListingLink, entity: Entity, largest: int) -> Sizing:
+    """How a walk of ``entity`` on ``conn`` adapts its page size, up to ``largest``."""
+    shared = conn.shared
+    sizes = shared.page_sizes
+    read = shared.timeouts.read
+    return Sizing(
+        largest=largest,
+        floor=min(sizes.min_page_size, largest),
+        slow=sizes.slow_page if sizes.slow_page is not None else read / 2,
+        fast=sizes.fast_page if sizes.fast_page is not None else read / 10,
+        grow_after=sizes.grow_after,
+        limit=lambda: conn.learnt_page_size(entity),
+    )
 
 
 async def fetch_raw(
@@ -134,7 +149,7 @@ async def _fetch(
         return adapt_page_size(error, params, floor=floor, learn=learn)
 
     def answer(resp: RawResponse, request_id: str | None) -> RawPage | Page[dict[str, Any]]:
-        raw = RawPage(entity, resp.body, cursor, request_id, int(params["page_size"]))
+        raw = RawPage(entity, resp.body, cursor, request_id, int(params["page_size"]), resp.elapsed)
         return read_page(raw) if parse else raw
 
     call = Call("GET", "/" + entity.value, params)

@@ -36,7 +36,16 @@ def read_page(raw: RawPage) -> Page[dict[str, Any]]:
     not the contract's JSON.
     """
     data, next_cursor, total = parse_page(raw.body, request_id=raw.request_id)
-    return Page(raw.entity, data, raw.cursor, next_cursor, total, raw.request_id, raw.page_size)
+    return Page(
+        raw.entity,
+        data,
+        raw.cursor,
+        next_cursor,
+        total,
+        raw.request_id,
+        raw.page_size,
+        elapsed=raw.elapsed,
+    )
 
 
 def finish_page(

@@ -277,9 +277,12 @@ async def _transmit(
                 await shared.sleep(delay)
         async with shared.semaphore:
             conn.requests += 1
-            return await shared.transport.request(
+            sent = shared.clock()
+            resp = await shared.transport.request(
                 call.method, url, headers=headers, params=call.params, body=call.body
             )
+            resp.elapsed = shared.clock() - sent
+            return resp
 
 
 def _pause(error: MakiniError, *, testing: bool) -> float:

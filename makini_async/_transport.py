@@ -39,13 +39,18 @@ if TYPE_CHECKING:
 __all__ = ["AiohttpTransport", "RawResponse", "Transport"]
 
 
-@attrs.frozen(slots=True)
+@attrs.define(slots=True, weakref_slot=False)
 class RawResponse:
-    """A complete HTTP answer: status, case-insensitive headers, body bytes."""
+    """A complete HTTP answer: status, case-insensitive headers, body bytes.
+
+    ``elapsed`` is how long the answer took on the wire (set by the send
+    loop, which owns the clock): listings adapt their page sizes by it.
+    """
 
     status: int
     headers: Mapping[str, str]
     body: bytes
+    elapsed: float = 0.0
 
 
 class Transport(Protocol):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
+
 from makini_async._constants import MAX_PAGES_PER_LISTING
 from makini_async.errors import InvalidPageSizeError, PaginationError, RequestTimeout
 
@@ -27,32 +29,84 @@ if TYPE_CHECKING:
 
     from makini_async.errors import MakiniError
 
-__all__ = ["CursorGuard", "Walk", "adapt_page_size"]
+__all__ = ["CursorGuard", "Sizing", "Walk", "adapt_page_size"]
+
+
+@attrs.frozen(slots=True)
+class Sizing:
+    """How a walk's page size adapts (see :class:`~makini_async.PageSizes`).
+
+    ``largest`` is the size asked for (the entity's, or the caller's),
+    ``limit()`` the API's own limit learnt so far (or ``None``).
+    """
+
+    largest: int
+    floor: int
+    slow: float
+    fast: float
+    grow_after: int
+    limit: Callable[[], int | None] = lambda: None
 
 
 class Walk:
     """The cursor and page size of the next page of one walk, and its guard."""
 
-    __slots__ = ("_guard", "cursor", "done", "page_size")
+    __slots__ = ("_fast_run", "_guard", "_sizing", "cursor", "done", "page_size")
 
-    def __init__(self, cursor: str | None, page_size: int, *, connection: str | None) -> None:
+    def __init__(
+        self,
+        cursor: str | None,
+        page_size: int,
+        *,
+        connection: str | None,
+        sizing: Sizing | None = None,
+    ) -> None:
         self.cursor = cursor
         self.page_size = page_size
         self.done = False
         self._guard = CursorGuard(cursor, connection=connection)
+        self._sizing = sizing
+        self._fast_run = 0
 
-    def advance(self, next_cursor: str | None, page_size: int, request_id: str | None) -> None:
+    def advance(
+        self,
+        next_cursor: str | None,
+        page_size: int,
+        request_id: str | None,
+        elapsed: float = 0.0,
+    ) -> None:
         """Move past a page: to ``next_cursor``, or to the end when it is ``None``.
 
-        A page that had to shrink (a timeout, the API's limit) keeps the
-        smaller ``page_size`` for the rest of the walk.
+        ``page_size`` is the size that fetched the page (smaller than asked
+        when a timeout or the API's limit made it shrink) and ``elapsed`` how
+        long it took: the next page's size follows from both.
         """
         if next_cursor is None:
             self.done = True
             return
         self._guard.advance(next_cursor, request_id)
         self.cursor = next_cursor
-        self.page_size = page_size
+        self.page_size = self._next_size(page_size, elapsed)
+
+    def _next_size(self, size: int, elapsed: float) -> int:
+        sizing = self._sizing
+        if sizing is None:
+            return size
+        if elapsed > sizing.slow:
+            self._fast_run = 0
+            return max(sizing.floor, min(size, size // 2))
+        if elapsed >= sizing.fast:
+            self._fast_run = 0
+            return size
+        self._fast_run += 1
+        largest = sizing.largest
+        limit = sizing.limit()
+        if limit is not None:
+            largest = min(largest, limit)
+        if self._fast_run >= sizing.grow_after and size < largest:
+            self._fast_run = 0
+            return min(largest, size * 2)
+        return min(size, largest)
 
 
 class CursorGuard:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async._shared import Shared
     from makini_async._transport import RawResponse
+    from makini_async._walk import Sizing
     from makini_async.entities import EntityLike
     from makini_async.models import Record
     from makini_async.pagination import Listing, Page
@@ -338,6 +339,10 @@ class Connection(Health):
     def page_size_for(self, entity: Entity, page_size: int | None = None) -> int:
         """The page size to ask for: ``page_size``, else the pool's, within any learnt limit."""
         return _listing.page_size_for(self, entity, page_size)
+
+    def sizing(self, entity: Entity, largest: int) -> Sizing:
+        """How a walk of ``entity`` adapts its page size (see :class:`PageSizes`)."""
+        return _listing.sizing_for(self, entity, largest)
 
     def learnt_page_size(self, entity: Entity) -> int | None:
         """The page-size limit the API gave this connection for ``entity``, if any."""

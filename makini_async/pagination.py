@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
-from makini_async._walk import CursorGuard, Walk
+from makini_async._walk import CursorGuard, Sizing, Walk
 from makini_async.models import invalid_record_error
 
 if TYPE_CHECKING:
@@ -43,6 +43,8 @@ class Page(Generic[R]):
     request_id: str | None
     page_size: int
     invalid: tuple[InvalidRecord, ...] = ()
+    #: Seconds the page took to arrive (its last attempt, on the wire).
+    elapsed: float = 0.0
 
     def __len__(self) -> int:
         return len(self.records)
@@ -57,6 +59,7 @@ class RawPage:
     cursor: str | None
     request_id: str | None
     page_size: int
+    elapsed: float = 0.0
 
 
 class PageSource(Protocol):
@@ -76,6 +79,10 @@ class PageSource(Protocol):
         as_dicts: bool,
     ) -> Page[Any]:
         """The page at ``cursor``, parsed and finished (records that fit, invalid ones)."""
+        ...
+
+    def sizing(self, entity: Entity, largest: int) -> Sizing:
+        """How a walk of ``entity`` adapts its page size, up to ``largest``."""
         ...
 
 
@@ -149,7 +156,12 @@ class Listing(Generic[R]):
     async def pages(self) -> AsyncIterator[Page[R]]:
         """Yield the pages in order, from the starting cursor to the last."""
         conn = self._conn
-        walk = Walk(self._cursor, self._page_size, connection=conn.name)
+        walk = Walk(
+            self._cursor,
+            self._page_size,
+            connection=conn.name,
+            sizing=conn.sizing(self._entity, self._page_size),
+        )
         while not walk.done:
             page: Page[Any] = await conn.fetch_page(
                 self._entity,
@@ -162,7 +174,7 @@ class Listing(Generic[R]):
             if page.invalid:
                 report_invalid(page.invalid, self._on_invalid)
             yield page
-            walk.advance(page.next_cursor, page.page_size, page.request_id)
+            walk.advance(page.next_cursor, page.page_size, page.request_id, page.elapsed)
 
 
 def report_invalid(invalid: tuple[InvalidRecord, ...], on_invalid: OnInvalid) -> None:

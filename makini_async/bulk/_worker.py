@@ -89,7 +89,13 @@ async def run_chain(
     loop = asyncio.get_running_loop()
     try:
         cursor, modified_after, learnt = await checkpoints.plan(chain)
-        walk = Walk(cursor, conn.page_size_for(entity, learnt), connection=chain.connection)
+        largest = conn.page_size_for(entity)
+        walk = Walk(
+            cursor,
+            min(largest, learnt) if learnt else largest,
+            connection=chain.connection,
+            sizing=_listing.sizing_for(conn, entity, largest),
+        )
         while not walk.done:
             try:
                 item: RawPage | Page[Any] = await _listing.fetch_raw(
@@ -108,6 +114,7 @@ async def run_chain(
                 continue
             handed: asyncio.Future[tuple[str | None, int, str | None]] = loop.create_future()
             queue.put_nowait((PAGE, chain, (item, handed)))
+            elapsed = item.elapsed
             del item
             try:
                 next_cursor, page_size, request_id = await handed
@@ -131,7 +138,8 @@ async def run_chain(
             chain.retries = tally.retries
             chain.rate_limited = tally.rate_limited
             # The last page: the consumer completes the chain once done with it.
-            walk.advance(next_cursor, page_size, request_id)
+            walk.advance(next_cursor, page_size, request_id, elapsed)
+            chain.page_size = walk.page_size
     except asyncio.CancelledError:
         raise
     except ChainEnded:
