@@ -121,10 +121,12 @@ class AiohttpTransport:
     ) -> RawResponse:
         secrets = _secrets(headers)
         error: MakiniError
+        request_id: str | None = None  # known once the headers are in
         try:
             async with self._session.request(
                 method, url, headers=headers, params=params, data=body, allow_redirects=False
             ) as resp:
+                request_id = resp.headers.get("X-Request-Id")
                 if 300 <= resp.status < 400:
                     # Never followed, and its body never read: the send loop makes
                     # it an UnexpectedRedirect (see _sansio.redirect_error).
@@ -149,6 +151,10 @@ class AiohttpTransport:
             error = UsageError(f"invalid URL {_describe(exc, secrets)}")
         except aiohttp.ClientError as exc:
             error = TransportError(f"{method} {_path(url)}: {_describe(exc, secrets)}")
+        if request_id is not None:
+            # The answer had begun (a body cut short, a timeout mid-body): support
+            # can still find it by its ID.
+            error.request_id = clean(request_id, secrets, limit=100)
         # Raised here, outside every handler, so the error has no __context__:
         # aiohttp's exceptions hold the request (headers and all) and must not
         # travel with it into logs and tracebacks.

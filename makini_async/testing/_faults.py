@@ -20,13 +20,20 @@ FAULT_KINDS: Final[tuple[str, ...]] = (
     "error_500",
     "error_502",
     "error_503",
+    "error_504",
+    "html_error",
     "rate_limit_429",
     "stall",
     "drop",
     "truncate",
     "malformed",
+    "empty_body",
+    "wrong_content_type",
     "write_applied_503",
 )
+
+#: How a 429 says when to come back: seconds, an HTTP date, or not at all.
+RETRY_AFTER_STYLES: Final[frozenset[str]] = frozenset({"seconds", "date", "none"})
 
 _WRITE_METHODS: Final[frozenset[str]] = frozenset({"POST", "PATCH", "DELETE"})
 
@@ -64,13 +71,19 @@ class FaultPlan:
     interleave.
 
     - ``error_500`` / ``error_502`` / ``error_503``: a structured error answer.
-    - ``rate_limit_429``: 429 with ``Retry-After: ceil(retry_after)``.
+    - ``error_504`` / ``html_error``: a gateway's 504 or a proxy's 502, as an
+      HTML page with no API error body (what nginx answers when it cannot
+      reach the API).
+    - ``rate_limit_429``: 429 with ``Retry-After: ceil(retry_after)``, as
+      seconds, an HTTP date or no header at all (``retry_after_style``).
     - ``stall``: no answer for ``stall_seconds`` (woken and aborted on close).
     - ``drop``: headers with the full ``Content-Length``, half the body, then
       the connection is closed.
     - ``truncate``: a 200 whose JSON body is cut short (with a matching
       ``Content-Length``).
     - ``malformed``: a 200 with an HTML body.
+    - ``empty_body``: a 200 with an empty body.
+    - ``wrong_content_type``: the right JSON body labelled ``text/plain``.
     - ``write_applied_503``: the write is applied (and its idempotency key
       recorded) but the answer is 503 SERVICE_UNAVAILABLE.
     - ``latency`` (+ uniform ``[0, latency_jitter]``): seconds added before
@@ -81,26 +94,37 @@ class FaultPlan:
       malformed) answer after the request was applied, like a real network.
     - ``only_paths``: path prefixes (e.g. ``"/api/v1/work-orders"``) faults
       apply to; ``methods``: HTTP methods faults apply to. ``None`` means all.
+    - ``first``: faults apply only to a token's first ``first`` requests
+      (that the plan applies to), for tests that need a fault, then recovery.
     """
 
     seed: int = 0
     error_500: float = attrs.field(default=0.0, validator=_rate)
     error_502: float = attrs.field(default=0.0, validator=_rate)
     error_503: float = attrs.field(default=0.0, validator=_rate)
+    error_504: float = attrs.field(default=0.0, validator=_rate)
+    html_error: float = attrs.field(default=0.0, validator=_rate)
     rate_limit_429: float = attrs.field(default=0.0, validator=_rate)
     retry_after: float = attrs.field(default=1.0, validator=_non_negative)
+    retry_after_style: str = attrs.field(default="seconds")
     stall: float = attrs.field(default=0.0, validator=_rate)
     stall_seconds: float = attrs.field(default=3600.0, validator=_non_negative)
     drop: float = attrs.field(default=0.0, validator=_rate)
     truncate: float = attrs.field(default=0.0, validator=_rate)
     malformed: float = attrs.field(default=0.0, validator=_rate)
+    empty_body: float = attrs.field(default=0.0, validator=_rate)
+    wrong_content_type: float = attrs.field(default=0.0, validator=_rate)
     write_applied_503: float = attrs.field(default=0.0, validator=_rate)
     latency: float = attrs.field(default=0.0, validator=_non_negative)
     latency_jitter: float = attrs.field(default=0.0, validator=_non_negative)
     only_paths: frozenset[str] | None = attrs.field(default=None, converter=_opt_frozenset)
     methods: frozenset[str] | None = attrs.field(default=None, converter=_opt_frozenset)
+    first: int | None = None
 
     def __attrs_post_init__(self) -> None:
+        if self.retry_after_style not in RETRY_AFTER_STYLES:
+            msg = f"retry_after_style must be one of {sorted(RETRY_AFTER_STYLES)}"
+            raise ValueError(msg)
         total = sum(getattr(self, kind) for kind in FAULT_KINDS)
         if total > 1.0 + 1e-9:
             msg = f"fault rates sum to {total:.3f}, more than 1"
@@ -166,6 +190,9 @@ class FaultState:
     def decide(self, method: str, path: str) -> str | None:
         """The fault for this request, or ``None`` when the plan skips it."""
         if not self.plan.applies_to(method, path):
+            return None
+        first = self.plan.first
+        if first is not None and len(self.log) >= first:
             return None
         kind = self.plan.choose(self.rng.random(), method)
         self.log.append(kind)

@@ -6,6 +6,7 @@ import asyncio
 import calendar
 import collections
 import datetime as dt
+import email.utils
 import hashlib
 import math
 import random
@@ -71,6 +72,16 @@ _FAULT_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
     "error_502": (502, "CONNECTED_SYSTEM_ERROR", "The connected system failed (injected)"),
     "error_503": (503, "SERVICE_UNAVAILABLE", "Service temporarily unavailable (injected)"),
 }
+# What nginx answers when it cannot reach the API: a whole HTML page, no API body.
+_GATEWAY_PAGES: Final[dict[int, bytes]] = {
+    status: (
+        f"<html>\r\n<head><title>{status} {title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{status} {title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    ).encode()
+    for status, title in ((502, "Bad Gateway"), (504, "Gateway Time-out"))
+}
+_GATEWAY_FAULTS: Final[dict[str, int]] = {"html_error": 502, "error_504": 504}
 _MALFORMED_BODY: Final[bytes] = (
     b"<html><head><title>502 Bad Gateway</title></head>"
     b"<body><h1>Bad Gateway</h1><p>upstream hiccup</p></body></html>"
@@ -211,6 +222,9 @@ class MockMakini:
         self._shared: dict[tuple[Any, ...], EntityStore] = {}
         self._log: collections.deque[RequestLogEntry] = collections.deque(maxlen=request_log_limit)
         self.total_requests = 0
+        #: Requests answered by the outage (see :meth:`start_outage`).
+        self.outage_requests = 0
+        self._outage_until = -math.inf
         self._anon_stats = ServerStats()
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
@@ -589,6 +603,31 @@ class MockMakini:
             return False
         return True
 
+    def _gateway_page(
+        self, request: web.Request, status: int, stats: ServerStats, label: str
+    ) -> web.Response:
+        """A proxy's HTML error page: no X-Request-Id, no API error body."""
+        self._log.append((label, request.method, request.path, request.query_string, status))
+        stats.statuses[status] += 1
+        return web.Response(status=status, body=_GATEWAY_PAGES[status], content_type="text/html")
+
+    # -- outages of the whole API -------------------------------------------------
+
+    def start_outage(self, seconds: float | None = None) -> None:
+        """Answer every request as a proxy in front of a dead API would (HTML 502).
+
+        For ``seconds`` on the server's clock, or until :meth:`end_outage`.
+        """
+        self._outage_until = math.inf if seconds is None else self.clock() + seconds
+
+    def end_outage(self) -> None:
+        """The API answers again."""
+        self._outage_until = -math.inf
+
+    @property
+    def in_outage(self) -> bool:
+        return self.clock() < self._outage_until
+
     def _respond(
         self,
         request: web.Request,
@@ -611,6 +650,10 @@ class MockMakini:
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         request_id = f"req_{secrets.token_hex(6)}"
         self.total_requests += 1
+        if self.in_outage:
+            # The API is gone; what is in front of it answers for everyone alike.
+            self.outage_requests += 1
+            return self._gateway_page(request, 502, self._anon_stats, "outage")
         auth = request.headers.get("Authorization", "")
         scheme, _, token = auth.partition(" ")
         token = token.strip()
@@ -671,20 +714,33 @@ class MockMakini:
             return self._respond(
                 request, request_id, answer, stats, conn.label, content_type="text/html"
             )
+        elif fault == "empty_body" and answer.body:
+            answer = _Answer(answer.status, b"", answer.headers)
+        elif fault == "wrong_content_type":
+            return self._respond(
+                request, request_id, answer, stats, conn.label, content_type="text/plain"
+            )
         elif fault == "drop":
             return await self._drop(request, request_id, answer, conn)
         return self._respond(request, request_id, answer, stats, conn.label)
 
-    def _rate_limited(self, conn: MockConnection, request_id: str, retry_after: int) -> _Answer:
+    def _rate_limited(
+        self, conn: MockConnection, request_id: str, retry_after: int, style: str = "seconds"
+    ) -> _Answer:
         """A 429 that starts the token's cooldown (for the ``during_cooldown`` count)."""
         conn.cooldown_until = self.clock() + retry_after
+        headers = {}
+        if style == "seconds":
+            headers["Retry-After"] = str(retry_after)
+        elif style == "date":
+            headers["Retry-After"] = email.utils.formatdate(time.time() + retry_after, usegmt=True)
         return _error(
             429,
             "RATE_LIMIT_EXCEEDED",
             "Too many requests for this connection",
             request_id,
             details={"retry_after": retry_after},
-            headers={"Retry-After": str(retry_after)},
+            headers=headers,
         )
 
     async def _early_fault(
@@ -697,8 +753,13 @@ class MockMakini:
             answer = _error(status, code, message, request_id)
             return self._respond(request, request_id, answer, conn.stats, conn.label)
         if fault == "rate_limit_429":
-            answer = self._rate_limited(conn, request_id, math.ceil(plan.retry_after))
+            answer = self._rate_limited(
+                conn, request_id, math.ceil(plan.retry_after), plan.retry_after_style
+            )
             return self._respond(request, request_id, answer, conn.stats, conn.label)
+        if fault in _GATEWAY_FAULTS:
+            status = _GATEWAY_FAULTS[fault]
+            return self._gateway_page(request, status, conn.stats, conn.label)
         if fault == "stall":
             await self._sleep(plan.stall_seconds)
             transport = request.transport
