@@ -138,10 +138,10 @@ class BreakerPolicy:
 class OutagePolicy:
     """When the pool decides the API itself is down, and how long it waits for it.
 
-    Outage-class failures (timeouts, failed connections, bodies that are not
-    the API's, 5xx without the API's error body) from ``min_connections``
-    different connections, with no success anywhere in between and within
-    ``window`` seconds, begin an outage: requests wait, one probe at a time
+    ``min_failures`` outage-class failures in a row (timeouts, failed
+    connections, bodies that are not the API's, 5xx without the API's error
+    body) from ``min_connections`` different connections, with no success
+    anywhere in between and within ``window`` seconds, begin an outage: requests wait, one probe at a time
     goes out every ``probe_interval`` seconds (doubling up to
     ``probe_interval_max``), and breakers do not count these failures. Any
     success ends it; after ``budget`` seconds every waiting call raises
@@ -152,6 +152,7 @@ class OutagePolicy:
     min_connections: int = attrs.field(
         default=C.DEFAULT_OUTAGE_MIN_CONNECTIONS, validator=_positive_int
     )
+    min_failures: int = attrs.field(default=C.DEFAULT_OUTAGE_MIN_FAILURES, validator=_positive_int)
     window: float = attrs.field(default=C.DEFAULT_OUTAGE_WINDOW, validator=_positive)
     budget: float = attrs.field(default=C.DEFAULT_OUTAGE_BUDGET, validator=_positive)
     probe_interval: float = attrs.field(

@@ -38,6 +38,8 @@ DEFAULT_BUDGET_RATIO: Final = 0.1
 # Pool-wide outage: outage-class failures from this many connections with no
 # success in between (within the window) mean the API, not a customer, is down.
 DEFAULT_OUTAGE_MIN_CONNECTIONS: Final = 3
+# ... and this many failures in a row: random faults never line up for that long.
+DEFAULT_OUTAGE_MIN_FAILURES: Final = 10
 DEFAULT_OUTAGE_WINDOW: Final = 30.0
 # How long the pool waits for the API to come back before every waiting call fails.
 DEFAULT_OUTAGE_BUDGET: Final = 300.0

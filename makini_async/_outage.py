@@ -9,9 +9,10 @@ blip into a rerun. :class:`Outage` watches every attempt of a pool:
 * an *outage-class* failure is one that says nothing about the customer's
   system: a timeout, a connection that fails, a body that is not the API's,
   or a 5xx without a Makini error code (a proxy's HTML page);
-* when such failures come from ``min_connections`` different connections
-  with no success anywhere in between (and within ``window`` seconds), the
-  pool is in an outage: new requests wait, one probe at a time goes out
+* when ``min_failures`` such failures in a row, from ``min_connections``
+  different connections, come with no success anywhere in between (and
+  within ``window`` seconds), the pool is in an outage (a few random faults
+  here and there never line up like that): new requests wait, one probe at a time goes out
   (every ``probe_interval`` seconds, growing to ``probe_interval_max``),
   failures do not count against any connection's breaker, and a request
   that failed waits with the others for the outage to end instead of
@@ -66,6 +67,7 @@ class Outage:
         "_clock",
         "_ended",
         "_failing",
+        "_failures",
         "_first_failure",
         "_hooks",
         "_next_probe",
@@ -89,6 +91,7 @@ class Outage:
         self._sleep = sleep
         self._hooks = hooks
         self._failing: set[str] = set()  # connections failing since the last success
+        self._failures = 0  # outage-class failures in a row
         self._first_failure = 0.0
         #: When the outage began (pool clock), or ``None`` when there is none.
         self.since: float | None = None
@@ -112,6 +115,7 @@ class Outage:
         """Any answer from the API: nothing is down (the common case costs one check)."""
         if self._failing:
             self._failing.clear()
+            self._failures = 0
         if self.since is not None:
             await self._end()
 
@@ -122,9 +126,12 @@ class Outage:
         now = self._clock()
         if not self._failing or now - self._first_failure > self._policy.window:
             self._failing.clear()
+            self._failures = 0
             self._first_failure = now
         self._failing.add(connection)
-        if len(self._failing) >= self._policy.min_connections:
+        self._failures += 1
+        policy = self._policy
+        if len(self._failing) >= policy.min_connections and self._failures >= policy.min_failures:
             await self._begin(error)
 
     # -- waiting ---------------------------------------------------------------------

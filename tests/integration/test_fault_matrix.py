@@ -197,7 +197,10 @@ def expectation(fault: str, op: str) -> type[MakiniError] | None:
 @pytest.mark.parametrize("op", OPERATIONS)
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_fault_matrix(fault: str, op: str) -> None:
-    outage = OutagePolicy(min_connections=1, probe_interval=0.2, probe_interval_max=0.5)
+    # One connection here: its first outage-class failure already counts.
+    outage = OutagePolicy(
+        min_connections=1, min_failures=1, probe_interval=0.2, probe_interval_max=0.5
+    )
     async with MockMakini(records_per_entity=RECORDS, seed=3) as server:
         async with MakiniPool(
             base_url=server.url,
