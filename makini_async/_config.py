@@ -141,8 +141,9 @@ class OutagePolicy:
     ``min_failures`` outage-class failures in a row (timeouts, failed
     connections, bodies that are not the API's, 5xx without the API's error
     body) from ``min_connections`` different connections, with no success
-    anywhere in between and within ``window`` seconds, begin an outage: requests wait, one probe at a time
-    goes out every ``probe_interval`` seconds (doubling up to
+    anywhere in between and within ``window`` seconds, begin an outage:
+    requests wait, one probe at a time goes out every ``probe_interval``
+    seconds (doubling up to
     ``probe_interval_max``), and breakers do not count these failures. Any
     success ends it; after ``budget`` seconds every waiting call raises
     :class:`~makini_async.OutageError` (a single call also stops at its own

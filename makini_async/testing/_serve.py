@@ -147,18 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per response")
     parser.add_argument("--latency-jitter", type=float, default=0.0)
     parser.add_argument("--fault-seed", type=int, default=0)
-    for kind in (
-        "error-500",
-        "error-502",
-        "error-503",
-        "rate-limit-429",
-        "stall",
-        "drop",
-        "truncate",
-        "malformed",
-        "write-applied-503",
-    ):
-        parser.add_argument(f"--{kind}", type=float, default=0.0, metavar="RATE")
+    for kind in FAULT_KINDS:
+        parser.add_argument(f"--{kind.replace('_', '-')}", type=float, default=0.0, metavar="RATE")
     parser.add_argument("--stall-seconds", type=float, default=3600.0)
     parser.add_argument("--retry-after", type=float, default=1.0)
     parser.add_argument(
@@ -194,15 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "latency_jitter": args.latency_jitter,
         "stall_seconds": args.stall_seconds,
         "retry_after": args.retry_after,
-        "error_500": args.error_500,
-        "error_502": args.error_502,
-        "error_503": args.error_503,
-        "rate_limit_429": args.rate_limit_429,
-        "stall": args.stall,
-        "drop": args.drop,
-        "truncate": args.truncate,
-        "malformed": args.malformed,
-        "write_applied_503": args.write_applied_503,
+        **{kind: getattr(args, kind) for kind in FAULT_KINDS},
     }
     active = any(plan_fields[k] for k in FAULT_KINDS) or args.latency or args.latency_jitter
     faults = FaultPlan(**plan_fields) if active else None
