@@ -18,7 +18,10 @@ import logging as _logging
 
 from makini_async._config import BreakerPolicy, Limits, PageSizes, RetryPolicy, Timeouts
 from makini_async._constants import VERSION as __version__  # noqa: N811
+from makini_async._directory import StatusChange
+from makini_async._fanout import ConnectionResult, FanOutReport
 from makini_async._retry import is_testing, set_testing
+from makini_async._watch import Watch
 from makini_async.bulk import (
     ChainReport,
     Outcome,
@@ -94,6 +97,18 @@ from makini_async.resources import (
     WorkOrders,
 )
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
+from makini_async.webhooks import (
+    ConnectionStatusChangedEvent,
+    EventStore,
+    MemoryEventStore,
+    ReauthorizationRequiredEvent,
+    SQLiteEventStore,
+    SyncCompletedEvent,
+    SyncFailedEvent,
+    SystemErrorEvent,
+    WebhookEvent,
+    WebhookReceiver,
+)
 
 __all__ = [
     "AUTO",
@@ -114,10 +129,14 @@ __all__ = [
     "Connection",
     "ConnectionFailed",
     "ConnectionInfo",
+    "ConnectionResult",
     "ConnectionState",
     "ConnectionStateEvent",
     "ConnectionStats",
+    "ConnectionStatusChangedEvent",
     "Entity",
+    "EventStore",
+    "FanOutReport",
     "Hook",
     "InvalidPageSizeError",
     "InvalidRecord",
@@ -132,6 +151,7 @@ __all__ = [
     "MakiniError",
     "MakiniPool",
     "MalformedResponse",
+    "MemoryEventStore",
     "NotFound",
     "OnInvalid",
     "OperationNotSupported",
@@ -149,6 +169,7 @@ __all__ = [
     "PurchaseOrders",
     "RateLimitError",
     "ReauthorizationRequired",
+    "ReauthorizationRequiredEvent",
     "Record",
     "RecordStructureError",
     "RequestEvent",
@@ -158,11 +179,16 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "SQLiteCheckpoint",
+    "SQLiteEventStore",
     "ServerError",
     "ServiceUnavailable",
     "SinkError",
+    "StatusChange",
+    "SyncCompletedEvent",
+    "SyncFailedEvent",
     "SyncJob",
     "SyncStatus",
+    "SystemErrorEvent",
     "TLSError",
     "Timeouts",
     "TransportError",
@@ -171,6 +197,9 @@ __all__ = [
     "ValidationError",
     "Vendor",
     "Vendors",
+    "Watch",
+    "WebhookEvent",
+    "WebhookReceiver",
     "WebhookVerificationError",
     "WorkOrder",
     "WorkOrders",

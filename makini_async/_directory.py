@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Final, Literal
 import attrs
 
 from makini_async.connection import Connection  # noqa: TC001 - attrs field type, resolvable at run time
+from makini_async.errors import UsageError
 from makini_async.instrumentation import ConnectionState, ConnectionStateEvent, emit
 from makini_async.models._fields import to_datetime
 
@@ -89,6 +90,9 @@ class ConnectionDirectory:
         self._newest: dict[str, dt.datetime | str] = {}
 
     def bind(self, conn: Connection, connection_id: str) -> None:
+        if not isinstance(connection_id, str) or not connection_id:
+            msg = f"connection_id must be a non-empty string, got {connection_id!r}"
+            raise UsageError(msg)
         conn.connection_id = connection_id
         self._by_id[connection_id] = conn
 

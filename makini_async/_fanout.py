@@ -20,14 +20,17 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 
+from makini_async.bulk._chain import connections_of
 from makini_async.bulk._report import Outcome
 from makini_async.connection import Connection  # noqa: TC001 - attrs field type at run time
-from makini_async.errors import CircuitOpenError, ReauthorizationRequired
+from makini_async.errors import CircuitOpenError, ReauthorizationRequired, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-__all__ = ["ConnectionResult", "FanOutReport", "fan_out"]
+    from makini_async.bulk._chain import ConnectionSource, ConnectionSpec
+
+__all__ = ["ConnectionResult", "FanOutReport", "fan_out", "resolve"]
 
 T = TypeVar("T")
 
@@ -119,7 +122,17 @@ async def fan_out(
     concurrency: int,
     clock: Callable[[], float] = time.monotonic,
 ) -> FanOutReport[T]:
-    """Run ``fn`` on every connection, ``concurrency`` at a time; never raises for one."""
+    """Run ``fn`` on every connection, ``concurrency`` at a time; never raises for one.
+
+    ``concurrency`` defaults (in ``pool.fan_out``) to the pool's ``max_in_flight``;
+    the pool's own limits still bound the requests the calls make.
+    """
+    if not callable(fn):
+        msg = f"fn must be an async function taking a Connection, got {type(fn).__name__}"
+        raise UsageError(msg)
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
+        raise UsageError(msg)
     report: FanOutReport[T] = FanOutReport(
         results=[ConnectionResult(connection=c.name, handle=c) for c in connections],
         started_at=clock(),
@@ -156,3 +169,14 @@ async def fan_out(
             result.outcome = Outcome.CANCELLED
         report.finished_at = clock()
     return report
+
+
+def resolve(
+    source: ConnectionSource, connections: Iterable[ConnectionSpec], what: str
+) -> list[Connection]:
+    """Handles for tokens, ``(name, token)`` pairs or handles; at least one."""
+    specs = None if isinstance(connections, (str, bytes)) else list(connections)
+    if not specs:
+        msg = f"{what} needs a non-empty list of connections (tokens, pairs or handles)"
+        raise UsageError(msg)
+    return connections_of(source, specs)

@@ -20,13 +20,19 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from makini_async._directory import STATUSES, ConnectionDirectory, StatusChange
 from makini_async._sansio import parse_single
 from makini_async._send import Call, send
 from makini_async.connection import Connection
-from makini_async.errors import AuthenticationError, MakiniError, ReauthorizationRequired
+from makini_async.errors import (
+    AuthenticationError,
+    MakiniError,
+    ReauthorizationRequired,
+    UsageError,
+)
 from makini_async.instrumentation import ConnectionState, HookSet
 from makini_async.status import ConnectionInfo
 
@@ -61,11 +67,16 @@ class Watch:
         sleep: Callable[[float], Awaitable[None]],
         rng: random.Random,
     ) -> None:
+        _check_number("interval", interval, 0.0, math.inf)
+        _check_number("jitter", jitter, 0.0, 1.0)
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
+            raise UsageError(msg)
         self._directory = directory
         self.connections = list(connections)
-        self.interval = interval
+        self.interval = float(interval)
         self.concurrency = concurrency
-        self.jitter = jitter
+        self.jitter = float(jitter)
         self._sleep = sleep
         self._rng = rng
         #: Rounds completed, status requests failed (no answer), and the most
@@ -147,6 +158,18 @@ class Watch:
         self, conn: Connection, new: str, request_id: str | None
     ) -> StatusChange | None:
         return await self._directory.update(conn, new, source="watch", request_id=request_id)
+
+
+def _check_number(name: str, value: object, low: float, high: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or not low <= value <= high
+    ):
+        upper = "" if math.isinf(high) else f" and <= {high}"
+        msg = f"{name} must be a number >= {low}{upper}, got {value!r}"
+        raise UsageError(msg)
 
 
 def _twin(conn: Connection) -> Connection:

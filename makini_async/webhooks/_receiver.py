@@ -26,11 +26,10 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 import orjson
-from aiohttp import web
 
 from makini_async.errors import UsageError, WebhookVerificationError
 from makini_async.webhooks._events import typed_event
@@ -43,6 +42,9 @@ from makini_async.webhooks._signature import (
     verify,
 )
 from makini_async.webhooks._store import EventStore, MemoryEventStore
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 __all__ = ["EventHandler", "PoolBinding", "ReceiverStats", "WebhookReceiver"]
 
@@ -292,6 +294,8 @@ class WebhookReceiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         """An aiohttp.web handler: ``app.router.add_post("/makini", receiver.handle)``."""
+        from aiohttp import web  # noqa: PLC0415 - importing the library must not load aiohttp
+
         body = await request.read()
         status = await self.receive(body, request.headers.get(SIGNATURE_HEADER))
         return web.Response(status=status, body=_answer(status), content_type="application/json")
@@ -302,6 +306,8 @@ class WebhookReceiver:
         Mount it with ``main.add_subapp("/webhooks/", receiver.app())`` or serve
         it alone; deliveries are POSTed to ``path``.
         """
+        from aiohttp import web  # noqa: PLC0415 - importing the library must not load aiohttp
+
         app = web.Application(client_max_size=_MAX_BODY)
         app.router.add_post(path, self.handle)
 
