@@ -155,6 +155,7 @@ class WebhookReceiver:
         self._tolerance = tolerance
         self._clock = clock
         self._workers: list[asyncio.Task[None]] = []
+        self._busy = 0
         self._background: set[asyncio.Task[Any]] = set()
         self._state = "new"
         self.stats = ReceiverStats()
@@ -198,7 +199,7 @@ class WebhookReceiver:
         if was_open:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._queue.join(), timeout)
-        self.stats.unhandled += self._queue.qsize()
+        self.stats.unhandled += self._queue.qsize() + self._busy
         if self.stats.unhandled:
             logger.warning(
                 "webhook receiver closed with %d events not handled", self.stats.unhandled
@@ -272,6 +273,7 @@ class WebhookReceiver:
         queue = self._queue
         while True:
             event = await queue.get()
+            self._busy += 1
             try:
                 if self._timeout is None:
                     await self._handler(event)
@@ -279,16 +281,20 @@ class WebhookReceiver:
                     await asyncio.wait_for(self._handler(event), self._timeout)
                 self.stats.handled += 1
             except asyncio.CancelledError:
+                # Closing cut the handler short: the event stays unfinished in
+                # the store, and a persistent store replays it at the next start.
+                queue.task_done()
                 raise
             except Exception:
                 self.stats.failed += 1
                 logger.exception("webhook handler failed for event %s (%s)", event.id, event.type)
             finally:
-                try:
-                    await self.store.finish(event.id)
-                except Exception:
-                    logger.exception("webhook event store failed to finish %s", event.id)
-                queue.task_done()
+                self._busy -= 1
+            try:
+                await self.store.finish(event.id)
+            except Exception:
+                logger.exception("webhook event store failed to finish %s", event.id)
+            queue.task_done()
 
     # -- front ends ---------------------------------------------------------------------
 
