@@ -22,13 +22,15 @@ __all__ = ["WebhookDelivery", "WebhookSender"]
 
 @attrs.frozen
 class WebhookDelivery:
-    """One POST the sender made: which event, which attempt, what came back."""
+    """One POST the sender made: which event, which attempt, what came back, how fast."""
 
     event_id: str
     type: str
     attempt: int
     status: int | None
     error: str | None = None
+    #: Seconds from sending the request to reading the whole answer.
+    elapsed: float = 0.0
 
 
 class WebhookSender:
@@ -102,12 +104,15 @@ class WebhookSender:
                 "Content-Type": "application/json",
                 SIGNATURE_HEADER: sign(secret, body, int(time.time())),
             }
+            started = time.monotonic()
             try:
                 async with self._session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
-                    delivery = WebhookDelivery(event_id, etype, attempt, resp.status)
+                    status, error = resp.status, None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                delivery = WebhookDelivery(event_id, etype, attempt, None, type(exc).__name__)
+                status, error = None, type(exc).__name__
+            elapsed = time.monotonic() - started
+            delivery = WebhookDelivery(event_id, etype, attempt, status, error, elapsed)
             results.append(delivery)
             self.deliveries.append(delivery)
         return results
