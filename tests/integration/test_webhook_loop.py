@@ -174,6 +174,9 @@ async def test_watch_reports_exactly_the_changes_within_its_limit() -> None:
             else:
                 assert state is ConnectionState.ACTIVE  # offline: calls still go out
         assert len(fired) == 4
+        # Marked handles are asked through a twin: no change, no second callback.
+        assert await watch.check() == []
+        assert len(fired) == 4
 
         # The customers reconnect: the status endpoint answers this very token again.
         recovered = [t for t, s in changed.items() if s != "disconnected"]
