@@ -81,10 +81,18 @@ class StatusChange:
 class ConnectionDirectory:
     """Connection ids to handles, and the last status known of each handle."""
 
-    def __init__(self, handles: Callable[[], Iterable[Connection]]) -> None:
+    def __init__(
+        self,
+        handles: Callable[[], Iterable[Connection]],
+        current: Callable[[Connection], Connection | None],
+    ) -> None:
         self._handles = handles
+        # The pool's live handle for a handle's token (the pool may have
+        # evicted an idle one and made a fresh one since): marks go there.
+        self._current = current
         self._by_id: dict[str, Connection] = {}
-        self._status: dict[Connection, str] = {}
+        # By token, not handle, so a status outlives an evicted handle.
+        self._status: dict[str, str] = {}
         # created_at of the newest status event applied per connection id:
         # an older one delivered late must not undo it.
         self._newest: dict[str, dt.datetime | str] = {}
@@ -98,14 +106,21 @@ class ConnectionDirectory:
 
     def find(self, connection_id: str) -> Connection | None:
         conn = self._by_id.get(connection_id)
-        if conn is not None and conn.connection_id == connection_id:
-            return conn
-        self._by_id = {c.connection_id: c for c in self._handles() if c.connection_id is not None}
-        return self._by_id.get(connection_id)
+        if conn is None or conn.connection_id != connection_id:
+            self._by_id = {
+                c.connection_id: c for c in self._handles() if c.connection_id is not None
+            }
+            conn = self._by_id.get(connection_id)
+        if conn is None:
+            return None
+        live = self._current(conn)
+        if live is not None and live is not conn:
+            self.bind(live, connection_id)
+        return live
 
     def status(self, conn: Connection) -> str:
         """The last status known: recorded, else what the handle's own marks say."""
-        known = self._status.get(conn)
+        known = self._status.get(conn.token)
         if known is not None:
             return known
         return _MARKS.get(conn.state, "active")
@@ -121,7 +136,7 @@ class ConnectionDirectory:
     ) -> StatusChange | None:
         """Record ``new`` for ``conn`` and mark the handle; the change, if it is one."""
         old = self.status(conn)
-        self._status[conn] = new
+        self._status[conn.token] = new
         reason = f"{source}: connection status {new}"
         if new == "reauthorization_required":
             await conn.mark_reauthorization(request_id, reason)

@@ -18,7 +18,7 @@ from makini_async._sansio import check_base_url, check_token
 from makini_async._shared import Shared
 from makini_async._watch import Watch
 from makini_async.bulk import DEFAULT_OVERLAP, Pull
-from makini_async.connection import Connection
+from makini_async.connection import Connection, default_name
 from makini_async.errors import UsageError
 from makini_async.instrumentation import HookSet
 
@@ -338,8 +338,16 @@ class MakiniPool:
     @property
     def _directory(self) -> ConnectionDirectory:
         if self._directory_or_none is None:
-            self._directory_or_none = ConnectionDirectory(self.__iter__)
+            self._directory_or_none = ConnectionDirectory(self.__iter__, self._live_handle)
         return self._directory_or_none
+
+    def _live_handle(self, conn: Connection) -> Connection | None:
+        """The pool's handle for ``conn``'s token, made again (same name) if it was evicted."""
+        live = self._connections.get(conn.token)
+        if live is not None or self.closed:
+            return live
+        name = None if conn.name == default_name(conn.token) else conn.name
+        return self.connection(conn.token, name=name)
 
     def bind_connection_id(self, connection: Connection | str, connection_id: str) -> Connection:
         """Say which Makini connection id (webhooks' ``connection_id``) a handle or token is."""

@@ -25,13 +25,20 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-import orjson
 
-from makini_async.errors import UsageError, WebhookVerificationError
+from makini_async.errors import MakiniError, UsageError, WebhookVerificationError
+from makini_async.webhooks._asgi import (
+    MAX_BODY,
+    ASGIReceive,
+    ASGIScope,
+    ASGISend,
+    answer,
+    read_body,
+)
 from makini_async.webhooks._events import typed_event
 from makini_async.webhooks._signature import (
     DEFAULT_TOLERANCE,
@@ -52,13 +59,6 @@ logger = logging.getLogger("makini_async")
 
 #: The user's handler: one event at a time per worker.
 EventHandler = Callable[[WebhookEvent], Awaitable[None]]
-
-ASGIScope = MutableMapping[str, Any]
-ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-# Makini's payloads are small; this bounds what one request may make us buffer.
-_MAX_BODY: Final = 1024 * 1024
 
 
 class PoolBinding(Protocol):
@@ -86,10 +86,6 @@ class ReceiverStats:
 
 async def _ignore(_event: WebhookEvent) -> None:
     return None
-
-
-def _json(payload: dict[str, str]) -> bytes:
-    return orjson.dumps(payload)
 
 
 class WebhookReceiver:
@@ -247,7 +243,15 @@ class WebhookReceiver:
         if self._state != "open" or self._queue.full():
             stats.refused += 1
             return 503
-        if not await self.store.claim(event.id, body):
+        try:
+            first = await self.store.claim(event.id, body)
+        except MakiniError as exc:
+            # The store cannot say whether this is a duplicate: refuse, and
+            # Makini delivers it again once the store is back.
+            logger.error("webhook event store failed: %s", exc.message)
+            stats.refused += 1
+            return 503
+        if not first:
             stats.duplicates += 1
             return 200
         try:
@@ -304,7 +308,7 @@ class WebhookReceiver:
 
         body = await request.read()
         status = await self.receive(body, request.headers.get(SIGNATURE_HEADER))
-        return web.Response(status=status, body=_answer(status), content_type="application/json")
+        return web.Response(status=status, body=answer(status), content_type="application/json")
 
     def app(self, path: str = "/") -> web.Application:
         """An aiohttp sub-application that starts and drains the receiver with its server.
@@ -314,7 +318,7 @@ class WebhookReceiver:
         """
         from aiohttp import web  # noqa: PLC0415 - importing the library must not load aiohttp
 
-        app = web.Application(client_max_size=_MAX_BODY)
+        app = web.Application(client_max_size=MAX_BODY)
         app.router.add_post(path, self.handle)
 
         async def started(_app: web.Application) -> None:
@@ -336,7 +340,7 @@ class WebhookReceiver:
             return
         status = 405
         if scope.get("method") == "POST":
-            body, too_large = await _read_asgi_body(receive)
+            body, too_large = await read_body(receive)
             if too_large:
                 status = 413
             else:
@@ -352,7 +356,7 @@ class WebhookReceiver:
                 "headers": [(b"content-type", b"application/json")],
             }
         )
-        await send({"type": "http.response.body", "body": _answer(status)})
+        await send({"type": "http.response.body", "body": answer(status)})
 
     async def _lifespan(self, receive: ASGIReceive, send: ASGISend) -> None:
         while True:
@@ -364,32 +368,3 @@ class WebhookReceiver:
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-
-_ANSWERS: Final = {
-    200: _json({"status": "accepted"}),
-    400: _json({"error": "invalid webhook signature or body"}),
-    405: _json({"error": "POST only"}),
-    413: _json({"error": "body too large"}),
-    503: _json({"error": "busy, deliver again later"}),
-}
-
-
-def _answer(status: int) -> bytes:
-    return _ANSWERS.get(status, b"{}")
-
-
-async def _read_asgi_body(receive: ASGIReceive) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return b"", False
-        chunk = bytes(message.get("body", b""))
-        size += len(chunk)
-        if size > _MAX_BODY:
-            return b"", True
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), False

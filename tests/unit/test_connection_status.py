@@ -137,3 +137,17 @@ async def test_watch_and_fan_out_arguments(make_pool: Any) -> None:
         assert report.ok
         assert TOKEN not in repr(report)
         assert TOKEN not in repr(pool.watch([TOKEN]))
+
+
+async def test_a_status_event_reaches_a_handle_made_again_after_eviction(make_pool: Any) -> None:
+    async with make_pool(status_answer) as (pool, _transport):
+        old = pool.bind_connection_id(pool.connection(TOKEN, name="acme"), "conn_abc")
+        assert pool.evict_idle(idle_for=-1) == 1
+        await pool.apply_webhook(
+            event("connection.reauthorization_required", "2026-01-01T00:00:01Z")
+        )
+        live = pool.connection(TOKEN)
+        assert live is not old
+        assert live.name == "acme"
+        assert live.state is ConnectionState.REAUTHORIZATION_REQUIRED
+        assert pool.find_connection("conn_abc") is live

@@ -272,3 +272,17 @@ async def test_asgi_app() -> None:
         "lifespan.shutdown.complete",
     ]
     assert [e.id for e in handler.events] == ["evt_1"]
+
+
+async def test_a_failing_store_answers_503_so_makini_redelivers() -> None:
+    from makini_async import CheckpointError
+
+    class Broken(MemoryEventStore):
+        async def claim(self, event_id: str, body: bytes) -> bool:
+            raise CheckpointError("disk full")
+
+    handler = Recorder()
+    async with receiver(handler, store=Broken()) as rec:
+        assert await rec.receive(VALID, sign(SECRET, VALID, NOW)) == 503
+    assert handler.events == []
+    assert rec.stats.refused == 1
