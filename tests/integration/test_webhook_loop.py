@@ -275,3 +275,43 @@ async def test_status_change_webhooks_from_the_mock_update_the_pool() -> None:
             await receiver.join()
             assert conn.state is ConnectionState.DISCONNECTED
         assert receiver.stats.duplicates == 2
+
+
+async def test_signature_vectors_over_http() -> None:
+    import time
+
+    import aiohttp
+
+    from makini_async.webhooks import SIGNATURE_HEADER, sign
+
+    handled: list[str] = []
+
+    async def handler(event: WebhookEvent) -> None:
+        handled.append(event.id)
+
+    now = int(time.time())
+    payload = (
+        b'{"id":"evt_http","type":"sync.completed","created_at":"2026-01-01T00:00:00Z",'
+        b'"connection_id":"conn_1","data":{}}'
+    )
+    vectors = [
+        (payload.replace(b"evt_http", b"evt_evil"), sign(WEBHOOK_SECRET, payload, now), 400),
+        (payload, sign("whsec_not_ours", payload, now), 400),
+        (payload, sign(WEBHOOK_SECRET, payload, now - 3600), 400),
+        (payload, sign(WEBHOOK_SECRET, payload, now + 3600), 400),
+        (payload, "v1=,t=", 400),
+        (b"", sign(WEBHOOK_SECRET, b"", now), 400),
+        (payload, sign("whsec_old_one", payload, now), 200),  # the second of two secrets
+        (payload, sign(WEBHOOK_SECRET, payload, now), 200),  # a duplicate now
+    ]
+    receiver = WebhookReceiver([WEBHOOK_SECRET, "whsec_old_one"], handler)
+    async with serving(receiver) as url, aiohttp.ClientSession() as session:
+        for body, header, expected in vectors:
+            async with session.post(url, data=body, headers={SIGNATURE_HEADER: header}) as resp:
+                assert resp.status == expected, header
+        async with session.post(url, data=payload) as resp:  # no signature at all
+            assert resp.status == 400
+        await receiver.join()
+    assert handled == ["evt_http"]
+    assert receiver.stats.rejected == 7
+    assert receiver.stats.duplicates == 1
