@@ -44,6 +44,7 @@ from makini_async.webhooks._signature import (
     DEFAULT_TOLERANCE,
     SIGNATURE_HEADER,
     WebhookEvent,
+    _seconds,
     _secrets,
     parse_event,
     verify,
@@ -58,7 +59,7 @@ __all__ = ["EventHandler", "PoolBinding", "ReceiverStats", "WebhookReceiver"]
 logger = logging.getLogger("makini_async")
 
 #: The user's handler: one event at a time per worker.
-EventHandler = Callable[[WebhookEvent], Awaitable[None]]
+EventHandler = Callable[[WebhookEvent], Awaitable[object]]
 
 
 class PoolBinding(Protocol):
@@ -121,6 +122,7 @@ class WebhookReceiver:
         # Check the secrets now: a typo in configuration fails at start-up,
         # not as a 400 on every delivery.
         self._secrets = _secrets(secrets)
+        _seconds(tolerance, "tolerance")
         if handler is not None and not callable(handler):
             msg = f"handler must be an async function, got {type(handler).__name__}"
             raise UsageError(msg)

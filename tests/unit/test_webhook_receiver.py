@@ -286,3 +286,9 @@ async def test_a_failing_store_answers_503_so_makini_redelivers() -> None:
         assert await rec.receive(VALID, sign(SECRET, VALID, NOW)) == 503
     assert handler.events == []
     assert rec.stats.refused == 1
+
+
+def test_a_tolerance_that_turns_off_the_replay_window_is_refused() -> None:
+    for tolerance in (-1, float("inf"), float("nan")):
+        with pytest.raises(UsageError):
+            WebhookReceiver(SECRET, tolerance=tolerance)
