@@ -180,6 +180,8 @@ class WebhookReceiver:
                 event = typed_event(parse_event(body))
             except WebhookVerificationError:
                 continue
+            # A new process has a new pool: it learns the status again.
+            self._tell_pool(event)
             self.stats.accepted += 1
             await self._queue.put(event)
 
@@ -235,13 +237,7 @@ class WebhookReceiver:
             stats.rejected += 1
             logger.warning("webhook delivery rejected: %s", exc.message)
             return 400
-        if self._pool is not None:
-            # In a task: the answer never waits for hooks or the
-            # on_reauthorization_required callback, and the mark is set at
-            # the next step of the loop, before any other request goes out.
-            task = asyncio.create_task(self._apply(self._pool, event))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+        self._tell_pool(event)
         if self._state != "open" or self._queue.full():
             stats.refused += 1
             return 503
@@ -267,6 +263,16 @@ class WebhookReceiver:
         stats.accepted += 1
         stats.max_queued = max(stats.max_queued, self._queue.qsize())
         return 200
+
+    def _tell_pool(self, event: WebhookEvent) -> None:
+        if self._pool is None:
+            return
+        # In a task: the answer never waits for hooks or the
+        # on_reauthorization_required callback, and the mark is set at the
+        # next step of the loop, before any other request goes out.
+        task = asyncio.create_task(self._apply(self._pool, event))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     @staticmethod
     async def _apply(pool: PoolBinding, event: WebhookEvent) -> None:

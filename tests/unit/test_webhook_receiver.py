@@ -169,14 +169,23 @@ async def test_sqlite_store_survives_a_restart_and_replays_unhandled(tmp_path: A
     await rec.close(timeout=0.01)  # evt_1 held by the worker, evt_2 queued: neither done
     store.close()
 
+    class Pool:
+        def __init__(self) -> None:
+            self.applied: list[str] = []
+
+        async def apply_webhook(self, event: WebhookEvent) -> None:
+            self.applied.append(event.id)
+
     handler = Recorder()
     store = SQLiteEventStore(path)
-    async with receiver(handler, store=store) as rec:
+    pool = Pool()
+    async with receiver(handler, store=store, pool=pool) as rec:
         payload = body("evt_1")
         assert await rec.receive(payload, sign(SECRET, payload, NOW)) == 200  # a duplicate
         await rec.join()
     assert sorted(e.id for e in handler.events) == ["evt_1", "evt_2"]
     assert rec.stats.duplicates == 1
+    assert sorted(set(pool.applied)) == ["evt_1", "evt_2"]  # the new process's pool learns too
     assert await store.unfinished() == []
     store.close()
 
