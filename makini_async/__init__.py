@@ -25,7 +25,10 @@ from makini_async._config import (
     Timeouts,
 )
 from makini_async._constants import VERSION as __version__  # noqa: N811
+from makini_async._directory import StatusChange
+from makini_async._fanout import ConnectionResult, FanOutReport
 from makini_async._retry import is_testing, set_testing
+from makini_async._watch import Watch
 from makini_async.bulk import (
     ChainReport,
     Outcome,
@@ -103,6 +106,18 @@ from makini_async.resources import (
     WorkOrders,
 )
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
+from makini_async.webhooks import (
+    ConnectionStatusChangedEvent,
+    EventStore,
+    MemoryEventStore,
+    ReauthorizationRequiredEvent,
+    SQLiteEventStore,
+    SyncCompletedEvent,
+    SyncFailedEvent,
+    SystemErrorEvent,
+    WebhookEvent,
+    WebhookReceiver,
+)
 
 __all__ = [
     "AUTO",
@@ -123,10 +138,14 @@ __all__ = [
     "Connection",
     "ConnectionFailed",
     "ConnectionInfo",
+    "ConnectionResult",
     "ConnectionState",
     "ConnectionStateEvent",
     "ConnectionStats",
+    "ConnectionStatusChangedEvent",
     "Entity",
+    "EventStore",
+    "FanOutReport",
     "Hook",
     "InvalidPageSizeError",
     "InvalidRecord",
@@ -141,6 +160,7 @@ __all__ = [
     "MakiniError",
     "MakiniPool",
     "MalformedResponse",
+    "MemoryEventStore",
     "NotFound",
     "OnInvalid",
     "OperationNotSupported",
@@ -161,6 +181,7 @@ __all__ = [
     "PurchaseOrders",
     "RateLimitError",
     "ReauthorizationRequired",
+    "ReauthorizationRequiredEvent",
     "Record",
     "RecordStructureError",
     "RequestEvent",
@@ -170,11 +191,16 @@ __all__ = [
     "RetryEvent",
     "RetryPolicy",
     "SQLiteCheckpoint",
+    "SQLiteEventStore",
     "ServerError",
     "ServiceUnavailable",
     "SinkError",
+    "StatusChange",
+    "SyncCompletedEvent",
+    "SyncFailedEvent",
     "SyncJob",
     "SyncStatus",
+    "SystemErrorEvent",
     "TLSError",
     "Timeouts",
     "TransportError",
@@ -183,6 +209,9 @@ __all__ = [
     "ValidationError",
     "Vendor",
     "Vendors",
+    "Watch",
+    "WebhookEvent",
+    "WebhookReceiver",
     "WebhookVerificationError",
     "WorkOrder",
     "WorkOrders",

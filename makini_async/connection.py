@@ -92,6 +92,7 @@ class Connection(Health):
         "_per_connection",
         "_sem",
         "_token",
+        "connection_id",
         "failures",
         "rate_limited",
         "requests",
@@ -114,6 +115,9 @@ class Connection(Health):
         self.retries = 0
         self.rate_limited = 0
         self.failures = 0
+        #: Makini's id of the connection (``GET /connection`` -> ``data.id``), once known:
+        #: learnt by :meth:`info`, or given with ``pool.bind_connection_id()``.
+        self.connection_id: str | None = None
 
     # -- identity and counters ---------------------------------------------------
 
@@ -379,6 +383,7 @@ class Connection(Health):
     async def info(self) -> ConnectionInfo:
         """``GET /connection``. Marks the handle when reauthorization is required."""
         info = await send(self, Call("GET", "/connection"), _connection_info)
+        self.connection_id = info.id
         if info.reauthorization_required:
             await self.mark_reauthorization(info.request_id, "status endpoint")
         return info

@@ -18,11 +18,14 @@ from makini_async._config import (
     Timeouts,
 )
 from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
+from makini_async._directory import ConnectionDirectory
+from makini_async._fanout import fan_out, resolve
 from makini_async._retry import RetryBudget
 from makini_async._sansio import check_base_url, check_token
 from makini_async._shared import Shared
+from makini_async._watch import Watch
 from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
-from makini_async.connection import Connection
+from makini_async.connection import Connection, default_name
 from makini_async.errors import UsageError
 from makini_async.instrumentation import HookSet
 
@@ -31,16 +34,21 @@ if TYPE_CHECKING:
     import os
     from types import TracebackType
 
+    from makini_async._directory import StatusChange
+    from makini_async._fanout import FanOutReport
     from makini_async._invalid import OnInvalid
     from makini_async._transport import Transport
     from makini_async.bulk import ConnectionSpec
     from makini_async.checkpoint import CheckpointStore
     from makini_async.entities import EntityLike
     from makini_async.models import Record
+    from makini_async.webhooks import WebhookEvent
 
 __all__ = ["MakiniPool"]
 
 logger = logging.getLogger("makini_async")
+
+_R = TypeVar("_R")
 
 ReauthCallback = Callable[[Connection], "Awaitable[None] | None"]
 
@@ -337,6 +345,75 @@ class MakiniPool:
             patience=patience,
             **extra,
         )
+
+    # -- connection status: webhooks, the watch, fan-out --------------------------------
+
+    _directory_or_none: ConnectionDirectory | None = None
+
+    @property
+    def _directory(self) -> ConnectionDirectory:
+        if self._directory_or_none is None:
+            self._directory_or_none = ConnectionDirectory(self.__iter__, self._live_handle)
+        return self._directory_or_none
+
+    def _live_handle(self, conn: Connection) -> Connection | None:
+        """The pool's handle for ``conn``'s token, made again (same name) if it was evicted."""
+        live = self._connections.get(conn.token)
+        if live is not None or self.closed:
+            return live
+        name = None if conn.name == default_name(conn.token) else conn.name
+        return self.connection(conn.token, name=name)
+
+    def bind_connection_id(self, connection: Connection | str, connection_id: str) -> Connection:
+        """Say which Makini connection id (webhooks' ``connection_id``) a handle or token is."""
+        conn = connection if isinstance(connection, Connection) else self.connection(connection)
+        self._directory.bind(conn, connection_id)
+        return conn
+
+    def find_connection(self, connection_id: str) -> Connection | None:
+        """The handle whose Makini connection id is ``connection_id``, if known."""
+        return self._directory.find(connection_id)
+
+    def connection_status(self, connection: Connection) -> str:
+        """The last status known at Makini, from webhooks, the watch and the handle's marks."""
+        return self._directory.status(connection)
+
+    async def apply_webhook(self, event: WebhookEvent) -> StatusChange | None:
+        """Apply a verified status event to its connection's handle (receivers call it)."""
+        return await self._directory.apply_webhook(event)
+
+    def watch(
+        self,
+        connections: Iterable[ConnectionSpec],
+        *,
+        interval: float = 60.0,
+        concurrency: int = 10,
+        jitter: float = 0.1,
+    ) -> Watch:
+        """Poll every connection's status; see :class:`~makini_async.Watch`."""
+        return Watch(
+            self._directory,
+            resolve(self, connections, "watch"),
+            interval=interval,
+            concurrency=concurrency,
+            jitter=jitter,
+            sleep=self.sleep,
+            rng=self.rng,
+        )
+
+    async def fan_out(
+        self,
+        connections: Iterable[ConnectionSpec],
+        fn: Callable[[Connection], Awaitable[_R]],
+        *,
+        concurrency: int | None = None,
+    ) -> FanOutReport[_R]:
+        """Run ``await fn(conn)`` on every connection, ``concurrency`` (default: the
+        pool's ``max_in_flight``) at a time; one failure never stops the others."""
+        self.ensure_open()
+        limit = self.limits.max_in_flight if concurrency is None else concurrency
+        conns = resolve(self, connections, "fan_out")
+        return await fan_out(conns, fn, concurrency=limit, clock=self.clock)
 
 
 _T = TypeVar("_T")

@@ -228,7 +228,10 @@ class MockMakini:
         self._anon_stats = ServerStats()
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
-        self._webhook_targets: list[tuple[str, str | bytes]] = []
+        self._webhook_targets: list[tuple[str, str | bytes, int, bool]] = []
+        #: Requests in flight now, and the most ever in flight at once, over all tokens.
+        self.in_flight_total = 0
+        self.max_concurrent_total = 0
         self.webhooks = WebhookSender(seed, self._connection_id_for)
 
     def __repr__(self) -> str:
@@ -542,15 +545,22 @@ class MockMakini:
         self.total_requests = 0
         self._log.clear()
         self._anon_stats = ServerStats()
+        self.max_concurrent_total = self.in_flight_total
         for conn in self._conns.values():
             in_flight = conn.stats.in_flight
             conn.stats = ServerStats(in_flight=in_flight, max_concurrent=in_flight)
 
     # -- webhooks -----------------------------------------------------------------
 
-    def register_webhook(self, url: str, secret: str | bytes) -> None:
-        """Send server-initiated events (e.g. reauthorization) to ``url``."""
-        self._webhook_targets.append((url, secret))
+    def register_webhook(
+        self, url: str, secret: str | bytes, *, duplicate: int = 0, shuffle: bool = False
+    ) -> None:
+        """Send server-initiated events (status changes) to ``url``.
+
+        Each event goes out ``1 + duplicate`` times; with ``shuffle`` the
+        deliveries of one notification go out in a seeded random order.
+        """
+        self._webhook_targets.append((url, secret, duplicate, shuffle))
 
     async def send_webhook(
         self,
@@ -579,14 +589,38 @@ class MockMakini:
     async def require_reauthorization(self, token: str) -> list[WebhookDelivery]:
         """Flag the connection for reauthorization and notify registered webhooks."""
         self.set_status(token, "reauthorization_required")
+        event = {"status": "reauthorization_required", "reason": "credentials_changed"}
+        return await self.notify(token, [("connection.reauthorization_required", event)])
+
+    async def change_status(self, token: str, status: str) -> list[WebhookDelivery]:
+        """:meth:`set_status`, then a ``connection.status_changed`` event to registered webhooks.
+
+        A change to ``reauthorization_required`` also sends
+        ``connection.reauthorization_required`` first, as Makini does.
+        """
+        previous = self._conn(token).status
+        self.set_status(token, status)
+        events: list[tuple[str, Mapping[str, Any]]] = []
+        if status == "reauthorization_required":
+            events.append(("connection.reauthorization_required", {"status": status}))
+        events.append(
+            ("connection.status_changed", {"status": status, "previous_status": previous})
+        )
+        return await self.notify(token, events)
+
+    async def notify(
+        self, token: str, events: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[WebhookDelivery]:
+        """Send ``events`` about ``token``'s connection to every registered webhook."""
         deliveries: list[WebhookDelivery] = []
-        for url, secret in self._webhook_targets:
+        for url, secret, duplicate, shuffle in self._webhook_targets:
             deliveries += await self.webhooks.send(
                 url,
                 secret,
-                "connection.reauthorization_required",
-                {"status": "reauthorization_required", "reason": "credentials_changed"},
+                events=events,
                 connection_token=token,
+                duplicate=duplicate,
+                shuffle=shuffle,
             )
         return deliveries
 
@@ -672,10 +706,13 @@ class MockMakini:
         stats.requests += 1
         stats.in_flight += 1
         stats.max_concurrent = max(stats.max_concurrent, stats.in_flight)
+        self.in_flight_total += 1
+        self.max_concurrent_total = max(self.max_concurrent_total, self.in_flight_total)
         try:
             return await self._handle_authenticated(request, request_id, conn)
         finally:
             conn.stats.in_flight -= 1
+            self.in_flight_total -= 1
 
     async def _handle_authenticated(
         self, request: web.Request, request_id: str, conn: MockConnection

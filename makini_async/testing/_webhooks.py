@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,6 @@ import aiohttp
 import attrs
 import orjson
 
-from makini_async.testing._data import now_iso
 from makini_async.webhooks import SIGNATURE_HEADER, sign
 
 if TYPE_CHECKING:
@@ -22,13 +22,15 @@ __all__ = ["WebhookDelivery", "WebhookSender"]
 
 @attrs.frozen
 class WebhookDelivery:
-    """One POST the sender made: which event, which attempt, what came back."""
+    """One POST the sender made: which event, which attempt, what came back, how fast."""
 
     event_id: str
     type: str
     attempt: int
     status: int | None
     error: str | None = None
+    #: Seconds from sending the request to reading the whole answer.
+    elapsed: float = 0.0
 
 
 class WebhookSender:
@@ -38,11 +40,22 @@ class WebhookSender:
         self._rng = random.Random(f"makini-mock-webhooks:{seed}")
         self._connection_id_of = connection_id_of
         self._session: aiohttp.ClientSession | None = None
+        self._last_created = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         #: Every delivery made so far, in sending order.
         self.deliveries: list[WebhookDelivery] = []
 
     def _event_id(self) -> str:
         return f"evt_{self._rng.getrandbits(64):016x}"
+
+    def _created_at(self) -> str:
+        # Microseconds, strictly increasing: events made one after the other
+        # stay ordered by created_at however their deliveries are shuffled.
+        now = max(
+            dt.datetime.now(dt.timezone.utc),
+            self._last_created + dt.timedelta(microseconds=1),
+        )
+        self._last_created = now
+        return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     async def send(
         self,
@@ -58,8 +71,10 @@ class WebhookSender:
     ) -> list[WebhookDelivery]:
         """Deliver one event (or ``events``), each ``1 + duplicate`` times.
 
-        With ``shuffle`` the deliveries go out in a seeded random order.
-        Each delivery is signed at its own send time. Returns the deliveries.
+        With ``shuffle`` the deliveries go out in a seeded random order
+        (``created_at`` keeps the order the events were made in, to the
+        microsecond). Each delivery is signed at its own send time. Returns
+        the deliveries.
         """
         batch = list(events or [])
         if event_type is not None:
@@ -73,7 +88,7 @@ class WebhookSender:
             payload = {
                 "id": self._event_id(),
                 "type": etype,
-                "created_at": now_iso(),
+                "created_at": self._created_at(),
                 "connection_id": connection_id,
                 "data": dict(edata),
             }
@@ -89,12 +104,15 @@ class WebhookSender:
                 "Content-Type": "application/json",
                 SIGNATURE_HEADER: sign(secret, body, int(time.time())),
             }
+            started = time.monotonic()
             try:
                 async with self._session.post(url, data=body, headers=headers) as resp:
                     await resp.read()
-                    delivery = WebhookDelivery(event_id, etype, attempt, resp.status)
+                    status, error = resp.status, None
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                delivery = WebhookDelivery(event_id, etype, attempt, None, type(exc).__name__)
+                status, error = None, type(exc).__name__
+            elapsed = time.monotonic() - started
+            delivery = WebhookDelivery(event_id, etype, attempt, status, error, elapsed)
             results.append(delivery)
             self.deliveries.append(delivery)
         return results

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from makini_async import InvalidRecord, MakiniPool, Page, Pull, WorkOrder
+from makini_async import (
+    Connection,
+    InvalidRecord,
+    MakiniPool,
+    Page,
+    Pull,
+    WebhookEvent,
+    WebhookReceiver,
+    WorkOrder,
+)
 
 
 async def typical(pool: MakiniPool) -> None:
@@ -45,3 +54,21 @@ async def mistakes(pool: MakiniPool) -> None:
     page: Page[Any] = await conn.work_orders.get("w")  # error: WorkOrder is not a Page
     pull: Pull[WorkOrder] = pool.pull("assets", ["t"], as_dicts=True)  # error: dicts
     _ = (order, page, pull, InvalidRecord)
+
+
+async def fleet(pool: MakiniPool) -> None:
+    async def create(conn: Connection) -> WorkOrder:
+        return await conn.work_orders.create({"title": "Inspect"})
+
+    report = await pool.fan_out(["t1", ("plant", "t2")], create)
+    reveal_type(report.values())  # dict[str, WorkOrder]
+    reveal_type(report.results[0].value)  # WorkOrder | None
+    await pool.fan_out(["t"], create, concurency=4)  # error: concurency
+    async for change in pool.watch(["t"], interval=60):
+        reveal_type(change.new)  # str
+
+    async def handler(event: WebhookEvent) -> None:
+        print(event.type)
+
+    WebhookReceiver(["new-secret", "old-secret"], handler, pool=pool, queue_size=100)
+    WebhookReceiver("secret", handler, queue_sise=100)  # error: queue_sise

@@ -1,4 +1,4 @@
-"""Makini webhooks: signatures, events and receiver-side idempotency.
+"""Webhook signatures, the raw event and receiver-side idempotency.
 
 Pure code, no I/O. A receiver verifies the ``X-Makini-Signature`` header
 *before* parsing, answers 200 fast, and drops events it has already processed
@@ -276,6 +276,10 @@ class SeenEvents:
         if len(self._ids) > self.maxsize:
             self._ids.popitem(last=False)
         return True
+
+    def discard(self, event_id: str) -> None:
+        """Forget ``event_id`` (a delivery that was refused, so its redelivery counts)."""
+        self._ids.pop(event_id, None)
 
     def __contains__(self, event_id: object) -> bool:
         return event_id in self._ids
