@@ -15,12 +15,14 @@ from makini_async._config import RetryPolicy, Timeouts
 from makini_async._constants import VERSION
 from makini_async._sansio import check_base_url, format_when, valid_token
 from makini_async.checkpoint import open_checkpoint
+from makini_async.checkpoint_postgres import safe_dsn
 from makini_async.connection import default_name
 from makini_async.entities import Entity, to_entity
 from makini_async.errors import (
     CheckpointError,
     UsageError,
 )
+from makini_async.sinks import JsonLinesSink, open_sink
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -140,7 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
             "TOKEN or NAME,TOKEN entries separated by newlines or spaces"
         ),
     )
-    pull.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    pull.add_argument(
+        "--out", metavar="DIR", help="JSON Lines output directory (the same as --sink jsonl:DIR)"
+    )
+    pull.add_argument(
+        "--sink",
+        metavar="SINK",
+        help=(
+            "where records land: jsonl:DIR (at least once), parquet:DIR (exactly once per "
+            "committed file) or postgresql://USER@HOST/DB (exactly once); env:VAR reads the "
+            "value from an environment variable (keeps a password off the command line)"
+        ),
+    )
+    pull.add_argument(
+        "--summary-json",
+        metavar="FILE",
+        help="also write the outcome as JSON to FILE, for schedulers",
+    )
     pull.add_argument(
         "--modified-after",
         metavar="WHEN",
@@ -149,8 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "--checkpoint",
         metavar="FILE",
-        help="resume from / record progress in this file (.json, else SQLite); "
-        "output files are appended to instead of truncated",
+        help="resume from / record progress in this file (.json, else SQLite) or in "
+        "PostgreSQL (postgresql://..., or env:VAR); JSON Lines files are then appended to "
+        "instead of truncated. Parquet and PostgreSQL sinks keep their own checkpoint",
     )
     _add_client_options(pull)
     pull.add_argument(
@@ -241,11 +260,13 @@ class PullSettings:
 
     entities: tuple[Entity, ...]
     connections: tuple[tuple[str, str], ...]  # (name, token)
-    out: Path
+    out: Path | None = None
+    sink: str | None = attrs.field(default=None, repr=False)  # a DSN may hold a password
+    summary_json: Path | None = None
     base_url: str | None = None
     allow_insecure_http: bool = False
     modified_after: str | None = None
-    checkpoint: Path | None = None
+    checkpoint: Path | str | None = attrs.field(default=None, repr=False)
     concurrency: int | None = None
     typed: bool = False
     strict: bool = False
@@ -254,7 +275,8 @@ class PullSettings:
     progress_interval: float | None = None
 
     def __repr__(self) -> str:
-        return f"<PullSettings {len(self.connections)} connections -> {self.out}>"
+        where = self.out if self.sink is None else safe_dsn(self.sink)
+        return f"<PullSettings {len(self.connections)} connections -> {where}>"
 
 
 def _parse_entities(values: Sequence[str]) -> tuple[Entity, ...]:
@@ -387,21 +409,16 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         if args.base_url is None
         else _check_base_url(args.base_url, allow_insecure_http=args.allow_insecure_http)
     )
-    out = Path(args.out)
-    check_out_dir(out)
-    checkpoint = None
-    if args.checkpoint is not None:
-        checkpoint = Path(args.checkpoint)
-        try:
-            open_checkpoint(checkpoint).close()
-        except (UsageError, CheckpointError) as exc:
-            raise CliError(exc.message) from None
+    out, sink = _where(args.out, args.sink)
+    checkpoint = _checkpoint(args.checkpoint, sink)
     timeouts = None if args.timeout is None else Timeouts(read=args.timeout)
     retry = None if args.attempts is None else RetryPolicy(attempts=args.attempts)
     return PullSettings(
         entities=entities,
         connections=connections,
         out=out,
+        sink=sink,
+        summary_json=None if args.summary_json is None else Path(args.summary_json),
         base_url=base_url,
         allow_insecure_http=args.allow_insecure_http,
         modified_after=modified_after,
@@ -413,3 +430,58 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         retry=retry,
         progress_interval=args.progress_interval,
     )
+
+
+def _from_env(value: str, option: str) -> str:
+    """``env:VAR`` is the value of ``VAR`` (a DSN with a password stays off the command line)."""
+    if not value.startswith("env:"):
+        return value
+    var = value[4:]
+    found = os.environ.get(var, "").strip()
+    if not found:
+        msg = f"{option} env:{var}: the environment variable {var} is not set"
+        raise CliError(msg)
+    return found
+
+
+def _is_dsn(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def _where(out: str | None, sink: str | None) -> tuple[Path | None, str | None]:
+    """The output directory (``--out`` or ``--sink jsonl:DIR``) or the sink's spec, checked."""
+    if (out is None) == (sink is None):
+        msg = "give exactly one of --out DIR and --sink SINK"
+        raise CliError(msg)
+    if out is not None:
+        check_out_dir(Path(out))
+        return Path(out), None
+    assert sink is not None  # noqa: S101 - checked just above
+    spec = _from_env(sink, "--sink")
+    try:
+        made = open_sink(spec)
+    except UsageError as exc:
+        raise CliError(exc.message) from None
+    if isinstance(made, JsonLinesSink):
+        check_out_dir(made.directory)
+        return made.directory, None
+    if not _is_dsn(spec):
+        check_out_dir(Path(made.location))
+    return None, spec
+
+
+def _checkpoint(value: str | None, sink: str | None) -> Path | str | None:
+    if value is None:
+        return None
+    if sink is not None:
+        msg = "--checkpoint is for JSON Lines output: Parquet and PostgreSQL sinks keep their own"
+        raise CliError(msg)
+    spec = _from_env(value, "--checkpoint")
+    if _is_dsn(spec):
+        return spec  # shared by design (several processes), so not locked
+    path = Path(spec)
+    try:
+        open_checkpoint(path).close()
+    except (UsageError, CheckpointError) as exc:
+        raise CliError(exc.message) from None
+    return path
