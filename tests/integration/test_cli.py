@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import pty
+import re
 import signal
 import socket
 import sys
