@@ -1,7 +1,7 @@
 """The Parquet sink: one directory per entity, files committed atomically with their cursors.
 
 Guarantee: **exactly once** in the committed files. Pages are buffered per
-entity; when the buffer reaches ``file_size`` bytes (measured as JSON) or
+entity as Arrow tables; when the buffer reaches ``file_size`` bytes or
 the pull ends, it is written as ``DIR/ENTITY/.part-N.parquet.tmp``, fsynced,
 renamed to ``part-N.parquet``, and then committed by replacing
 ``DIR/ENTITY/_manifest.json`` atomically (temporary file, fsync, rename)
@@ -32,7 +32,7 @@ import orjson
 from makini_async.checkpoint import state_from_json, state_to_json
 from makini_async.errors import MakiniError, SinkError, UsageError
 from makini_async.sinks._encode import unwritable
-from makini_async.sinks._parquet_schema import columns_of, rows_of
+from makini_async.sinks._parquet_schema import table_of
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_FILE_SIZE", "ManifestStore", "ParquetSink"]
 
-#: Bytes of records (as JSON) buffered per entity before a file is written.
+#: Bytes of records (Arrow's in-memory size) buffered per entity before a file is written.
 DEFAULT_FILE_SIZE: Final = 32 * 1024 * 1024
 MANIFEST: Final = "_manifest.json"
 _PART: Final = re.compile(r"^part-(\d{6,})\.parquet$")
@@ -67,7 +67,7 @@ class _Entity:
         self.files: list[str] = []
         self.chains: dict[str, dict[str, Any]] = {}  # committed chain states by connection
         self.pending: dict[str, dict[str, Any]] = {}  # states of the buffered pages
-        self.rows: list[dict[str, Any]] = []
+        self.tables: list[Any] = []  # one Arrow table per buffered page
         self.size = 0
         self.dirty = False  # chain states saved outside a file commit
 
@@ -136,12 +136,12 @@ class ParquetSink:
     async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
         part = self.entity_dir(page.entity.value)
         try:
-            rows = rows_of(page)
-            size = sum(map(len, map(orjson.dumps, page.records))) if page.records else 0
-        except (TypeError, RecursionError, MakiniError) as exc:
+            table = table_of(page)
+        except (TypeError, ValueError, RecursionError, MakiniError) as exc:
             raise unwritable(page, None, exc, what="Parquet") from None
-        part.rows.extend(rows)
-        part.size += size + 64 * len(page.invalid)
+        if table.num_rows:
+            part.tables.append(table)
+            part.size += table.nbytes  # Arrow's in-memory size: what rolls a file
         if state is not None:
             part.pending[page.connection] = state_to_json(state)
         if part.size >= self.file_size:
@@ -157,16 +157,15 @@ class ParquetSink:
 
     async def _commit(self, part: _Entity) -> None:
         """Write the buffer as one file, then commit it and its chains' states."""
-        if not part.rows and not part.pending:
+        if not part.tables and not part.pending:
             return
-        rows, part.rows, part.size = part.rows, [], 0
+        tables, part.tables, part.size = part.tables, [], 0
         pending, part.pending = part.pending, {}
         number = 1 + max((_number(f) for f in part.files), default=0)
         name = f"part-{number:06d}.parquet"
         try:
-            if rows:
-                entity = part.path.name
-                await asyncio.to_thread(_write_file, part.path, name, rows, entity)
+            if tables:
+                await asyncio.to_thread(_write_file, part.path, name, tables)
                 part.files.append(name)
                 self.committed_files += 1
             part.chains.update(pending)
@@ -213,11 +212,9 @@ def _open_entity(path: Path) -> _Entity:
     return part
 
 
-def _write_file(directory: Path, name: str, rows: list[dict[str, Any]], entity: str) -> None:
-    from makini_async.entities import to_entity  # noqa: PLC0415
-
+def _write_file(directory: Path, name: str, tables: list[Any]) -> None:
     pa, pq = _pyarrow()
-    table = pa.Table.from_pylist(rows, schema=columns_of(to_entity(entity)).schema)
+    table = pa.concat_tables(tables)
     tmp = directory / f".{name}.tmp"
     pq.write_table(table, tmp, compression="zstd")
     _fsync(tmp)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from makini_async.bulk import PulledPage
     from makini_async.entities import Entity
 
-__all__ = ["Columns", "columns_of", "rows_of"]
+__all__ = ["Columns", "columns_of", "table_of"]
 
 _JSON: Final = "json"
 _DECIMAL: Final = "decimal"
@@ -114,8 +114,14 @@ def _default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def rows_of(page: PulledPage[Any]) -> list[dict[str, Any]]:
-    """The page's rows (records, then records that do not fit); raises on unwritable data."""
+def table_of(page: PulledPage[Any]) -> Any:
+    """The page as an Arrow table (records, then records that do not fit).
+
+    Built column by column (a list per column, then one Arrow array each):
+    about twice as fast as a dict per row.
+    """
+    import pyarrow as pa  # noqa: PLC0415 - the optional extra
+
     cols = columns_of(page.entity)
     records: list[Any] = page.records
     invalid: list[Any] = list(page.invalid)
@@ -125,24 +131,23 @@ def rows_of(page: PulledPage[Any]) -> list[dict[str, Any]]:
             page.entity, list(records), request_id=page.request_id, connection=page.connection
         )
         invalid.extend(more)
-    base = {"_connection": page.connection, "_request_id": page.request_id}
-    rows = []
-    for record in records:
-        row = dict(base)
-        for name, kind in cols.fields:
-            value = getattr(record, name)
-            if kind is _PLAIN:
-                row[name] = value
-            elif kind is _DECIMAL:
-                row[name] = None if value is None else str(value)
-            else:
-                row[name] = _json(value)
-        rows.append(row)
-    for item in invalid:
-        row = dict(base)
-        row["id"] = item.id or ""
-        row["_invalid_field"] = item.field
-        row["_invalid_reason"] = item.reason
-        row["_invalid_record"] = _json(item.data)
-        rows.append(row)
-    return rows
+    n_good, n_bad = len(records), len(invalid)
+    rows = n_good + n_bad
+    data: dict[str, list[Any]] = {
+        "_connection": [page.connection] * rows,
+        "_request_id": [page.request_id] * rows,
+    }
+    for name, kind in cols.fields:
+        values = [getattr(r, name) for r in records]
+        if kind is _DECIMAL:
+            values = [None if v is None else str(v) for v in values]
+        elif kind is _JSON:
+            values = [_json(v) for v in values]
+        if n_bad:
+            values.extend([item.id or "" for item in invalid] if name == "id" else [None] * n_bad)
+        data[name] = values
+    none = [None] * n_good
+    data["_invalid_field"] = none + [item.field for item in invalid]
+    data["_invalid_reason"] = none + [item.reason for item in invalid]
+    data["_invalid_record"] = none + [_json(item.data) for item in invalid]
+    return pa.Table.from_pydict(data, schema=cols.schema)
