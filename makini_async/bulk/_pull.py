@@ -194,7 +194,9 @@ class Pull(Generic[R]):
         For a consumer that could not store a page (a record it cannot
         serialise, a full disk): the chain's checkpoint stays before this page,
         so a later run delivers it again, and every other chain goes on. Call
-        it before asking for the next item.
+        it before asking for the next item. With a sink that commits its own
+        checkpoint (Parquet, PostgreSQL) the page has already landed with its
+        cursor: ``fail`` then only ends the chain.
         """
         key = (page.connection, page.entity)
         chain = self._current

@@ -40,10 +40,10 @@ from makini_async.cli._args import (
     PROG,
     CliError,
     build_parser,
-    pull_settings,
 )
 from makini_async.cli._demo import cmd_demo
 from makini_async.cli._run import preflight, progress_stream, run_pull, summary, summary_json
+from makini_async.cli._settings import pull_settings
 from makini_async.errors import MakiniError
 
 if TYPE_CHECKING:
