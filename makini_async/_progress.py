@@ -201,6 +201,8 @@ class Progress:
     def start(self) -> None:
         """Start updating in the background (inside the running loop)."""
         if self._task is None:
+            if self.isatty:
+                self._draw()  # bars start now, so their first rate is records per real second
             self._task = asyncio.create_task(self.run(), name="makini-progress")
 
     async def stop(self, *, final: bool = True) -> None:

@@ -200,20 +200,21 @@ def _error_fields(error: BaseException | None) -> tuple[str, str, str]:
 
 def failures(report: PullReport) -> list[dict[str, Any]]:
     """Failed chains grouped by connection and reason: one entry per (connection, reason)."""
-    groups: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for chain in report.chains:
         if not chain.done or chain.outcome is Outcome.COMPLETED:
             continue
         code, message, request_id = _error_fields(chain.error)
-        # The request ID differs per chain; the reason is the outcome, code and message.
-        key = (chain.connection, chain.outcome.value, code, _first_sentence(message))
+        # One entry per reason (outcome and code): its first message and request ID
+        # stand for the rest (they differ only in counts and IDs).
+        key = (chain.connection, chain.outcome.value, code)
         entry = groups.setdefault(
             key,
             {
                 "connection": chain.connection,
                 "outcome": chain.outcome.value,
                 "code": code,
-                "message": key[3],
+                "message": _first_sentence(message),
                 "entities": [],
                 "request_ids": [],
             },
@@ -270,8 +271,11 @@ def summary(outcome: PullResult, tokens: Sequence[str], *, width: int = WIDTH) -
     lines.append(
         f"Total: {report.records:,} records in {report.pages:,} pages from "
         f"{report.connections_total:,} connections in {report.elapsed:.1f}s "
-        f"({report.records_per_second:,.0f} records/s); {report.invalid:,} invalid records, "
-        f"{report.retries:,} retries, {report.rate_limited:,} rate-limited answers"
+        f"({report.records_per_second:,.0f} records/s);"
+    )
+    lines.append(
+        f"       {report.invalid:,} invalid records, {report.retries:,} retries, "
+        f"{report.rate_limited:,} rate-limited answers"
     )
     lines.append(f"Data landed in ({outcome.sink_kind}): {outcome.where}")
     lines.extend(f"  {path}" for path in outcome.paths.values())
