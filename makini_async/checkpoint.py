@@ -17,7 +17,9 @@ Two stores ship, both standard library only:
   ``flush_interval`` seconds and on close. A lagging checkpoint is still safe:
   it only means more pages are delivered again after a crash.
 
-Other stores implement :class:`CheckpointStore`.
+Other stores implement :class:`CheckpointStore`, or :class:`AsyncCheckpointStore`
+for a store behind a network (``makini_async.sinks.PostgresCheckpoint``, the
+store for many processes).
 
 A store opened from a path takes an exclusive lock on ``PATH.lock`` (with
 ``flock``, released when the store closes or the process dies): a second
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 __all__ = [
+    "AsyncCheckpointStore",
     "ChainState",
     "CheckpointStore",
     "JSONCheckpoint",
@@ -97,6 +100,45 @@ class CheckpointStore(Protocol):
     def close(self) -> None:
         """Flush and release the store."""
         ...
+
+
+@runtime_checkable
+class AsyncCheckpointStore(Protocol):
+    """A checkpoint store whose calls are coroutines (a database over a network).
+
+    ``open`` is awaited before the pull's first ``load``; the pull tells the
+    two kinds apart by whether ``save`` is a coroutine function.
+    """
+
+    async def open(self) -> None:
+        """Connect (idempotent)."""
+        ...
+
+    async def load(self, connection: str, entity: str) -> ChainState | None:
+        """The saved state of a chain, or ``None``."""
+        ...
+
+    async def save(self, connection: str, entity: str, state: ChainState) -> None:
+        """Record a chain's state durably."""
+        ...
+
+    async def flush(self) -> None:
+        """Make every saved state durable."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release the store."""
+        ...
+
+
+def state_to_json(state: ChainState) -> dict[str, Any]:
+    """A state as the JSON object every store writes."""
+    return attrs.asdict(state)
+
+
+def state_from_json(data: Any) -> ChainState | None:
+    """The state a store wrote, or ``None`` for anything unreadable."""
+    return _state_from_json(data)
 
 
 def _state_to_json(state: ChainState) -> dict[str, Any]:
@@ -316,21 +358,27 @@ class JSONCheckpoint:
 
 
 def open_checkpoint(
-    value: str | os.PathLike[str] | CheckpointStore,
+    value: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore,
     *,
     lock: bool = True,
     clock: Callable[[], float] = time.monotonic,
-) -> CheckpointStore:
-    """A store from a path (``.json`` gives JSON, anything else SQLite) or a store.
+) -> CheckpointStore | AsyncCheckpointStore:
+    """A store from a path (``.json`` gives JSON, anything else SQLite), a DSN or a store.
 
-    A store opened from a path is locked for this run (see the module docs).
+    A ``postgresql://`` DSN gives a :class:`~makini_async.checkpoint_postgres.PostgresCheckpoint`
+    (the ``postgresql`` extra). A store opened from a path is locked for this
+    run (see the module docs); a PostgreSQL store is shared on purpose.
     """
+    if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+        from makini_async.checkpoint_postgres import PostgresCheckpoint  # noqa: PLC0415
+
+        return PostgresCheckpoint(value)
     if isinstance(value, (str, os.PathLike)):
         path = Path(value)
         if path.suffix.lower() == ".json":
             return JSONCheckpoint(path, lock=lock, clock=clock)
         return SQLiteCheckpoint(path, lock=lock)
-    if isinstance(value, CheckpointStore):
+    if isinstance(value, (CheckpointStore, AsyncCheckpointStore)):
         return value
     msg = f"checkpoint must be a path or a CheckpointStore, got {type(value).__name__}"
     raise UsageError(msg)

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from makini_async._invalid import OnInvalid
     from makini_async._transport import Transport
     from makini_async.bulk import ConnectionSpec
-    from makini_async.checkpoint import CheckpointStore
+    from makini_async.bulk._sink import Sink
+    from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
     from makini_async.entities import EntityLike
     from makini_async.models import Record
     from makini_async.webhooks import WebhookEvent
@@ -253,7 +254,8 @@ class MakiniPool:
         connections: Iterable[ConnectionSpec],
         *,
         modified_after: dt.datetime | dt.date | str | None = ...,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | None = ...,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = ...,
+        sink: Sink | None = ...,
         concurrency: int | None = ...,
         as_dicts: Literal[True],
         dedupe: bool = ...,
@@ -272,7 +274,8 @@ class MakiniPool:
         connections: Iterable[ConnectionSpec],
         *,
         modified_after: dt.datetime | dt.date | str | None = ...,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | None = ...,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = ...,
+        sink: Sink | None = ...,
         concurrency: int | None = ...,
         as_dicts: Literal[False],
         dedupe: bool = ...,
@@ -291,7 +294,8 @@ class MakiniPool:
         connections: Iterable[ConnectionSpec],
         *,
         modified_after: dt.datetime | dt.date | str | None = ...,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | None = ...,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = ...,
+        sink: Sink | None = ...,
         concurrency: int | None = ...,
         as_dicts: bool | None = ...,
         dedupe: bool = ...,
@@ -309,7 +313,8 @@ class MakiniPool:
         connections: Iterable[ConnectionSpec],
         *,
         modified_after: dt.datetime | dt.date | str | None = None,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = None,
+        sink: Sink | None = None,
         concurrency: int | None = None,
         as_dicts: bool | None = None,
         dedupe: bool = True,
@@ -326,7 +331,8 @@ class MakiniPool:
         pull's records are typed (``Pull[Record]``) or plain dicts
         (``as_dicts=True``: ``Pull[dict[str, Any]]``); ``None`` uses the pool's
         default. A record that does not fit its model arrives as an
-        :class:`~makini_async.InvalidRecord` (``on_invalid``).
+        :class:`~makini_async.InvalidRecord` (``on_invalid``). ``sink`` lands
+        every page in a :mod:`makini_async.sinks` sink before its checkpoint moves.
         """
         extra: dict[str, Any] = {} if wall_clock is None else {"wall_clock": wall_clock}
         return Pull(
@@ -335,6 +341,7 @@ class MakiniPool:
             connections,
             modified_after=modified_after,
             checkpoint=checkpoint,
+            sink=sink,
             concurrency=concurrency,
             as_dicts=as_dicts,
             dedupe=dedupe,

@@ -19,7 +19,10 @@ Delivery is **at least once** across restarts and exactly once within a run:
 * the checkpoint records, per chain, the cursor after the last page the
   consumer has *finished with* (asked for the next item after), so a process
   killed at any instant re-delivers at most the pages it had in hand;
-* within one run, records are de-duplicated by id per chain (``dedupe``).
+* within one run, records are de-duplicated by id per chain (``dedupe``);
+* with ``sink=`` (:mod:`makini_async.sinks`) each page is written to the sink
+  before its chain's checkpoint moves, and a sink that commits the cursor with
+  the page (Parquet, PostgreSQL) makes delivery exactly once.
 
 A record that does not fit its model never ends its chain: by default it is
 delivered as an :class:`~makini_async.models.InvalidRecord` (the data as
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from makini_async.bulk._chain import ConnectionSource, ConnectionSpec
 from makini_async.bulk._pull import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
+from makini_async.bulk._sink import Sink
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -55,6 +59,7 @@ __all__ = [
     "PullReport",
     "PulledPage",
     "PulledRecord",
+    "Sink",
     "pull",
 ]
 

@@ -9,6 +9,7 @@ incremental high-water mark) and records how far the consumer has got.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import logging
 import operator
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from makini_async._shared import Shared
-    from makini_async.checkpoint import CheckpointStore
+    from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
 
 __all__ = [
     "Chain",
@@ -159,22 +160,28 @@ class Checkpoints:
     """Where each chain of a pull starts, and how far its consumer has got.
 
     Without a store, chains start at the beginning with the pull's filter and
-    nothing is recorded.
+    nothing is recorded. The store may be synchronous (SQLite, JSON) or a
+    coroutine one (PostgreSQL). With ``sink_commits``, a sink commits each
+    page's state with the page itself: this class only computes the states
+    (:meth:`after`) and still saves each chain's start.
     """
 
     __slots__ = (
+        "_async",
         "_modified_after",
         "_overlap",
         "_run_start_cache",
         "_since_sync_status",
         "_wall",
+        "sink_commits",
         "store",
     )
 
     def __init__(
         self,
-        store: CheckpointStore | None,
+        store: CheckpointStore | AsyncCheckpointStore | None,
         *,
+        sink_commits: bool = False,
         modified_after: str | None,
         overlap: float,
         since_sync_status: bool,
@@ -186,6 +193,38 @@ class Checkpoints:
         self._since_sync_status = since_sync_status
         self._wall = wall_clock
         self._run_start_cache: tuple[int, str] = (-1, "")
+        self._async = store is not None and inspect.iscoroutinefunction(store.save)
+        self.sink_commits = sink_commits
+
+    async def open(self) -> None:
+        if self._async:
+            await self.store.open()  # type: ignore[union-attr]
+
+    async def _load(self, connection: str, entity: str) -> ChainState | None:
+        store: Any = self.store
+        state = store.load(connection, entity)
+        return await state if self._async else state  # type: ignore[no-any-return]
+
+    async def _save(self, connection: str, entity: str, state: ChainState) -> None:
+        store: Any = self.store
+        if self._async:
+            await store.save(connection, entity, state)
+        else:
+            store.save(connection, entity, state)
+
+    async def close(self, *, owned: bool) -> None:
+        """Flush the store and, if the pull opened it, close it."""
+        store: Any = self.store
+        if store is None:
+            return
+        if self._async:
+            await store.flush()
+            if owned:
+                await store.close()
+            return
+        store.flush()
+        if owned:
+            store.close()
 
     async def plan(self, chain: Chain) -> tuple[str | None, str | None, int | None]:
         """The cursor, filter and learnt page size this chain starts from; saves a run start."""
@@ -194,7 +233,7 @@ class Checkpoints:
         state = None
         fingerprint = chain.conn.fingerprint if store is not None else None
         if store is not None:
-            state = store.load(chain.connection, entity)
+            state = await self._load(chain.connection, entity)
         if state is not None and state.fingerprint not in (None, fingerprint):
             msg = (
                 f"the checkpoint of {chain.connection} {entity} was written for "
@@ -239,34 +278,40 @@ class Checkpoints:
                 high_water=state.high_water if state is not None else None,
                 fingerprint=fingerprint,
             )
-            store.save(chain.connection, entity, chain.state)
+            await self._save(chain.connection, entity, chain.state)
         return None, modified_after, state.page_size if state is not None else None
 
-    def save_cursor(self, chain: Chain, cursor: str, page_size: int | None = None) -> None:
-        """The consumer is done with every page before ``cursor``."""
-        if self.store is None:
-            return
-        state = chain.state or ChainState()
-        chain.state = attrs.evolve(
-            state,
-            in_progress=True,
-            cursor=cursor,
-            records=chain.resumed_records + chain.records,
-            page_size=page_size if page_size is not None else state.page_size,
-        )
-        self.store.save(chain.connection, chain.entity.value, chain.state)
+    def after(
+        self, chain: Chain, next_cursor: str | None, page_size: int | None
+    ) -> ChainState | None:
+        """The chain's state once the consumer is done with the page before ``next_cursor``.
 
-    def complete(self, chain: Chain) -> None:
-        """The chain's run is complete: the next run starts from its high-water mark."""
+        ``next_cursor=None`` means that page was the last: the state of a complete run.
+        """
         if self.store is None:
-            return
+            return None
         old = chain.state or ChainState()
-        chain.state = ChainState(
-            high_water=chain.run_started_at or old.high_water,
-            fingerprint=chain.conn.fingerprint,
-            page_size=old.page_size,
+        if next_cursor is None:
+            return ChainState(
+                high_water=chain.run_started_at or old.high_water,
+                fingerprint=chain.conn.fingerprint,
+                page_size=old.page_size,
+            )
+        return attrs.evolve(
+            old,
+            in_progress=True,
+            cursor=next_cursor,
+            records=chain.resumed_records + chain.records,
+            page_size=page_size if page_size is not None else old.page_size,
         )
-        self.store.save(chain.connection, chain.entity.value, chain.state)
+
+    async def commit(self, chain: Chain, state: ChainState | None) -> None:
+        """Record ``state`` (from :meth:`after`) unless the sink committed it already."""
+        if state is None:
+            return
+        chain.state = state
+        if not self.sink_commits:
+            await self._save(chain.connection, chain.entity.value, state)
 
     def _run_start(self) -> str:
         """The next high-water mark: now less the overlap (formatted once a second)."""

@@ -22,12 +22,14 @@ from makini_async.bulk._chain import (
     fresh,
 )
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
+from makini_async.bulk._sink import Sink
 from makini_async.bulk._worker import END, FAILED, PAGE, RunSettings, parse, run_chain
-from makini_async.checkpoint import CheckpointStore, open_checkpoint
+from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore, open_checkpoint
 from makini_async.errors import (
     CircuitOpenError,
     MakiniError,
     ReauthorizationRequired,
+    SinkError,
     UsageError,
 )
 from makini_async.pagination import report_invalid
@@ -81,7 +83,8 @@ class Pull(Generic[R]):
         connections: Iterable[ConnectionSpec],
         *,
         modified_after: dt.datetime | dt.date | str | None = None,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | None = None,
+        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = None,
+        sink: Sink | None = None,
         concurrency: int | None = None,
         as_dicts: bool | None = None,
         dedupe: bool = True,
@@ -102,9 +105,26 @@ class Pull(Generic[R]):
         self._shared = shared
         self._clock = shared.clock
         self._on_invalid: OnInvalid = on_invalid
-        self._owns_store = checkpoint is not None and not isinstance(checkpoint, CheckpointStore)
+        if sink is not None and not isinstance(sink, Sink):
+            msg = f"sink must be a Sink (makini_async.sinks), got {type(sink).__name__}"
+            raise UsageError(msg)
+        sink_store = None if sink is None else sink.checkpoint_store
+        if sink is not None and sink_store is not None:
+            # The sink commits each page with its chain's state: one store, the sink's.
+            if checkpoint is not None and checkpoint is not sink_store:
+                msg = (
+                    f"the sink {sink.location} keeps its own checkpoint (committed with "
+                    "each page); leave checkpoint= out"
+                )
+                raise UsageError(msg)
+            checkpoint = sink_store
+        self._sink = sink
+        self._owns_store = checkpoint is not None and not isinstance(
+            checkpoint, (CheckpointStore, AsyncCheckpointStore)
+        )
         self._checkpoints = Checkpoints(
             None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
+            sink_commits=sink_store is not None,
             modified_after=None
             if modified_after is None
             else format_when(modified_after, name="modified_after"),
@@ -181,7 +201,9 @@ class Pull(Generic[R]):
         For a consumer that could not store a page (a record it cannot
         serialise, a full disk): the chain's checkpoint stays before this page,
         so a later run delivers it again, and every other chain goes on. Call
-        it before asking for the next item.
+        it before asking for the next item. With a sink that commits its own
+        checkpoint (Parquet, PostgreSQL) the page has already landed with its
+        cursor: ``fail`` then only ends the chain.
         """
         key = (page.connection, page.entity)
         chain = self._current
@@ -243,15 +265,20 @@ class Pull(Generic[R]):
         self._shared.ensure_open()
         self._started = True
         self.report.started_at = self._clock()
-        self._live = self._concurrency
-        self._workers = [
-            asyncio.create_task(self._worker(), name=f"makini-pull-{i}")
-            for i in range(self._concurrency)
-        ]
         queue = self._queue
         as_dicts = self._as_dicts
         checkpoints = self._checkpoints
+        sink = self._sink
+        has_store = checkpoints.store is not None
         try:
+            await checkpoints.open()
+            if sink is not None:
+                await sink.open(list(dict.fromkeys(c.entity for c in self._chains)))
+            self._live = self._concurrency
+            self._workers = [
+                asyncio.create_task(self._worker(), name=f"makini-pull-{i}")
+                for i in range(self._concurrency)
+            ]
             while True:
                 kind, chain, payload = await queue.get()
                 if kind == PAGE:
@@ -281,35 +308,40 @@ class Pull(Generic[R]):
                     # Let the chain fetch its next page while this one is consumed.
                     if not handed.done():
                         handed.set_result((page.next_cursor, page.page_size, page.request_id))
+                    if chain.pages == 0 and page.total_count is not None:
+                        chain.total = max(0, page.total_count - chain.resumed_records)
                     chain.records += len(records)
                     chain.pages += 1
                     if invalid:
                         chain.invalid += len(invalid)
+                    next_cursor = page.next_cursor
                     pulled: PulledPage[R] = PulledPage(
                         chain.connection,
                         chain.entity,
                         records,
                         page.cursor,
-                        page.next_cursor,
+                        next_cursor,
                         page.request_id,
                         invalid,
+                        page.total_count,
                     )
                     page_size = page.page_size
                     # No reference to a parsed page may outlive this step (see _parse).
                     del page, records, invalid, payload, raw
+                    state = checkpoints.after(chain, next_cursor, page_size) if has_store else None
+                    if sink is not None and not await self._store(sink, chain, pulled, state):
+                        continue
                     self._current = chain
                     yield pulled
                     # The consumer asked for more: that page is handled (unless it
                     # failed the chain instead: then its checkpoint stays before it).
                     self._current = None
-                    next_cursor = pulled.next_cursor
                     del pulled
-                    if chain.done:
-                        pass
-                    elif next_cursor is not None:
-                        checkpoints.save_cursor(chain, next_cursor, page_size)
-                    else:
-                        self._complete(chain)
+                    if not chain.done:
+                        if state is not None:
+                            await checkpoints.commit(chain, state)
+                        if next_cursor is None:
+                            self._complete(chain)
                 elif kind == FAILED:
                     assert chain is not None  # noqa: S101
                     if chain.done:
@@ -322,11 +354,23 @@ class Pull(Generic[R]):
         finally:
             await self._shutdown()
 
+    async def _store(self, sink: Sink, chain: Chain, page: PulledPage[Any], state: Any) -> bool:
+        """Write a page to the sink; a :class:`SinkError` fails only its chain."""
+        try:
+            await sink.write(page, state)
+        except SinkError as exc:
+            if exc.connection is None:
+                exc.connection = chain.connection
+            self._fail(chain, exc)
+            if self._raise:
+                raise
+            return False
+        return True
+
     def _complete(self, chain: Chain) -> None:
         chain.outcome = Outcome.COMPLETED
         chain.finished_at = self._clock()
         chain.seen = None
-        self._checkpoints.complete(chain)
 
     def _fail(self, chain: Chain, error: BaseException) -> None:
         chain.error = error
@@ -361,11 +405,12 @@ class Pull(Generic[R]):
                 chain.outcome = Outcome.CANCELLED
                 chain.finished_at = now if chain.started_at is not None else None
         self.report.finished_at = now
-        store = self._checkpoints.store
-        if store is not None:
-            store.flush()
-            if self._owns_store:
-                store.close()
+        try:
+            if self._sink is not None and self._started:
+                # First: a sink that commits its own states flushes them with its data.
+                await self._sink.close()
+        finally:
+            await self._checkpoints.close(owned=self._owns_store)
 
     # -- the producer side ----------------------------------------------------------
 

@@ -62,6 +62,9 @@ class ChainReport:
     #: The page size the chain ended with (page sizes adapt, see the README).
     page_size: int | None = None
     resumed: bool = False
+    #: Records this run is expected to deliver: the listing's ``total_count``
+    #: (less what an interrupted run had delivered), or ``None`` when the source cannot say.
+    total: int | None = None
     modified_after: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -117,6 +120,14 @@ class PullReport:
     @property
     def rate_limited(self) -> int:
         return sum(c.rate_limited for c in self.chains)
+
+    @property
+    def total(self) -> int | None:
+        """Records the whole pull is expected to deliver, when every started chain can say."""
+        totals = [c.total for c in self.chains if c.started_at is not None]
+        if not totals or None in totals:
+            return None
+        return sum(t for t in totals if t is not None)
 
     @property
     def records_per_second(self) -> float:
@@ -209,6 +220,8 @@ class PulledPage(Generic[R]):
 
     ``invalid`` holds the page's records that do not fit their model, as the
     API sent them; whatever the ``on_invalid`` policy, a page carries them.
+    ``total_count`` is the listing's total as the API reported it (``None``
+    when the source system cannot count).
     """
 
     connection: str
@@ -218,6 +231,7 @@ class PulledPage(Generic[R]):
     next_cursor: str | None
     request_id: str | None
     invalid: tuple[InvalidRecord, ...] = ()
+    total_count: int | None = None
 
     def __len__(self) -> int:
         return len(self.records)

@@ -1,4 +1,4 @@
-"""The ``makini-async`` command line: bulk pulls to JSON Lines, a demo, the mock server.
+"""The ``makini-async`` command line: bulk pulls into sinks, a demo, the mock server.
 
 ::
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
@@ -39,15 +40,16 @@ from makini_async.cli._args import (
     PROG,
     CliError,
     build_parser,
-    pull_settings,
 )
 from makini_async.cli._demo import cmd_demo
-from makini_async.cli._run import preflight, progress_stream, run_pull, summary
+from makini_async.cli._run import preflight, progress_stream, run_pull, summary, summary_json
+from makini_async.cli._settings import pull_settings
 from makini_async.errors import MakiniError
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 __all__ = ["main"]
 
@@ -59,6 +61,8 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     outcome = asyncio.run(run_pull(settings, stream=stream, isatty=isatty))
     tokens = [token for _, token in settings.connections]
     print(summary(outcome, tokens))
+    if settings.summary_json is not None:
+        write_summary_json(settings.summary_json, summary_json(outcome, tokens))
     if not outcome.report.ok:
         return EXIT_FAILED
     if settings.strict and outcome.report.invalid:
@@ -67,6 +71,18 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
+
+
+def write_summary_json(path: Path, payload: bytes) -> None:
+    """Replace ``path`` atomically, so a scheduler never reads half a summary."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+    except OSError as exc:
+        msg = f"cannot write --summary-json {path}: {exc.strerror or exc}"
+        raise CliError(msg) from None
 
 
 def _cmd_mock_server(args: argparse.Namespace) -> int:

@@ -5,25 +5,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, NoReturn
 
 import attrs
 
-from makini_async._config import RetryPolicy, Timeouts
 from makini_async._constants import VERSION
-from makini_async._sansio import check_base_url, format_when, valid_token
-from makini_async.checkpoint import open_checkpoint
+from makini_async._sansio import valid_token
+from makini_async.checkpoint_postgres import safe_dsn
 from makini_async.connection import default_name
 from makini_async.entities import Entity, to_entity
-from makini_async.errors import (
-    CheckpointError,
-    UsageError,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from makini_async._config import RetryPolicy, Timeouts
 
 __all__ = [
     "DEFAULT_TOKENS_ENV",
@@ -35,9 +31,8 @@ __all__ = [
     "CliError",
     "PullSettings",
     "build_parser",
-    "check_out_dir",
     "load_tokens",
-    "pull_settings",
+    "parse_entities",
 ]
 
 
@@ -140,7 +135,23 @@ def build_parser() -> argparse.ArgumentParser:
             "TOKEN or NAME,TOKEN entries separated by newlines or spaces"
         ),
     )
-    pull.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    pull.add_argument(
+        "--out", metavar="DIR", help="JSON Lines output directory (the same as --sink jsonl:DIR)"
+    )
+    pull.add_argument(
+        "--sink",
+        metavar="SINK",
+        help=(
+            "where records land: jsonl:DIR (at least once), parquet:DIR (exactly once per "
+            "committed file) or postgresql://USER@HOST/DB (exactly once); env:VAR reads the "
+            "value from an environment variable (keeps a password off the command line)"
+        ),
+    )
+    pull.add_argument(
+        "--summary-json",
+        metavar="FILE",
+        help="also write the outcome as JSON to FILE, for schedulers",
+    )
     pull.add_argument(
         "--modified-after",
         metavar="WHEN",
@@ -149,8 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument(
         "--checkpoint",
         metavar="FILE",
-        help="resume from / record progress in this file (.json, else SQLite); "
-        "output files are appended to instead of truncated",
+        help="resume from / record progress in this file (.json, else SQLite) or in "
+        "PostgreSQL (postgresql://..., or env:VAR); JSON Lines files are then appended to "
+        "instead of truncated. Parquet and PostgreSQL sinks keep their own checkpoint",
     )
     _add_client_options(pull)
     pull.add_argument(
@@ -249,11 +261,13 @@ class PullSettings:
 
     entities: tuple[Entity, ...]
     connections: tuple[tuple[str, str], ...]  # (name, token)
-    out: Path
+    out: Path | None = None
+    sink: str | None = attrs.field(default=None, repr=False)  # a DSN may hold a password
+    summary_json: Path | None = None
     base_url: str | None = None
     allow_insecure_http: bool = False
     modified_after: str | None = None
-    checkpoint: Path | None = None
+    checkpoint: Path | str | None = attrs.field(default=None, repr=False)
     concurrency: int | None = None
     typed: bool = False
     strict: bool = False
@@ -263,10 +277,11 @@ class PullSettings:
     patience: float | None = None
 
     def __repr__(self) -> str:
-        return f"<PullSettings {len(self.connections)} connections -> {self.out}>"
+        where = self.out if self.sink is None else safe_dsn(self.sink)
+        return f"<PullSettings {len(self.connections)} connections -> {where}>"
 
 
-def _parse_entities(values: Sequence[str]) -> tuple[Entity, ...]:
+def parse_entities(values: Sequence[str]) -> tuple[Entity, ...]:
     out: list[Entity] = []
     for value in values:
         try:
@@ -352,74 +367,3 @@ def load_tokens(tokens_file: str | None, tokens_env: str | None) -> tuple[tuple[
     # Entries are separated by any white space (tokens contain none), so a
     # single "name,token" is never mistaken for two tokens.
     return _named(_parse_tokens(value.split(), source), source)
-
-
-def _check_base_url(url: str, *, allow_insecure_http: bool) -> str:
-    try:
-        check_base_url(url, allow_insecure_http=allow_insecure_http)
-    except UsageError as exc:
-        message = exc.message.replace(
-            "MakiniPool(allow_insecure_http=True)", "--allow-insecure-http"
-        )
-        raise CliError(f"bad --base-url: {message}") from None
-    return url
-
-
-def check_out_dir(out: Path) -> None:
-    """Create ``out`` and a temporary file in it, or fail before any request."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".makini-write-test-"):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        msg = f"cannot write to output directory {out}: {reason}"
-        raise CliError(msg) from None
-
-
-def pull_settings(args: argparse.Namespace) -> PullSettings:
-    """Validate the ``pull`` arguments (raises :class:`CliError`)."""
-    entities = _parse_entities(args.entity)
-    connections = load_tokens(args.tokens_file, args.tokens_env)
-    modified_after = None
-    if args.modified_after is not None:
-        try:
-            modified_after = format_when(args.modified_after, name="--modified-after")
-        except UsageError:
-            msg = (
-                f"bad --modified-after {args.modified_after!r}: expected an ISO 8601 date "
-                "or date-time such as 2024-01-01 or 2024-01-01T00:00:00Z"
-            )
-            raise CliError(msg) from None
-    base_url = (
-        None
-        if args.base_url is None
-        else _check_base_url(args.base_url, allow_insecure_http=args.allow_insecure_http)
-    )
-    out = Path(args.out)
-    check_out_dir(out)
-    checkpoint = None
-    if args.checkpoint is not None:
-        checkpoint = Path(args.checkpoint)
-        try:
-            open_checkpoint(checkpoint).close()
-        except (UsageError, CheckpointError) as exc:
-            raise CliError(exc.message) from None
-    timeouts = None if args.timeout is None else Timeouts(read=args.timeout)
-    retry = None if args.attempts is None else RetryPolicy(attempts=args.attempts)
-    return PullSettings(
-        entities=entities,
-        connections=connections,
-        out=out,
-        base_url=base_url,
-        allow_insecure_http=args.allow_insecure_http,
-        modified_after=modified_after,
-        checkpoint=checkpoint,
-        concurrency=args.concurrency,
-        typed=args.typed,
-        strict=args.strict,
-        timeouts=timeouts,
-        retry=retry,
-        progress_interval=args.progress_interval,
-        patience=args.patience,
-    )

@@ -13,11 +13,11 @@ from makini_async.cli._args import (
     EXIT_OK,
     CliError,
     PullSettings,
-    check_out_dir,
     load_tokens,
 )
 from makini_async.cli._output import open_output
 from makini_async.cli._run import preflight, progress_stream, run_pull, summary
+from makini_async.cli._settings import check_out_dir
 from makini_async.entities import to_entity
 
 if TYPE_CHECKING:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
+import re
 import signal
 import socket
 import sys
@@ -183,7 +184,7 @@ async def test_progress_in_a_pipe_is_plain_lines(tmp_path: Path) -> None:
     assert_no_tokens(stderr)
 
 
-async def test_progress_on_a_terminal_rewrites_one_line(tmp_path: Path) -> None:
+async def test_progress_on_a_terminal_draws_bars_with_totals(tmp_path: Path) -> None:
     async with MockMakini(records_per_entity=RECORDS, faults=FaultPlan(latency=0.15)) as srv:
         tokens = write_tokens(tmp_path / "tokens.txt")
         master, slave = pty.openpty()
@@ -213,10 +214,14 @@ async def test_progress_on_a_terminal_rewrites_one_line(tmp_path: Path) -> None:
         os.close(master)
     assert code == 0
     text = b"".join(chunks).decode()
-    assert text.count("\r") >= 3
-    assert f"connections {len(TOKENS)}/{len(TOKENS)}" in text
-    assert text.count("\x1b[K") >= 3  # erase-to-end-of-line after each rewrite
-    assert "/s) | retries" in text
+    assert text.count("\r") >= 3  # bars redrawn in place
+    # An overall bar and one per entity, with the percentage from total_count.
+    chains = f"chains {len(TOKENS)}/{len(TOKENS)}"
+    assert re.search(
+        rf"all +100%\|.*\| {len(TOKENS) * RECORDS}/{len(TOKENS) * RECORDS} .*{chains}", text
+    )
+    assert re.search(r"work-orders +\d+%\|", text)
+    assert "rec/s" in text
     assert_no_tokens(text, stdout)
 
 

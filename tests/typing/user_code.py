@@ -18,6 +18,7 @@ from makini_async import (
     WebhookReceiver,
     WorkOrder,
 )
+from makini_async.sinks import ParquetSink, PostgresSink
 
 
 async def typical(pool: MakiniPool) -> None:
@@ -44,6 +45,10 @@ async def typical(pool: MakiniPool) -> None:
     dicts = pool.pull("assets", ["token"], as_dicts=True)
     async for pulled_page in dicts.pages():
         reveal_type(pulled_page.records)  # list[dict[str, Any]]
+    landed = pool.pull("assets", ["token"], sink=PostgresSink("postgresql://app@db/wh"))
+    reveal_type(landed)  # Pull[Any]
+    into_lake = pool.pull("assets", ["t"], sink=ParquetSink("lake"), as_dicts=False)
+    reveal_type(into_lake)  # Pull[Record]
 
 
 async def mistakes(pool: MakiniPool) -> None:
@@ -53,6 +58,7 @@ async def mistakes(pool: MakiniPool) -> None:
     order: WorkOrder = await conn.assets.get("a")  # error: Asset is not WorkOrder
     page: Page[Any] = await conn.work_orders.get("w")  # error: WorkOrder is not a Page
     pull: Pull[WorkOrder] = pool.pull("assets", ["t"], as_dicts=True)  # error: dicts
+    pool.pull("assets", ["t"], sink="parquet:lake")  # error: a spec is not a Sink
     _ = (order, page, pull, InvalidRecord)
 
 

@@ -1,0 +1,65 @@
+"""What a pull needs from a sink: the Protocol the pull's consumer writes pages to.
+
+It lives here, beside the consumer that uses it, so the bulk package never
+imports the sinks package (which is built on top of it);
+``makini_async.sinks`` re-exports it with the sinks that implement it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from makini_async.bulk._report import PulledPage
+    from makini_async.checkpoint import AsyncCheckpointStore, ChainState, CheckpointStore
+    from makini_async.entities import Entity
+
+__all__ = ["Sink"]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Where a pull lands its pages, and what each sink guarantees.
+
+    The pull calls ``open`` once before the first page, ``write`` for each
+    page in the consumer (before the chain's checkpoint may move past that
+    page), and ``close`` when it ends (``close`` flushes). A ``write`` that
+    raises :class:`~makini_async.errors.SinkError` fails only that page's
+    chain; its checkpoint stays before the page.
+
+    ``state`` is the chain's checkpoint state *after* this page (``None``
+    without a checkpoint). A sink whose ``checkpoint_store`` is not ``None``
+    commits that state itself, atomically with the page (a database
+    transaction, a manifest written with the file), and the pull then uses
+    that store to plan every chain and never saves a cursor on its own: the
+    page and its cursor become durable together. A sink with no store of its
+    own only makes the page durable, and the pull saves the cursor after.
+    """
+
+    @property
+    def location(self) -> str:
+        """Where data lands, for people (a directory, a database; never a password)."""
+        ...
+
+    @property
+    def checkpoint_store(self) -> CheckpointStore | AsyncCheckpointStore | None:
+        """The store this sink commits chain states to, or ``None``."""
+        ...
+
+    async def open(self, entities: Sequence[Entity]) -> None:
+        """Prepare to receive pages of ``entities`` (tables, directories, files)."""
+        ...
+
+    async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
+        """Store one page (and, for a sink with its own store, ``state`` with it)."""
+        ...
+
+    async def flush(self) -> None:
+        """Make every page written so far durable."""
+        ...
+
+    async def close(self) -> None:
+        """Flush and release everything (idempotent)."""
+        ...

@@ -1,0 +1,141 @@
+"""Validated settings of ``makini-async pull``: where records land, the checkpoint, the rest."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from makini_async._config import RetryPolicy, Timeouts
+from makini_async._sansio import check_base_url, format_when
+from makini_async.checkpoint import open_checkpoint
+from makini_async.cli._args import CliError, PullSettings, load_tokens, parse_entities
+from makini_async.errors import CheckpointError, UsageError
+from makini_async.sinks import JsonLinesSink, open_sink
+
+if TYPE_CHECKING:
+    import argparse
+
+__all__ = ["check_out_dir", "pull_settings"]
+
+
+def _check_base_url(url: str, *, allow_insecure_http: bool) -> str:
+    try:
+        check_base_url(url, allow_insecure_http=allow_insecure_http)
+    except UsageError as exc:
+        message = exc.message.replace(
+            "MakiniPool(allow_insecure_http=True)", "--allow-insecure-http"
+        )
+        raise CliError(f"bad --base-url: {message}") from None
+    return url
+
+
+def check_out_dir(out: Path) -> None:
+    """Create ``out`` and a temporary file in it, or fail before any request."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".makini-write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        msg = f"cannot write to output directory {out}: {reason}"
+        raise CliError(msg) from None
+
+
+def pull_settings(args: argparse.Namespace) -> PullSettings:
+    """Validate the ``pull`` arguments (raises :class:`CliError`)."""
+    entities = parse_entities(args.entity)
+    connections = load_tokens(args.tokens_file, args.tokens_env)
+    modified_after = None
+    if args.modified_after is not None:
+        try:
+            modified_after = format_when(args.modified_after, name="--modified-after")
+        except UsageError:
+            msg = (
+                f"bad --modified-after {args.modified_after!r}: expected an ISO 8601 date "
+                "or date-time such as 2024-01-01 or 2024-01-01T00:00:00Z"
+            )
+            raise CliError(msg) from None
+    base_url = (
+        None
+        if args.base_url is None
+        else _check_base_url(args.base_url, allow_insecure_http=args.allow_insecure_http)
+    )
+    out, sink = _where(args.out, args.sink)
+    checkpoint = _checkpoint(args.checkpoint, sink)
+    timeouts = None if args.timeout is None else Timeouts(read=args.timeout)
+    retry = None if args.attempts is None else RetryPolicy(attempts=args.attempts)
+    return PullSettings(
+        entities=entities,
+        connections=connections,
+        out=out,
+        sink=sink,
+        summary_json=None if args.summary_json is None else Path(args.summary_json),
+        base_url=base_url,
+        allow_insecure_http=args.allow_insecure_http,
+        modified_after=modified_after,
+        checkpoint=checkpoint,
+        concurrency=args.concurrency,
+        typed=args.typed,
+        strict=args.strict,
+        timeouts=timeouts,
+        retry=retry,
+        progress_interval=args.progress_interval,
+        patience=args.patience,
+    )
+
+
+def _from_env(value: str, option: str) -> str:
+    """``env:VAR`` is the value of ``VAR`` (a DSN with a password stays off the command line)."""
+    if not value.startswith("env:"):
+        return value
+    var = value[4:]
+    found = os.environ.get(var, "").strip()
+    if not found:
+        msg = f"{option} env:{var}: the environment variable {var} is not set"
+        raise CliError(msg)
+    return found
+
+
+def _is_dsn(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def _where(out: str | None, sink: str | None) -> tuple[Path | None, str | None]:
+    """The output directory (``--out`` or ``--sink jsonl:DIR``) or the sink's spec, checked."""
+    if (out is None) == (sink is None):
+        msg = "give exactly one of --out DIR and --sink SINK"
+        raise CliError(msg)
+    if out is not None:
+        check_out_dir(Path(out))
+        return Path(out), None
+    assert sink is not None  # noqa: S101 - checked just above
+    spec = _from_env(sink, "--sink")
+    try:
+        made = open_sink(spec)
+    except UsageError as exc:
+        raise CliError(exc.message) from None
+    if isinstance(made, JsonLinesSink):
+        check_out_dir(made.directory)
+        return made.directory, None
+    if not _is_dsn(spec):
+        check_out_dir(Path(made.location))
+    return None, spec
+
+
+def _checkpoint(value: str | None, sink: str | None) -> Path | str | None:
+    if value is None:
+        return None
+    if sink is not None:
+        msg = "--checkpoint is for JSON Lines output: Parquet and PostgreSQL sinks keep their own"
+        raise CliError(msg)
+    spec = _from_env(value, "--checkpoint")
+    if _is_dsn(spec):
+        return spec  # shared by design (several processes), so not locked
+    path = Path(spec)
+    try:
+        open_checkpoint(path).close()
+    except (UsageError, CheckpointError) as exc:
+        raise CliError(exc.message) from None
+    return path

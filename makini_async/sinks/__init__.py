@@ -1,0 +1,73 @@
+"""Sinks: where a bulk pull lands its pages, each with its stated guarantee.
+
+::
+
+    sink = PostgresSink("postgresql://app@db/warehouse")        # exactly once
+    async with pool.pull(["work-orders"], tokens, sink=sink) as pull:
+        await pull.run()
+
+The pull writes each page to the sink before that page's chain may
+checkpoint past it (:class:`Sink` says how):
+
+=====================  =================================================================
+:class:`JsonLinesSink`  at least once: ``DIR/ENTITY.jsonl``; a resumed run may repeat the
+                        pages after the last checkpoint, and cuts a half-written last line
+:class:`ParquetSink`    exactly once per file: ``DIR/ENTITY/part-*.parquet``, each file
+                        written under a temporary name and renamed, then committed with its
+                        chains' cursors in ``DIR/ENTITY/_manifest.json`` (``parquet`` extra)
+:class:`PostgresSink`   exactly once: upserts by ``(connection, id)``, newest ``updated_at``
+                        wins, each page and its cursor in one transaction (``postgresql`` extra)
+=====================  =================================================================
+
+:func:`open_sink` builds one from the command line's spelling
+(``jsonl:DIR``, ``parquet:DIR``, ``postgresql://...``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from makini_async.bulk._sink import Sink
+from makini_async.errors import UsageError
+from makini_async.sinks._jsonl import JsonLinesSink
+
+if TYPE_CHECKING:
+    from makini_async.sinks._parquet import ParquetSink
+    from makini_async.sinks._postgres import PostgresSink
+
+__all__ = ["JsonLinesSink", "ParquetSink", "PostgresSink", "Sink", "open_sink"]
+
+
+def __getattr__(name: str) -> Any:
+    # The Parquet and PostgreSQL sinks import their optional extras only when used.
+    if name == "ParquetSink":
+        from makini_async.sinks._parquet import ParquetSink  # noqa: PLC0415
+
+        return ParquetSink
+    if name == "PostgresSink":
+        from makini_async.sinks._postgres import PostgresSink  # noqa: PLC0415
+
+        return PostgresSink
+    raise AttributeError(name)
+
+
+def open_sink(spec: str, *, append: bool = True) -> Sink:
+    """A sink from ``jsonl:DIR``, ``parquet:DIR`` or a ``postgresql://`` DSN.
+
+    ``append`` applies to JSON Lines (``False`` truncates the files first).
+    """
+    if spec.startswith(("postgresql://", "postgres://")):
+        from makini_async.sinks._postgres import PostgresSink  # noqa: PLC0415
+
+        return PostgresSink(spec)
+    kind, sep, where = spec.partition(":")
+    if sep and where and kind == "jsonl":
+        return JsonLinesSink(os.path.expanduser(where), append=append)
+    if sep and where and kind == "parquet":
+        from makini_async.sinks._parquet import ParquetSink  # noqa: PLC0415
+
+        return ParquetSink(os.path.expanduser(where))
+    shown = spec if "://" not in spec else spec.split("://", 1)[0] + "://..."
+    msg = f"unknown sink {shown!r}: expected jsonl:DIR, parquet:DIR or postgresql://..."
+    raise UsageError(msg)

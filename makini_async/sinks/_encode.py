@@ -1,0 +1,51 @@
+"""What every sink does to a record: its JSON shape, its id, and the error for a bad one."""
+
+from __future__ import annotations
+
+import os
+from typing import IO, TYPE_CHECKING, Any
+
+from makini_async.errors import MakiniError, SinkError
+from makini_async.models import unstructure
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from makini_async.bulk import PulledPage
+
+__all__ = ["as_json_dict", "open_no_follow", "record_id", "unwritable"]
+
+
+def as_json_dict(record: Any) -> dict[str, Any]:
+    """The API's JSON shape of a record: a dict as it is, a typed record unstructured."""
+    return record if isinstance(record, dict) else unstructure(record)
+
+
+def record_id(record: Any) -> Any:
+    return record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
+
+
+def unwritable(page: PulledPage[Any], record: Any, exc: BaseException, *, what: str) -> SinkError:
+    """The typed error for a record the sink cannot hold (orjson stops at 254 levels)."""
+    reason = exc.message if isinstance(exc, MakiniError) else f"{type(exc).__name__}: {exc}"
+    msg = f"cannot write {page.entity.value} record {record_id(record)!r} as {what} ({reason})"
+    return SinkError(msg, request_id=page.request_id, connection=page.connection)
+
+
+def open_no_follow(path: Path, *, append: bool) -> IO[bytes]:
+    """Open an output file for writing without following a symbolic link.
+
+    A link planted where an output file goes would otherwise have the pull
+    overwrite whatever it points to: :class:`SinkError` instead.
+    """
+    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= (os.O_RDWR | os.O_APPEND) if append else (os.O_WRONLY | os.O_TRUNC)
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if path.is_symlink():
+            msg = f"output file {path} is a symbolic link; refusing to follow it"
+            raise SinkError(msg) from None
+        msg = f"cannot open output file {path}: {exc.strerror or exc}"
+        raise SinkError(msg) from None
+    return os.fdopen(fd, "a+b" if append else "wb")

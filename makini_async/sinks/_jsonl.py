@@ -1,0 +1,198 @@
+"""The JSON Lines sink: one file per entity, appended page by page.
+
+Guarantee: **at least once**. A page is written and flushed to the
+operating system before the pull may checkpoint past it, so a killed process
+loses nothing it had written; on resume the pages after the last checkpoint
+come again (lines repeat; make the reader's writes idempotent by
+``(_connection, id)``), and a last line left half-written by the kill is cut
+first (its page was never checkpointed). Not fsynced per page: a power cut
+may lose the operating system's unwritten tail, which the checkpoint (also
+ahead of it) then re-fetches only if the checkpoint lost it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+
+from makini_async.errors import MakiniError, SinkError
+from makini_async.sinks._encode import as_json_dict, open_no_follow, unwritable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from makini_async.bulk import PulledPage
+    from makini_async.checkpoint import ChainState
+    from makini_async.entities import Entity
+
+__all__ = ["JsonLinesSink", "drop_partial_line"]
+
+
+class JsonLinesSink:
+    """``DIR/ENTITY.jsonl``, one record a line, each with ``"_connection"`` (its name).
+
+    Records that do not fit their model go, whole, to ``DIR/ENTITY.invalid.jsonl``
+    (opened on the first one) with the field path and the reason. With
+    ``append`` (the default, for resumable pulls) files are appended to after
+    cutting a half-written last line; ``append=False`` truncates them.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, append: bool = True) -> None:
+        self.directory = Path(directory)
+        self.append = append
+        self.paths: dict[Entity, Path] = {}
+        self.invalid_paths: dict[Entity, Path] = {}
+        self._files: dict[Entity, IO[bytes]] = {}
+        self._invalid_files: dict[Entity, IO[bytes]] = {}
+
+    def __repr__(self) -> str:
+        return f"<JsonLinesSink {self.directory}>"
+
+    @property
+    def location(self) -> str:
+        return str(self.directory)
+
+    @property
+    def checkpoint_store(self) -> None:
+        return None
+
+    async def open(self, entities: Sequence[Entity]) -> None:
+        self.open_sync(entities)
+
+    def open_sync(self, entities: Sequence[Entity]) -> None:
+        """Open (and, appending, repair) every entity's file, or raise :class:`SinkError`."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            msg = f"cannot create output directory {self.directory}: {exc.strerror or exc}"
+            raise SinkError(msg) from None
+        try:
+            for entity in entities:
+                path = self.directory / f"{entity.value}.jsonl"
+                self._files[entity] = self._open(path)
+                self.paths[entity] = path
+        except BaseException:
+            self.close_sync()
+            raise
+
+    def _open(self, path: Path) -> IO[bytes]:
+        handle = open_no_follow(path, append=self.append)
+        if self.append:
+            drop_partial_line(handle)
+        return handle
+
+    async def write(
+        self,
+        page: PulledPage[Any],
+        state: ChainState | None,  # noqa: ARG002 - the pull saves the cursor after this
+    ) -> None:
+        self.write_sync(page)
+
+    def write_sync(self, page: PulledPage[Any]) -> None:
+        """Write one page's records and invalid records, or raise :class:`SinkError`.
+
+        Every line is encoded before any is written, so a record that cannot
+        be encoded leaves nothing of its page behind.
+        """
+        records = _encode_lines(page) if page.records else None
+        invalid = _encode_invalid(page) if page.invalid else None
+        try:
+            if invalid is not None:
+                handle = self._invalid_files.get(page.entity)
+                if handle is None:
+                    path = self.directory / f"{page.entity.value}.invalid.jsonl"
+                    handle = self._invalid_files[page.entity] = self._open(path)
+                    self.invalid_paths[page.entity] = path
+                handle.write(invalid)
+                handle.flush()
+            if records is not None:
+                handle = self._files[page.entity]
+                handle.write(records)
+                # Into the OS before the pull checkpoints past this page: a process
+                # killed after that loses nothing it wrote.
+                handle.flush()
+        except OSError as exc:
+            msg = f"cannot write {page.entity.value} to {self.directory}: {exc.strerror or exc}"
+            raise SinkError(msg, request_id=page.request_id, connection=page.connection) from None
+
+    async def flush(self) -> None:
+        """fsync every file (pages are already in the operating system)."""
+        handles = [*self._files.values(), *self._invalid_files.values()]
+        await asyncio.to_thread(_fsync_all, handles)
+
+    async def close(self) -> None:
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        files, self._files = self._files, {}
+        invalid, self._invalid_files = self._invalid_files, {}
+        for handle in (*files.values(), *invalid.values()):
+            handle.close()
+
+
+def _fsync_all(handles: list[IO[bytes]]) -> None:
+    for handle in handles:
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _encode_lines(page: PulledPage[Any]) -> bytes:
+    name = page.connection
+    parts = []
+    record: Any = None
+    try:
+        for record in page.records:
+            row = as_json_dict(record)
+            if row is record:
+                row = dict(row)  # the consumer still gets the record as the API sent it
+            row["_connection"] = name
+            parts.append(orjson.dumps(row))
+    except (TypeError, RecursionError, MakiniError) as exc:
+        raise unwritable(page, record, exc, what="JSON") from None
+    parts.append(b"")
+    return b"\n".join(parts)
+
+
+def _encode_invalid(page: PulledPage[Any]) -> bytes:
+    parts = []
+    item: Any = None
+    try:
+        for item in page.invalid:
+            line = {
+                "_connection": page.connection,
+                "field": item.field,
+                "reason": item.reason,
+                "request_id": item.request_id,
+                "record": item.data,
+            }
+            parts.append(orjson.dumps(line))
+    except (TypeError, RecursionError) as exc:
+        raise unwritable(page, item, exc, what="JSON") from None
+    parts.append(b"")
+    return b"\n".join(parts)
+
+
+def drop_partial_line(handle: IO[bytes]) -> None:
+    """Cut a last line without its newline: a page half-written when the process died.
+
+    That page was never checkpointed, so the resumed pull delivers it again;
+    kept, the fragment would be a line that is not JSON.
+    """
+    end = handle.seek(0, os.SEEK_END)
+    pos = end
+    while pos > 0:
+        start = max(0, pos - 65536)
+        handle.seek(start)
+        chunk = handle.read(pos - start)
+        if pos == end and chunk.endswith(b"\n"):
+            return
+        cut = chunk.rfind(b"\n")
+        if cut >= 0:
+            handle.truncate(start + cut + 1)
+            return
+        pos = start
+    handle.truncate(0)

@@ -1,0 +1,153 @@
+"""The Parquet schema of each entity, derived from its record class, and rows for it.
+
+Columns, in order:
+
+* ``_connection`` (the connection's name) and ``_request_id`` (the page's);
+* every field of the record class, typed: text as ``string``, date-times as
+  ``timestamp[us, UTC]``, dates as ``date32``, integers as ``int64``, a list
+  of text (``assignees``) as ``list<string>``; money and quantities as their
+  exact **decimal text** (``"1250.00"``: a fixed-scale decimal column would
+  round or reject what sources send), nested objects and lists of objects
+  (``vendor``, ``ship_to``, ``lines``) as **JSON text**;
+* ``custom_fields``, ``raw`` and ``extra`` (the fields the model does not
+  know) as JSON text, so nothing the API sent is lost;
+* ``_invalid_field``, ``_invalid_reason`` and ``_invalid_record`` (the record
+  as sent, JSON text): set only on a row for a record that does not fit its
+  model, whose typed columns are then empty except ``id``.
+
+A dict pull is structured here with the same rules as a typed pull, so both
+write the same columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import functools
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import orjson
+
+from makini_async.models import record_type, structure_page
+
+if TYPE_CHECKING:
+    from makini_async.bulk import PulledPage
+    from makini_async.entities import Entity
+
+__all__ = ["Columns", "columns_of", "table_of"]
+
+_JSON: Final = "json"
+_DECIMAL: Final = "decimal"
+_PLAIN: Final = "plain"
+_PREFIX: Final = ("_connection", "_request_id")
+_SUFFIX: Final = ("_invalid_field", "_invalid_reason", "_invalid_record")
+
+
+@attrs.frozen
+class Columns:
+    """An entity's columns: names, how each value is written, and the Arrow schema."""
+
+    fields: tuple[tuple[str, str], ...]  # (name, kind) of the record's own fields
+    schema: Any
+
+
+def _kind(tp: Any) -> tuple[str, str]:
+    """(kind, arrow type name) of one record field's annotation."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1:
+        tp = args[0]
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return _PLAIN, "string"
+    if tp is int:
+        return _PLAIN, "int64"
+    if tp is dt.datetime:
+        return _PLAIN, "timestamp"
+    if tp is dt.date:
+        return _PLAIN, "date"
+    if tp is decimal.Decimal:
+        return _DECIMAL, "string"
+    if origin is tuple and typing.get_args(tp)[:1] == (str,):
+        return _PLAIN, "list<string>"
+    return _JSON, "string"  # dicts, nested objects, lists of objects
+
+
+@functools.cache
+def columns_of(entity: Entity) -> Columns:
+    import pyarrow as pa  # noqa: PLC0415 - the optional extra
+
+    arrow = {
+        "string": pa.string(),
+        "int64": pa.int64(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "date": pa.date32(),
+        "list<string>": pa.list_(pa.string()),
+    }
+    cls = record_type(entity)
+    hints = typing.get_type_hints(cls)
+    fields: list[tuple[str, str]] = []
+    schema: list[Any] = [(name, pa.string()) for name in _PREFIX]
+    for field in attrs.fields(cls):
+        kind, type_name = _kind(hints[field.name])
+        fields.append((field.name, kind))
+        schema.append(pa.field(field.name, arrow[type_name], nullable=field.name != "id"))
+    schema.extend((name, pa.string()) for name in _SUFFIX)
+    return Columns(tuple(fields), pa.schema(schema))
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value, default=_default).decode()
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if attrs.has(type(value)):
+        from makini_async.models import unstructure  # noqa: PLC0415
+
+        return unstructure(value)
+    raise TypeError(type(value).__name__)
+
+
+def table_of(page: PulledPage[Any]) -> Any:
+    """The page as an Arrow table (records, then records that do not fit).
+
+    Built column by column (a list per column, then one Arrow array each):
+    about twice as fast as a dict per row.
+    """
+    import pyarrow as pa  # noqa: PLC0415 - the optional extra
+
+    cols = columns_of(page.entity)
+    records: list[Any] = page.records
+    invalid: list[Any] = list(page.invalid)
+    if records and isinstance(records[0], dict):
+        # A dict pull: the same structuring rules as a typed one, on copies.
+        records, more = structure_page(
+            page.entity, list(records), request_id=page.request_id, connection=page.connection
+        )
+        invalid.extend(more)
+    n_good, n_bad = len(records), len(invalid)
+    rows = n_good + n_bad
+    data: dict[str, list[Any]] = {
+        "_connection": [page.connection] * rows,
+        "_request_id": [page.request_id] * rows,
+    }
+    for name, kind in cols.fields:
+        values = [getattr(r, name) for r in records]
+        if kind is _DECIMAL:
+            values = [None if v is None else str(v) for v in values]
+        elif kind is _JSON:
+            values = [_json(v) for v in values]
+        if n_bad:
+            values.extend([item.id or "" for item in invalid] if name == "id" else [None] * n_bad)
+        data[name] = values
+    none = [None] * n_good
+    data["_invalid_field"] = none + [item.field for item in invalid]
+    data["_invalid_reason"] = none + [item.reason for item in invalid]
+    data["_invalid_record"] = none + [_json(item.data) for item in invalid]
+    return pa.Table.from_pydict(data, schema=cols.schema)

@@ -1,0 +1,32 @@
+"""Reading what the sinks wrote: PostgreSQL rows and Parquet files, as plain Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+import pyarrow.parquet as pq
+
+
+async def fetch(dsn: str, query: str, *args: Any) -> list[Any]:
+    db = await asyncpg.connect(dsn)
+    try:
+        return list(await db.fetch(query, *args))
+    finally:
+        await db.close()
+
+
+async def states(dsn: str) -> dict[tuple[str, str], dict[str, Any]]:
+    rows = await fetch(dsn, "SELECT connection, entity, state::text FROM makini_checkpoints")
+    return {(r[0], r[1]): orjson.loads(r[2]) for r in rows}
+
+
+def parquet_rows(directory: Path) -> list[dict[str, Any]]:
+    """Every row of every committed file (reading each file whole: none may be partial)."""
+    manifest = orjson.loads((directory / "_manifest.json").read_bytes())
+    rows: list[dict[str, Any]] = []
+    for name in manifest["files"]:
+        rows.extend(pq.read_table(directory / name).to_pylist())
+    return rows
