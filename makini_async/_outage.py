@@ -111,12 +111,17 @@ class Outage:
 
     # -- what the send loop reports ----------------------------------------------
 
-    async def succeeded(self) -> None:
-        """Any answer from the API: nothing is down (the common case costs one check)."""
+    async def succeeded(self, sent_at: float) -> None:
+        """An answer from the API to a request sent at ``sent_at``: nothing is down.
+
+        Any answer breaks a run of failures. Only an answer to a request sent
+        since the outage began ends it: one that was in flight while the API
+        went away says nothing about now.
+        """
         if self._failing:
             self._failing.clear()
             self._failures = 0
-        if self.since is not None:
+        if self.since is not None and sent_at >= self.since:
             await self._end()
 
     async def failed(self, connection: str, error: MakiniError) -> None:

@@ -165,7 +165,7 @@ async def send(
                     conn.succeeded()
                     if not outage.quiet:
                         outage_probe = False
-                        await outage.succeeded()
+                        await outage.succeeded(t0)
                     if hooks.on_request:
                         event = RequestEvent(
                             conn.name,
