@@ -85,7 +85,7 @@ async def nginx(tmp_path: Path) -> Any:
         for _ in range(100):  # until it listens
             try:
                 _, writer = await asyncio.open_connection("127.0.0.1", listen)
-            except OSError:
+            except OSError:  # noqa: PERF203 - not listening yet
                 await asyncio.sleep(0.05)
             else:
                 writer.close()
