@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from makini_async.checkpoint_postgres import (
+from makini_async.checkpoint._postgres import (
     DEFAULT_TABLE,
     PostgresCheckpoint,
     check_identifier,

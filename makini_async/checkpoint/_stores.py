@@ -1,32 +1,4 @@
-"""Checkpoint stores for bulk pulls: where each (connection, entity) chain stands.
-
-A chain's state records the cursor of the last page *fully handed to the
-consumer* and the filter of the run that cursor belongs to (a cursor is only
-valid with the same filter), plus the high-water mark for the next
-incremental pull once a run completes. Chains are keyed by the connection's
-display name, never by its token.
-
-Two stores ship, both standard library only:
-
-* :class:`SQLiteCheckpoint` (``*.sqlite``/``*.db``; the default): one row per
-  chain, written in WAL mode and committed at every page, so a process
-  killed at any instant loses at most the page in hand (which is delivered
-  again on resume: at-least-once).
-* :class:`JSONCheckpoint` (``*.json``): the whole state in one file, replaced
-  atomically (write to a temporary file, fsync, rename) at most every
-  ``flush_interval`` seconds and on close. A lagging checkpoint is still safe:
-  it only means more pages are delivered again after a crash.
-
-Other stores implement :class:`CheckpointStore`, or :class:`AsyncCheckpointStore`
-for a store behind a network (``makini_async.sinks.PostgresCheckpoint``, the
-store for many processes).
-
-A store opened from a path takes an exclusive lock on ``PATH.lock`` (with
-``flock``, released when the store closes or the process dies): a second
-run on the same checkpoint fails at once with :class:`CheckpointError`
-instead of pulling everything a second time. Pass ``lock=False`` where
-several processes of one pull share a store on purpose.
-"""
+"""The chain state, the store protocols, and the SQLite and JSON stores."""
 
 from __future__ import annotations
 
@@ -53,7 +25,6 @@ __all__ = [
     "CheckpointStore",
     "JSONCheckpoint",
     "SQLiteCheckpoint",
-    "open_checkpoint",
 ]
 
 
@@ -355,30 +326,3 @@ class JSONCheckpoint:
             self.flush()
         finally:
             self._release()
-
-
-def open_checkpoint(
-    value: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore,
-    *,
-    lock: bool = True,
-    clock: Callable[[], float] = time.monotonic,
-) -> CheckpointStore | AsyncCheckpointStore:
-    """A store from a path (``.json`` gives JSON, anything else SQLite), a DSN or a store.
-
-    A ``postgresql://`` DSN gives a :class:`~makini_async.checkpoint_postgres.PostgresCheckpoint`
-    (the ``postgresql`` extra). A store opened from a path is locked for this
-    run (see the module docs); a PostgreSQL store is shared on purpose.
-    """
-    if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
-        from makini_async.checkpoint_postgres import PostgresCheckpoint  # noqa: PLC0415
-
-        return PostgresCheckpoint(value)
-    if isinstance(value, (str, os.PathLike)):
-        path = Path(value)
-        if path.suffix.lower() == ".json":
-            return JSONCheckpoint(path, lock=lock, clock=clock)
-        return SQLiteCheckpoint(path, lock=lock)
-    if isinstance(value, (CheckpointStore, AsyncCheckpointStore)):
-        return value
-    msg = f"checkpoint must be a path or a CheckpointStore, got {type(value).__name__}"
-    raise UsageError(msg)

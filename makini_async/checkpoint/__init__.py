@@ -1,0 +1,88 @@
+"""Checkpoint stores for bulk pulls: where each (connection, entity) chain stands.
+
+A chain's state records the cursor of the last page *fully handed to the
+consumer* and the filter of the run that cursor belongs to (a cursor is only
+valid with the same filter), plus the high-water mark for the next
+incremental pull once a run completes. Chains are keyed by the connection's
+display name, never by its token.
+
+Two stores ship, both standard library only:
+
+* :class:`SQLiteCheckpoint` (``*.sqlite``/``*.db``; the default): one row per
+  chain, written in WAL mode and committed at every page, so a process
+  killed at any instant loses at most the page in hand (which is delivered
+  again on resume: at-least-once).
+* :class:`JSONCheckpoint` (``*.json``): the whole state in one file, replaced
+  atomically (write to a temporary file, fsync, rename) at most every
+  ``flush_interval`` seconds and on close. A lagging checkpoint is still safe:
+  it only means more pages are delivered again after a crash.
+
+Other stores implement :class:`CheckpointStore`, or :class:`AsyncCheckpointStore`
+for a store behind a network (``makini_async.checkpoint.PostgresCheckpoint``, the
+store for many processes).
+
+A store opened from a path takes an exclusive lock on ``PATH.lock`` (with
+``flock``, released when the store closes or the process dies): a second
+run on the same checkpoint fails at once with :class:`CheckpointError`
+instead of pulling everything a second time. Pass ``lock=False`` where
+several processes of one pull share a store on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from makini_async.checkpoint._postgres import PostgresCheckpoint
+from makini_async.checkpoint._stores import (
+    AsyncCheckpointStore,
+    ChainState,
+    CheckpointStore,
+    JSONCheckpoint,
+    SQLiteCheckpoint,
+    state_from_json,
+    state_to_json,
+)
+from makini_async.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "AsyncCheckpointStore",
+    "ChainState",
+    "CheckpointStore",
+    "JSONCheckpoint",
+    "PostgresCheckpoint",
+    "SQLiteCheckpoint",
+    "open_checkpoint",
+    "state_from_json",
+    "state_to_json",
+]
+
+
+def open_checkpoint(
+    value: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore,
+    *,
+    lock: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> CheckpointStore | AsyncCheckpointStore:
+    """A store from a path (``.json`` gives JSON, anything else SQLite), a DSN or a store.
+
+    A ``postgresql://`` DSN gives a :class:`~makini_async.checkpoint.PostgresCheckpoint`
+    (the ``postgresql`` extra). A store opened from a path is locked for this
+    run (see the module docs); a PostgreSQL store is shared on purpose.
+    """
+    if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+        return PostgresCheckpoint(value)
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if path.suffix.lower() == ".json":
+            return JSONCheckpoint(path, lock=lock, clock=clock)
+        return SQLiteCheckpoint(path, lock=lock)
+    if isinstance(value, (CheckpointStore, AsyncCheckpointStore)):
+        return value
+    msg = f"checkpoint must be a path or a CheckpointStore, got {type(value).__name__}"
+    raise UsageError(msg)

@@ -1,0 +1,204 @@
+"""A checkpoint store in PostgreSQL: one row per (connection, entity), for many processes.
+
+Pick it over the embedded SQLite store when several processes (or machines)
+share one pull's checkpoints, or when the data itself lands in PostgreSQL
+(:class:`~makini_async.sinks.PostgresSink` commits each page and its chain's
+row in one transaction). Every save is one upsert of one row, so processes
+writing different chains at once never wait on each other, and two processes
+writing the same chain keep the last write whole. Rows are keyed by the
+connection's name, never its token; the DSN's password never appears in a
+repr, an error or a log line (:func:`safe_dsn`).
+
+Needs the ``postgresql`` extra (``asyncpg``).
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from typing import TYPE_CHECKING, Any, Final
+
+import orjson
+
+from makini_async.checkpoint._stores import ChainState, state_from_json, state_to_json
+from makini_async.errors import CheckpointError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["DEFAULT_TABLE", "PostgresCheckpoint", "connect_pool", "postgres_error", "safe_dsn"]
+
+#: The table a store keeps its rows in, unless told otherwise.
+DEFAULT_TABLE: Final = "makini_checkpoints"
+_IDENT: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def safe_dsn(dsn: str) -> str:
+    """``dsn`` with any password replaced by ``***`` (for messages, reprs and summaries)."""
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+    except ValueError:
+        return "postgresql://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}" if ":" in userinfo else f"{user}@{host}"
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(k, "***" if k.lower() == "password" else v) for k, v in query]
+    return urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path, urllib.parse.urlencode(query, safe="/*"), "")
+    )
+
+
+def _password(dsn: str) -> str | None:
+    try:
+        parts = urllib.parse.urlsplit(dsn)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+    except ValueError:
+        return None
+    return parts.password or query.get("password") or None
+
+
+def postgres_error(what: str, dsn: str, exc: BaseException) -> str:
+    """A one-line message for a database failure, with no password in it."""
+    detail = f"{type(exc).__name__}: {exc}"
+    secret = _password(dsn)
+    if secret:
+        detail = detail.replace(secret, "***").replace(urllib.parse.quote(secret), "***")
+    return f"{what} ({safe_dsn(dsn)}): {detail}"
+
+
+def check_identifier(name: str) -> str:
+    if not _IDENT.match(name):
+        msg = f"{name!r} is not a plain lower-case SQL identifier"
+        raise UsageError(msg)
+    return name
+
+
+def _asyncpg() -> Any:
+    try:
+        import asyncpg  # noqa: PLC0415 - an optional extra
+    except ImportError:
+        msg = "PostgreSQL needs the postgresql extra: pip install 'makini-async[postgresql]'"
+        raise UsageError(msg) from None
+    return asyncpg
+
+
+async def connect_pool(dsn: str, *, max_size: int = 4) -> Any:
+    """An asyncpg pool, or :class:`CheckpointError` naming the server without its password."""
+    asyncpg = _asyncpg()
+    try:
+        return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        raise CheckpointError(postgres_error("cannot connect to PostgreSQL", dsn, exc)) from None
+
+
+class PostgresCheckpoint:
+    """Chain states in a PostgreSQL table: an async checkpoint store.
+
+    Give a DSN (``postgresql://user:password@host/db``) and the store opens
+    its own pool; a sink passes its pool so that pages and states share
+    transactions.
+    """
+
+    def __init__(self, dsn: str, *, table: str = DEFAULT_TABLE, pool: Any = None) -> None:
+        self._dsn = dsn
+        self.table = check_identifier(table)
+        self._pool = pool
+        self._owns_pool = pool is None
+        self._ready = False
+        self._upsert = (
+            f"INSERT INTO {self.table} (connection, entity, state, saved_at) "  # noqa: S608
+            "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (connection, entity) "
+            "DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at"
+        )
+
+    @property
+    def location(self) -> str:
+        return f"{safe_dsn(self._dsn)} table {self.table}"
+
+    def __repr__(self) -> str:
+        return f"<PostgresCheckpoint {self.location}>"
+
+    def _fail(self, what: str, exc: BaseException) -> CheckpointError:
+        return CheckpointError(postgres_error(what, self._dsn, exc))
+
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
+    async def open(self) -> None:
+        if self._ready:
+            return
+        if self._pool is None:
+            self._pool = await connect_pool(self._dsn)
+        asyncpg = _asyncpg()
+        try:
+            async with self._pool.acquire() as db, db.transaction():
+                await create_table_once(
+                    db,
+                    f"CREATE TABLE IF NOT EXISTS {self.table} (connection text NOT NULL, "
+                    "entity text NOT NULL, state jsonb NOT NULL, saved_at timestamptz NOT NULL, "
+                    "PRIMARY KEY (connection, entity))",
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._fail("cannot prepare the checkpoint table", exc) from None
+        self._ready = True
+
+    async def load(self, connection: str, entity: str) -> ChainState | None:
+        asyncpg = _asyncpg()
+        try:
+            raw = await self._pool.fetchval(
+                f"SELECT state::text FROM {self.table} WHERE connection = $1 AND entity = $2",  # noqa: S608
+                connection,
+                entity,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._fail("cannot read checkpoint", exc) from None
+        return None if raw is None else state_from_json(orjson.loads(raw))
+
+    async def save(self, connection: str, entity: str, state: ChainState) -> None:
+        asyncpg = _asyncpg()
+        try:
+            await self.save_in(self._pool, connection, entity, state)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._fail("cannot write checkpoint", exc) from None
+
+    async def save_in(self, db: Any, connection: str, entity: str, state: ChainState) -> None:
+        """Save through ``db``: a connection inside the caller's transaction."""
+        payload = orjson.dumps(state_to_json(state)).decode()
+        await db.execute(self._upsert, connection, entity, payload)
+
+    async def items(self) -> list[tuple[str, str, ChainState]]:
+        rows = await self._pool.fetch(
+            f"SELECT connection, entity, state::text FROM {self.table} "  # noqa: S608
+            "ORDER BY connection, entity"
+        )
+        return list(_states(rows))
+
+    async def flush(self) -> None:
+        """Every save is already committed."""
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        self._ready = False
+        if pool is not None and self._owns_pool:
+            await pool.close()
+
+
+def _states(rows: Any) -> Iterator[tuple[str, str, ChainState]]:
+    for connection, entity, raw in rows:
+        state = state_from_json(orjson.loads(raw))
+        if state is not None:
+            yield connection, entity, state
+
+
+async def create_table_once(db: Any, ddl: str) -> None:
+    """Run ``CREATE TABLE IF NOT EXISTS`` under a transaction-scoped advisory lock.
+
+    Two processes creating the same table at once would otherwise race in
+    the catalogue (a unique violation on ``pg_type``); the lock serialises them.
+    """
+    await db.execute("SELECT pg_advisory_xact_lock(7311442043)")
+    await db.execute(ddl)
