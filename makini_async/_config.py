@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import random
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
@@ -200,3 +202,45 @@ class PageSizes:
     def for_entity(self, entity: Entity) -> int:
         """The page size to ask for first."""
         return self.overrides.get(entity, DEFAULT_PAGE_SIZE[entity])
+
+
+_T = TypeVar("_T")
+
+
+def option(value: _T | None, cls: type[_T], name: str) -> _T:
+    """``value``, or ``cls()`` for ``None``; :class:`UsageError` for anything else."""
+    if value is None:
+        return cls()
+    if not isinstance(value, cls):
+        msg = f"{name} must be a {cls.__name__}, got {type(value).__name__}"
+        raise UsageError(msg)
+    return value
+
+
+def check_options(
+    *,
+    hooks: object,
+    flags: dict[str, object],
+    callables: dict[str, object],
+    rng: object,
+    transport: object,
+) -> None:
+    """:class:`UsageError` for an option of the wrong type, before anything is built."""
+    problem = None
+    if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Iterable):
+        problem = f"hooks must be a list of hook objects, got {type(hooks).__name__}"
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            problem = f"{name} must be True or False, got {value!r}"
+    for name, value in callables.items():
+        if value is not None and not callable(value):
+            problem = f"{name} must be callable, got {type(value).__name__}"
+    if rng is not None and not isinstance(rng, random.Random):
+        problem = f"rng must be a random.Random, got {type(rng).__name__}"
+    if transport is not None and not (
+        callable(getattr(transport, "request", None))
+        and callable(getattr(transport, "close", None))
+    ):
+        problem = f"transport must have request() and close(), got {type(transport).__name__}"
+    if problem is not None:
+        raise UsageError(problem)

@@ -16,6 +16,8 @@ from makini_async._config import (
     PageSizes,
     RetryPolicy,
     Timeouts,
+    check_options,
+    option,
 )
 from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._directory import ConnectionDirectory
@@ -94,7 +96,7 @@ class MakiniPool:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
-        _check_options(
+        check_options(
             hooks=hooks,
             flags={"as_dicts": as_dicts, "allow_insecure_http": allow_insecure_http},
             callables={
@@ -110,12 +112,12 @@ class MakiniPool:
         self.base_url = base_url.rstrip("/")
         self.api_url = self.base_url + API_PREFIX
         self.allow_insecure_http = allow_insecure_http
-        self.timeouts = _option(timeouts, Timeouts, "timeouts")
-        self.limits = _option(limits, Limits, "limits")
-        self.retry = _option(retry, RetryPolicy, "retry")
-        self.breaker = _option(breaker, BreakerPolicy, "breaker")
-        self.page_sizes = _option(page_sizes, PageSizes, "page_sizes")
-        self.outage = _option(outage, OutagePolicy, "outage")
+        self.timeouts = option(timeouts, Timeouts, "timeouts")
+        self.limits = option(limits, Limits, "limits")
+        self.retry = option(retry, RetryPolicy, "retry")
+        self.breaker = option(breaker, BreakerPolicy, "breaker")
+        self.page_sizes = option(page_sizes, PageSizes, "page_sizes")
+        self.outage = option(outage, OutagePolicy, "outage")
         self.hooks = HookSet(hooks)
         self.as_dicts = as_dicts
         self.clock = clock
@@ -421,44 +423,3 @@ class MakiniPool:
         limit = self.limits.max_in_flight if concurrency is None else concurrency
         conns = resolve(self, connections, "fan_out")
         return await fan_out(conns, fn, concurrency=limit, clock=self.clock)
-
-
-_T = TypeVar("_T")
-
-
-def _option(value: _T | None, cls: type[_T], name: str) -> _T:
-    if value is None:
-        return cls()
-    if not isinstance(value, cls):
-        msg = f"{name} must be a {cls.__name__}, got {type(value).__name__}"
-        raise UsageError(msg)
-    return value
-
-
-def _check_options(
-    *,
-    hooks: object,
-    flags: dict[str, object],
-    callables: dict[str, object],
-    rng: object,
-    transport: object,
-) -> None:
-    """:class:`UsageError` for an option of the wrong type, before anything is built."""
-    problem = None
-    if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Iterable):
-        problem = f"hooks must be a list of hook objects, got {type(hooks).__name__}"
-    for name, value in flags.items():
-        if not isinstance(value, bool):
-            problem = f"{name} must be True or False, got {value!r}"
-    for name, value in callables.items():
-        if value is not None and not callable(value):
-            problem = f"{name} must be callable, got {type(value).__name__}"
-    if rng is not None and not isinstance(rng, random.Random):
-        problem = f"rng must be a random.Random, got {type(rng).__name__}"
-    if transport is not None and not (
-        callable(getattr(transport, "request", None))
-        and callable(getattr(transport, "close", None))
-    ):
-        problem = f"transport must have request() and close(), got {type(transport).__name__}"
-    if problem is not None:
-        raise UsageError(problem)
