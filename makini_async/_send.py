@@ -167,16 +167,14 @@ async def send(
                         outage_probe = False
                         await outage.succeeded(t0)
                     if hooks.on_request:
-                        event = RequestEvent(
-                            conn.name,
-                            call.method,
-                            call.path,
-                            status,
-                            request_id,
-                            clock() - t0,
-                            attempt,
+                        await _announce_request(
+                            conn,
+                            call,
+                            status=status,
+                            request_id=request_id,
+                            started=t0,
+                            attempt=attempt,
                         )
-                        await emit(hooks.on_request, event)
                     if probe:
                         probe = False
                         await conn.close_breaker(request_id)
@@ -186,17 +184,15 @@ async def send(
             if error.request_id is None:
                 error.request_id = request_id
             if hooks.on_request:
-                event = RequestEvent(
-                    conn.name,
-                    call.method,
-                    call.path,
-                    status,
-                    error.request_id,
-                    clock() - t0,
-                    attempt,
-                    type(error).__name__,
+                await _announce_request(
+                    conn,
+                    call,
+                    status=status,
+                    request_id=error.request_id,
+                    started=t0,
+                    attempt=attempt,
+                    error=type(error).__name__,
                 )
-                await emit(hooks.on_request, event)
             if isinstance(error, RateLimitError):
                 conn.rate_limited += 1
                 if tally is not None:
@@ -325,6 +321,30 @@ def _retry_wait(
         )
         raise error
     return wait
+
+
+async def _announce_request(
+    conn: Link,
+    call: Call,
+    *,
+    status: int | None,
+    request_id: str | None,
+    started: float,
+    attempt: int,
+    error: str | None = None,
+) -> None:
+    shared = conn.shared
+    event = RequestEvent(
+        conn.name,
+        call.method,
+        call.path,
+        status,
+        request_id,
+        shared.clock() - started,
+        attempt,
+        error,
+    )
+    await emit(shared.hooks.on_request, event)
 
 
 async def _announce_retry(
