@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from makini_async.testing._faults import FAULT_KINDS, FaultPlan, RateLimit
+from makini_async.testing._realistic import SHAPES
 from makini_async.testing._server import MockMakini
 from makini_async.testing._variations import check_rate
 
@@ -55,14 +56,15 @@ def serve(
     report_total_count: bool = True,
     variations: float = 0.0,
     unreadable: float = 0.0,
+    shape: str = "light",
 ) -> None:
     """Serve the mock API until SIGINT/SIGTERM (blocking).
 
     With ``processes > 1``, that many server processes share ``port`` through
     ``SO_REUSEPORT`` (``port`` must then be fixed, not 0). Every process
     serves the same deterministic data; counters and writes are per process.
-    ``variations`` / ``unreadable`` are the rates of varied records (see
-    :class:`MockMakini`).
+    ``variations`` / ``unreadable`` are the rates of varied records and
+    ``shape`` the records' weight (see :class:`MockMakini`).
     Prints ``Mock Makini listening on http://HOST:PORT`` once all are ready.
     """
     options: dict[str, Any] = {
@@ -75,6 +77,7 @@ def serve(
         "report_total_count": report_total_count,
         "variations": variations,
         "unreadable": unreadable,
+        "shape": shape,
     }
     if processes <= 1:
         with contextlib.suppress(KeyboardInterrupt):
@@ -172,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RATE",
         help="share of records served with one value no client can read",
     )
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="light",
+        help="records as light as the contract's examples, or as heavy as real ones (1-3 KB)",
+    )
     return parser
 
 
@@ -203,5 +212,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_total_count=not args.no_total_count,
         variations=args.variations,
         unreadable=args.unreadable,
+        shape=args.shape,
     )
     return 0

@@ -28,6 +28,7 @@ from makini_async.testing._data import (
     record_id,
 )
 from makini_async.testing._faults import FaultPlan, FaultState, RateLimit, SlidingWindowLimiter
+from makini_async.testing._realistic import SHAPES, widen
 from makini_async.testing._state import (
     STATUSES,
     EntityStore,
@@ -203,8 +204,14 @@ class MockMakini:
         request_log_limit: int = 100_000,
         variations: float = 0.0,
         unreadable: float = 0.0,
+        shape: str = "light",
     ) -> None:
         self.seed = seed
+        if shape not in SHAPES:
+            msg = f"shape must be one of {sorted(SHAPES)}, got {shape!r}"
+            raise ValueError(msg)
+        #: ``"light"`` records, or ``"realistic"`` ones as heavy as a source system's.
+        self.shape = shape
         self.variation_rate = check_rate("variations", variations)
         self.unreadable_rate = check_rate("unreadable", unreadable)
         self.records_per_entity = records_per_entity
@@ -430,10 +437,13 @@ class MockMakini:
         if store is None:
             counts = self._counts(conn)
             rates = self._rates(conn)
-            key = (conn.data_seed, entity, tuple(counts[e] for e in Entity), rates)
+            key = (conn.data_seed, entity, tuple(counts[e] for e in Entity), rates, self.shape)
             store = self._shared.get(key)
             if store is None:
                 records = generate_records(entity, conn.data_seed, counts[entity], counts)
+                if self.shape == "realistic":
+                    seed = conn.data_seed
+                    records = [widen(entity, r, seed, i) for i, r in enumerate(records)]
                 records, varied = apply_variations(
                     entity, records, conn.data_seed, variations=rates[0], unreadable=rates[1]
                 )
