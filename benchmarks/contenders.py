@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -330,6 +331,22 @@ def _percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[k]
 
 
+class _GcStats:
+    """Garbage collections during the run, per generation, and the time they took."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+
 def _preload(kind: str) -> None:
     import importlib
 
@@ -362,6 +379,8 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
     }
     runner = runners[opts.kind]
     _preload(opts.kind)  # import time is not part of the measured pull
+    gc_stats = _GcStats()
+    gc.callbacks.append(gc_stats)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     cpu0 = time.process_time()
     t0 = time.perf_counter()
@@ -377,6 +396,7 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         extra = asyncio.run(runner())
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    gc.callbacks.remove(gc_stats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     distinct = tally.distinct
     expected = opts.connections * opts.records
@@ -405,6 +425,9 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "rss_before_run_mib": rss_before,
         "cpu_s": cpu,
         "cpu_s_per_10k_records": cpu / distinct * 10_000 if distinct else None,
+        "gc_collections": gc_stats.collections,
+        "gc_seconds": gc_stats.seconds,
+        "gc_share_of_cpu": gc_stats.seconds / cpu if cpu > 0 else None,
         "pinned_cpus": sorted(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else None,

@@ -65,6 +65,23 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "quick": (20, 1000),
         "server": {"latency": 0.05},
     },
+    "R": {
+        "title": "R: A with realistic work orders (about 1.2 KB of JSON each, SAP/Maximo raw)",
+        "connections": 1000,
+        "records": 200,
+        "quick": (100, 200),
+        "server": {},
+        "shape": "realistic",
+    },
+    "RP": {
+        "title": "RP: 1,000 connections x 100 realistic purchase orders (about 2.4 KB each)",
+        "connections": 1000,
+        "records": 100,
+        "quick": (100, 100),
+        "server": {},
+        "shape": "realistic",
+        "entity": "purchase-orders",
+    },
     "D": {
         "title": "D: fault mix (5% HTTP 500, 2% 429) on A's shape",
         "connections": 1000,
@@ -132,7 +149,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the makini_async benchmark suite.")
     parser.add_argument("--quick", action="store_true", help="small sizes (and 1 round)")
     parser.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
-    parser.add_argument("--scenarios", default="A,B,C,D", help="comma-separated: A,B,C,D")
+    parser.add_argument("--scenarios", default="A,B,C,D,R,RP", help="comma-separated: A,B,C,D,R,RP")
     parser.add_argument("--contenders", default=",".join(KINDS))
     parser.add_argument("--connections", type=int, default=None, help="override every scenario")
     parser.add_argument("--records", type=int, default=None, help="override every scenario")
@@ -382,11 +399,16 @@ def main(argv: list[str] | None = None) -> int:
             "--concurrency",
             str(opts.concurrency),
         ]
+        if base.get("entity"):
+            args += ["--entity", base["entity"]]
         if cpus_arg:
             args += ["--cpus", cpus_arg]
         per_round: list[dict[str, dict[str, Any]]] = []
         print(f"== {base['title']} ({conns} x {recs})", flush=True)
-        with mock_server(records=recs, processes=processes, cpus=server_cpus, **server_opts) as url:
+        shape = ["--shape", base["shape"]] if base.get("shape") else []
+        with mock_server(
+            records=recs, processes=processes, cpus=server_cpus, extra=shape, **server_opts
+        ) as url:
             args[1] = url
             if not opts.no_warmup:
                 run_contender(["--kind", BASELINE, *args], timeout=opts.timeout)
