@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 
+from makini_async._workers import run_workers
 from makini_async.bulk._chain import connections_of
 from makini_async.bulk._report import Outcome
 from makini_async.connection import Connection  # noqa: TC001 - attrs field type at run time
@@ -158,13 +159,9 @@ async def fan_out(
             finally:
                 result.finished_at = clock()
 
-    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(pending)))]
     try:
-        await asyncio.gather(*workers)
+        await run_workers(min(concurrency, len(pending)), worker)
     finally:
-        for task in workers:
-            task.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
         for result in pending:
             result.outcome = Outcome.CANCELLED
         report.finished_at = clock()

@@ -17,7 +17,6 @@ knew (an unmarked handle counts as active).
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import math
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 from makini_async._directory import STATUSES, ConnectionDirectory, StatusChange
 from makini_async._sansio import parse_single
 from makini_async._send import Call, send
+from makini_async._workers import run_workers
 from makini_async.connection import Connection
 from makini_async.errors import (
     AuthenticationError,
@@ -111,13 +111,7 @@ class Watch:
                 if change is not None:
                     changes.append(change)
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(order)))]
-        try:
-            await asyncio.gather(*workers)
-        finally:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+        await run_workers(min(self.concurrency, len(order)), worker)
         self.rounds += 1
         return changes
 
