@@ -17,8 +17,11 @@ blip into a rerun. :class:`Outage` watches every attempt of a pool:
   failures do not count against any connection's breaker, and a request
   that failed waits with the others for the outage to end instead of
   spending its attempts;
-* any success ends the outage; one that lasts longer than ``budget``
-  seconds ends every waiting request with :class:`OutageError`.
+* any answer from the API (a success, or an error only the API could have
+  sent: a 404, a 429, a customer system's 502) ends the outage; a request
+  that has waited ``budget`` seconds (or its own timeout) ends with
+  :class:`OutageError`, while requests that came later keep waiting and
+  probing, so a pool never refuses work for good.
 
 The state machine is driven by the send loop and the injected clock.
 """
@@ -39,7 +42,7 @@ if TYPE_CHECKING:
     from makini_async.errors import MakiniError
     from makini_async.instrumentation import HookSet
 
-__all__ = ["Outage", "is_outage_class"]
+__all__ = ["Outage", "Waiter", "is_outage_class"]
 
 logger = logging.getLogger("makini_async")
 
@@ -60,12 +63,26 @@ def is_outage_class(error: MakiniError) -> bool:
     return False
 
 
+class Waiter:
+    """One call's place in an outage: how long it may wait and the probe it holds."""
+
+    __slots__ = ("deadline", "ticket", "until")
+
+    def __init__(self, deadline: float) -> None:
+        #: The call's own deadline (``inf`` for a patient call).
+        self.deadline = deadline
+        #: When this call stops waiting, fixed when it first waits.
+        self.until: float | None = None
+        #: The probe this call carries (0: none); a stale ticket is ignored.
+        self.ticket = 0
+
+
 class Outage:
     """The pool-wide outage state machine (see the module docstring)."""
 
     __slots__ = (
+        "_changed",
         "_clock",
-        "_ended",
         "_failing",
         "_failures",
         "_first_failure",
@@ -75,6 +92,7 @@ class Outage:
         "_probe_wait",
         "_probing",
         "_sleep",
+        "_tickets",
         "since",
     )
 
@@ -95,8 +113,10 @@ class Outage:
         self._first_failure = 0.0
         #: When the outage began (pool clock), or ``None`` when there is none.
         self.since: float | None = None
-        self._ended: asyncio.Event | None = None
+        # Set (and replaced) whenever a waiting call may act: a probe ended, the outage ended.
+        self._changed = asyncio.Event()
         self._probing = False
+        self._tickets = 0
         self._next_probe = 0.0
         self._probe_wait = policy.probe_interval
 
@@ -141,46 +161,63 @@ class Outage:
 
     # -- waiting ---------------------------------------------------------------------
 
-    async def admit(self, deadline: float) -> bool:
-        """Wait while the API is down; return True when this request is the probe."""
-        while self.since is not None:
+    async def admit(self, waiter: Waiter) -> None:
+        """Wait while the API is down; hand ``waiter`` the probe when one is due.
+
+        Raises :class:`OutageError` once the waiter has waited its budget or
+        its deadline is past.
+        """
+        while (since := self.since) is not None:
             now = self._clock()
-            self._give_up_if_due(now, deadline)
+            if waiter.until is None:
+                waiter.until = min(waiter.deadline, now + self._policy.budget)
+            if now >= waiter.until:
+                raise OutageError(self._giving_up(now - since, waiter))
             if not self._probing and now >= self._next_probe:
                 self._probing = True
-                return True
-            wake = min(self._next_probe, deadline, self.since + self._policy.budget)
-            await self._wait(max(0.0, wake - now))
-        return False
+                self._tickets += 1
+                waiter.ticket = self._tickets
+                return
+            # While a probe is out, wake when it ends (the event) or, at the
+            # latest, after the longest probe interval: never a busy loop.
+            due = now + self._policy.probe_interval_max if self._probing else self._next_probe
+            await self._wait(max(0.0, min(due, waiter.until) - now))
 
-    def probe_failed(self) -> None:
+    def probe_failed(self, waiter: Waiter) -> None:
         """The probe got no answer: the next one goes out later, less often each time."""
-        self._probing = False
+        if not self._owns_probe(waiter):
+            return
         self._next_probe = self._clock() + self._probe_wait
         self._probe_wait = min(self._probe_wait * 2, self._policy.probe_interval_max)
+        self._notify()
 
-    def probe_ended(self) -> None:
-        """A probe that ended without a result (cancelled) frees its slot."""
+    def probe_ended(self, waiter: Waiter) -> None:
+        """A probe that ended without a result (cancelled, given up) frees its slot."""
+        if self._owns_probe(waiter):
+            self._notify()
+
+    def _owns_probe(self, waiter: Waiter) -> bool:
+        ticket, waiter.ticket = waiter.ticket, 0
+        if ticket == 0 or ticket != self._tickets or not self._probing:
+            return False  # a probe of an outage that has ended since
         self._probing = False
+        return True
 
-    def _give_up_if_due(self, now: float, deadline: float) -> None:
-        since = self.since
-        assert since is not None  # noqa: S101 - only called during an outage
-        lasted = now - since
-        if lasted >= self._policy.budget or now >= deadline:
-            msg = (
-                f"the Makini API has been unreachable from this pool for {lasted:.0f}s "
-                f"(an outage: every connection failing at once); giving up after "
-                f"{'the outage budget' if lasted >= self._policy.budget else 'the call timeout'}"
-            )
-            raise OutageError(msg)
+    def _giving_up(self, waited: float, waiter: Waiter) -> str:
+        by_budget = waiter.until is not None and waiter.until < waiter.deadline
+        return (
+            f"the Makini API has been unreachable from this pool for {waited:.0f}s "
+            f"(an outage: every connection failing at once); giving up after "
+            f"{'the outage budget' if by_budget else 'the call timeout'}"
+        )
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     async def _wait(self, seconds: float) -> None:
-        ended = self._ended
-        if ended is None:  # pragma: no cover - only during an outage
-            return
         sleeper = asyncio.ensure_future(self._sleep(seconds))
-        waiter = asyncio.ensure_future(ended.wait())
+        waiter = asyncio.ensure_future(self._changed.wait())
         try:
             await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -194,7 +231,6 @@ class Outage:
     async def _begin(self, error: MakiniError) -> None:
         now = self._clock()
         self.since = now
-        self._ended = asyncio.Event()
         self._probing = False
         self._probe_wait = self._policy.probe_interval
         self._next_probe = now + self._probe_wait
@@ -217,9 +253,7 @@ class Outage:
         lasted = self._clock() - since
         self.since = None
         self._probing = False
-        ended, self._ended = self._ended, None
-        if ended is not None:
-            ended.set()
+        self._notify()
         logger.warning("the Makini API answers again after %.1fs; resuming", lasted)
         listeners = self._hooks.on_outage
         if listeners:

@@ -18,7 +18,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 
-from makini_async._outage import is_outage_class
+from makini_async._outage import Waiter, is_outage_class
 from makini_async._retry import WaitSchedule, effective_attempts, is_testing
 from makini_async._sansio import error_from_response, redirect_error
 from makini_async.errors import APIError, MakiniError, RateLimitError, TransportError
@@ -133,22 +133,19 @@ async def send(
     hooks = shared.hooks
     outage = shared.outage
     started = clock()
-    deadline = math.inf if patient else started + shared.retry.timeout
+    waiter = Waiter(math.inf if patient else started + shared.retry.timeout)
     conn.begin(started)
     schedule: WaitSchedule | None = None
     attempt = 0
-    outage_probe = False
     try:
         while True:
             attempt += 1
-            if outage.since is not None:
-                outage_probe = await outage.admit(deadline)
             t0 = clock()
             status: int | None = None
             request_id: str | None = None
             error: MakiniError
             try:
-                resp = await _transmit(conn, call, url, headers, testing=testing)
+                resp = await _transmit(conn, call, url, headers, waiter, testing=testing)
             except TransportError as exc:
                 error = exc
             else:
@@ -164,7 +161,7 @@ async def send(
                 else:
                     conn.succeeded()
                     if not outage.quiet:
-                        outage_probe = False
+                        waiter.ticket = 0
                         await outage.succeeded(t0)
                     if hooks.on_request:
                         await _announce_request(
@@ -197,22 +194,30 @@ async def send(
                 conn.rate_limited += 1
                 if tally is not None:
                     tally.rate_limited += 1
-            await outage.failed(conn.name, error)
-            if outage_probe:
-                outage_probe = False
-                outage.probe_failed()
+            if isinstance(error, APIError) and not is_outage_class(error):
+                # Only the API sends a 404, a 429 or a customer system's 502: it is up.
+                if not outage.quiet:
+                    waiter.ticket = 0
+                    await outage.succeeded(t0)
+            else:
+                await outage.failed(conn.name, error)
+                if waiter.ticket:
+                    outage.probe_failed(waiter)
             blameless = outage.since is not None and is_outage_class(error)
             pause = _pause(error, testing=testing)
             await conn.failed(error, probe=probe, pause=pause, blameless=blameless)
-            probe = False
-            if adapt is not None and call.params is not None and adapt(error, call.params):
-                attempt -= 1  # a page-size clamp is a correction, not a retry
-                continue
-            if blameless and call.may_retry:
-                # The API is down for everyone: wait for it (the next attempt waits
-                # in admit() until the outage ends), do not spend attempts.
-                attempt -= 1
-                continue
+            if blameless:
+                if call.may_retry:
+                    # The API is down for everyone: wait for it (the next attempt
+                    # waits in admit() until the outage ends), spend no attempt, and
+                    # keep a breaker probe for that attempt (it says nothing yet).
+                    attempt -= 1
+                    continue
+            else:
+                probe = False
+                if adapt is not None and call.params is not None and adapt(error, call.params):
+                    attempt -= 1  # a page-size clamp is a correction, not a retry
+                    continue
             if not (error.retryable and call.may_retry) or attempt >= attempts:
                 raise error
             if conn.breaker_open:
@@ -233,8 +238,8 @@ async def send(
         conn.end()
         if probe:
             conn.end_probe()
-        if outage_probe:
-            outage.probe_ended()
+        if waiter.ticket:
+            outage.probe_ended(waiter)
 
 
 def _classify(
@@ -258,10 +263,16 @@ async def _transmit(
     call: Call,
     url: str,
     headers: dict[str, str],
+    waiter: Waiter,
     *,
     testing: bool,
 ) -> RawResponse:
-    """One attempt: wait for the connection's and the pool's slots, then send."""
+    """One attempt: wait for the connection's and the pool's slots, then send.
+
+    During an outage the attempt waits for the API (or goes out as the
+    probe) only after its connection's 429 pause: a probe never sits out
+    another connection's rate limit while every other request waits for it.
+    """
     shared = conn.shared
     async with conn.slot():
         if not testing:
@@ -271,6 +282,8 @@ async def _transmit(
                     msg = f"connection paused by a 429 for another {delay:.0f}s"
                     raise RateLimitError(msg, status=429, retry_after=delay, connection=conn.name)
                 await shared.sleep(delay)
+        if shared.outage.since is not None:
+            await shared.outage.admit(waiter)
         async with shared.semaphore:
             conn.requests += 1
             sent = shared.clock()

@@ -22,6 +22,7 @@ from makini_async.checkpoint import ChainState
 from makini_async.connection import Connection
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import CheckpointError, UsageError
+from makini_async.models import unstructure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -86,15 +87,17 @@ def fresh(
 ) -> tuple[list[Any], tuple[InvalidRecord, ...]]:
     """``records`` and ``invalid`` less any id this chain already delivered in this run.
 
-    A dict record without a usable id (text or an integer) cannot be
-    de-duplicated: it joins ``invalid``, whole.
+    A record without a usable id (non-empty text or an integer) cannot be
+    de-duplicated: it joins ``invalid``, whole. Typed records' ids are text
+    (``5`` and ``"5"`` are one id); dict records' ids are compared as sent.
+    Dropped records are counted in ``chain.duplicates`` and logged.
     """
     get_id = _ITEM_ID if as_dicts else _ATTR_ID
     try:
         ids = set(map(get_id, records))
     except (KeyError, TypeError, AttributeError):
         ids = None
-    if ids is not None and as_dicts and not {*map(type, ids)} <= _ID_TYPES:
+    if ids is not None and ("" in ids or (as_dicts and not {*map(type, ids)} <= _ID_TYPES)):
         ids = None
     if ids is None:
         records, no_id = _without_id(chain, records, request_id)
@@ -115,16 +118,27 @@ def fresh(
         if rid not in seen:
             seen.add(rid)
             keep.append(record)
+    dropped = len(records) - len(keep)
     if invalid:
         # An invalid record that has an id is de-duplicated like the others.
         kept: list[InvalidRecord] = []
         for item in invalid:
             rid = item.id
-            if rid is None or rid not in seen:
-                if rid is not None:
+            if not rid or rid not in seen:
+                if rid:
                     seen.add(rid)
                 kept.append(item)
+        dropped += len(invalid) - len(kept)
         invalid = tuple(kept)
+    if dropped:
+        chain.duplicates += dropped
+        logger.info(
+            "%s %s: %d records with ids delivered earlier in this run dropped (request_id=%s)",
+            chain.connection,
+            chain.entity.value,
+            dropped,
+            request_id,
+        )
     return keep, invalid
 
 
@@ -136,14 +150,14 @@ def _without_id(
     invalid: list[InvalidRecord] = []
     for record in records:
         rid = record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
-        if type(rid) in _ID_TYPES:
+        if type(rid) in _ID_TYPES and rid != "":
             keep.append(record)
         else:
             reason = "required field is missing" if rid is None else "not a usable id"
             invalid.append(
                 InvalidRecord(
                     entity=chain.entity,
-                    data=record,
+                    data=record if isinstance(record, dict) else unstructure(record),
                     field="id",
                     reason=f"{reason}; a record needs one to be de-duplicated",
                     request_id=request_id,

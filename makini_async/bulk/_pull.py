@@ -220,11 +220,17 @@ class Pull(Generic[R]):
                 raise error
 
     async def aclose(self) -> None:
-        """Stop every request in flight and release everything. Idempotent."""
+        """Stop every request in flight and release everything. Idempotent.
+
+        From another task than the one iterating, it cancels the workers and
+        the iteration ends (its chains reported ``CANCELLED``).
+        """
         gen = self._gen
-        if gen is not None:
+        if gen is not None and not gen.ag_running:  # type: ignore[attr-defined]
             await gen.aclose()  # type: ignore[attr-defined]
         await self._shutdown()
+        # A consumer waiting in another task wakes up and stops.
+        self._queue.put_nowait((END, None, None))
 
     # -- the consumer side -------------------------------------------------------
 

@@ -55,6 +55,8 @@ class ChainReport:
     records: int = 0
     pages: int = 0
     invalid: int = 0
+    #: Records dropped because this run had delivered their id already (``dedupe``).
+    duplicates: int = 0
     retries: int = 0
     rate_limited: int = 0
     #: Times the chain waited for its connection's open circuit breaker.

@@ -35,6 +35,10 @@ logger = logging.getLogger("makini_async")
 PAGE: Final = 0
 FAILED: Final = 1
 END: Final = 2
+# A chain deferred by an open breaker comes back no sooner than this: while
+# another chain's call is the breaker's probe, the breaker's time is past but
+# its answer is not in yet.
+_MIN_DEFERRAL: Final = 1.0
 
 
 @attrs.frozen(slots=True)
@@ -58,7 +62,7 @@ async def _defer(chain: Chain, error: MakiniError, run: RunSettings) -> None:
     """
     now = run.clock()
     probe_at = chain.conn.probe_at
-    wait = max(0.0, (probe_at if probe_at is not None else now) - now)
+    wait = max(_MIN_DEFERRAL, (probe_at if probe_at is not None else now) - now)
     if chain.deferred_for + wait > run.patience:
         raise error
     chain.deferred_for += wait

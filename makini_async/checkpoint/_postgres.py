@@ -33,8 +33,14 @@ DEFAULT_TABLE: Final = "makini_checkpoints"
 _IDENT: Final = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+# ``password=secret`` or ``password = 'a secret'`` in a key/value DSN.
+_KV_PASSWORD: Final = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
 def safe_dsn(dsn: str) -> str:
     """``dsn`` with any password replaced by ``***`` (for messages, reprs and summaries)."""
+    if "://" not in dsn:  # libpq's key/value form: host=... password=...
+        return _KV_PASSWORD.sub("password=***", dsn)
     try:
         parts = urllib.parse.urlsplit(dsn)
     except ValueError:
@@ -52,6 +58,9 @@ def safe_dsn(dsn: str) -> str:
 
 
 def _password(dsn: str) -> str | None:
+    if "://" not in dsn:
+        found = _KV_PASSWORD.search(dsn)
+        return found.group(1).strip("'") if found else None
     try:
         parts = urllib.parse.urlsplit(dsn)
         query = dict(urllib.parse.parse_qsl(parts.query))

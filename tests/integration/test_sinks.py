@@ -165,6 +165,10 @@ def test_sink_specs_and_passwords() -> None:
     assert "pw_SECRET" not in repr(PostgresCheckpoint(dsn))
     assert "pw_SECRET" not in repr(open_sink(dsn))
     assert "password=***" in safe_dsn("postgresql:///wh?password=pw_SECRET_hunter22")
+    # libpq's key/value form, quoted or not.
+    for kv in ("host=db password=pw_SECRET_hunter22 dbname=wh", "password = 'pw_SECRET x' host=db"):
+        assert "pw_SECRET" not in safe_dsn(kv)
+        assert "password=***" in safe_dsn(kv)
     with pytest.raises(UsageError, match="unknown sink"):
         open_sink("s3://bucket")
     with pytest.raises(UsageError, match="file_size"):
