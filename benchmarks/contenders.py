@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-KINDS = ("makini-typed", "makini-dicts", "makini-dicts-pages", "aiohttp", "httpx", "naive")
+KINDS = (
+    "makini-typed",
+    "makini-dicts",
+    "makini-dicts-pages",
+    "makini-dicts-quiet-gc",
+    "aiohttp",
+    "httpx",
+    "naive",
+)
 ID_PREFIX_LEN = {
     "purchase-orders": 3,
     "work-orders": 3,
@@ -189,6 +197,14 @@ async def run_makini(
             "failed_chains": len(report.failed_connections),
             "chain_errors": dict(sorted(failures.items(), key=lambda kv: -kv[1])[:5]),
         }
+
+
+async def _quiet(pull: Any) -> Any:
+    """The opt-in tuning (makini_async.tuning.quiet_gc) around a per-record pull."""
+    from makini_async.tuning import quiet_gc
+
+    with quiet_gc():
+        return await pull
 
 
 # -- baselines ----------------------------------------------------------------------
@@ -361,6 +377,7 @@ def _preload(kind: str) -> None:
             "makini_async.bulk",
             "makini_async._config",
             "makini_async._transport",
+            "makini_async.tuning",
         ],
     )
     for name in modules:
@@ -373,6 +390,7 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "makini-typed": lambda: run_makini(opts, tally, as_dicts=False),
         "makini-dicts": lambda: run_makini(opts, tally, as_dicts=True),
         "makini-dicts-pages": lambda: run_makini(opts, tally, as_dicts=True, pages=True),
+        "makini-dicts-quiet-gc": lambda: _quiet(run_makini(opts, tally, as_dicts=True)),
         "aiohttp": lambda: run_aiohttp(opts, tally),
         "httpx": lambda: run_httpx(opts, tally),
         "naive": lambda: run_naive(opts, tally),
