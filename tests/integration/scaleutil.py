@@ -74,14 +74,22 @@ def expected(server: MockMakini, tokens: list[tuple[str, str]]) -> set[tuple[str
     }
 
 
-async def kill_a_worker(pull: ShardedPull, task: asyncio.Task[Any]) -> tuple[int, int]:
-    """SIGKILL the worker of a unit that is running and has landed pages: ``(unit, pid)``."""
+async def kill_a_worker(
+    pull: ShardedPull, task: asyncio.Task[Any], *, per_chain: int | None = None
+) -> tuple[int, int]:
+    """SIGKILL the worker of a unit that is running and has landed pages: ``(unit, pid)``.
+
+    With ``per_chain`` (records a chain holds), only a unit less than half done
+    is picked: progress arrives a little late, so a unit about to end may
+    already have left its worker.
+    """
     deadline = asyncio.get_running_loop().time() + 60
     while not task.done() and asyncio.get_running_loop().time() < deadline:
         for status in pull.units:
             chains = pull.report.chains[status.start * 2 : status.stop * 2]
             pages = sum(c.pages for c in chains)
-            if status.pid is not None and not status.done and pages >= 2:
+            early = per_chain is None or sum(c.records for c in chains) < len(chains) * per_chain / 2
+            if status.pid is not None and not status.done and pages >= 2 and early:
                 os.kill(status.pid, signal.SIGKILL)
                 return status.unit, status.pid
         await asyncio.sleep(0.01)
