@@ -88,7 +88,8 @@ async def kill_a_worker(
         for status in pull.units:
             chains = pull.report.chains[status.start * 2 : status.stop * 2]
             pages = sum(c.pages for c in chains)
-            early = per_chain is None or sum(c.records for c in chains) < len(chains) * per_chain / 2
+            records = sum(c.records for c in chains)
+            early = per_chain is None or records < len(chains) * per_chain / 2
             if status.pid is not None and not status.done and pages >= 2 and early:
                 os.kill(status.pid, signal.SIGKILL)
                 return status.unit, status.pid
