@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from makini_async._constants import DEFAULT_MAX_IN_FLIGHT
 from makini_async._retry import is_testing
 from makini_async._sansio import format_when
 from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, ChainReport, Outcome, PullReport
@@ -135,6 +138,7 @@ class ShardedPull:
                 f"not {type(sink).__name__}"
             )
             raise UsageError(msg)
+        self._sink = sink
         probe = unit_sink(sink, 0, append=True)  # checks the spec; opens nothing
         self._checkpoint = _checkpoint_spec(
             checkpoint, own_store=probe.checkpoint_store is not None
@@ -166,7 +170,14 @@ class ShardedPull:
         except Exception as exc:  # noqa: BLE001 - any reason: the options cannot reach a worker
             msg = f"pool_options must pickle to reach the workers: {type(exc).__name__}: {exc}"
             raise UsageError(msg) from None
-        count = units if units is not None else default_units(len(conns), engine.workers)
+        # Enough chains per unit to fill one pool's requests in flight (its concurrency).
+        in_flight = concurrency or _max_in_flight((pool_options or {}).get("limits"))
+        min_size = math.ceil(in_flight / len(ents))
+        count = (
+            units
+            if units is not None
+            else default_units(len(conns), engine.workers, min_size=min_size)
+        )
         if not isinstance(count, int) or count < 1:
             raise UsageError(f"units must be an integer >= 1, got {count!r}")
         self._jobs = [
@@ -191,6 +202,7 @@ class ShardedPull:
             raise UsageError("a ShardedPull runs once; start a new one")
         self._ran = True
         self.report.started_at = self._clock()
+        self._drop_stale_units()
         lock = None
         if self._checkpoint is not None and not is_dsn(self._checkpoint):
             # The coordinator holds the run lock; workers open the file unlocked.
@@ -207,6 +219,25 @@ class ShardedPull:
                     chain.finished_at = now if chain.started_at is not None else None
             self.report.finished_at = now
         return self.report
+
+    def _drop_stale_units(self) -> None:
+        """Without a checkpoint, JSON Lines units start afresh: drop files of units past ours.
+
+        A run with fewer units than the last (fewer workers) would otherwise
+        leave the last run's ``unit-NNNNN/`` files beside this run's, and a reader
+        of ``DIR/unit-*/`` would count their records twice.
+        """
+        spec = self._sink
+        if self._checkpoint is not None or not spec.startswith("jsonl:"):
+            return
+        directory = Path(self.location)
+        if not directory.is_dir():
+            return
+        for unit_dir in directory.glob("unit-*"):
+            number = unit_dir.name.removeprefix("unit-")
+            if number.isdigit() and int(number) >= len(self.units):
+                for path in unit_dir.glob("*.jsonl"):
+                    path.unlink()
 
     # -- merging rows ---------------------------------------------------------------
 
@@ -294,6 +325,10 @@ class _Events:
 
     def lost(self, unit: int, error: BaseException) -> None:
         self._pull._lose(self._pull.units[unit], error)
+
+
+def _max_in_flight(limits: Any) -> int:
+    return int(getattr(limits, "max_in_flight", DEFAULT_MAX_IN_FLIGHT))
 
 
 def _checkpoint_spec(value: str | os.PathLike[str] | None, *, own_store: bool) -> str | None:

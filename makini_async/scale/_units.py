@@ -105,9 +105,15 @@ class UnitResult:
     rows: list[Row]
 
 
-def default_units(connections: int, workers: int) -> int:
-    """Many more units than workers, and none above :data:`MAX_UNIT_CONNECTIONS`."""
+def default_units(connections: int, workers: int, *, min_size: int = 1) -> int:
+    """Many more units than workers, none above :data:`MAX_UNIT_CONNECTIONS` connections.
+
+    A worker runs one unit at a time, so a unit also needs enough chains to
+    keep its pool's requests in flight: ``min_size`` connections at least,
+    unless that would leave a worker without a unit.
+    """
     wanted = max(workers * UNITS_PER_WORKER, math.ceil(connections / MAX_UNIT_CONNECTIONS))
+    wanted = min(wanted, max(workers, connections // max(1, min_size)))
     return max(1, min(connections, wanted))
 
 

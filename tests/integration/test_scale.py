@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections import Counter
 from pathlib import Path
 
@@ -61,6 +62,31 @@ async def test_300_connections_sharded_deliver_exactly_the_unsharded_records(
     assert {c.outcome for c in report.chains if c.connection == tokens[7][0]} == {
         Outcome.REAUTHORIZATION_REQUIRED
     }
+    assert multiprocessing.active_children() == []  # every worker reaped
+    # Tokens stay out of everything shown: reports, reprs, the summary.
+    shown = repr(report) + report.summary() + repr(pull.units) + repr(pull.engine)
+    assert not [t for _, t in tokens if t in shown]
+
+
+async def test_fewer_units_than_last_run_leave_no_stale_files(tmp_path: Path) -> None:
+    set_testing(True)
+    tokens = named_tokens(12)
+    out = tmp_path / "out"
+    async with MockMakini(records_per_entity=20) as server:
+        for units in (6, 3):
+            pull = ShardedPull(
+                ENTITIES,
+                tokens,
+                sink=f"jsonl:{out}",
+                engine=ProcessEngine(workers=2),
+                pool_options=pool_options(server),
+                units=units,
+            )
+            await asyncio.wait_for(pull.run(), 60)
+        want = expected(server, tokens)
+    got = landed(out)
+    assert set(got) == want
+    assert max(got.values()) == 1
 
 
 async def test_a_killed_worker_loses_nothing_its_unit_resumes_elsewhere(tmp_path: Path) -> None:
