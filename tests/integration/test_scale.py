@@ -43,6 +43,7 @@ async def test_300_connections_sharded_deliver_exactly_the_unsharded_records(
             engine=ProcessEngine(workers=2),
             pool_options=pool_options(server),
             as_dicts=True,
+            concurrency=20,  # 20 chains a worker: units of 10 connections at least
         )
         report = await asyncio.wait_for(pull.run(), 150)
         want = expected(server, tokens)
@@ -57,7 +58,7 @@ async def test_300_connections_sharded_deliver_exactly_the_unsharded_records(
     assert report.retries > 0
     assert report.rate_limited > 0
     # Many more units than workers, each run once.
-    assert len(pull.units) >= 8
+    assert len(pull.units) == 16
     assert all(u.done and u.attempts == 1 for u in pull.units)
     assert {c.outcome for c in report.chains if c.connection == tokens[7][0]} == {
         Outcome.REAUTHORIZATION_REQUIRED
