@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from makini_async._invalid import OnInvalid
+    from makini_async.bulk import Sink
     from makini_async.entities import EntityLike
     from makini_async.scale._units import Row
 
@@ -101,7 +102,7 @@ class ShardedPull:
         entities: EntityLike | Iterable[EntityLike],
         connections: Iterable[str | tuple[str, str]],
         *,
-        sink: str,
+        sink: str | Callable[[int], Sink],
         engine: Engine | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         units: int | None = None,
@@ -132,10 +133,10 @@ class ShardedPull:
         names = [name for name, _ in conns]
         if len(set(names)) != len(names):
             raise UsageError("connection names must be unique: checkpoints are keyed by name")
-        if not isinstance(sink, str):
+        if not isinstance(sink, str) and not callable(sink):
             msg = (
-                "sink must be a spec (jsonl:DIR, parquet:DIR, postgresql://...), "
-                f"not {type(sink).__name__}"
+                "sink must be a spec (jsonl:DIR, parquet:DIR, postgresql://...) or a "
+                f"picklable factory of a unit's sink, not {type(sink).__name__}"
             )
             raise UsageError(msg)
         self._sink = sink
@@ -143,7 +144,8 @@ class ShardedPull:
         self._checkpoint = _checkpoint_spec(
             checkpoint, own_store=probe.checkpoint_store is not None
         )
-        self.location = probe.location if is_dsn(sink) else os.path.dirname(probe.location)
+        directory = isinstance(sink, str) and not is_dsn(sink)
+        self.location = os.path.dirname(probe.location) if directory else probe.location
         options: dict[str, Any] = {
             "dedupe": dedupe,
             "as_dicts": as_dicts,
@@ -168,7 +170,10 @@ class ShardedPull:
         try:
             pickle.dumps(settings)
         except Exception as exc:  # noqa: BLE001 - any reason: the options cannot reach a worker
-            msg = f"pool_options must pickle to reach the workers: {type(exc).__name__}: {exc}"
+            msg = (
+                "pool_options and a sink factory must pickle to reach the workers: "
+                f"{type(exc).__name__}: {exc}"
+            )
             raise UsageError(msg) from None
         # Enough chains per unit to fill one pool's requests in flight (its concurrency).
         in_flight = concurrency or _max_in_flight((pool_options or {}).get("limits"))
@@ -228,7 +233,9 @@ class ShardedPull:
         of ``DIR/unit-*/`` would count their records twice.
         """
         spec = self._sink
-        if self._checkpoint is not None or not spec.startswith("jsonl:"):
+        if self._checkpoint is not None or not isinstance(spec, str):
+            return
+        if not spec.startswith("jsonl:"):
             return
         directory = Path(self.location)
         if not directory.is_dir():

@@ -75,8 +75,9 @@ class WorkerSettings:
     """What every unit of one pull shares: the pool, the pull, the sink, the checkpoint."""
 
     entities: tuple[str, ...]
-    #: ``jsonl:DIR``, ``parquet:DIR`` or a ``postgresql://`` DSN (hidden: a DSN has a password).
-    sink: Hidden[str]
+    #: ``jsonl:DIR``, ``parquet:DIR``, a ``postgresql://`` DSN (hidden: a DSN has a
+    #: password), or a picklable factory of a unit's sink.
+    sink: Hidden[Any]
     #: An SQLite path or a ``postgresql://`` DSN, or ``None``.
     checkpoint: Hidden[str] | None = None
     pool_options: dict[str, Any] = attrs.field(factory=dict)

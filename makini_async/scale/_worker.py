@@ -36,14 +36,19 @@ def is_dsn(spec: str) -> bool:
     return spec.startswith(("postgresql://", "postgres://"))
 
 
-def unit_sink(spec: str, unit: int, *, append: bool) -> Sink:
+def unit_sink(spec: str | Callable[[int], Sink], unit: int, *, append: bool) -> Sink:
     """The unit's own sink: a directory sink writes under ``DIR/unit-NNNNN/``.
+
+    ``spec`` may also be a picklable factory, called in the worker with the
+    unit's number (your own sink, one instance per unit).
 
     Each unit owns its files, so no two processes ever append to one file or
     rewrite one manifest, and a unit that resumes on another worker finds
     exactly its own files (cutting a line its killed worker left half-written).
     PostgreSQL is shared: every page commits in its own transaction.
     """
+    if callable(spec):
+        return spec(unit)
     if is_dsn(spec):
         return open_sink(spec)
     kind, _, where = spec.partition(":")

@@ -200,7 +200,7 @@ def test_tokens_and_dsns_stay_hidden_in_what_crosses_processes(tmp_path: Path) -
         ({"sink": "parquet:x", "checkpoint": "x.sqlite"}, "keep their own checkpoint"),
         ({"sink": "csv:x"}, "unknown sink"),
         ({"units": 0}, "units must be"),
-        ({"pool_options": {"clock": lambda: 0.0}}, "pool_options must pickle"),
+        ({"pool_options": {"clock": lambda: 0.0}}, "must pickle to reach the workers"),
     ],
 )
 def test_bad_options_are_usage_errors(options: dict[str, object], message: str) -> None:
