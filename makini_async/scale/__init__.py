@@ -26,9 +26,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from makini_async.errors import WorkerLost
-from makini_async.scale._coordinator import Engine, ShardedPull, UnitEvents, UnitStatus
+from makini_async.scale._coordinator import ShardedPull, UnitStatus
 from makini_async.scale._process import ProcessEngine
-from makini_async.scale._units import Hidden, UnitJob, UnitResult
+from makini_async.scale._units import Engine, Hidden, UnitEvents, UnitJob, UnitResult
 
 if TYPE_CHECKING:
     from makini_async.scale._ray import RayEngine

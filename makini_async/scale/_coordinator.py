@@ -7,7 +7,7 @@ import os
 import pickle
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -21,6 +21,7 @@ from makini_async.connection import default_name
 from makini_async.errors import MakiniError, UsageError, WorkerLost
 from makini_async.scale._units import (
     COUNTERS,
+    Engine,
     Hidden,
     UnitJob,
     UnitResult,
@@ -32,40 +33,14 @@ from makini_async.scale._worker import is_dsn, unit_sink
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping
 
     from makini_async._invalid import OnInvalid
     from makini_async.bulk import Sink
     from makini_async.entities import EntityLike
     from makini_async.scale._units import Row
 
-__all__ = ["Engine", "ShardedPull", "UnitEvents", "UnitStatus"]
-
-
-class UnitEvents(Protocol):
-    """What an engine tells the coordinator about units."""
-
-    def progress(self, message: tuple[int, str, int, list[Row]]) -> None:
-        """Rows of chains that changed in a running unit: ``(unit, attempt, pid, rows)``."""
-
-    def finished(self, result: UnitResult) -> None:
-        """A unit ran to its end (its chains may still have failed, each on its own)."""
-
-    def lost(self, unit: int, error: BaseException) -> None:
-        """A unit's worker died more often than it may retry: its unfinished chains fail."""
-
-
-class Engine(Protocol):
-    """Runs units on workers: local processes (``ProcessEngine``) or Ray (``RayEngine``)."""
-
-    @property
-    def workers(self) -> int:
-        """How many units run at once."""
-        ...
-
-    async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
-        """Run every job, handing them out as workers free up; report through ``events``."""
-        ...
+__all__ = ["ShardedPull", "UnitStatus"]
 
 
 @attrs.define(slots=True)

@@ -29,8 +29,7 @@ from makini_async.scale._worker import run_unit_sync
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from makini_async.scale._coordinator import UnitEvents
-    from makini_async.scale._units import Row, UnitJob, UnitResult
+    from makini_async.scale._units import Row, UnitEvents, UnitJob, UnitResult
 
 __all__ = ["ProcessEngine"]
 

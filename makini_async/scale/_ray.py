@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from typing import TYPE_CHECKING, Any, Final
 
 from makini_async.errors import UsageError, WorkerLost
@@ -23,8 +24,7 @@ from makini_async.scale._worker import run_unit_sync
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from makini_async.scale._coordinator import UnitEvents
-    from makini_async.scale._units import Row, UnitJob, UnitResult
+    from makini_async.scale._units import Row, UnitEvents, UnitJob, UnitResult
 
 __all__ = ["RayEngine"]
 
@@ -71,7 +71,9 @@ def _remote() -> tuple[Any, Any]:
 class RayEngine:
     """Units as Ray tasks on a local Ray (started on demand) or a cluster (``address``).
 
-    ``workers`` is how many units run at once (default: the cluster's CPUs).
+    ``workers`` is how many units run at once (default: the cluster's CPUs once
+    connected; units are planned before that, from this machine's cores, unless
+    ``workers`` is given).
     A Ray started here (no ``address``, none running) stops when the pull
     ends; one already initialised is used as it is. ``init_options`` go to
     ``ray.init`` (``_temp_dir=`` to keep its logs elsewhere, for example).
@@ -104,8 +106,6 @@ class RayEngine:
         ray = _ray()
         if ray.is_initialized():
             return max(1, int(ray.cluster_resources().get("CPU", 1)))
-        import os  # noqa: PLC0415
-
         return os.cpu_count() or 1
 
     def _start(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import attrs
 
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COUNTERS",
+    "Engine",
     "Hidden",
     "Row",
+    "UnitEvents",
     "UnitJob",
     "UnitResult",
     "WorkerSettings",
@@ -178,3 +180,32 @@ def chain_row(index: int, chain: ChainReport) -> Row:
 _ERRORS: Final = frozenset(
     {Outcome.FAILED, Outcome.REAUTHORIZATION_REQUIRED, Outcome.SKIPPED, Outcome.CANCELLED}
 )
+
+
+# -- the engine's side and the coordinator's: Protocols, so engines import no coordinator --
+
+
+class UnitEvents(Protocol):
+    """What an engine tells the coordinator about units."""
+
+    def progress(self, message: tuple[int, str, int, list[Row]]) -> None:
+        """Rows of chains that changed in a running unit: ``(unit, attempt, pid, rows)``."""
+
+    def finished(self, result: UnitResult) -> None:
+        """A unit ran to its end (its chains may still have failed, each on its own)."""
+
+    def lost(self, unit: int, error: BaseException) -> None:
+        """A unit's worker died more often than it may retry: its unfinished chains fail."""
+
+
+class Engine(Protocol):
+    """Runs units on workers: local processes (``ProcessEngine``) or Ray (``RayEngine``)."""
+
+    @property
+    def workers(self) -> int:
+        """How many units run at once."""
+        ...
+
+    async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
+        """Run every job, handing them out as workers free up; report through ``events``."""
+        ...
