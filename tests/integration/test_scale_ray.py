@@ -85,8 +85,13 @@ async def test_a_killed_ray_worker_loses_nothing(tmp_path: Path, ray_session: Pa
     assert set(landed(out)) == want
     assert report.ok
     assert any(u.attempts >= 2 for u in pull.units)  # the killed worker's unit ran again
-    # Ray wrote its logs where the token scan looks.
-    assert any(ray_session.rglob("*.log")) or any(ray_session.rglob("*.out"))
+    # Ray wrote its logs where the session's token scan looks; search them here too.
+    logs = [p for p in ray_session.rglob("*") if p.is_file() and not p.is_symlink()]
+    assert any(p.suffix in (".log", ".out", ".err") for p in logs)
+    leaked = [p.name for p in logs if b"tok_secret_" in p.read_bytes()]
+    assert leaked == []
+    shown = repr(report) + report.summary() + repr(pull.units) + repr(pull.engine)
+    assert "tok_secret_" not in shown
 
 
 async def unsharded(server: MockMakini, tokens: list[tuple[str, str]], out: Path) -> Any:
