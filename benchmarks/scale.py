@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import multiprocessing
 import resource
@@ -126,7 +127,7 @@ def run_aiohttp(url: str, conns: list[tuple[str, str]], processes: int) -> tuple
 
 
 def run_sharded(
-    url: str, conns: list[tuple[str, str]], engine: Any, *, as_dicts: bool
+    url: str, conns: list[tuple[str, str]], engine: Any, *, as_dicts: bool, units: int | None = None
 ) -> tuple[int, float]:
     from makini_async.scale import ShardedPull
 
@@ -137,6 +138,7 @@ def run_sharded(
         engine=engine,
         pool_options={"base_url": url, "as_dicts": as_dicts},
         as_dicts=as_dicts,
+        units=units,
     )
     start = time.perf_counter()
     report = asyncio.run(pull.run())
@@ -144,6 +146,14 @@ def run_sharded(
     if not report.ok:
         raise RuntimeError(report.summary())
     return report.records, elapsed
+
+
+def _sharded_with_units(
+    conns: list[tuple[str, str]], workers: int, dicts: bool, units: int, url: str
+) -> tuple[int, float]:
+    from makini_async.scale import ProcessEngine
+
+    return run_sharded(url, conns, ProcessEngine(workers), as_dicts=dicts, units=units)
 
 
 def throughput(opts: argparse.Namespace) -> dict[str, Any]:
@@ -166,6 +176,16 @@ def throughput(opts: argparse.Namespace) -> dict[str, Any]:
         contenders["dicts, Ray 2 workers"] = lambda url: run_sharded(
             url, conns, RayEngine(workers=2), as_dicts=True
         )
+    if opts.units is not None:
+        for name in list(contenders):
+            if "worker" in name and "Ray" not in name:
+                workers = 2 if "2 workers" in name else 1
+                dicts = name.startswith("dicts")
+                contenders[name] = functools.partial(
+                    _sharded_with_units, conns, workers, dicts, opts.units
+                )
+    if opts.only:
+        contenders = {k: v for k, v in contenders.items() if k in opts.only.split(";")}
     rounds: list[dict[str, float]] = []
     try:
         with mock_server(records=opts.records, processes=opts.server_processes) as url:
@@ -197,7 +217,7 @@ def throughput(opts: argparse.Namespace) -> dict[str, Any]:
         "ratios": {
             label: median_range([r[a] / r[b] for r in rounds])
             for label, (a, b) in ratios.items()
-            if a in contenders
+            if a in contenders and b in contenders
         },
     }
 
@@ -281,6 +301,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-coordinator", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--units", type=int, default=None, help="units of the sharded pulls")
+    parser.add_argument("--only", default="", help="contender names separated by ;")
     parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
     opts = parser.parse_args(argv)
     if opts.quick:
