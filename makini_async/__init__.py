@@ -71,6 +71,7 @@ from makini_async.errors import (
     UsageError,
     ValidationError,
     WebhookVerificationError,
+    WorkerLost,
 )
 from makini_async.instrumentation import (
     ConnectionState,
@@ -215,6 +216,7 @@ __all__ = [
     "WebhookVerificationError",
     "WorkOrder",
     "WorkOrders",
+    "WorkerLost",
     "__version__",
     "is_testing",
     "set_testing",

@@ -78,6 +78,7 @@ __all__ = [
     "UsageError",
     "ValidationError",
     "WebhookVerificationError",
+    "WorkerLost",
     "error_class_for",
 ]
 
@@ -325,6 +326,14 @@ class CheckpointError(MakiniError):
 
 class SinkError(MakiniError):
     """A page could not be stored where the pull lands it; only its chain fails."""
+
+
+class WorkerLost(MakiniError):
+    """A sharded pull's worker died (killed, out of memory) more times than a unit may retry.
+
+    The unit's chains end with it; their checkpoints hold what had landed, so
+    the next run resumes them.
+    """
 
 
 class WebhookVerificationError(MakiniError):

@@ -58,7 +58,12 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     settings = pull_settings(args)
     asyncio.run(preflight(settings))
     stream, isatty = progress_stream()
-    outcome = asyncio.run(run_pull(settings, stream=stream, isatty=isatty))
+    if settings.sharded:
+        from makini_async.cli._scale import run_sharded  # noqa: PLC0415 - only when sharding
+
+        outcome = asyncio.run(run_sharded(settings, stream=stream, isatty=isatty))
+    else:
+        outcome = asyncio.run(run_pull(settings, stream=stream, isatty=isatty))
     tokens = [token for _, token in settings.connections]
     print(summary(outcome, tokens))
     if settings.summary_json is not None:

@@ -175,6 +175,27 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 1 when any record did not fit its model (written to ENTITY.invalid.jsonl)",
     )
+    pull.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="shard the pull over N worker processes (units of whole connections); "
+        "JSON Lines and Parquet then land under DIR/unit-NNNNN/",
+    )
+    pull.add_argument(
+        "--engine",
+        choices=("processes", "ray"),
+        default=None,
+        help="run the shards on local processes (default with --workers) or on Ray "
+        "(the ray extra; a local Ray unless --ray-address)",
+    )
+    pull.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        default=None,
+        help="the Ray cluster to run on (ray://HOST:10001 or auto); needs --engine ray",
+    )
 
     demo = commands.add_parser(
         "demo",
@@ -275,6 +296,14 @@ class PullSettings:
     retry: RetryPolicy | None = None
     progress_interval: float | None = None
     patience: float | None = None
+    #: Sharding: worker count and engine (``None`` for both: one process, no shards).
+    workers: int | None = None
+    engine: str | None = None
+    ray_address: str | None = None
+
+    @property
+    def sharded(self) -> bool:
+        return self.workers is not None or self.engine is not None
 
     def __repr__(self) -> str:
         where = self.out if self.sink is None else safe_dsn(self.sink)

@@ -64,6 +64,7 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
     )
     out, sink = _where(args.out, args.sink)
     checkpoint = _checkpoint(args.checkpoint, sink)
+    _check_engine(args, checkpoint)
     timeouts = None if args.timeout is None else Timeouts(read=args.timeout)
     retry = None if args.attempts is None else RetryPolicy(attempts=args.attempts)
     return PullSettings(
@@ -83,7 +84,32 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         retry=retry,
         progress_interval=args.progress_interval,
         patience=args.patience,
+        workers=args.workers,
+        engine=args.engine,
+        ray_address=args.ray_address,
     )
+
+
+def _check_engine(args: argparse.Namespace, checkpoint: Path | str | None) -> None:
+    """Sharding options that cannot work together fail before any request."""
+    if args.ray_address is not None and args.engine != "ray":
+        raise CliError("--ray-address needs --engine ray")
+    if (
+        isinstance(checkpoint, Path)
+        and checkpoint.suffix.lower() == ".json"
+        and (args.workers is not None or args.engine is not None)
+    ):
+        msg = (
+            "a JSON checkpoint cannot be shared by worker processes: use an SQLite file "
+            "(one machine) or postgresql://... (several)"
+        )
+        raise CliError(msg)
+    if args.ray_address is not None and isinstance(checkpoint, Path):
+        msg = (
+            "a Ray cluster spans machines, which cannot share an SQLite checkpoint: "
+            "use --checkpoint postgresql://... (or env:VAR)"
+        )
+        raise CliError(msg)
 
 
 def _from_env(value: str, option: str) -> str:

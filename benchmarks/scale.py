@@ -1,0 +1,329 @@
+"""Sharded pulls: records/s with 1 and 2 workers, Ray against local processes, coordinator cost.
+
+Two measurements, against the mock server in its own process (``--server-processes``):
+
+1. **records/s** of one pull of ``--connections`` x ``--records`` work orders by:
+   hand-written aiohttp in 1 and 2 processes (each its share of the
+   connections), ``ShardedPull`` on 1 and 2 local worker processes (dicts and
+   typed records), and ``ShardedPull`` on a local Ray with 2 workers (Ray is
+   started before the clock starts). Records land in a counting no-op sink, so
+   every contender does the same work: fetch, parse, count. Rounds interleave
+   the contenders; the report gives medians (min-max) and the ratios the
+   issue asks for, each computed within a round.
+2. **coordinator cost at ``--coordinator-connections``** (100,000) connections
+   with one tiny record each: the coordinator's peak Python memory
+   (tracemalloc, everything it allocates for the pull: units, jobs, the merged
+   report) per connection, its RSS growth, and its wall and CPU time per unit.
+
+::
+
+    python -m benchmarks.scale                       # 3 rounds
+    python -m benchmarks.scale --quick               # 1 round, small
+    python -m benchmarks.scale --skip-throughput     # only the coordinator at 100,000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import multiprocessing
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import RESULTS, machine, median_range, mock_server
+
+ENTITY = "work-orders"
+
+
+class CountingSink:
+    """A sink that only counts: the contenders compare fetching, not storing."""
+
+    def __init__(self, unit: int = 0) -> None:
+        self.unit = unit
+        self.records = 0
+
+    @property
+    def location(self) -> str:
+        return "counting"
+
+    @property
+    def checkpoint_store(self) -> None:
+        return None
+
+    async def open(self, entities: Any) -> None:
+        pass
+
+    async def write(self, page: Any, state: Any) -> None:
+        self.records += len(page.records)
+
+    async def flush(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def tokens(count: int) -> list[tuple[str, str]]:
+    return [(f"plant-{i:06d}", f"bench-token-{i:06d}") for i in range(count)]
+
+
+# -- hand-written aiohttp, in N processes ------------------------------------------------
+
+
+def _aiohttp_share(url: str, share: list[tuple[str, str]], concurrency: int) -> int:
+    import aiohttp
+    import orjson
+
+    async def main() -> int:
+        count = 0
+        sem = asyncio.Semaphore(concurrency)
+
+        async def chain(session: aiohttp.ClientSession, token: str) -> None:
+            nonlocal count
+            cursor = None
+            async with sem:
+                while True:
+                    params = {"page_size": "200"}
+                    if cursor:
+                        params["cursor"] = cursor
+                    headers = {"Authorization": "Bearer " + token}
+                    async with session.get(
+                        f"{url}/api/v1/{ENTITY}", params=params, headers=headers
+                    ) as resp:
+                        doc = orjson.loads(await resp.read())
+                    count += len(doc["data"])
+                    cursor = doc.get("next_cursor")
+                    if not cursor:
+                        return
+
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await asyncio.gather(*(chain(session, t) for _, t in share))
+        return count
+
+    return asyncio.run(main())
+
+
+def run_aiohttp(url: str, conns: list[tuple[str, str]], processes: int) -> tuple[int, float]:
+    context = multiprocessing.get_context("spawn")
+    shares = [conns[i::processes] for i in range(processes)]
+    with context.Pool(processes) as pool:
+        start = time.perf_counter()
+        counts = pool.starmap(_aiohttp_share, [(url, s, 100) for s in shares])
+        elapsed = time.perf_counter() - start
+    return sum(counts), elapsed
+
+
+# -- the sharded pull --------------------------------------------------------------------
+
+
+def run_sharded(
+    url: str, conns: list[tuple[str, str]], engine: Any, *, as_dicts: bool, units: int | None = None
+) -> tuple[int, float]:
+    from makini_async.scale import ShardedPull
+
+    pull = ShardedPull(
+        [ENTITY],
+        conns,
+        sink=CountingSink,
+        engine=engine,
+        pool_options={"base_url": url, "as_dicts": as_dicts},
+        as_dicts=as_dicts,
+        units=units,
+    )
+    start = time.perf_counter()
+    report = asyncio.run(pull.run())
+    elapsed = time.perf_counter() - start
+    if not report.ok:
+        raise RuntimeError(report.summary())
+    return report.records, elapsed
+
+
+def _sharded_with_units(
+    conns: list[tuple[str, str]], workers: int, dicts: bool, units: int, url: str
+) -> tuple[int, float]:
+    from makini_async.scale import ProcessEngine
+
+    return run_sharded(url, conns, ProcessEngine(workers), as_dicts=dicts, units=units)
+
+
+def throughput(opts: argparse.Namespace) -> dict[str, Any]:
+    from makini_async.scale import ProcessEngine, RayEngine
+
+    conns = tokens(opts.connections)
+    contenders: dict[str, Any] = {
+        "aiohttp x1": lambda url: run_aiohttp(url, conns, 1),
+        "aiohttp x2": lambda url: run_aiohttp(url, conns, 2),
+        "dicts, 1 worker": lambda url: run_sharded(url, conns, ProcessEngine(1), as_dicts=True),
+        "dicts, 2 workers": lambda url: run_sharded(url, conns, ProcessEngine(2), as_dicts=True),
+        "typed, 1 worker": lambda url: run_sharded(url, conns, ProcessEngine(1), as_dicts=False),
+        "typed, 2 workers": lambda url: run_sharded(url, conns, ProcessEngine(2), as_dicts=False),
+    }
+    ray = None
+    if not opts.skip_ray:
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        contenders["dicts, Ray 2 workers"] = lambda url: run_sharded(
+            url, conns, RayEngine(workers=2), as_dicts=True
+        )
+    if opts.units is not None:
+        for name in list(contenders):
+            if "worker" in name and "Ray" not in name:
+                workers = 2 if "2 workers" in name else 1
+                dicts = name.startswith("dicts")
+                contenders[name] = functools.partial(
+                    _sharded_with_units, conns, workers, dicts, opts.units
+                )
+    if opts.only:
+        contenders = {k: v for k, v in contenders.items() if k in opts.only.split(";")}
+    rounds: list[dict[str, float]] = []
+    try:
+        with mock_server(records=opts.records, processes=opts.server_processes) as url:
+            for number in range(opts.rounds):
+                row: dict[str, float] = {}
+                for name, run in contenders.items():
+                    records, elapsed = run(url)
+                    expected = opts.connections * opts.records
+                    if records != expected:
+                        raise RuntimeError(f"{name}: {records} records, expected {expected}")
+                    row[name] = records / elapsed
+                    print(f"round {number + 1} {name:<22} {row[name]:>10,.0f} records/s")
+                rounds.append(row)
+    finally:
+        if ray is not None:
+            ray.shutdown()
+    ratios = {
+        "dicts: 2 workers / 1 worker": ("dicts, 2 workers", "dicts, 1 worker"),
+        "typed: 2 workers / 1 worker": ("typed, 2 workers", "typed, 1 worker"),
+        "aiohttp: 2 processes / 1": ("aiohttp x2", "aiohttp x1"),
+        "dicts, 1 worker / aiohttp x1": ("dicts, 1 worker", "aiohttp x1"),
+        "dicts, 2 workers / aiohttp x2": ("dicts, 2 workers", "aiohttp x2"),
+        "Ray / local processes, 2 workers": ("dicts, Ray 2 workers", "dicts, 2 workers"),
+    }
+    return {
+        "records_per_second": {
+            name: median_range([r[name] for r in rounds]) for name in contenders
+        },
+        "ratios": {
+            label: median_range([r[a] / r[b] for r in rounds])
+            for label, (a, b) in ratios.items()
+            if a in contenders and b in contenders
+        },
+    }
+
+
+# -- the coordinator at 100,000 connections --------------------------------------------------
+
+
+def _coordinator_pass(url: str, count: int, *, trace: bool) -> dict[str, Any]:
+    """One sharded pull of ``count`` one-record connections, measured from the coordinator."""
+    from makini_async.scale import ProcessEngine, ShardedPull
+
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if trace:
+        tracemalloc.start()
+    conns = tokens(count)
+    measured: dict[str, Any] = {"tokens": tracemalloc.get_traced_memory()[0]}
+    pull = ShardedPull(
+        [ENTITY],
+        conns,
+        sink=CountingSink,
+        engine=ProcessEngine(2),
+        pool_options={"base_url": url, "as_dicts": True},
+        as_dicts=True,
+    )
+
+    async def run() -> None:
+        # Read inside the loop: at its end, Python 3.11's asyncio.run reprs the main
+        # task's result (signal.getsignal on its SIGINT handler), and a report's repr
+        # at 100,000 chains is a transient string the coordinator never needs.
+        cpu = time.process_time()
+        start = time.perf_counter()
+        measured["report"] = await pull.run()
+        measured["elapsed"] = time.perf_counter() - start
+        measured["cpu"] = time.process_time() - cpu
+        measured["retained"], measured["peak"] = tracemalloc.get_traced_memory()
+        measured["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    asyncio.run(run())
+    tracemalloc.stop()
+    measured["units"] = len(pull.units)
+    measured["rss_growth"] = (measured["rss"] - rss_before) * 1024
+    return measured
+
+
+def coordinator(opts: argparse.Namespace) -> dict[str, Any]:
+    """Time and RSS from a pass without tracing, Python memory from a traced pass."""
+    count = opts.coordinator_connections
+    with mock_server(records=1, processes=opts.server_processes) as url:
+        plain = _coordinator_pass(url, count, trace=False)
+        traced = _coordinator_pass(url, count, trace=True)
+    units = plain["units"]
+    report = plain["report"]
+    return {
+        "connections": count,
+        "units": units,
+        "records": report.records,
+        "ok": report.ok and traced["report"].ok,
+        "the token list itself, bytes per connection": traced["tokens"] / count,
+        "coordinator peak Python memory, bytes per connection (token list included)": traced["peak"]
+        / count,
+        "coordinator Python memory after the run, bytes per connection (token list included)": (
+            traced["retained"] / count
+        ),
+        "coordinator peak RSS growth, bytes per connection (untraced pass)": plain["rss_growth"]
+        / count,
+        "wall seconds": plain["elapsed"],
+        "wall ms per unit": plain["elapsed"] / units * 1000,
+        "coordinator CPU ms per unit": plain["cpu"] / units * 1000,
+        "coordinator CPU us per connection": plain["cpu"] / count * 1e6,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=200)
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--server-processes", type=int, default=2)
+    parser.add_argument("--coordinator-connections", type=int, default=100_000)
+    parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--skip-coordinator", action="store_true")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--units", type=int, default=None, help="units of the sharded pulls")
+    parser.add_argument("--only", default="", help="contender names separated by ;")
+    parser.add_argument("--out", type=Path, default=RESULTS / "scale.json")
+    opts = parser.parse_args(argv)
+    if opts.quick:
+        opts.rounds, opts.connections, opts.records = 1, 20, 200
+        opts.coordinator_connections = 2_000
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    doc: dict[str, Any] = {"machine": machine(), "options": vars(opts) | {"out": str(opts.out)}}
+    if not opts.skip_throughput:
+        doc["throughput"] = throughput(opts)
+    if not opts.skip_coordinator:
+        doc["coordinator"] = coordinator(opts)
+    text = json.dumps(doc, indent=2, default=str)
+    print(text)
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,332 @@
+"""The coordinator: units out to an engine, chain rows back into one live report."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from makini_async._constants import DEFAULT_MAX_IN_FLIGHT
+from makini_async._retry import is_testing
+from makini_async._sansio import format_when
+from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, ChainReport, Outcome, PullReport
+from makini_async.bulk._chain import entities_of
+from makini_async.checkpoint import open_checkpoint
+from makini_async.connection import default_name
+from makini_async.errors import MakiniError, UsageError, WorkerLost
+from makini_async.scale._units import (
+    COUNTERS,
+    Engine,
+    Hidden,
+    UnitJob,
+    UnitResult,
+    WorkerSettings,
+    default_units,
+    plan_units,
+)
+from makini_async.scale._worker import is_dsn, unit_sink
+
+if TYPE_CHECKING:
+    import datetime as dt
+    from collections.abc import Callable, Iterable, Mapping
+
+    from makini_async._invalid import OnInvalid
+    from makini_async.bulk import Sink
+    from makini_async.entities import EntityLike
+    from makini_async.scale._units import Row
+
+__all__ = ["ShardedPull", "UnitStatus"]
+
+
+@attrs.define(slots=True)
+class UnitStatus:
+    """Where one unit stands: its connections, its current attempt and the worker running it."""
+
+    unit: int
+    start: int  # the unit's connections are ``connections[start:stop]``
+    stop: int
+    attempt: str | None = None
+    attempts: int = 0
+    pid: int | None = None
+    done: bool = False
+    #: Counters of earlier attempts, per chain: a retried unit's rows start again from zero.
+    carried: list[tuple[int, ...]] | None = None
+    #: Attempts a retry replaced: their late messages are dropped.
+    superseded: tuple[str, ...] = ()
+
+
+_OUTCOMES = {o.value: o for o in Outcome}
+
+
+class ShardedPull:
+    """A pull split into units of whole connections, run by an engine's workers.
+
+    Each worker lands its records in its own sink instance (``sink`` is a spec:
+    ``jsonl:DIR``, ``parquet:DIR`` or a ``postgresql://`` DSN); the coordinator
+    only merges chain state into :attr:`report`, a :class:`PullReport` that is
+    live while :meth:`run` runs. See the README's "Scaling out".
+    """
+
+    def __init__(
+        self,
+        entities: EntityLike | Iterable[EntityLike],
+        connections: Iterable[str | tuple[str, str]],
+        *,
+        sink: str | Callable[[int], Sink],
+        engine: Engine | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        units: int | None = None,
+        pool_options: Mapping[str, Any] | None = None,
+        modified_after: dt.datetime | dt.date | str | None = None,
+        concurrency: int | None = None,
+        as_dicts: bool = False,
+        dedupe: bool = True,
+        on_invalid: OnInvalid = "deliver",
+        since_sync_status: bool = False,
+        overlap: float = DEFAULT_OVERLAP,
+        patience: float = DEFAULT_PATIENCE,
+        progress_interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if engine is None:
+            from makini_async.scale._process import ProcessEngine  # noqa: PLC0415
+
+            engine = ProcessEngine()
+        self.engine = engine
+        ents = entities_of(entities)
+        conns = tuple(
+            (default_name(c), c) if isinstance(c, str) else (str(c[0]), str(c[1]))
+            for c in connections
+        )
+        if not conns:
+            raise UsageError("a sharded pull needs at least one connection")
+        names = [name for name, _ in conns]
+        if len(set(names)) != len(names):
+            raise UsageError("connection names must be unique: checkpoints are keyed by name")
+        if not isinstance(sink, str) and not callable(sink):
+            msg = (
+                "sink must be a spec (jsonl:DIR, parquet:DIR, postgresql://...) or a "
+                f"picklable factory of a unit's sink, not {type(sink).__name__}"
+            )
+            raise UsageError(msg)
+        self._sink = sink
+        probe = unit_sink(sink, 0, append=True)  # checks the spec; opens nothing
+        self._checkpoint = _checkpoint_spec(
+            checkpoint, own_store=probe.checkpoint_store is not None
+        )
+        directory = isinstance(sink, str) and not is_dsn(sink)
+        self.location = os.path.dirname(probe.location) if directory else probe.location
+        options: dict[str, Any] = {
+            "dedupe": dedupe,
+            "as_dicts": as_dicts,
+            "on_invalid": on_invalid,
+            "since_sync_status": since_sync_status,
+            "overlap": overlap,
+            "patience": patience,
+        }
+        if modified_after is not None:
+            options["modified_after"] = format_when(modified_after, name="modified_after")
+        if concurrency is not None:
+            options["concurrency"] = concurrency
+        settings = WorkerSettings(
+            entities=tuple(e.value for e in ents),
+            sink=Hidden(sink),
+            checkpoint=None if self._checkpoint is None else Hidden(self._checkpoint),
+            pool_options=dict(pool_options or {}),
+            pull_options=options,
+            testing=is_testing(),
+            progress_interval=progress_interval,
+        )
+        try:
+            pickle.dumps(settings)
+        except Exception as exc:  # noqa: BLE001 - any reason: the options cannot reach a worker
+            msg = (
+                "pool_options and a sink factory must pickle to reach the workers: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            raise UsageError(msg) from None
+        # Enough chains per unit to fill one pool's requests in flight (its concurrency).
+        in_flight = concurrency or _max_in_flight((pool_options or {}).get("limits"))
+        min_size = math.ceil(in_flight / len(ents))
+        count = (
+            units
+            if units is not None
+            else default_units(len(conns), engine.workers, min_size=min_size)
+        )
+        if not isinstance(count, int) or count < 1:
+            raise UsageError(f"units must be an integer >= 1, got {count!r}")
+        self._jobs = [
+            UnitJob(i, Hidden(conns[start:stop]), settings)
+            for i, (start, stop) in enumerate(plan_units(conns, count))
+        ]
+        self.units = [
+            UnitStatus(i, start, stop) for i, (start, stop) in enumerate(plan_units(conns, count))
+        ]
+        self._per_connection = len(ents)
+        self._clock = clock
+        # One ChainReport per chain, in the order a worker's Pull builds them.
+        self.report = PullReport(
+            [ChainReport(connection=name, entity=e, clock=clock) for name in names for e in ents],
+            clock=clock,
+        )
+        self._ran = False
+
+    async def run(self) -> PullReport:
+        """Run every unit to its end; return the merged report."""
+        if self._ran:
+            raise UsageError("a ShardedPull runs once; start a new one")
+        self._ran = True
+        self.report.started_at = self._clock()
+        self._drop_stale_units()
+        lock = None
+        if self._checkpoint is not None and not is_dsn(self._checkpoint):
+            # The coordinator holds the run lock; workers open the file unlocked.
+            lock = open_checkpoint(self._checkpoint)
+        try:
+            await self.engine.run(self._jobs, _Events(self))
+        finally:
+            if lock is not None:
+                lock.close()
+            now = self._clock()
+            for chain in self.report.chains:
+                if not chain.done:
+                    chain.outcome = Outcome.CANCELLED
+                    chain.finished_at = now if chain.started_at is not None else None
+            self.report.finished_at = now
+        return self.report
+
+    def _drop_stale_units(self) -> None:
+        """Without a checkpoint, JSON Lines units start afresh: drop files of units past ours.
+
+        A run with fewer units than the last (fewer workers) would otherwise
+        leave the last run's ``unit-NNNNN/`` files beside this run's, and a reader
+        of ``DIR/unit-*/`` would count their records twice.
+        """
+        spec = self._sink
+        if self._checkpoint is not None or not isinstance(spec, str):
+            return
+        if not spec.startswith("jsonl:"):
+            return
+        directory = Path(self.location)
+        if not directory.is_dir():
+            return
+        for unit_dir in directory.glob("unit-*"):
+            number = unit_dir.name.removeprefix("unit-")
+            if number.isdigit() and int(number) >= len(self.units):
+                for path in unit_dir.glob("*.jsonl"):
+                    path.unlink()
+
+    # -- merging rows ---------------------------------------------------------------
+
+    def _chains(self, status: UnitStatus) -> list[ChainReport]:
+        k = self._per_connection
+        return self.report.chains[status.start * k : status.stop * k]
+
+    def _attempt(self, status: UnitStatus, attempt: str, pid: int) -> bool:
+        """Note a unit's attempt; ``False`` for a message of an attempt already superseded."""
+        if status.done or attempt in status.superseded:
+            return False
+        if status.attempt != attempt:
+            if status.attempt is not None:
+                status.superseded += (status.attempt,)
+                # A retry: what earlier attempts delivered stays counted.
+                status.carried = [
+                    tuple(getattr(c, name) for name in COUNTERS) for c in self._chains(status)
+                ]
+            status.attempt = attempt
+            status.attempts += 1
+        status.pid = pid
+        return True
+
+    def _apply(self, status: UnitStatus, rows: list[Row]) -> None:
+        chains = self._chains(status)
+        carried = status.carried
+        now = self._clock()
+        for row in rows:
+            index, outcome = row[0], _OUTCOMES[row[1]]
+            chain = chains[index]
+            counts = row[2:8]
+            if carried is not None:
+                counts = tuple(a + b for a, b in zip(carried[index], counts, strict=True))
+            (
+                chain.records,
+                chain.pages,
+                chain.invalid,
+                chain.retries,
+                chain.rate_limited,
+                chain.deferrals,
+            ) = counts
+            chain.total, chain.page_size, chain.resumed, chain.modified_after = row[8:12]
+            if outcome is not Outcome.PENDING and chain.started_at is None:
+                chain.started_at = now
+            if outcome in (Outcome.PENDING, Outcome.RUNNING):
+                chain.outcome = outcome
+                continue
+            chain.outcome = outcome
+            chain.error = row[12]
+            if chain.finished_at is None:
+                chain.finished_at = now
+
+    def _lose(self, status: UnitStatus, error: BaseException) -> None:
+        status.done = True
+        now = self._clock()
+        lost = (
+            error
+            if isinstance(error, MakiniError)
+            else WorkerLost(f"unit {status.unit} failed: {type(error).__name__}: {error}")
+        )
+        for chain in self._chains(status):
+            if not chain.done or chain.outcome is Outcome.CANCELLED:
+                chain.outcome = Outcome.FAILED
+                chain.error = lost
+                chain.finished_at = now
+
+
+class _Events:
+    """The coordinator's side of :class:`UnitEvents`."""
+
+    def __init__(self, pull: ShardedPull) -> None:
+        self._pull = pull
+
+    def progress(self, message: tuple[int, str, int, list[Row]]) -> None:
+        unit, attempt, pid, rows = message
+        status = self._pull.units[unit]
+        if self._pull._attempt(status, attempt, pid):
+            self._pull._apply(status, rows)
+
+    def finished(self, result: UnitResult) -> None:
+        status = self._pull.units[result.unit]
+        if self._pull._attempt(status, result.attempt, result.pid):
+            self._pull._apply(status, result.rows)
+            status.done = True
+
+    def lost(self, unit: int, error: BaseException) -> None:
+        self._pull._lose(self._pull.units[unit], error)
+
+
+def _max_in_flight(limits: Any) -> int:
+    return int(getattr(limits, "max_in_flight", DEFAULT_MAX_IN_FLIGHT))
+
+
+def _checkpoint_spec(value: str | os.PathLike[str] | None, *, own_store: bool) -> str | None:
+    if value is None:
+        return None
+    if own_store:
+        raise UsageError(
+            "Parquet and PostgreSQL sinks keep their own checkpoint (committed with each "
+            "page); leave checkpoint= out"
+        )
+    spec = os.fspath(value)
+    if is_dsn(spec):
+        return spec
+    if spec.lower().endswith(".json"):
+        raise UsageError(
+            "a JSON checkpoint cannot be shared by worker processes (each would rewrite the "
+            "whole file); use an SQLite path on one machine or a postgresql:// DSN"
+        )
+    return spec

@@ -1,0 +1,166 @@
+"""Local worker processes: ``concurrent.futures.ProcessPoolExecutor`` with the spawn context.
+
+Spawn, not fork: a forked child would inherit the coordinator's event loop,
+sockets and threads. Each unit runs as one executor call on a fresh event
+loop in whichever worker is free. Progress comes back through a
+``multiprocessing`` queue given to every worker at start-up.
+
+A worker killed mid-unit breaks the whole executor (``BrokenProcessPool``:
+the standard library then stops every worker). The units that were running
+go back to the front of the queue and a new executor starts; each resumes
+from its checkpoint, so the unit of the dead worker finishes on another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import multiprocessing
+import os
+import queue as queue_module
+import signal
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any, Final
+
+from makini_async.errors import UsageError, WorkerLost
+from makini_async.scale._worker import run_unit_sync
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from makini_async.scale._units import Row, UnitEvents, UnitJob, UnitResult
+
+__all__ = ["ProcessEngine"]
+
+#: Rows per progress message. A message stays well under PIPE_BUF (4 KiB), which the
+#: kernel writes whole, so a worker killed mid-send never leaves half a message behind.
+ROWS_PER_MESSAGE: Final = 24
+
+_progress: Any = None  # the worker's end of the progress queue (set by _start_worker)
+
+
+def _start_worker(progress: Any) -> None:
+    global _progress  # noqa: PLW0603 - one queue per worker process, set once at start
+    _progress = progress
+    # Ctrl-C reaches the whole process group; the coordinator alone decides to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _send(message: tuple[int, str, int, list[Row]]) -> None:
+    unit, attempt, pid, rows = message
+    if not rows:
+        _progress.put(message)
+    for i in range(0, len(rows), ROWS_PER_MESSAGE):
+        _progress.put((unit, attempt, pid, rows[i : i + ROWS_PER_MESSAGE]))
+
+
+def _run_in_worker(job: UnitJob) -> UnitResult:
+    return run_unit_sync(job, _send)
+
+
+class ProcessEngine:
+    """Units on ``workers`` local processes (default: the number of cores).
+
+    ``max_attempts`` bounds how often a unit starts over after its worker died;
+    past it, the unit's chains fail with :class:`~makini_async.WorkerLost`.
+    """
+
+    def __init__(self, workers: int | None = None, *, max_attempts: int = 4) -> None:
+        count = workers if workers is not None else (os.cpu_count() or 1)
+        if not isinstance(count, int) or count < 1:
+            raise UsageError(f"workers must be an integer >= 1, got {workers!r}")
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise UsageError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        self._workers = count
+        self.max_attempts = max_attempts
+        #: Seconds between reads of the progress queue.
+        self.poll_interval = 0.1
+
+    def __repr__(self) -> str:
+        return f"ProcessEngine(workers={self._workers})"
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
+        context = multiprocessing.get_context("spawn")
+        todo = collections.deque(jobs)
+        tries: collections.Counter[int] = collections.Counter()
+        while todo:
+            # A fresh queue per executor: a worker killed while holding the queue's
+            # write lock would leave it locked for every later writer.
+            progress = context.Queue()
+            executor = ProcessPoolExecutor(
+                self._workers, mp_context=context, initializer=_start_worker, initargs=(progress,)
+            )
+            finished = False
+            try:
+                await self._generation(executor, progress, todo, tries, events)
+                finished = True
+            finally:
+                await asyncio.to_thread(_stop, executor, terminate=not finished)
+                _drain(progress, events)
+                progress.close()
+                progress.join_thread()
+
+    async def _generation(
+        self,
+        executor: ProcessPoolExecutor,
+        progress: Any,
+        todo: collections.deque[UnitJob],
+        tries: collections.Counter[int],
+        events: UnitEvents,
+    ) -> None:
+        """Run jobs on one executor until they are all done or the executor breaks."""
+        running: dict[asyncio.Future[UnitResult], UnitJob] = {}
+        lost: list[UnitJob] = []
+        while todo or running:
+            # One job queued ahead of the workers, so a worker that frees up starts at once.
+            while todo and not lost and len(running) <= self._workers:
+                job = todo.popleft()
+                running[asyncio.wrap_future(executor.submit(_run_in_worker, job))] = job
+            done, _ = await asyncio.wait(
+                running, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            _drain(progress, events)
+            for future in done:
+                job = running.pop(future)
+                error = future.exception()
+                if error is None:
+                    events.finished(future.result())
+                elif isinstance(error, BrokenProcessPool):
+                    lost.append(job)
+                else:
+                    events.lost(job.unit, error)
+            if lost and not running:
+                break
+        for job in reversed(lost):
+            tries[job.unit] += 1
+            if tries[job.unit] < self.max_attempts:
+                todo.appendleft(job)
+            else:
+                events.lost(
+                    job.unit,
+                    WorkerLost(f"unit {job.unit}: its worker process died {tries[job.unit]} times"),
+                )
+
+
+def _drain(progress: Any, events: UnitEvents) -> None:
+    while True:
+        try:
+            message = progress.get_nowait()
+        except queue_module.Empty:
+            return
+        events.progress(message)
+
+
+def _stop(executor: ProcessPoolExecutor, *, terminate: bool) -> None:
+    """Shut the executor down and reap its processes; kill them first when cancelled."""
+    if terminate:
+        # The executor has no public way to stop a running call; the pull was
+        # cancelled, and each unit's checkpoint keeps what had landed.
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.terminate()
+    executor.shutdown(wait=True, cancel_futures=True)

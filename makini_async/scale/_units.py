@@ -1,0 +1,211 @@
+"""Units of a sharded pull, what crosses process boundaries, and the progress rows.
+
+Everything here is plain data that pickles: a unit's job goes to a worker
+process (or a Ray task), and rows of chain state come back. Tokens and DSNs
+travel inside :class:`Hidden`, whose ``repr`` shows nothing of them, so a
+job printed by a traceback, a Ray log or a debugger never shows a secret.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
+
+import attrs
+
+from makini_async.bulk import ChainReport, Outcome
+from makini_async.errors import MakiniError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "COUNTERS",
+    "Engine",
+    "Hidden",
+    "Row",
+    "UnitEvents",
+    "UnitJob",
+    "UnitResult",
+    "WorkerSettings",
+    "chain_row",
+    "default_units",
+    "plan_units",
+    "portable_error",
+]
+
+T = TypeVar("T")
+
+#: Units per worker by default: enough that one slow unit leaves the others busy.
+UNITS_PER_WORKER: Final = 8
+#: At most this many connections per unit by default (bounds the work lost with a worker).
+MAX_UNIT_CONNECTIONS: Final = 1000
+
+#: The counters a row carries, in order, after ``(index, outcome)``.
+COUNTERS: Final = ("records", "pages", "invalid", "retries", "rate_limited", "deferrals")
+
+#: ``(index in the unit, outcome, records, pages, invalid, retries, rate_limited,
+#: deferrals, total, page_size, resumed, modified_after, error)``: one chain's state,
+#: small and picklable (a ChainReport holds a clock and, in a worker, its connection).
+Row = tuple[Any, ...]
+
+
+class Hidden(Generic[T]):
+    """A value (tokens, a DSN with a password) whose ``repr`` and ``str`` show nothing.
+
+    It pickles (the value goes to a worker process); only code that asks for
+    ``.value`` sees it.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Hidden(***)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Hidden, (self.value,))
+
+
+@attrs.frozen(kw_only=True)
+class WorkerSettings:
+    """What every unit of one pull shares: the pool, the pull, the sink, the checkpoint."""
+
+    entities: tuple[str, ...]
+    #: ``jsonl:DIR``, ``parquet:DIR``, a ``postgresql://`` DSN (hidden: a DSN has a
+    #: password), or a picklable factory of a unit's sink.
+    sink: Hidden[Any]
+    #: An SQLite path or a ``postgresql://`` DSN, or ``None``.
+    checkpoint: Hidden[str] | None = None
+    pool_options: dict[str, Any] = attrs.field(factory=dict)
+    pull_options: dict[str, Any] = attrs.field(factory=dict)
+    #: The coordinator's testing mode (zero waits), carried to each worker.
+    testing: bool = False
+    progress_interval: float = 0.5
+
+
+@attrs.frozen
+class UnitJob:
+    """One unit: whole connections (every chain of each), for one worker at a time."""
+
+    unit: int
+    connections: Hidden[tuple[tuple[str, str], ...]] = attrs.field(repr=False)
+    settings: WorkerSettings = attrs.field(repr=False)
+
+
+@attrs.frozen
+class UnitResult:
+    """What a worker returns for a unit: which attempt, where it ran, every chain's final row."""
+
+    unit: int
+    attempt: str
+    pid: int
+    rows: list[Row]
+
+
+def default_units(connections: int, workers: int, *, min_size: int = 1) -> int:
+    """Many more units than workers, none above :data:`MAX_UNIT_CONNECTIONS` connections.
+
+    A worker runs one unit at a time, so a unit also needs enough chains to
+    keep its pool's requests in flight: ``min_size`` connections at least,
+    unless that would leave a worker without a unit.
+    """
+    wanted = max(workers * UNITS_PER_WORKER, math.ceil(connections / MAX_UNIT_CONNECTIONS))
+    wanted = min(wanted, max(workers, connections // max(1, min_size)))
+    return max(1, min(connections, wanted))
+
+
+def plan_units(connections: Sequence[tuple[str, str]], units: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` slices of ``connections``: ``units`` contiguous runs, sizes within one.
+
+    Contiguous and deterministic: the same connections and unit count give
+    the same units, so a JSON Lines or Parquet unit directory is the same
+    across runs of one pull.
+    """
+    n = len(connections)
+    units = max(1, min(units, n))
+    base, extra = divmod(n, units)
+    out = []
+    start = 0
+    for i in range(units):
+        stop = start + base + (1 if i < extra else 0)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def portable_error(error: BaseException | None) -> MakiniError | None:
+    """``error`` as something that pickles and is typed: a MakiniError.
+
+    Errors of the library pickle by design (``MakiniError.__reduce__``); any
+    other exception becomes a MakiniError naming its type and message, since
+    its class may not exist, or not unpickle, in the coordinator.
+    """
+    if error is None:
+        return None
+    if isinstance(error, MakiniError):
+        try:
+            pickle.dumps(error)
+        except Exception:  # noqa: BLE001 - an attribute that does not pickle
+            return MakiniError(error.message, connection=error.connection)
+        else:
+            return error
+    return MakiniError(f"{type(error).__name__}: {error}")
+
+
+def chain_row(index: int, chain: ChainReport) -> Row:
+    """One chain's state as a row; errors come along only once the chain is done."""
+    return (
+        index,
+        chain.outcome.value,
+        chain.records,
+        chain.pages,
+        chain.invalid,
+        chain.retries,
+        chain.rate_limited,
+        chain.deferrals,
+        chain.total,
+        chain.page_size,
+        chain.resumed,
+        chain.modified_after,
+        portable_error(chain.error) if chain.outcome in _ERRORS else None,
+    )
+
+
+_ERRORS: Final = frozenset(
+    {Outcome.FAILED, Outcome.REAUTHORIZATION_REQUIRED, Outcome.SKIPPED, Outcome.CANCELLED}
+)
+
+
+# -- the engine's side and the coordinator's: Protocols, so engines import no coordinator --
+
+
+class UnitEvents(Protocol):
+    """What an engine tells the coordinator about units."""
+
+    def progress(self, message: tuple[int, str, int, list[Row]]) -> None:
+        """Rows of chains that changed in a running unit: ``(unit, attempt, pid, rows)``."""
+
+    def finished(self, result: UnitResult) -> None:
+        """A unit ran to its end (its chains may still have failed, each on its own)."""
+
+    def lost(self, unit: int, error: BaseException) -> None:
+        """A unit's worker died more often than it may retry: its unfinished chains fail."""
+
+
+class Engine(Protocol):
+    """Runs units on workers: local processes (``ProcessEngine``) or Ray (``RayEngine``)."""
+
+    @property
+    def workers(self) -> int:
+        """How many units run at once."""
+        ...
+
+    async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
+        """Run every job, handing them out as workers free up; report through ``events``."""
+        ...

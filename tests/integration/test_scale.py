@@ -1,0 +1,211 @@
+"""Sharded pulls over local processes: the same records as one process, through kills."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from makini_async import PageSizes, WorkerLost, set_testing
+from makini_async.bulk import Outcome
+from makini_async.errors import UsageError
+from makini_async.scale import Hidden, ProcessEngine, ShardedPull
+from makini_async.testing import FaultPlan, MockMakini
+
+from .pgutil import fetch
+from .scaleutil import (
+    ENTITIES,
+    MIX,
+    expected,
+    kill_a_worker,
+    landed,
+    named_tokens,
+    pool_options,
+    unsharded,
+)
+
+
+async def test_300_connections_sharded_deliver_exactly_the_unsharded_records(
+    tmp_path: Path,
+) -> None:
+    set_testing(True)
+    tokens = named_tokens(300)
+    async with MockMakini(records_per_entity=60, faults=MIX) as server:
+        server.configure_connection(tokens[7][1], status="reauthorization_required")
+        reference = await unsharded(server, tokens, tmp_path / "one")
+        pull = ShardedPull(
+            ENTITIES,
+            tokens,
+            sink=f"jsonl:{tmp_path / 'sharded'}",
+            engine=ProcessEngine(workers=2),
+            pool_options=pool_options(server),
+            as_dicts=True,
+            concurrency=20,  # 20 chains a worker: units of 10 connections at least
+        )
+        report = await asyncio.wait_for(pull.run(), 150)
+        want = expected(server, tokens)
+    one, sharded = landed(tmp_path / "one"), landed(tmp_path / "sharded")
+    assert max(sharded.values()) == 1  # no record twice
+    assert set(sharded) == set(one)
+    assert set(one) == {k for k in want if k[0] != tokens[7][0]}
+    # The merged report says what the one-process report says.
+    assert report.records == reference.records == len(one)
+    assert report.outcomes() == reference.outcomes()
+    assert report.failed_connections == reference.failed_connections == [tokens[7][0]]
+    assert report.retries > 0
+    assert report.rate_limited > 0
+    # Many more units than workers, each run once.
+    assert len(pull.units) == 16
+    assert all(u.done and u.attempts == 1 for u in pull.units)
+    assert {c.outcome for c in report.chains if c.connection == tokens[7][0]} == {
+        Outcome.REAUTHORIZATION_REQUIRED
+    }
+    assert multiprocessing.active_children() == []  # every worker reaped
+    # Tokens stay out of everything shown: reports, reprs, the summary.
+    shown = repr(report) + report.summary() + repr(pull.units) + repr(pull.engine)
+    assert not [t for _, t in tokens if t in shown]
+
+
+async def test_fewer_units_than_last_run_leave_no_stale_files(tmp_path: Path) -> None:
+    set_testing(True)
+    tokens = named_tokens(12)
+    out = tmp_path / "out"
+    async with MockMakini(records_per_entity=20) as server:
+        for units in (6, 3):
+            pull = ShardedPull(
+                ENTITIES,
+                tokens,
+                sink=f"jsonl:{out}",
+                engine=ProcessEngine(workers=2),
+                pool_options=pool_options(server),
+                units=units,
+            )
+            await asyncio.wait_for(pull.run(), 60)
+        want = expected(server, tokens)
+    got = landed(out)
+    assert set(got) == want
+    assert max(got.values()) == 1
+
+
+async def test_a_killed_worker_loses_nothing_its_unit_resumes_elsewhere(tmp_path: Path) -> None:
+    set_testing(True)
+    tokens = named_tokens(60)
+    plan = FaultPlan(seed=3, latency=0.01, error_503=0.02)
+    out = tmp_path / "out"
+    async with MockMakini(records_per_entity=200, faults=plan) as server:
+        options = {**pool_options(server), "page_sizes": PageSizes(dict.fromkeys(ENTITIES, 20))}
+        pull = ShardedPull(
+            ENTITIES,
+            tokens,
+            sink=f"jsonl:{out}",
+            checkpoint=tmp_path / "pull.sqlite",
+            engine=ProcessEngine(workers=2),
+            pool_options=options,
+            as_dicts=True,
+            progress_interval=0.05,
+        )
+        task = asyncio.create_task(pull.run())
+        await kill_a_worker(pull, task)
+        report = await asyncio.wait_for(task, 150)
+        want = expected(server, tokens)
+    got = landed(out)
+    assert set(got) == want  # 0 lost (JSON Lines is at least once: a few pages may repeat)
+    assert report.ok
+    assert any(u.attempts >= 2 for u in pull.units)  # the killed worker's unit ran again
+
+
+async def test_a_killed_worker_with_postgres_neither_loses_nor_duplicates(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    set_testing(True)
+    tokens = named_tokens(40)
+    plan = FaultPlan(seed=4, latency=0.01, error_503=0.02, drop=0.01)
+    async with MockMakini(records_per_entity=200, faults=plan) as server:
+        options = {**pool_options(server), "page_sizes": PageSizes(dict.fromkeys(ENTITIES, 20))}
+        pull = ShardedPull(
+            ENTITIES,
+            tokens,
+            sink=pg_dsn,
+            engine=ProcessEngine(workers=2),
+            pool_options=options,
+            as_dicts=True,
+            progress_interval=0.05,
+        )
+        task = asyncio.create_task(pull.run())
+        await kill_a_worker(pull, task)
+        report = await asyncio.wait_for(task, 150)
+        want = expected(server, tokens)
+    assert report.ok
+    assert any(u.attempts >= 2 for u in pull.units)  # the killed worker's unit ran again
+    got: Counter[tuple[str, str, str]] = Counter()
+    for entity in ENTITIES:
+        table = "makini_" + entity.replace("-", "_")
+        for row in await fetch(pg_dsn, f"SELECT connection, id FROM {table}"):  # noqa: S608
+            got[(row["connection"], entity, row["id"])] += 1
+    assert set(got) == want
+    assert max(got.values()) == 1
+    # The DSN's password never reaches the report or the units' reprs.
+    assert "password" not in repr(pull.units) + report.summary()
+
+
+async def test_a_unit_whose_worker_keeps_dying_fails_with_worker_lost(tmp_path: Path) -> None:
+    set_testing(True)
+    tokens = named_tokens(4)
+    async with MockMakini(records_per_entity=400, faults=FaultPlan(latency=0.02)) as server:
+        options = {**pool_options(server), "page_sizes": PageSizes(dict.fromkeys(ENTITIES, 20))}
+        pull = ShardedPull(
+            ENTITIES,
+            tokens,
+            sink=f"jsonl:{tmp_path / 'out'}",
+            checkpoint=tmp_path / "pull.sqlite",
+            engine=ProcessEngine(workers=1, max_attempts=2),
+            pool_options=options,
+            as_dicts=True,
+            units=1,
+            progress_interval=0.05,
+        )
+        task = asyncio.create_task(pull.run())
+        await kill_a_worker(pull, task)
+        while pull.units[0].attempts < 2:  # noqa: ASYNC110 - the second attempt, then kill it too
+            await asyncio.sleep(0.01)
+        await kill_a_worker(pull, task)
+        report = await asyncio.wait_for(task, 60)
+    assert not report.ok
+    assert all(isinstance(c.error, WorkerLost) for c in report.chains)
+    assert "died 2 times" in str(report.chains[0].error)
+
+
+def test_tokens_and_dsns_stay_hidden_in_what_crosses_processes(tmp_path: Path) -> None:
+    tokens = named_tokens(3)
+    pull = ShardedPull(
+        ENTITIES,
+        tokens,
+        sink="postgresql://app:hunter2-password@db/wh",
+        engine=ProcessEngine(workers=1),
+    )
+    shown = repr(pull._jobs) + repr(pull.units) + str(Hidden("tok_secret_abcdef"))
+    assert "tok_secret" not in shown
+    assert "hunter2" not in shown
+    assert pull.location.startswith("postgresql://")
+    assert "hunter2" not in pull.location
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"checkpoint": "pull.json"}, "JSON checkpoint cannot be shared"),
+        ({"sink": "parquet:x", "checkpoint": "x.sqlite"}, "keep their own checkpoint"),
+        ({"sink": "csv:x"}, "unknown sink"),
+        ({"units": 0}, "units must be"),
+        ({"pool_options": {"clock": lambda: 0.0}}, "must pickle to reach the workers"),
+    ],
+)
+def test_bad_options_are_usage_errors(options: dict[str, object], message: str) -> None:
+    kwargs: dict[str, object] = {"sink": "jsonl:out", **options}
+    with pytest.raises(UsageError, match=message):
+        ShardedPull(ENTITIES, named_tokens(2), engine=ProcessEngine(workers=1), **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="workers must be"):
+        ProcessEngine(workers=0)

@@ -1,0 +1,65 @@
+"""Units of a sharded pull and what crosses process boundaries: sizes, pickling, secrecy."""
+
+from __future__ import annotations
+
+import pickle
+
+from makini_async.bulk import ChainReport, Outcome
+from makini_async.entities import Entity
+from makini_async.errors import CircuitOpenError, MakiniError, ReauthorizationRequired
+from makini_async.scale import Hidden, UnitJob, UnitResult
+from makini_async.scale._units import (
+    WorkerSettings,
+    chain_row,
+    default_units,
+    plan_units,
+    portable_error,
+)
+
+TOKENS = [(f"plant-{i}", f"tok_secret_unit_{i:04d}") for i in range(10)]
+
+
+def test_units_are_contiguous_whole_connections_of_near_equal_size() -> None:
+    slices = plan_units(TOKENS, 3)
+    assert slices == [(0, 4), (4, 7), (7, 10)]
+    assert plan_units(TOKENS, 50) == [(i, i + 1) for i in range(10)]
+    assert plan_units(TOKENS, 3) == slices  # the same every time
+
+
+def test_default_units_outnumber_workers_yet_fill_a_pool() -> None:
+    assert default_units(100_000, 2) == 100  # at most 1,000 connections a unit
+    assert default_units(300, 2) == 16  # eight units a worker
+    assert default_units(300, 2, min_size=50) == 6  # 50 connections keep a pool busy
+    assert default_units(10, 4, min_size=50) == 4  # but no worker left without a unit
+    assert default_units(1, 8) == 1
+
+
+def test_jobs_pickle_and_never_show_a_token() -> None:
+    settings = WorkerSettings(
+        entities=("assets",), sink=Hidden("postgresql://u:pw_SECRET_1234@h/d")
+    )
+    job = UnitJob(3, Hidden(tuple(TOKENS)), settings)
+    shown = repr(job) + str(job.connections) + repr(settings)
+    assert "tok_secret" not in shown
+    assert "pw_SECRET" not in shown
+    again = pickle.loads(pickle.dumps(job))  # noqa: S301 - bytes this test made
+    assert again.connections.value == tuple(TOKENS)
+    assert again.settings.sink.value == settings.sink.value
+
+
+def test_rows_and_results_pickle_with_their_errors() -> None:
+    chain = ChainReport(connection="plant-1", entity=Entity.ASSETS, outcome=Outcome.FAILED)
+    chain.error = ReauthorizationRequired("reconnect", connection="plant-1", request_id="req_1")
+    chain.records = 7
+    row = chain_row(2, chain)
+    result = pickle.loads(pickle.dumps(UnitResult(1, "a1", 42, [row])))  # noqa: S301
+    error = result.rows[0][12]
+    assert isinstance(error, ReauthorizationRequired)
+    assert (error.connection, error.request_id) == ("plant-1", "req_1")
+    assert result.rows[0][:3] == (2, "failed", 7)
+    # A running chain sends no error; any other exception becomes a typed MakiniError.
+    assert chain_row(0, ChainReport(connection="x", entity=Entity.ASSETS))[12] is None
+    converted = portable_error(RuntimeError("disk on fire"))
+    assert isinstance(converted, MakiniError)
+    assert str(converted) == "RuntimeError: disk on fire"
+    assert isinstance(portable_error(CircuitOpenError("open", retry_at=1.0)), CircuitOpenError)
