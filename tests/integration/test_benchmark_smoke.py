@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CONTENDERS = {"makini-typed", "makini-dicts", "makini-dicts-pages", "aiohttp", "httpx", "naive"}
+CONTENDERS = {
+    "makini-typed",
+    "makini-dicts",
+    "makini-dicts-pages",
+    "makini-dicts-quiet-gc",
+    "aiohttp",
+    "httpx",
+    "naive",
+}
 
 pytest.importorskip("httpx")
 
