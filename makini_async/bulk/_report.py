@@ -86,9 +86,16 @@ class ChainReport:
         return self.outcome in _FINAL
 
 
-@attrs.define(slots=True)
+@attrs.define(slots=True, repr=False)
 class PullReport:
     """Every chain's report plus totals; live during the pull, final after it."""
+
+    def __repr__(self) -> str:
+        # Short whatever the size: a pull over 100,000 chains must not build a 65 MB string.
+        return (
+            f"<PullReport {len(self.chains)} chains, {self.records} records, "
+            f"{len(self.failed_connections)} failed connections, {self.elapsed:.1f}s>"
+        )
 
     chains: list[ChainReport] = attrs.field(factory=list)
     started_at: float | None = None

@@ -88,3 +88,14 @@ async def test_ids_that_cannot_tell_records_apart_are_invalid_and_duplicates_are
         (chain,) = pull.report.chains
         assert chain.duplicates == 1
         assert chain.invalid == 2
+
+
+async def test_a_pull_reports_repr_stays_short_whatever_its_size(make_pool: Any) -> None:
+    def handler(call: Call) -> Any:
+        return page([{"id": "a"}], None)
+
+    async with make_pool(handler, as_dicts=True) as (pool, _):
+        report = await pool.pull("assets", [f"tok{i}" for i in range(300)]).run()
+    text = repr(report)
+    assert text.startswith("<PullReport 300 chains, 300 records, 0 failed connections, ")
+    assert len(text) < 120
