@@ -66,13 +66,15 @@ def is_outage_class(error: MakiniError) -> bool:
 class Waiter:
     """One call's place in an outage: how long it may wait and the probe it holds."""
 
-    __slots__ = ("deadline", "ticket", "until")
+    __slots__ = ("deadline", "outage", "ticket", "until")
 
     def __init__(self, deadline: float) -> None:
         #: The call's own deadline (``inf`` for a patient call).
         self.deadline = deadline
-        #: When this call stops waiting, fixed when it first waits.
+        #: When this call stops waiting, fixed when it first waits in an outage.
         self.until: float | None = None
+        #: When that outage began: a later outage gives the call a budget of its own.
+        self.outage: float | None = None
         #: The probe this call carries (0: none); a stale ticket is ignored.
         self.ticket = 0
 
@@ -169,8 +171,10 @@ class Outage:
         """
         while (since := self.since) is not None:
             now = self._clock()
-            if waiter.until is None:
+            if waiter.outage != since:
+                waiter.outage = since
                 waiter.until = min(waiter.deadline, now + self._policy.budget)
+            assert waiter.until is not None  # noqa: S101 - set just above
             if now >= waiter.until:
                 raise OutageError(self._giving_up(now - since, waiter))
             if not self._probing and now >= self._next_probe:

@@ -249,3 +249,26 @@ async def test_a_probe_from_an_outage_that_ended_does_not_touch_the_next_one(
     assert third.ticket == 0
     outage.probe_failed(new)
     assert new.ticket == 0
+
+
+async def test_a_call_that_meets_a_second_outage_gets_a_new_budget(clock: FakeClock) -> None:
+    outage = Outage(OutagePolicy(budget=60), clock=clock, sleep=clock.sleep, hooks=HookSet([]))
+    boom = RequestTimeout("read timed out")
+
+    async def begin() -> None:
+        for i in range(10):
+            await outage.failed(f"c{i % 3}", boom)
+        assert outage.active
+
+    waiter = Waiter(float("inf"))
+    await begin()
+    clock.now += 5
+    await outage.admit(waiter)  # the first outage's probe
+    outage.probe_failed(waiter)
+    await outage.succeeded(clock.now)
+    clock.now += 100  # longer than the budget, then the API goes away again
+    await begin()
+    clock.now += 5
+    await outage.admit(waiter)  # not given up: this outage has its own budget
+    assert waiter.ticket
+    assert waiter.until == clock.now + 60
