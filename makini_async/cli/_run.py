@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import textwrap
@@ -26,7 +27,7 @@ from makini_async.pool import MakiniPool
 from makini_async.sinks import JsonLinesSink, open_sink
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import AsyncIterator, Sequence
 
     from makini_async.entities import Entity
     from makini_async.sinks import Sink
@@ -109,6 +110,29 @@ class ProgressLogHandler(logging.Handler):
             self.handleError(record)
 
 
+@contextlib.asynccontextmanager
+async def showing_progress(
+    report: PullReport, stream: TextIO, *, isatty: bool, interval: float | None
+) -> AsyncIterator[Progress]:
+    """The live progress line (and library warnings around it) for the block.
+
+    The final line is written only when the block completes: an interrupted
+    pull (an error, Ctrl-C) leaves the last progress line as it was.
+    """
+    progress = Progress(report, stream, isatty=isatty, interval=interval)
+    progress.start()
+    handler = ProgressLogHandler(progress)
+    logger = logging.getLogger("makini_async")
+    logger.addHandler(handler)
+    completed = False
+    try:
+        yield progress
+        completed = True
+    finally:
+        await progress.stop(final=completed)
+        logger.removeHandler(handler)
+
+
 @attrs.frozen
 class PullResult:
     """What a pull left behind, for the summary."""
@@ -151,25 +175,20 @@ async def run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> P
             as_dicts=not settings.typed,
             patience=DEFAULT_PATIENCE if settings.patience is None else settings.patience,
         )
-        progress = Progress(pull.report, stream, isatty=isatty, interval=settings.progress_interval)
-        progress.start()
-        handler = ProgressLogHandler(progress)
-        logger = logging.getLogger("makini_async")
-        logger.addHandler(handler)
-        interrupted = True
         try:
-            async with pull:
+            async with (
+                showing_progress(
+                    pull.report, stream, isatty=isatty, interval=settings.progress_interval
+                ),
+                pull,
+            ):
                 # The pull lands each page in the sink (a SinkError fails only its
                 # chain); here we only count what landed.
                 async for page in pull.pages():
                     per_entity[page.entity] += len(page.records)
                     invalid_per_entity[page.entity] += len(page.invalid)
-            interrupted = False
         except SinkError as exc:
             raise CliError(exc.message) from None
-        finally:
-            await progress.stop(final=not interrupted)
-            logger.removeHandler(handler)
     paths: dict[Entity, Path] = {}
     invalid_paths: dict[Entity, Path] = {}
     kind = type(sink).__name__

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from makini_async._progress import Progress
 from makini_async.bulk import DEFAULT_PATIENCE
 from makini_async.cli._args import CliError
-from makini_async.cli._run import ProgressLogHandler, PullResult
+from makini_async.cli._run import PullResult, showing_progress
 from makini_async.errors import UsageError
 from makini_async.scale import ProcessEngine, ShardedPull
 
@@ -61,20 +59,13 @@ async def run_sharded(settings: PullSettings, *, stream: TextIO, isatty: bool) -
         )
     except UsageError as exc:
         raise CliError(exc.message) from None
-    progress = Progress(pull.report, stream, isatty=isatty, interval=settings.progress_interval)
-    progress.start()
-    handler = ProgressLogHandler(progress)
-    logger = logging.getLogger("makini_async")
-    logger.addHandler(handler)
-    interrupted = True
     try:
-        await pull.run()
-        interrupted = False
+        async with showing_progress(
+            pull.report, stream, isatty=isatty, interval=settings.progress_interval
+        ):
+            await pull.run()
     except UsageError as exc:
         raise CliError(exc.message) from None
-    finally:
-        await progress.stop(final=not interrupted)
-        logger.removeHandler(handler)
     per_entity: Counter[Entity] = Counter()
     invalid: Counter[Entity] = Counter()
     for chain in pull.report.chains:
