@@ -7,7 +7,7 @@ import os
 import pickle
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -21,6 +21,7 @@ from makini_async.connection import default_name
 from makini_async.errors import MakiniError, UsageError, WorkerLost
 from makini_async.scale._units import (
     COUNTERS,
+    STATE,
     Engine,
     Hidden,
     UnitJob,
@@ -61,6 +62,9 @@ class UnitStatus:
 
 
 _OUTCOMES = {o.value: o for o in Outcome}
+# Where a chain_row's parts start: index, outcome, COUNTERS, STATE, error.
+_STATE_AT: Final = 2 + len(COUNTERS)
+_ERROR_AT: Final = _STATE_AT + len(STATE)
 
 
 class ShardedPull:
@@ -250,25 +254,20 @@ class ShardedPull:
         for row in rows:
             index, outcome = row[0], _OUTCOMES[row[1]]
             chain = chains[index]
-            counts = row[2:8]
+            counts = row[2:_STATE_AT]
             if carried is not None:
                 counts = tuple(a + b for a, b in zip(carried[index], counts, strict=True))
-            (
-                chain.records,
-                chain.pages,
-                chain.invalid,
-                chain.retries,
-                chain.rate_limited,
-                chain.deferrals,
-            ) = counts
-            chain.total, chain.page_size, chain.resumed, chain.modified_after = row[8:12]
+            for name, value in zip(COUNTERS, counts, strict=True):
+                setattr(chain, name, value)
+            for name, value in zip(STATE, row[_STATE_AT:_ERROR_AT], strict=True):
+                setattr(chain, name, value)
             if outcome is not Outcome.PENDING and chain.started_at is None:
                 chain.started_at = now
             if outcome in (Outcome.PENDING, Outcome.RUNNING):
                 chain.outcome = outcome
                 continue
             chain.outcome = outcome
-            chain.error = row[12]
+            chain.error = row[_ERROR_AT]
             if chain.finished_at is None:
                 chain.finished_at = now
 

@@ -9,6 +9,7 @@ job printed by a traceback, a Ray log or a debugger never shows a secret.
 from __future__ import annotations
 
 import math
+import operator
 import pickle
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COUNTERS",
+    "STATE",
     "Engine",
     "Hidden",
     "Row",
@@ -43,7 +45,18 @@ UNITS_PER_WORKER: Final = 8
 MAX_UNIT_CONNECTIONS: Final = 1000
 
 #: The counters a row carries, in order, after ``(index, outcome)``.
-COUNTERS: Final = ("records", "pages", "invalid", "retries", "rate_limited", "deferrals")
+COUNTERS: Final = (
+    "records",
+    "pages",
+    "invalid",
+    "retries",
+    "rate_limited",
+    "deferrals",
+)
+#: A chain's state that a worker reports as it is (a retried unit's replaces the last).
+STATE: Final = ("total", "page_size", "resumed", "modified_after")
+_counters: Final = operator.attrgetter(*COUNTERS)
+_state: Final = operator.attrgetter(*STATE)
 
 #: ``(index in the unit, outcome, records, pages, invalid, retries, rate_limited,
 #: deferrals, total, page_size, resumed, modified_after, error)``: one chain's state,
@@ -160,21 +173,8 @@ def portable_error(error: BaseException | None) -> MakiniError | None:
 
 def chain_row(index: int, chain: ChainReport) -> Row:
     """One chain's state as a row; errors come along only once the chain is done."""
-    return (
-        index,
-        chain.outcome.value,
-        chain.records,
-        chain.pages,
-        chain.invalid,
-        chain.retries,
-        chain.rate_limited,
-        chain.deferrals,
-        chain.total,
-        chain.page_size,
-        chain.resumed,
-        chain.modified_after,
-        portable_error(chain.error) if chain.outcome in _ERRORS else None,
-    )
+    error = portable_error(chain.error) if chain.outcome in _ERRORS else None
+    return (index, chain.outcome.value, *_counters(chain), *_state(chain), error)
 
 
 _ERRORS: Final = frozenset(
