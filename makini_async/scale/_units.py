@@ -49,6 +49,7 @@ COUNTERS: Final = (
     "records",
     "pages",
     "invalid",
+    "duplicates",
     "retries",
     "rate_limited",
     "deferrals",

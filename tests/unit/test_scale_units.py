@@ -9,6 +9,7 @@ from makini_async.entities import Entity
 from makini_async.errors import CircuitOpenError, MakiniError, ReauthorizationRequired
 from makini_async.scale import Hidden, UnitJob, UnitResult
 from makini_async.scale._units import (
+    COUNTERS,
     WorkerSettings,
     chain_row,
     default_units,
@@ -51,14 +52,17 @@ def test_rows_and_results_pickle_with_their_errors() -> None:
     chain = ChainReport(connection="plant-1", entity=Entity.ASSETS, outcome=Outcome.FAILED)
     chain.error = ReauthorizationRequired("reconnect", connection="plant-1", request_id="req_1")
     chain.records = 7
+    chain.duplicates = 3
     row = chain_row(2, chain)
+    # Every counter crosses to the coordinator, de-duplication's included.
+    assert row[2 + COUNTERS.index("duplicates")] == 3
     result = pickle.loads(pickle.dumps(UnitResult(1, "a1", 42, [row])))  # noqa: S301
-    error = result.rows[0][12]
+    error = result.rows[0][-1]
     assert isinstance(error, ReauthorizationRequired)
     assert (error.connection, error.request_id) == ("plant-1", "req_1")
     assert result.rows[0][:3] == (2, "failed", 7)
     # A running chain sends no error; any other exception becomes a typed MakiniError.
-    assert chain_row(0, ChainReport(connection="x", entity=Entity.ASSETS))[12] is None
+    assert chain_row(0, ChainReport(connection="x", entity=Entity.ASSETS))[-1] is None
     converted = portable_error(RuntimeError("disk on fire"))
     assert isinstance(converted, MakiniError)
     assert str(converted) == "RuntimeError: disk on fire"
