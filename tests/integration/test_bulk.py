@@ -25,6 +25,7 @@ from makini_async import (
     set_testing,
 )
 from makini_async.testing import FaultPlan, MockMakini
+from tests.integration.scaleutil import MIX
 
 ENTITIES = ["work-orders", "assets"]
 
@@ -51,15 +52,7 @@ def tokens_with_names(tokens: list[str]) -> list[tuple[str, str]]:
 
 async def test_300_connections_with_faults_deliver_exactly_the_expected_records() -> None:
     set_testing(True)  # retries happen, waits are zero
-    plan = FaultPlan(
-        seed=42,
-        error_500=0.03,
-        error_502=0.03,
-        error_503=0.03,
-        rate_limit_429=0.03,
-        drop=0.02,
-        truncate=0.02,
-    )
+    plan = MIX
     tokens = [f"tok-secret-{i:04d}" for i in range(300)]
     async with (
         MockMakini(records_per_entity=120, faults=plan) as server,
