@@ -146,6 +146,11 @@ class Outage:
         if self.since is not None and sent_at >= self.since:
             await self._end()
 
+    async def answered(self, waiter: Waiter, sent_at: float) -> None:
+        """The API answered ``waiter``'s request sent at ``sent_at``: its probe, if any, is done."""
+        waiter.ticket = 0
+        await self.succeeded(sent_at)
+
     async def failed(self, connection: str, error: MakiniError) -> None:
         """An attempt failed; an outage-class failure may begin an outage."""
         if self.since is not None or not is_outage_class(error):

@@ -161,8 +161,7 @@ async def send(
                 else:
                     conn.succeeded()
                     if not outage.quiet:
-                        waiter.ticket = 0
-                        await outage.succeeded(t0)
+                        await outage.answered(waiter, t0)
                     if hooks.on_request:
                         await _announce_request(
                             conn,
@@ -197,8 +196,7 @@ async def send(
             if isinstance(error, APIError) and not is_outage_class(error):
                 # Only the API sends a 404, a 429 or a customer system's 502: it is up.
                 if not outage.quiet:
-                    waiter.ticket = 0
-                    await outage.succeeded(t0)
+                    await outage.answered(waiter, t0)
             else:
                 await outage.failed(conn.name, error)
                 if waiter.ticket:
