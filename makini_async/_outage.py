@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import TYPE_CHECKING
 
 from makini_async.errors import OutageError, ServerError, TransportError
@@ -72,7 +73,7 @@ class Waiter:
         #: The call's own deadline (``inf`` for a patient call).
         self.deadline = deadline
         #: When this call stops waiting, fixed when it first waits in an outage.
-        self.until: float | None = None
+        self.until = math.inf
         #: When that outage began: a later outage gives the call a budget of its own.
         self.outage: float | None = None
         #: The probe this call carries (0: none); a stale ticket is ignored.
@@ -179,7 +180,6 @@ class Outage:
             if waiter.outage != since:
                 waiter.outage = since
                 waiter.until = min(waiter.deadline, now + self._policy.budget)
-            assert waiter.until is not None  # noqa: S101 - set just above
             if now >= waiter.until:
                 raise OutageError(self._giving_up(now - since, waiter))
             if not self._probing and now >= self._next_probe:
@@ -213,7 +213,7 @@ class Outage:
         return True
 
     def _giving_up(self, waited: float, waiter: Waiter) -> str:
-        by_budget = waiter.until is not None and waiter.until < waiter.deadline
+        by_budget = waiter.until < waiter.deadline
         return (
             f"the Makini API has been unreachable from this pool for {waited:.0f}s "
             f"(an outage: every connection failing at once); giving up after "
