@@ -25,13 +25,14 @@ import datetime as _dt
 import types
 import typing
 from collections.abc import Callable, Mapping
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
+from . import _fields
 from ._fields import (
     to_date,
     to_datetime,
@@ -138,9 +139,41 @@ _TEMPLATES: Final[dict[str, tuple[str, ...]]] = {
         "if v is not None and v.__class__ is not int:",
         "    v = to_int(v)",
     ),
-    "datetime": ("v = p({k}, None)", "if v is not None:", "    v = to_datetime(v)"),
-    "date": ("v = p({k}, None)", "if v is not None:", "    v = to_date(v)"),
-    "decimal": ("v = p({k}, None)", "if v is not None:", "    v = to_decimal(v)"),
+    # The common case inline (a call less per value); anything else, and every
+    # error, goes through the field's converter.
+    "datetime": (
+        "v = p({k}, None)",
+        "if v.__class__ is str:",
+        "    try:",
+        "        v = _fromiso(v)",
+        "    except ValueError:",
+        "        v = to_datetime(v)",
+        "    if v.tzinfo is None:",
+        "        v = v.replace(tzinfo=_UTC)",
+        "elif v is not None:",
+        "    v = to_datetime(v)",
+    ),
+    "date": (
+        "v = p({k}, None)",
+        "if v.__class__ is str:",
+        "    try:",
+        "        v = _date_fromiso(v)",
+        "    except ValueError:",
+        "        v = to_date(v)",
+        "elif v is not None:",
+        "    v = to_date(v)",
+    ),
+    "decimal": (
+        "v = p({k}, None)",
+        "if v.__class__ is str:",
+        "    try:",
+        "        d = _Decimal(v)",
+        "    except _InvalidOperation:",
+        "        d = None",
+        "    v = d if d is not None and d.is_finite() else to_decimal(v)",
+        "elif v is not None:",
+        "    v = to_decimal(v)",
+    ),
     "dict": (
         "v = p({k}, None)",
         "if v is None:",
@@ -176,6 +209,11 @@ def _generate(cls: type, fns: dict[str, Callable[[Any], Any]]) -> Callable[[Any]
         "to_int": to_int,
         "to_datetime": to_datetime,
         "to_date": to_date,
+        "_fromiso": _fields._fromisoformat,
+        "_date_fromiso": _fields._date_fromisoformat,
+        "_UTC": _dt.timezone.utc,
+        "_Decimal": Decimal,
+        "_InvalidOperation": InvalidOperation,
         "to_decimal": to_decimal,
         "to_dict": to_dict,
         "to_seq": to_seq,
