@@ -51,7 +51,7 @@ KINDS = (
     "makini-typed",
     "makini-dicts",
     "makini-dicts-pages",
-    "makini-dicts-quiet-gc",
+    "makini-dicts-tuned",
     "aiohttp",
     "httpx",
     "naive",
@@ -210,11 +210,11 @@ async def run_makini(
         }
 
 
-async def _quiet(pull: Any) -> Any:
-    """The opt-in tuning (makini_async.tuning.quiet_gc) around a per-record pull."""
-    from makini_async.tuning import quiet_gc
+async def _tuned(pull: Any) -> Any:
+    """The opt-in tuning (makini_async.tuning.tuned) around a per-record pull."""
+    from makini_async.tuning import tuned
 
-    with quiet_gc():
+    with tuned():
         return await pull
 
 
@@ -401,7 +401,7 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "makini-typed": lambda: run_makini(opts, tally, as_dicts=False),
         "makini-dicts": lambda: run_makini(opts, tally, as_dicts=True),
         "makini-dicts-pages": lambda: run_makini(opts, tally, as_dicts=True, pages=True),
-        "makini-dicts-quiet-gc": lambda: _quiet(run_makini(opts, tally, as_dicts=True)),
+        "makini-dicts-tuned": lambda: _tuned(run_makini(opts, tally, as_dicts=True)),
         "aiohttp": lambda: run_aiohttp(opts, tally),
         "httpx": lambda: run_httpx(opts, tally),
         "naive": lambda: run_naive(opts, tally),

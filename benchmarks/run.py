@@ -135,12 +135,12 @@ TARGETS = [
         "(realistic records) plain-dict pull, per record, >= 0.90x",
     ),
     (
-        "quiet_gc_vs_aiohttp_R",
-        "makini-dicts-quiet-gc",
+        "tuned_vs_aiohttp_R",
+        "makini-dicts-tuned",
         "aiohttp",
         "R",
         1.0,
-        "(realistic records) per record with the opt-in quiet_gc() >= 1.0x",
+        "(realistic records) per record with the opt-in tuning.tuned() >= 1.0x",
     ),
     (
         "typed_vs_aiohttp_R",

@@ -1,13 +1,46 @@
-"""quiet_gc(): opt-in, process-wide, restored on exit, nested or not."""
+"""quiet_gc(), steady_heap(), tuned(): opt-in, process-wide, restored on exit, nested or not."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import platform
 
 import pytest
 
 from makini_async import UsageError
-from makini_async.tuning import quiet_gc
+from makini_async.tuning import quiet_gc, steady_heap, tuned
+
+GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _mmapped_blocks_for(size: int) -> int:
+    """How many more blocks glibc serves with ``mmap`` while a ``size``-byte object lives."""
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = _MallInfo2
+    before = libc.mallinfo2().hblks
+    block = bytearray(size)
+    during = libc.mallinfo2().hblks
+    del block
+    return int(during - before)
 
 
 def test_quiet_gc_freezes_raises_the_threshold_and_restores_both() -> None:
@@ -49,3 +82,45 @@ async def test_a_pull_under_quiet_gc_delivers_everything(make_pool: object) -> N
             got = [item.record["id"] async for item in pool.pull("assets", ["t1", "t2"])]
     assert len(got) == 100
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's allocator only")
+def test_steady_heap_serves_big_blocks_from_the_heap_and_restores_the_defaults() -> None:
+    # 1 MiB: above glibc's 128 KiB default (as restored: fixed, no longer raised
+    # by glibc as blocks are freed), under the 4 MiB threshold while tuned.
+    with steady_heap() as applied:
+        assert applied is True
+        assert _mmapped_blocks_for(1 << 20) == 0
+        with steady_heap(mmap_threshold=1):  # nested: changes nothing more
+            assert _mmapped_blocks_for(1 << 20) == 0
+        assert _mmapped_blocks_for(1 << 20) == 0
+    assert _mmapped_blocks_for(1 << 20) == 1
+
+
+@pytest.mark.skipif(GLIBC, reason="what other C libraries get")
+def test_steady_heap_does_nothing_off_glibc() -> None:  # pragma: no cover - glibc CI
+    with steady_heap() as applied:
+        assert applied is False
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "64"])
+def test_steady_heap_refuses_sizes_that_are_not_positive_ints(bad: object) -> None:
+    with pytest.raises(UsageError, match="trim_threshold must be a positive int"):
+        with steady_heap(trim_threshold=bad):  # type: ignore[arg-type]
+            pass  # pragma: no cover
+    with pytest.raises(UsageError, match="mmap_threshold must be a positive int"):
+        with steady_heap(mmap_threshold=bad):  # type: ignore[arg-type]
+            pass  # pragma: no cover
+
+
+def test_tuned_is_both_and_restores_both() -> None:
+    before = gc.get_threshold()
+    with tuned():
+        assert gc.get_threshold()[0] != before[0]
+        assert gc.get_freeze_count() > 0
+        if GLIBC:
+            assert _mmapped_blocks_for(1 << 20) == 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+    if GLIBC:
+        assert _mmapped_blocks_for(1 << 20) == 1
