@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -209,3 +210,70 @@ def test_bad_options_are_usage_errors(options: dict[str, object], message: str) 
         ShardedPull(ENTITIES, named_tokens(2), engine=ProcessEngine(workers=1), **kwargs)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="workers must be"):
         ProcessEngine(workers=0)
+
+
+_SCRIPT = '''
+import asyncio
+import sys
+from pathlib import Path
+
+from makini_async.scale import ProcessEngine, ShardedPull
+
+
+class FileSink:
+    """Defined in the script itself: workers must import the script to unpickle it."""
+
+    def __init__(self, unit: int = 0) -> None:
+        self.path = Path(sys.argv[2]) / f"unit-{unit}.txt"
+
+    location = "files"
+    checkpoint_store = None
+
+    async def open(self, entities: object) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def write(self, page: object, state: object) -> None:
+        with self.path.open("a") as out:
+            out.writelines(f"{r['id']}\\n" for r in page.records)
+
+    async def flush(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+if __name__ == "__main__":
+    engine = ProcessEngine(workers=2)
+    engine.warm_up()
+    tokens = [(f"plant-{i}", f"tok_secret_{i:06d}") for i in range(4)]
+    pull = ShardedPull(
+        ["assets"], tokens, sink=FileSink, engine=engine,
+        pool_options={"base_url": sys.argv[1]}, as_dicts=True, units=4,
+    )
+    report = asyncio.run(pull.run())
+    print(report.records, report.ok)
+'''
+
+
+async def test_a_sink_defined_in_the_users_script_reaches_the_workers(tmp_path: Path) -> None:
+    # Workers fork from the fork server (or are spawned): either way the script's
+    # main module is imported there, or its own classes could not be unpickled.
+    script = tmp_path / "nightly.py"
+    script.write_text(_SCRIPT)
+    out = tmp_path / "out"
+    async with MockMakini(records_per_entity=15) as server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            server.url,
+            str(out),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, stderr.decode()[-2000:]
+    assert stdout.decode().split() == ["60", "True"]
+    ids = [line for path in out.glob("unit-*.txt") for line in path.read_text().split()]
+    assert len(ids) == 60
+    assert len(list(out.glob("unit-*.txt"))) == 4
