@@ -54,6 +54,30 @@ def env() -> dict[str, str]:
     return out
 
 
+class ServerURL(str):
+    """The mock server's URL; ``pgid`` is its process group (the server and its workers)."""
+
+    pgid: int
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of one process group."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        # After the command's closing parenthesis: state ppid pgrp ... utime(14) stime(15).
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 @contextlib.contextmanager
 def mock_server(
     *,
@@ -65,7 +89,7 @@ def mock_server(
     retry_after: float = 0.0,
     cpus: set[int] | None = None,
     extra: Sequence[str] = (),
-) -> Iterator[str]:
+) -> Iterator[ServerURL]:
     """Run ``python -m makini_async.testing`` in its own process(es); yield its URL."""
     port = free_port()
     cmd = [
@@ -116,7 +140,9 @@ def mock_server(
             raise RuntimeError(msg)
         # Keep draining stdout so the server never blocks on a full pipe.
         threading.Thread(target=proc.stdout.read, daemon=True).start()
-        yield f"http://127.0.0.1:{port}"
+        url = ServerURL(f"http://127.0.0.1:{port}")
+        url.pgid = proc.pid  # start_new_session: the server leads its own group
+        yield url
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -29,17 +29,19 @@ import asyncio
 import functools
 import json
 import multiprocessing
+import os
 import resource
 import sys
 import time
 import tracemalloc
+from multiprocessing import forkserver
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import RESULTS, machine, median_range, mock_server
+from benchmarks._common import RESULTS, group_cpu_seconds, machine, median_range, mock_server
 
 ENTITY = "work-orders"
 
@@ -168,10 +170,11 @@ def throughput(opts: argparse.Namespace) -> dict[str, Any]:
         "typed, 1 worker": lambda url: run_sharded(url, conns, ProcessEngine(1), as_dicts=False),
         "typed, 2 workers": lambda url: run_sharded(url, conns, ProcessEngine(2), as_dicts=False),
     }
-    ray = None
+    ray: Any = None
     if not opts.skip_ray:
-        import ray
+        import ray as ray_module
 
+        ray = ray_module
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         contenders["dicts, Ray 2 workers"] = lambda url: run_sharded(
             url, conns, RayEngine(workers=2), as_dicts=True
@@ -186,18 +189,28 @@ def throughput(opts: argparse.Namespace) -> dict[str, Any]:
                 )
     if opts.only:
         contenders = {k: v for k, v in contenders.items() if k in opts.only.split(";")}
+    # Like Ray, local workers' one-time start-up is not timed: start the fork server now.
+    ProcessEngine().warm_up()
     rounds: list[dict[str, float]] = []
+    cpu: dict[str, list[tuple[float, float]]] = {name: [] for name in contenders}
     try:
         with mock_server(records=opts.records, processes=opts.server_processes) as url:
             for number in range(opts.rounds):
                 row: dict[str, float] = {}
                 for name, run in contenders.items():
+                    server0, client0 = group_cpu_seconds(url.pgid), _client_cpu()
                     records, elapsed = run(url)
+                    server, client = group_cpu_seconds(url.pgid) - server0, _client_cpu() - client0
                     expected = opts.connections * opts.records
                     if records != expected:
                         raise RuntimeError(f"{name}: {records} records, expected {expected}")
                     row[name] = records / elapsed
-                    print(f"round {number + 1} {name:<22} {row[name]:>10,.0f} records/s")
+                    cpu[name].append((client / records * 1e6, server / records * 1e6))
+                    print(
+                        f"round {number + 1} {name:<22} {row[name]:>10,.0f} records/s"
+                        f"  CPU us/record: client {client / records * 1e6:.2f},"
+                        f" server {server / records * 1e6:.2f}"
+                    )
                 rounds.append(row)
     finally:
         if ray is not None:
@@ -214,12 +227,67 @@ def throughput(opts: argparse.Namespace) -> dict[str, Any]:
         "records_per_second": {
             name: median_range([r[name] for r in rounds]) for name in contenders
         },
+        # Ray's workers are not this process's children: their CPU is not counted.
+        "client_cpu_us_per_record": {
+            name: median_range([c for c, _ in cpu[name]])
+            for name in contenders
+            if "Ray" not in name
+        },
+        "server_cpu_us_per_record": {
+            name: median_range([s for _, s in cpu[name]]) for name in contenders
+        },
+        "ceilings": _ceilings(cpu, rounds),
         "ratios": {
             label: median_range([r[a] / r[b] for r in rounds])
             for label, (a, b) in ratios.items()
             if a in contenders and b in contenders
         },
     }
+
+
+def _client_cpu() -> float:
+    """CPU seconds of this process, its reaped children and the fork server's.
+
+    Local workers are the fork server's children (or ours, when spawned): a
+    finished run's workers are counted in their parent's children's time.
+    """
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is not None:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:  # not running
+            return total
+        # After the command: utime(14) stime(15) cutime(16) cstime(17), in clock ticks.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _ceilings(
+    cpu: dict[str, list[tuple[float, float]]], rounds: list[dict[str, float]]
+) -> dict[str, dict[str, float]]:
+    """What 2 workers could reach over 1 on this machine, from the 1-worker run's CPU costs.
+
+    With client and server sharing ``os.cpu_count()`` cores, records/s can
+    never pass cores / (client + server CPU per record), however well the
+    work spreads; the ceiling is that rate over the measured 1-worker rate,
+    per round. A target above it cannot be met on this machine.
+    """
+    cores = os.cpu_count() or 1
+    out: dict[str, dict[str, float]] = {}
+    for kind in ("dicts", "typed", "aiohttp"):
+        one = "aiohttp x1" if kind == "aiohttp" else f"{kind}, 1 worker"
+        if one not in cpu or not cpu[one]:
+            continue
+        ceilings = [
+            cores / ((client + server) / 1e6) / row[one]
+            for (client, server), row in zip(cpu[one], rounds, strict=True)
+        ]
+        out[f"{kind}: 2 over 1, the most {cores} shared cores allow"] = median_range(ceilings)
+    return out
 
 
 # -- the coordinator at 100,000 connections --------------------------------------------------
@@ -294,7 +362,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=200)
-    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--server-processes", type=int, default=2)
     parser.add_argument("--coordinator-connections", type=int, default=100_000)
     parser.add_argument("--skip-ray", action="store_true")
