@@ -10,6 +10,7 @@ Contenders (``--kind``):
 * ``makini-typed``: ``MakiniPool(as_dicts=False)`` bulk pull, ``async for rec in pull``;
 * ``makini-dicts``: the same with ``as_dicts=True`` (plain dicts);
 * ``makini-dicts-pages``: dicts, iterating ``pull.pages()`` instead of records;
+* ``makini-dicts-tuned``, ``makini-typed-tuned``: records inside ``makini_async.tuning.tuned()``;
 * ``aiohttp``: hand-written baseline, one ``ClientSession``, an ``asyncio.Semaphore``,
   ``orjson.loads(await resp.read())``, walking each connection's cursor chain;
 * ``httpx``: the same logic on ``httpx.AsyncClient``;
@@ -52,6 +53,7 @@ KINDS = (
     "makini-dicts",
     "makini-dicts-pages",
     "makini-dicts-tuned",
+    "makini-typed-tuned",
     "aiohttp",
     "httpx",
     "naive",
@@ -402,6 +404,7 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "makini-dicts": lambda: run_makini(opts, tally, as_dicts=True),
         "makini-dicts-pages": lambda: run_makini(opts, tally, as_dicts=True, pages=True),
         "makini-dicts-tuned": lambda: _tuned(run_makini(opts, tally, as_dicts=True)),
+        "makini-typed-tuned": lambda: _tuned(run_makini(opts, tally, as_dicts=False)),
         "aiohttp": lambda: run_aiohttp(opts, tally),
         "httpx": lambda: run_httpx(opts, tally),
         "naive": lambda: run_naive(opts, tally),

@@ -151,6 +151,14 @@ TARGETS = [
         "(realistic records) typed pull >= 0.60x",
     ),
     (
+        "typed_tuned_vs_aiohttp_R",
+        "makini-typed-tuned",
+        "aiohttp",
+        "R",
+        0.60,
+        "(realistic records, not a target) typed pull with the opt-in tuning.tuned() >= 0.60x",
+    ),
+    (
         "dicts_vs_httpx",
         "makini-dicts",
         "httpx",
