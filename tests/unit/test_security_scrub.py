@@ -6,10 +6,12 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from makini_async import errors
 from makini_async._sansio import decode_json, error_from_response, parse_single
-from makini_async._scrub import clean, escape, scrub, scrub_data
+from makini_async._scrub import REDACTED, clean, escape, scrub, scrub_data
 from makini_async.status import ConnectionInfo
 from tests.fakes import respond
 from tests.unit.conftest import TOKEN
@@ -127,3 +129,29 @@ def test_parse_single_errors_carry_no_body() -> None:
     with pytest.raises(errors.MalformedResponse) as info:
         parse_single(b"[1, 2]", request_id="req_1")
     assert info.value.request_id == "req_1"
+
+
+@example(text="token=abc", secret="zz", limit=80)
+@example(text="api_key:abc", secret="zz", limit=80)
+@example(text="Bearer+abc", secret="zz", limit=80)
+@example(text="id-abc-9", secret="abc", limit=80)
+@given(
+    text=st.text(alphabet="abcXYZ019._-:=+% \x1b\u202etokenBearer", max_size=60),
+    secret=st.text(alphabet="abc019._-+/=", min_size=1, max_size=8),
+    limit=st.integers(min_value=1, max_value=80),
+)
+def test_clean_is_the_same_whether_or_not_text_takes_the_plain_path(
+    text: str, secret: str, limit: int
+) -> None:
+    # The short cut for plain text (request IDs) must answer as the full rules do.
+    slow = escape(scrub(text, (secret,)))
+    if len(slow) > limit:
+        slow = f"{slow[:limit]}... ({len(slow) - limit} more characters)"
+    assert clean(text, (secret,), limit=limit) == slow
+    # Secrets given as a one-shot iterator are still all applied.
+    assert clean(text, iter([secret]), limit=limit) == slow
+
+
+def test_a_plain_request_id_that_holds_the_token_is_still_scrubbed() -> None:
+    assert clean("req-tok123-x", iter(["tok123"])) == f"req-{REDACTED}-x"
+    assert clean("req-abc_1.2") == "req-abc_1.2"
