@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
+import json
 import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -14,33 +16,47 @@ from makini_async.tuning import quiet_gc, steady_heap, tuned
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
+# Run in a fresh interpreter: how glibc serves a block depends on the free chunks the
+# process already has, and only a young heap has none big enough to reuse.
+_PROBE = """
+import ctypes, gc, json, sys
+from makini_async.tuning import steady_heap, tuned
 
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd",
+        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
-def _mmapped_blocks_for(size: int) -> int:
-    """How many more blocks glibc serves with ``mmap`` while a ``size``-byte object lives."""
-    libc = ctypes.CDLL(None)
-    libc.mallinfo2.restype = _MallInfo2
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+
+def mmapped(size):
+    # How many more blocks glibc serves with mmap while a size-byte object lives.
     before = libc.mallinfo2().hblks
     block = bytearray(size)
     during = libc.mallinfo2().hblks
     del block
-    return int(during - before)
+    return during - before
+
+out = {}
+with (steady_heap() if sys.argv[1] == "steady" else tuned()) as applied:
+    out["applied"] = applied
+    out["inside"] = mmapped(1 << 20)
+    with steady_heap(mmap_threshold=1):  # nested: changes nothing more
+        out["nested"] = mmapped(1 << 20)
+    out["gc_inside"] = gc.get_freeze_count() > 0
+out["after"] = mmapped(1 << 20)
+out["gc_after"] = gc.get_freeze_count() > 0
+print(json.dumps(out))
+"""
+
+
+def _probe(mode: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, timeout=60, check=True
+    )
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
 
 
 def test_quiet_gc_freezes_raises_the_threshold_and_restores_both() -> None:
@@ -88,13 +104,10 @@ async def test_a_pull_under_quiet_gc_delivers_everything(make_pool: object) -> N
 def test_steady_heap_serves_big_blocks_from_the_heap_and_restores_the_defaults() -> None:
     # 1 MiB: above glibc's 128 KiB default (as restored: fixed, no longer raised
     # by glibc as blocks are freed), under the 4 MiB threshold while tuned.
-    with steady_heap() as applied:
-        assert applied is True
-        assert _mmapped_blocks_for(1 << 20) == 0
-        with steady_heap(mmap_threshold=1):  # nested: changes nothing more
-            assert _mmapped_blocks_for(1 << 20) == 0
-        assert _mmapped_blocks_for(1 << 20) == 0
-    assert _mmapped_blocks_for(1 << 20) == 1
+    got = _probe("steady")
+    assert got["applied"] is True
+    assert (got["inside"], got["nested"], got["after"]) == (0, 0, 1)
+    assert got["gc_inside"] is False
 
 
 @pytest.mark.skipif(GLIBC, reason="what other C libraries get")
@@ -118,9 +131,9 @@ def test_tuned_is_both_and_restores_both() -> None:
     with tuned():
         assert gc.get_threshold()[0] != before[0]
         assert gc.get_freeze_count() > 0
-        if GLIBC:
-            assert _mmapped_blocks_for(1 << 20) == 0
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
     if GLIBC:
-        assert _mmapped_blocks_for(1 << 20) == 1
+        got = _probe("tuned")
+        assert (got["inside"], got["after"]) == (0, 1)
+        assert (got["gc_inside"], got["gc_after"]) == (True, False)
