@@ -83,3 +83,16 @@ def test_the_tally_counts_each_record_once() -> None:
     assert tally.duplicates == 1
     assert tally.unexpected == 1
     assert tally.bits[10] == tally.bits[19] == tally.bits[29] == 1
+
+
+def test_overhead_benchmark_counts_every_record_of_every_way(tmp_path: Path) -> None:
+    from benchmarks import overhead
+
+    out = tmp_path / "overhead.json"
+    argv = ["--chain", "2", "--pages", "6", "--rounds", "1", "--shape", "light", "--out", str(out)]
+    assert overhead.main(argv) == 0
+    doc = json.loads(out.read_text())
+    # measure() raises unless each way delivered pages x 200 records.
+    assert set(doc["us_per_page"]) == {"floor", "pages", "records", "typed pages"}
+    assert doc["records_per_page"] == 200
+    assert all(value > 0 for value in doc["us_per_page"].values())

@@ -1,0 +1,183 @@
+"""What a pull adds per page, in one process, with no network: the library's own CPU.
+
+A transport that answers every request at once with the same pre-built page
+feeds a pull of one-page connections. The floor is a bare loop over the same
+pages (``orjson.loads``, count the records, free the page): what any client
+pays. Each way of consuming the pull is timed against it, in CPU µs per page,
+the minimum over rounds. No sockets and no server share the core, so
+differences of a few µs show, where the HTTP benchmark (``benchmarks.run``)
+moves by ±5% from run to run. What HTTP costs is not in these numbers.
+
+::
+
+    python -m benchmarks.overhead                          # realistic work orders
+    python -m benchmarks.overhead --shape light --rounds 15
+    python -m benchmarks.overhead --entity purchase-orders --pages 1000
+    python -m benchmarks.overhead --chain 10                # 10 pages per connection
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from benchmarks._common import RESULTS, machine
+from benchmarks.contenders import MAX_PAGE_SIZE
+from makini_async import Entity, MakiniPool
+from makini_async._transport import RawResponse
+from makini_async.testing._data import generate_records
+from makini_async.testing._realistic import widen
+
+WAYS = ("floor", "pages", "records", "typed pages")
+
+
+class _Instant:
+    """A transport that answers every request at once: ``bodies[n]`` for a chain's n-th page."""
+
+    def __init__(self, bodies: list[bytes]) -> None:
+        self.bodies = bodies
+        self.headers = CIMultiDictProxy(
+            CIMultiDict({"Content-Type": "application/json", "X-Request-Id": "req_0123456789ab"})
+        )
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+    ) -> RawResponse:
+        cursor = (params or {}).get("cursor")
+        return RawResponse(200, self.headers, self.bodies[int(cursor[1:]) if cursor else 0])
+
+    async def close(self) -> None:
+        pass
+
+
+def page_bodies(entity: Entity, shape: str, chain: int) -> list[bytes]:
+    """A chain of ``chain`` pages: ``p1``, ``p2``... as cursors, the last without one."""
+    size = MAX_PAGE_SIZE[entity.value]
+    records = generate_records(entity, 7, size * chain)
+    if shape == "realistic":
+        records = [widen(entity, r, 7, i) for i, r in enumerate(records)]
+    return [
+        orjson.dumps(
+            {
+                "data": records[n * size : (n + 1) * size],
+                "next_cursor": f"p{n + 1}" if n + 1 < chain else None,
+            }
+        )
+        for n in range(chain)
+    ]
+
+
+async def _floor(bodies: list[bytes], pages: int) -> int:
+    count = 0
+    for n in range(pages):
+        doc = orjson.loads(bodies[n % len(bodies)])
+        count += len(doc["data"])
+    return count
+
+
+async def _pull(
+    bodies: list[bytes], entity: Entity, pages: int, way: str, *, dedupe: bool = True
+) -> int:
+    typed = way == "typed pages"
+    specs = [(f"c{i:05d}", f"bench-token-{i:05d}") for i in range(pages // len(bodies))]
+    count = 0
+    async with (
+        MakiniPool(
+            base_url="http://127.0.0.1:1", transport=_Instant(bodies), as_dicts=not typed
+        ) as pool,
+        pool.pull([entity], specs, dedupe=dedupe) as pull,
+    ):
+        if way == "records":
+            async for _item in pull:
+                count += 1
+        else:
+            async for page in pull.pages():
+                count += len(page.records)
+    return count
+
+
+def measure(opts: argparse.Namespace) -> dict[str, Any]:
+    entity = Entity(opts.entity)
+    bodies = page_bodies(entity, opts.shape, opts.chain)
+    per_page = MAX_PAGE_SIZE[entity.value]
+    if opts.pages % opts.chain:
+        raise SystemExit("--pages must be a multiple of --chain")
+    runs: dict[str, list[float]] = {way: [] for way in WAYS}
+    for _ in range(opts.rounds):
+        for way in WAYS:
+            start = time.process_time()
+            if way == "floor":
+                count = asyncio.run(_floor(bodies, opts.pages))
+            else:
+                count = asyncio.run(_pull(bodies, entity, opts.pages, way, dedupe=opts.dedupe))
+            elapsed = time.process_time() - start
+            if count != opts.pages * per_page:
+                raise RuntimeError(f"{way}: {count} records, expected {opts.pages * per_page}")
+            runs[way].append(elapsed / opts.pages * 1e6)
+    floor = min(runs["floor"])
+    return {
+        "machine": machine(),
+        "options": vars(opts),
+        "page_bytes": len(bodies[0]),
+        "records_per_page": per_page,
+        "us_per_page": {way: min(values) for way, values in runs.items()},
+        "added_us_per_page": {way: min(values) - floor for way, values in runs.items()},
+        "added_us_per_record": {
+            way: (min(values) - floor) / per_page for way, values in runs.items()
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=("realistic", "light"), default="realistic")
+    parser.add_argument("--entity", default="work-orders", choices=sorted(MAX_PAGE_SIZE))
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--chain", type=int, default=1, help="pages per connection (default 1)")
+    parser.add_argument("--no-dedupe", dest="dedupe", action="store_false", help="dedupe=False")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--out", default=None, help="JSON results (default: results/overhead-SHAPE.json)"
+    )
+    opts = parser.parse_args(argv)
+    result = measure(opts)
+    print(
+        f"{opts.entity}, {opts.shape}: {result['page_bytes']:,} bytes a page,"
+        f" {opts.chain} page(s) per connection, dedupe={opts.dedupe}"
+    )
+    for way in WAYS:
+        added = result["added_us_per_page"][way]
+        print(
+            f"  {way:<12} {result['us_per_page'][way]:8.1f} µs/page"
+            + ("" if way == "floor" else f"   +{added:6.1f} µs/page over the floor")
+        )
+    suffix = "" if opts.dedupe else "-no-dedupe"
+    default = RESULTS / f"overhead-{opts.entity}-{opts.shape}-chain{opts.chain}{suffix}.json"
+    out = Path(opts.out) if opts.out else default
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
