@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import os
 import platform
 import threading
 from typing import TYPE_CHECKING, Any, Final
@@ -85,29 +86,73 @@ DEFAULT_TRIM_THRESHOLD: Final = 64 * 1024 * 1024
 #: Blocks below this size come from the heap, not ``mmap`` (glibc's default: 128 KiB).
 DEFAULT_MMAP_THRESHOLD: Final = 4 * 1024 * 1024
 
-# mallopt(3) parameters (malloc.h) and glibc's documented defaults, restored on exit.
+# mallopt(3) parameters (malloc.h); glibc's documented default for both thresholds.
 _M_TRIM_THRESHOLD: Final = -1
 _M_MMAP_THRESHOLD: Final = -3
 _GLIBC_DEFAULT: Final = 128 * 1024
+#: mallopt takes a C int.
+_MAX_SIZE: Final = 2**31 - 1
 
 _heap_depth = 0
+_restore: tuple[int, int] = (_GLIBC_DEFAULT, _GLIBC_DEFAULT)
 
 
 def _glibc() -> Any | None:
-    """The C library, when it is glibc (the only one whose ``mallopt`` does this)."""
+    """The C library with ``mallopt`` and ``malloc_trim`` typed, when it is glibc."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
-        return ctypes.CDLL(None)
+        libc = ctypes.CDLL(None)
     except OSError:  # pragma: no cover - a static or unusual interpreter
         return None
+    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    libc.mallopt.restype = ctypes.c_int
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    libc.malloc_trim.restype = ctypes.c_int
+    return libc
 
 
-def _positive(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        msg = f"{name} must be a positive int, got {value!r}"
+def _configured() -> tuple[int, int]:
+    """The thresholds the process was started with: ``(mmap, trim)`` (glibc reads no others).
+
+    From ``GLIBC_TUNABLES`` (``glibc.malloc.mmap_threshold``, ``...trim_threshold``)
+    or the older ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_``, else
+    glibc's default. What the application set with its own ``mallopt`` calls
+    cannot be read back.
+    """
+    found: dict[str, int] = {}
+    for item in os.environ.get("GLIBC_TUNABLES", "").split(":"):
+        name, _, value = item.partition("=")
+        if name in ("glibc.malloc.mmap_threshold", "glibc.malloc.trim_threshold"):
+            found.setdefault(name.rsplit(".", 1)[1], _size(value))
+    for key in ("mmap_threshold", "trim_threshold"):
+        found.setdefault(key, _size(os.environ.get(f"MALLOC_{key.upper()}_", "")))
+    return found["mmap_threshold"], found["trim_threshold"]
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        return _GLIBC_DEFAULT
+    return value if 0 < value <= _MAX_SIZE else _GLIBC_DEFAULT
+
+
+def _size_arg(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= _MAX_SIZE:
+        msg = f"{name} must be a positive int of at most {_MAX_SIZE} bytes, got {value!r}"
         raise UsageError(msg)
     return value
+
+
+def _set(libc: Any, mmap: int, trim: int) -> bool:
+    # mallopt answers 0 when it refuses a value; then nothing of this call stays changed.
+    if not libc.mallopt(_M_MMAP_THRESHOLD, mmap):
+        return False
+    if not libc.mallopt(_M_TRIM_THRESHOLD, trim):
+        libc.mallopt(_M_MMAP_THRESHOLD, _restore[0])
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -117,38 +162,50 @@ def steady_heap(
 ) -> Iterator[bool]:
     """Let glibc's heap keep freed memory for the next page, within the block.
 
-    Yields whether it applied: ``True`` on glibc (Linux), ``False`` elsewhere,
-    where it changes nothing. While it applies, blocks under ``mmap_threshold``
-    bytes come from the heap and up to ``trim_threshold`` bytes of freed heap
-    stay with the process instead of going back to the kernel, so the RSS can
-    stay that much above what is in use.
+    Yields whether it applied: ``True`` on glibc (Linux), ``False`` elsewhere
+    (or if glibc refused a value), where it changes nothing. While it applies,
+    blocks under ``mmap_threshold`` bytes come from the heap and up to
+    ``trim_threshold`` bytes of freed heap stay with the process instead of
+    going back to the kernel, so the RSS can stay that much above what is in
+    use. Both are at most 2**31 - 1 bytes (``mallopt`` takes a C int).
 
-    On exit of the outermost block the two thresholds return to glibc's
-    defaults (128 KiB) and the kept memory goes back to the kernel
-    (``malloc_trim``). glibc's own adjustment of the thresholds (it raises them
-    as large blocks are freed) stays off for the rest of the process: glibc
-    has no way to turn it back on.
+    On exit of the outermost block the two thresholds return to what the
+    process was started with (``GLIBC_TUNABLES`` or ``MALLOC_*_THRESHOLD_``,
+    else glibc's 128 KiB) and the kept memory goes back to the kernel
+    (``malloc_trim``). Values the application set with its own ``mallopt``
+    cannot be read back, and are replaced. glibc's own adjustment of the
+    thresholds (it raises them as large blocks are freed) stays off for the
+    rest of the process: glibc has no way to turn it back on.
     """
-    trim = _positive("trim_threshold", trim_threshold)
-    mmap = _positive("mmap_threshold", mmap_threshold)
+    trim = _size_arg("trim_threshold", trim_threshold)
+    mmap = _size_arg("mmap_threshold", mmap_threshold)
     libc = _glibc()
     if libc is None:
         yield False
         return
-    global _heap_depth  # noqa: PLW0603 - the allocator's state is the process's
+    global _heap_depth, _restore  # noqa: PLW0603 - the allocator's state is the process's
     with _lock:
         if _heap_depth == 0:
-            libc.mallopt(_M_MMAP_THRESHOLD, mmap)
-            libc.mallopt(_M_TRIM_THRESHOLD, trim)
-        _heap_depth += 1
+            _restore = _configured()
+            if not _set(libc, mmap, trim):
+                applied = False
+            else:
+                applied = True
+                _heap_depth = 1
+        else:
+            applied = True
+            _heap_depth += 1
+    if not applied:
+        yield False
+        return
     try:
         yield True
     finally:
         with _lock:
             _heap_depth -= 1
             if _heap_depth == 0:
-                libc.mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT)
-                libc.mallopt(_M_TRIM_THRESHOLD, _GLIBC_DEFAULT)
+                libc.mallopt(_M_MMAP_THRESHOLD, _restore[0])
+                libc.mallopt(_M_TRIM_THRESHOLD, _restore[1])
                 libc.malloc_trim(0)
 
 

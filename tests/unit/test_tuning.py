@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -38,6 +39,12 @@ def mmapped(size):
     del block
     return during - before
 
+def kept_mib():
+    # Heap still held after 40 MiB of small blocks are freed.
+    blocks = [bytearray(2000) for _ in range(20000)]
+    del blocks
+    return libc.mallinfo2().arena >> 20
+
 out = {}
 with (steady_heap() if sys.argv[1] == "steady" else tuned()) as applied:
     out["applied"] = applied
@@ -45,15 +52,23 @@ with (steady_heap() if sys.argv[1] == "steady" else tuned()) as applied:
     with steady_heap(mmap_threshold=1):  # nested: changes nothing more
         out["nested"] = mmapped(1 << 20)
     out["gc_inside"] = gc.get_freeze_count() > 0
+    out["kept_inside"] = kept_mib()
+out["heap_after_exit"] = libc.mallinfo2().arena >> 20
 out["after"] = mmapped(1 << 20)
+out["after_2mib"] = mmapped(2 << 20)
 out["gc_after"] = gc.get_freeze_count() > 0
 print(json.dumps(out))
 """
 
 
-def _probe(mode: str) -> dict[str, object]:
+def _probe(mode: str, **env: str) -> dict[str, object]:
     done = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", _PROBE, mode],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, **env},
     )
     result: dict[str, object] = json.loads(done.stdout)
     return result
@@ -108,6 +123,21 @@ def test_steady_heap_serves_big_blocks_from_the_heap_and_restores_the_defaults()
     assert got["applied"] is True
     assert (got["inside"], got["nested"], got["after"]) == (0, 0, 1)
     assert got["gc_inside"] is False
+    # Freed heap is kept within the block (40 MiB < the 64 MiB trim threshold) and
+    # handed back on exit (malloc_trim).
+    assert isinstance(got["kept_inside"], int)
+    assert got["kept_inside"] >= 30
+    assert isinstance(got["heap_after_exit"], int)
+    assert got["heap_after_exit"] < 10
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's allocator only")
+def test_steady_heap_restores_the_thresholds_the_process_started_with() -> None:
+    # An 8 MiB mmap threshold from the environment is what exit restores, not 128 KiB.
+    got = _probe("steady", GLIBC_TUNABLES="glibc.malloc.mmap_threshold=8388608")
+    assert (got["inside"], got["after"], got["after_2mib"]) == (0, 0, 0)
+    got = _probe("steady", MALLOC_MMAP_THRESHOLD_="1572864")
+    assert (got["after"], got["after_2mib"]) == (0, 1)
 
 
 @pytest.mark.skipif(GLIBC, reason="what other C libraries get")
@@ -116,7 +146,7 @@ def test_steady_heap_does_nothing_off_glibc() -> None:  # pragma: no cover - gli
         assert applied is False
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "64"])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "64", 2**31, 2**64])
 def test_steady_heap_refuses_sizes_that_are_not_positive_ints(bad: object) -> None:
     with pytest.raises(UsageError, match="trim_threshold must be a positive int"):
         with steady_heap(trim_threshold=bad):  # type: ignore[arg-type]
