@@ -192,7 +192,7 @@ _TEMPLATES: Final[dict[str, tuple[str, ...]]] = {
         "if v is None:",
         "    v = ()",
         "elif v.__class__ is list:",
-        "    v = tuple([_s_{sub}(i) for i in v])",
+        "    v = tuple(map(_s_{sub}, v))",
         "else:",
         "    v = to_seq(v, _s_{sub})",
     ),

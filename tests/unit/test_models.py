@@ -610,6 +610,17 @@ def test_python_310_z_path(monkeypatch: pytest.MonkeyPatch) -> None:
         2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC
     )
     assert _fields.to_date("2024-03-01T23:00:00-05:00") == dt.date(2024, 3, 1)
+    # The generated structuring holds its own reference to the fast path.
+    from makini_async.models._converter import structure_fn
+    from makini_async.models._records import WorkOrder
+
+    fn = structure_fn(WorkOrder)
+    monkeypatch.setitem(fn.__globals__, "_fromiso", _fields.parse_datetime)
+    wo = fn({"id": "w", "created_at": "2024-03-01 12:00:00.1234567", "completed_at": "2024-03-01"})
+    assert wo.created_at == dt.datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert wo.completed_at == dt.datetime(2024, 3, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="date-time"):
+        fn({"id": "w", "created_at": "2024-03-01T12:00:00+01:00Z"})
 
 
 def test_an_empty_extra_is_a_fresh_small_dict() -> None:
