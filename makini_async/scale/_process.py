@@ -5,9 +5,11 @@ sockets and threads. Where the platform has it, workers fork from
 multiprocessing's fork server, a clean process started once that has
 already imported the worker's modules, so a worker is ready in milliseconds
 instead of the half second an import takes; elsewhere they are spawned.
-Either way the main module is imported as for spawn (keep your script's
-entry point under ``if __name__ == "__main__":``). Each unit runs as one
-executor call on a fresh event loop in whichever worker is free. Progress comes back through a
+Either way each worker imports the main module as spawn does (keep your
+script's entry point under ``if __name__ == "__main__":``) and starts with
+the coordinator's environment as it is when the executor starts, not as it
+was when the fork server started. Each unit runs as one executor call on a
+fresh event loop in whichever worker is free. Progress comes back through a
 ``multiprocessing`` queue given to every worker at start-up.
 
 A worker killed mid-unit breaks the whole executor (``BrokenProcessPool``:
@@ -46,9 +48,13 @@ ROWS_PER_MESSAGE: Final = 24
 _progress: Any = None  # the worker's end of the progress queue (set by _start_worker)
 
 
-def _start_worker(progress: Any) -> None:
+def _start_worker(progress: Any, environ: dict[str, str]) -> None:
     global _progress  # noqa: PLW0603 - one queue per worker process, set once at start
     _progress = progress
+    # A forked worker has the fork server's environment, from when it started.
+    if environ != os.environ:
+        os.environ.clear()
+        os.environ.update(environ)
     # Ctrl-C reaches the whole process group; the coordinator alone decides to stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -65,13 +71,30 @@ def _run_in_worker(job: UnitJob) -> UnitResult:
     return run_unit_sync(job, _send)
 
 
+def _nothing() -> None:
+    """What the probe process runs: it only has to start."""
+
+
+#: The fork server already answered a probe (its pid), so workers start at once.
+_ready_server: int | None = None
+_WORKER_MODULE: Final = "makini_async.scale._worker"
+
+
 def _context() -> Any:
     """The fork server's context where there is one (it preloads the worker), else spawn's."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    # Read when the fork server starts (once per process); later calls change nothing.
-    context.set_forkserver_preload(["__main__", "makini_async.scale._worker"])
+    # The preload list is the process's: add the worker to the application's own
+    # list, never replace it. Python's default, ["__main__"], is left out: some
+    # versions run the main script's top level in the fork server itself, without
+    # its arguments, where an error stops every worker. Read when the fork server
+    # starts, once per process.
+    preload = list(getattr(forkserver._forkserver, "_preload_modules", None) or [])
+    if preload == ["__main__"]:
+        preload = []
+    if _WORKER_MODULE not in preload:
+        context.set_forkserver_preload([*preload, _WORKER_MODULE])
     return context
 
 
@@ -101,15 +124,29 @@ class ProcessEngine:
         return self._workers
 
     def warm_up(self) -> None:
-        """Start the fork server now, so the first pull's workers start at once (optional).
+        """Start the fork server and wait until it forks, so workers start at once (optional).
 
-        Otherwise the first pull of the process starts it (about as long as one
-        import of the library). Does nothing where workers are spawned.
+        Blocks for about as long as one import of the library the first time,
+        then returns at once. :meth:`run` does it in a thread when it was not
+        done. Does nothing where workers are spawned.
         """
-        if _context().get_start_method() == "forkserver":
-            forkserver.ensure_running()
+        global _ready_server  # noqa: PLW0603 - one fork server per process
+        context = _context()
+        if context.get_start_method() != "forkserver":
+            return
+        forkserver.ensure_running()
+        server = getattr(forkserver._forkserver, "_forkserver_pid", None)
+        if server is not None and server == _ready_server:
+            return
+        # The fork server answers only once it has imported what it preloads.
+        probe = context.Process(target=_nothing, name="makini-warm-up")
+        probe.start()
+        probe.join()
+        _ready_server = server
 
     async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
+        # Not on the event loop: the first fork waits for the server's imports.
+        await asyncio.to_thread(self.warm_up)
         context = _context()
         todo = collections.deque(jobs)
         tries: collections.Counter[int] = collections.Counter()
@@ -118,7 +155,10 @@ class ProcessEngine:
             # write lock would leave it locked for every later writer.
             progress = context.Queue()
             executor = ProcessPoolExecutor(
-                self._workers, mp_context=context, initializer=_start_worker, initargs=(progress,)
+                self._workers,
+                mp_context=context,
+                initializer=_start_worker,
+                initargs=(progress, dict(os.environ)),
             )
             finished = False
             try:

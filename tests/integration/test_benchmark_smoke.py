@@ -95,4 +95,4 @@ def test_overhead_benchmark_counts_every_record_of_every_way(tmp_path: Path) -> 
     # measure() raises unless each way delivered pages x 200 records.
     assert set(doc["us_per_page"]) == {"floor", "pages", "records", "typed pages"}
     assert doc["records_per_page"] == 200
-    assert all(value > 0 for value in doc["us_per_page"].values())
+    assert doc["page_bytes"] > 0

@@ -214,17 +214,24 @@ def test_bad_options_are_usage_errors(options: dict[str, object], message: str) 
 
 _SCRIPT = '''
 import asyncio
+import os
 import sys
 from pathlib import Path
 
 from makini_async.scale import ProcessEngine, ShardedPull
 
 
+# Read at the top level, as scripts do: wherever this module is imported (the
+# workers import it to unpickle FileSink), it must have the script's arguments.
+OUT = Path(sys.argv[2])
+
+
 class FileSink:
     """Defined in the script itself: workers must import the script to unpickle it."""
 
     def __init__(self, unit: int = 0) -> None:
-        self.path = Path(sys.argv[2]) / f"unit-{unit}.txt"
+        assert os.environ["NIGHTLY_SET_LATE"] == "yes"  # the coordinator's, set after warm_up
+        self.path = OUT / f"unit-{unit}.txt"
 
     location = "files"
     checkpoint_store = None
@@ -246,6 +253,7 @@ class FileSink:
 if __name__ == "__main__":
     engine = ProcessEngine(workers=2)
     engine.warm_up()
+    os.environ["NIGHTLY_SET_LATE"] = "yes"  # after the fork server started
     tokens = [(f"plant-{i}", f"tok_secret_{i:06d}") for i in range(4)]
     pull = ShardedPull(
         ["assets"], tokens, sink=FileSink, engine=engine,

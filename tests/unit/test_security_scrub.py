@@ -135,8 +135,12 @@ def test_parse_single_errors_carry_no_body() -> None:
 @example(text="api_key:abc", secret="zz", limit=80)
 @example(text="Bearer+abc", secret="zz", limit=80)
 @example(text="id-abc-9", secret="abc", limit=80)
+@example(text="abcdef", secret="zz", limit=3)
+@example(text="Bearer abc", secret="zz", limit=80)
+@example(text="x%2By", secret="+", limit=80)
+@example(text="Bearer%20abc", secret="zz", limit=80)
 @given(
-    text=st.text(alphabet="abcXYZ019._-:=+% \x1b\u202etokenBearer", max_size=60),
+    text=st.text(alphabet="abcXYZ0129FD._-:=+% \x1b\u202etokenBearer", max_size=60),
     secret=st.text(alphabet="abc019._-+/=", min_size=1, max_size=8),
     limit=st.integers(min_value=1, max_value=80),
 )
