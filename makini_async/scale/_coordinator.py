@@ -73,7 +73,9 @@ class ShardedPull:
     Each worker lands its records in its own sink instance (``sink`` is a spec:
     ``jsonl:DIR``, ``parquet:DIR`` or a ``postgresql://`` DSN); the coordinator
     only merges chain state into :attr:`report`, a :class:`PullReport` that is
-    live while :meth:`run` runs. See the README's "Scaling out".
+    live while :meth:`run` runs. ``as_dicts=None`` leaves the choice to the
+    workers' pools (``pool_options["as_dicts"]``, typed records by default),
+    as ``pool.pull`` does. See the README's "Scaling out".
     """
 
     def __init__(
@@ -88,7 +90,7 @@ class ShardedPull:
         pool_options: Mapping[str, Any] | None = None,
         modified_after: dt.datetime | dt.date | str | None = None,
         concurrency: int | None = None,
-        as_dicts: bool = False,
+        as_dicts: bool | None = None,
         dedupe: bool = True,
         on_invalid: OnInvalid = "deliver",
         since_sync_status: bool = False,
@@ -127,6 +129,7 @@ class ShardedPull:
         self.location = os.path.dirname(probe.location) if directory else probe.location
         options: dict[str, Any] = {
             "dedupe": dedupe,
+            # None: the workers' pools decide (``pool_options["as_dicts"]``), as pool.pull does.
             "as_dicts": as_dicts,
             "on_invalid": on_invalid,
             "since_sync_status": since_sync_status,

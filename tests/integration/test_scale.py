@@ -257,7 +257,8 @@ if __name__ == "__main__":
     tokens = [(f"plant-{i}", f"tok_secret_{i:06d}") for i in range(4)]
     pull = ShardedPull(
         ["assets"], tokens, sink=FileSink, engine=engine,
-        pool_options={"base_url": sys.argv[1]}, as_dicts=True, units=4,
+        # Dict records because the pool says so: the pull follows the pool's default.
+        pool_options={"base_url": sys.argv[1], "as_dicts": True}, units=4,
     )
     report = asyncio.run(pull.run())
     print(report.records, report.ok)
