@@ -1,6 +1,6 @@
 """Bytes per idle connection handle, for 100,000 handles.
 
-Run: python benchmarks/idle_handles.py [--count 100000]
+Run: python -m benchmarks.idle_handles [--count 100000]
 
 Measures with tracemalloc (Python allocations, which is what handles cost):
 1. fresh handles (``pool.connection(token)``), counting the pool's dict entry
@@ -14,37 +14,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import sys
 import tracemalloc
-from collections.abc import Mapping
+from pathlib import Path
 
-from multidict import CIMultiDict
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._instant import InstantTransport
 from makini_async import MakiniPool
-from makini_async._transport import RawResponse
 
 _BODY = b'{"data": {"id": "ast_000001"}}'
-_HEADERS = CIMultiDict({"X-Request-Id": "req_1"})
-
-
-class InstantTransport:
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-        body: bytes | None,
-    ) -> RawResponse:
-        return RawResponse(200, _HEADERS, _BODY)
-
-    async def close(self) -> None:
-        return None
 
 
 async def measure(count: int) -> tuple[float, float]:
     tokens = [f"tok_live_{i:032x}" for i in range(count)]
-    async with MakiniPool(base_url="http://127.0.0.1:9", transport=InstantTransport()) as pool:
+    async with MakiniPool(
+        base_url="http://127.0.0.1:9", transport=InstantTransport([_BODY], request_id="req_1")
+    ) as pool:
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]

@@ -27,47 +27,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    pass
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from benchmarks._common import RESULTS, machine
+from benchmarks._instant import InstantTransport
 from benchmarks.contenders import MAX_PAGE_SIZE
 from makini_async import Entity, MakiniPool
-from makini_async._transport import RawResponse
 from makini_async.testing._data import generate_records
 from makini_async.testing._realistic import widen
 
 WAYS = ("floor", "pages", "records", "typed pages")
-
-
-class _Instant:
-    """A transport that answers every request at once: ``bodies[n]`` for a chain's n-th page."""
-
-    def __init__(self, bodies: list[bytes]) -> None:
-        self.bodies = bodies
-        self.headers = CIMultiDictProxy(
-            CIMultiDict({"Content-Type": "application/json", "X-Request-Id": "req_0123456789ab"})
-        )
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        params: Mapping[str, str] | None,
-        body: bytes | None,
-    ) -> RawResponse:
-        cursor = (params or {}).get("cursor")
-        return RawResponse(200, self.headers, self.bodies[int(cursor[1:]) if cursor else 0])
-
-    async def close(self) -> None:
-        pass
 
 
 def page_bodies(entity: Entity, shape: str, chain: int) -> list[bytes]:
@@ -103,7 +77,7 @@ async def _pull(
     count = 0
     async with (
         MakiniPool(
-            base_url="http://127.0.0.1:1", transport=_Instant(bodies), as_dicts=not typed
+            base_url="http://127.0.0.1:1", transport=InstantTransport(bodies), as_dicts=not typed
         ) as pool,
         pool.pull([entity], specs, dedupe=dedupe) as pull,
     ):
