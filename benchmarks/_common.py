@@ -60,22 +60,34 @@ class ServerURL(str):
     pgid: int
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """``/proc/PID/stat`` after the command's closing parenthesis, or None if it is gone.
+
+    Index 2 is the process group; 11-14 are utime, stime, cutime and cstime in clock ticks.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def process_cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user + system) of one live process, with its reaped children's if asked."""
+    fields = _stat(pid)
+    if fields is None:
+        return 0.0
+    return sum(int(f) for f in fields[11 : 15 if children else 13]) / os.sysconf("SC_CLK_TCK")
+
+
 def group_cpu_seconds(pgid: int) -> float:
     """CPU seconds (user + system) used so far by the live processes of one process group."""
-    tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # gone meanwhile
-            continue
-        # After the command's closing parenthesis: state ppid pgrp ... utime(14) stime(15).
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid:
+        fields = _stat(entry.name) if entry.name.isdigit() else None
+        if fields is not None and int(fields[2]) == pgid:
             total += int(fields[11]) + int(fields[12])
-    return total / tick
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

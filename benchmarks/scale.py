@@ -41,7 +41,14 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import RESULTS, group_cpu_seconds, machine, median_range, mock_server
+from benchmarks._common import (
+    RESULTS,
+    group_cpu_seconds,
+    machine,
+    median_range,
+    mock_server,
+    process_cpu_seconds,
+)
 
 ENTITY = "work-orders"
 
@@ -256,13 +263,7 @@ def _client_cpu() -> float:
     total = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
     pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
     if pid is not None:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:  # not running
-            return total
-        # After the command: utime(14) stime(15) cutime(16) cstime(17), in clock ticks.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        total += process_cpu_seconds(pid, children=True)
     return total
 
 
