@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import gc
 import os
 import platform
@@ -97,8 +98,9 @@ _heap_depth = 0
 _restore: tuple[int, int] = (_GLIBC_DEFAULT, _GLIBC_DEFAULT)
 
 
+@functools.cache
 def _glibc() -> Any | None:
-    """The C library with ``mallopt`` and ``malloc_trim`` typed, when it is glibc."""
+    """The C library with ``mallopt`` and ``malloc_trim`` typed, when it is glibc (once)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
@@ -187,13 +189,10 @@ def steady_heap(
     with _lock:
         if _heap_depth == 0:
             _restore = _configured()
-            if not _set(libc, mmap, trim):
-                applied = False
-            else:
-                applied = True
-                _heap_depth = 1
+            applied = _set(libc, mmap, trim)
         else:
             applied = True
+        if applied:
             _heap_depth += 1
     if not applied:
         yield False
