@@ -154,6 +154,30 @@ def _bumped(old: Any) -> str:
     return now
 
 
+async def _stop_accepting(runner: web.AppRunner) -> None:
+    """Stop accepting, and let the connections already accepted be set up.
+
+    asyncio's selector loop accepts a batch of connections at once and sets each up in a
+    task of its own. A server closed before those tasks run fails them on an assertion
+    that nothing reports, and their sockets stay open until the garbage collector warns
+    of unclosed transports: a restart that meets a burst of new connections (a proxy
+    opening upstream connections under load) does this. Taking the listening sockets out
+    of the selector first, then yielding, lets the accepted connections be set up (one
+    round of the loop), made (a second) and waiting for a request (a third), so that
+    ``runner.cleanup()`` closes them at once with the others instead of waiting out its
+    shutdown timeout.
+    """
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop, asyncio.SelectorEventLoop):
+        return  # the race is in the selector loop's accept path
+    for site in runner.sites:
+        server = site._server  # aiohttp has no public handle on the asyncio server
+        for sock in getattr(server, "sockets", None) or ():
+            loop.remove_reader(sock.fileno())
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
 class MockMakini:
     """An in-process Makini API server for tests, benchmarks and demos.
 
@@ -292,6 +316,7 @@ class MockMakini:
             self._closing.set()
         runner, self._runner = self._runner, None
         if runner is not None:
+            await _stop_accepting(runner)
             await runner.cleanup()
         await self.webhooks.close()
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import socket
 import sys
+import warnings
 from typing import Any
 
 import aiohttp
@@ -123,6 +125,35 @@ async def test_explicit_start_close_and_url() -> None:
     assert server.port > 0
     await server.close()
     await server.close()  # idempotent
+
+
+async def test_connections_accepted_as_the_server_closes_are_closed_with_it() -> None:
+    """A proxy restarting its upstream: connections in the accept batch when close() begins.
+
+    The selector loop accepts a batch of connections, then sets each up in a task of its
+    own. Here close() runs between the two, which used to leave every socket of the batch
+    open and unowned until the garbage collector warned about it.
+    """
+    server = MockMakini()
+    await server.start()
+    clients = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
+    try:
+        await asyncio.sleep(0)  # this round of the loop polls the listening socket...
+        await asyncio.sleep(0)  # ...and this one runs the accept, which queues the set-ups
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await server.close()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            gc.collect()
+        unclosed = [w for w in caught if issubclass(w.category, ResourceWarning)]
+        assert unclosed == []
+        for client in clients:  # every accepted connection was closed by the server
+            client.settimeout(5)
+            assert client.recv(1) == b""
+    finally:
+        for client in clients:
+            client.close()
 
 
 def isort_style(names: list[str]) -> list[str]:
