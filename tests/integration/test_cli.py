@@ -605,7 +605,7 @@ async def test_an_unwritable_record_fails_only_its_own_chain(
 ) -> None:
     # orjson reads 1,024 levels but writes 254: one customer's record is too deep
     # (a server not written with orjson sends it; the mock's list_page is patched).
-    from makini_async.testing._server import _Answer
+    from makini_async.testing._answers import _Answer
 
     deep = b'{"id":"ast_deep","custom_fields":' + b'{"n":' * 400 + b"1" + b"}" * 401
     original = server.list_page

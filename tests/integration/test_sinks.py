@@ -106,7 +106,7 @@ async def test_postgres_sink_keeps_invalid_records_and_fails_only_a_bad_chain(
         original = server.list_page
 
         def list_page(conn: Any, entity: Entity, query: Any, request_id: str) -> Any:
-            from makini_async.testing._server import _Answer
+            from makini_async.testing._answers import _Answer
 
             answer = original(conn, entity, query, request_id)
             if conn.token == TOKENS[1]:  # a NUL character: text PostgreSQL cannot store
