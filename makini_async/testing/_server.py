@@ -144,6 +144,7 @@ class MockMakini(_Routes):
         self._anon_stats = ServerStats()
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
         self._webhook_targets: list[tuple[str, str | bytes, int, bool]] = []
         #: Requests in flight now, and the most ever in flight at once, over all tokens.
         self.in_flight_total = 0
@@ -200,9 +201,18 @@ class MockMakini(_Routes):
         if self._closing is not None:
             self._closing.set()
         runner, self._runner = self._runner, None
-        if runner is not None:
-            await _stop_accepting(runner)
-            await runner.cleanup()
+        if runner is None:
+            if self._stopped is not None:  # another close() is under way: wait for it
+                await self._stopped.wait()
+        else:
+            stopped = self._stopped = asyncio.Event()
+            try:
+                await _stop_accepting(runner)
+            finally:  # even when cancelled: the listening sockets must close
+                try:
+                    await runner.cleanup()
+                finally:
+                    stopped.set()
         await self.webhooks.close()
 
     async def __aenter__(self) -> MockMakini:

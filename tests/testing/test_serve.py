@@ -156,6 +156,41 @@ async def test_connections_accepted_as_the_server_closes_are_closed_with_it() ->
             client.close()
 
 
+async def test_a_cancelled_close_still_releases_the_port() -> None:
+    # asyncio.run() ending cancels a close() still under way: the port must not stay bound.
+    server = MockMakini()
+    await server.start()
+    port = server.port
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for rounds in range(1, 4):  # cancelled at each round close() yields in
+            closing = asyncio.create_task(server.close())
+            for _ in range(rounds):
+                await asyncio.sleep(0)
+            closing.cancel()
+            await asyncio.gather(closing, return_exceptions=True)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            await server.start()  # the same port binds again
+            assert server.port == port
+        await server.close()
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+async def test_concurrent_closes_both_return_once_the_server_is_closed() -> None:
+    server = MockMakini()
+    await server.start()
+    port = server.port
+    first = asyncio.create_task(server.close())
+    await asyncio.sleep(0)  # the first close() is under way
+    await server.close()  # the second returns once the server is closed, not before
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    await first
+    await server.close()  # and a later one returns at once
+
+
 def isort_style(names: list[str]) -> list[str]:
     """The order ruff's RUF022 keeps: CONSTANTS, then Classes, then functions."""
     return sorted(names, key=lambda n: (0 if n.isupper() else 1 if n[0].isupper() else 2, n))
