@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -142,3 +146,20 @@ class FakeClock:
         target = self.now + max(0.0, delay)
         await asyncio.sleep(0)
         self.now = max(self.now, target)
+
+
+def run_fresh(code: str, *args: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run ``code`` in a fresh interpreter and return the JSON object it prints.
+
+    For what a long-lived test process cannot show: a young heap, an unstarted fork server.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, **(env or {})},
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result

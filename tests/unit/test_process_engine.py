@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
-import subprocess
-import sys
 
 import pytest
+
+from tests.fakes import run_fresh
 
 pytestmark = pytest.mark.skipif(
     "forkserver" not in multiprocessing.get_all_start_methods(), reason="no fork server here"
@@ -29,15 +28,7 @@ print(json.dumps({
 
 
 def _preload(user: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", _PRELOAD, user],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
+    return run_fresh(_PRELOAD, user)
 
 
 def test_the_worker_is_added_to_the_applications_own_preload_list() -> None:

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import gc
-import json
-import os
 import platform
-import subprocess
-import sys
 
 import pytest
 
 from makini_async import UsageError
 from makini_async.tuning import quiet_gc, steady_heap, tuned
+from tests.fakes import run_fresh
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -62,16 +59,7 @@ print(json.dumps(out))
 
 
 def _probe(mode: str, **env: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env={**os.environ, **env},
-    )
-    result: dict[str, object] = json.loads(done.stdout)
-    return result
+    return run_fresh(_PROBE, mode, env=env)
 
 
 def test_quiet_gc_freezes_raises_the_threshold_and_restores_both() -> None:
