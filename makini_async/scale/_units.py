@@ -59,8 +59,7 @@ STATE: Final = ("total", "page_size", "resumed", "modified_after")
 _counters: Final = operator.attrgetter(*COUNTERS)
 _state: Final = operator.attrgetter(*STATE)
 
-#: ``(index in the unit, outcome, records, pages, invalid, retries, rate_limited,
-#: deferrals, total, page_size, resumed, modified_after, error)``: one chain's state,
+#: ``(index in the unit, outcome, *COUNTERS, *STATE, error)``: one chain's state,
 #: small and picklable (a ChainReport holds a clock and, in a worker, its connection).
 Row = tuple[Any, ...]
 
