@@ -30,6 +30,7 @@
     ├── CircuitOpenError             the connection's breaker is open (retry_at)
     ├── CheckpointError              a checkpoint store could not be read or written
     ├── SinkError                    a page could not be stored (fails only its chain)
+    │   └── SinkUnavailable          the destination is down (retried; then ends the pull once)
     ├── WebhookVerificationError     a webhook whose signature does not verify
     └── UsageError (also ValueError) bad arguments, or a closed pool
 
@@ -72,6 +73,7 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "SinkError",
+    "SinkUnavailable",
     "TLSError",
     "TransportError",
     "UnexpectedRedirect",
@@ -326,6 +328,15 @@ class CheckpointError(MakiniError):
 
 class SinkError(MakiniError):
     """A page could not be stored where the pull lands it; only its chain fails."""
+
+
+class SinkUnavailable(SinkError):
+    """The destination cannot take writes now (a database restarting, a full disk).
+
+    Transient: the pull retries the write with backoff until its deadline, and a
+    destination that stays down ends the whole pull once with this error, not
+    every chain with its own.
+    """
 
 
 class WorkerLost(MakiniError):

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from makini_async.checkpoint import AsyncCheckpointStore, ChainState, CheckpointStore
     from makini_async.entities import Entity
 
-__all__ = ["Sink"]
+__all__ = ["Sink", "forget"]
 
 
 @runtime_checkable
@@ -36,6 +36,13 @@ class Sink(Protocol):
     that store to plan every chain and never saves a cursor on its own: the
     page and its cursor become durable together. A sink with no store of its
     own only makes the page durable, and the pull saves the cursor after.
+
+    A sink may also define ``async def forget(self, connection: str, entity:
+    Entity) -> None``: the pull calls it (see :func:`forget`) before a chain
+    starts again from its beginning (the API rejected its saved cursor), so a
+    sink whose readers must see each record once can drop what that chain
+    landed before. It is not part of the Protocol, so sinks written before it
+    still are sinks.
     """
 
     @property
@@ -63,3 +70,10 @@ class Sink(Protocol):
     async def close(self) -> None:
         """Flush and release everything (idempotent)."""
         ...
+
+
+async def forget(sink: Sink, connection: str, entity: Entity) -> None:
+    """Have ``sink`` drop what one chain landed, if it can (a no-op otherwise)."""
+    method = getattr(sink, "forget", None)
+    if method is not None:
+        await method(connection, entity)
