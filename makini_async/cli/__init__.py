@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
 
+from makini_async._files import write_atomic
 from makini_async.cli._args import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -79,12 +79,14 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 
 def write_summary_json(path: Path, payload: bytes) -> None:
-    """Replace ``path`` atomically, so a scheduler never reads half a summary."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Replace ``path`` atomically, so a scheduler never reads half a summary.
+
+    The temporary file is new (``O_EXCL | O_NOFOLLOW``): a link planted beside
+    the summary is never written through.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
+        write_atomic(path, payload)
     except OSError as exc:
         msg = f"cannot write --summary-json {path}: {exc.strerror or exc}"
         raise CliError(msg) from None

@@ -599,6 +599,26 @@ async def test_output_files_never_follow_a_planted_symlink(
     assert victim.read_text() == "keep me"
 
 
+async def test_the_summary_json_never_follows_a_planted_symlink(
+    server: MockMakini, tmp_path: Path
+) -> None:
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    summary = tmp_path / "report" / "summary.json"
+    summary.parent.mkdir()
+    (summary.parent / ".summary.json.tmp").symlink_to(victim)
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    code, _, stderr = await run_cli(
+        "pull", "--entity", "assets", "--tokens-file", str(tokens), "--base-url", server.url,
+        "--out", str(tmp_path / "out"), "--summary-json", str(summary),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert victim.read_text() == "keep me"
+    assert orjson.loads(summary.read_bytes())["records"] == len(NAMES) * RECORDS
+    # The planted link is left alone, and no temporary file stays behind.
+    assert sorted(p.name for p in summary.parent.iterdir()) == [".summary.json.tmp", "summary.json"]
+
+
 @pytest.mark.parametrize("typed", [True, False])
 async def test_an_unwritable_record_fails_only_its_own_chain(
     server: MockMakini, tmp_path: Path, typed: bool
