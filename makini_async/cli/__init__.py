@@ -20,7 +20,9 @@ interrupted.
 Tokens come from ``--tokens-file`` (one ``TOKEN`` or ``NAME,TOKEN`` per line;
 blank lines and ``#`` comments ignored) or from an environment variable
 (``--tokens-env``, default ``MAKINI_TOKENS``) holding the same entries
-separated by newlines or spaces (``plant-1,TOKEN1 plant-2,TOKEN2``).
+separated by newlines or spaces (``plant-1,TOKEN1 plant-2,TOKEN2``). A
+tokens file others can read is warned about; one others can write is
+refused (exit 2) unless ``--allow-open-tokens-file``, as ssh treats keys.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import asyncio
 import contextlib
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from makini_async._files import write_atomic
@@ -44,17 +47,21 @@ from makini_async.cli._args import (
 from makini_async.cli._demo import cmd_demo
 from makini_async.cli._run import preflight, progress_stream, run_pull, summary, summary_json
 from makini_async.cli._settings import pull_settings
+from makini_async.cli._tokens_file import check_tokens_file
 from makini_async.errors import MakiniError
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
-    from pathlib import Path
 
 __all__ = ["main"]
 
 
 def _cmd_pull(args: argparse.Namespace) -> int:
+    if args.tokens_file is not None:
+        check_tokens_file(
+            Path(args.tokens_file), allow_open=args.allow_open_tokens_file, stderr=sys.stderr
+        )
     settings = pull_settings(args)
     asyncio.run(preflight(settings))
     stream, isatty = progress_stream()

@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     pull.add_argument(
+        "--allow-open-tokens-file",
+        action="store_true",
+        help="accept a tokens file others can read or write (refused or warned about otherwise)",
+    )
+    pull.add_argument(
         "--out", metavar="DIR", help="JSON Lines output directory (the same as --sink jsonl:DIR)"
     )
     pull.add_argument(

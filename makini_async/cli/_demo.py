@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from makini_async._config import RetryPolicy, Timeouts
+from makini_async._files import write_atomic
 from makini_async.cli._args import (
     EXIT_FAILED,
     EXIT_OK,
@@ -15,7 +16,6 @@ from makini_async.cli._args import (
     PullSettings,
     load_tokens,
 )
-from makini_async.cli._output import open_output
 from makini_async.cli._run import preflight, progress_stream, run_pull, summary
 from makini_async.cli._settings import check_out_dir
 from makini_async.entities import to_entity
@@ -62,13 +62,15 @@ async def demo(args: argparse.Namespace, out: Path) -> int:
     reauth = {names[1], names[2]}
     stalled = names[-1]
     tokens_file = out / "demo-tokens.txt"
-    with open_output(tokens_file, append=False) as handle:
-        handle.write(
-            (
-                "# demo tokens for the in-process mock server\n"
-                + "".join(f"{n},{t}\n" for n, t in zip(names, rng_tokens, strict=True))
-            ).encode()
-        )
+    text = "# demo tokens for the in-process mock server\n" + "".join(
+        f"{n},{t}\n" for n, t in zip(names, rng_tokens, strict=True)
+    )
+    try:
+        # Private (0600), as a tokens file should be: ``pull`` warns about others.
+        write_atomic(tokens_file, text.encode(), mode=0o600)
+    except OSError as exc:
+        msg = f"cannot write {tokens_file}: {exc.strerror or exc}"
+        raise CliError(msg) from None
     # The same loader as ``pull --tokens-file``.
     connections = load_tokens(str(tokens_file), None)
     # A little real-world drift, as source systems send it: most of it read by the

@@ -58,6 +58,7 @@ async def run_cli(
 def write_tokens(path: Path, tokens: list[str] = TOKENS, names: list[str] = NAMES) -> Path:
     lines = ["# test tokens", ""] + [f"{n},{t}" for n, t in zip(names, tokens, strict=True)]
     path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)  # private, as the command expects
     return path
 
 
@@ -241,6 +242,7 @@ async def test_demo_exits_0_and_explains_failures(tmp_path: Path) -> None:
     assert "Demo OK" in stdout
     rows = read_jsonl(out / "work-orders.jsonl")
     assert len(rows) == 17 * 30
+    assert (out / "demo-tokens.txt").stat().st_mode & 0o777 == 0o600  # private
     tokens = [line.split(",", 1)[1] for line in (out / "demo-tokens.txt").read_text().splitlines()
               if line and not line.startswith("#")]  # fmt: skip
     for token in tokens:
