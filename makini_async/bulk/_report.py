@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import re
 import time
 import types
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
@@ -13,11 +14,19 @@ import attrs
 from makini_async.entities import Entity  # noqa: TC001 - attrs and NamedTuple need it at runtime
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from makini_async._invalid import InvalidRecord
 
-__all__ = ["ChainReport", "Outcome", "PullReport", "PulledPage", "PulledRecord"]
+__all__ = [
+    "ChainReport",
+    "FailureGroup",
+    "Outcome",
+    "PullReport",
+    "PulledPage",
+    "PulledRecord",
+    "failure_groups",
+]
 
 R = TypeVar("R")
 
@@ -173,6 +182,10 @@ class PullReport:
         counts = collections.Counter(c.outcome for c in self.chains)
         return {o: counts[o] for o in Outcome if counts[o]}
 
+    def failure_groups(self) -> list[FailureGroup]:
+        """Chains that did not complete, grouped by cause (see :func:`failure_groups`)."""
+        return failure_groups(self.chains)
+
     def summary(self) -> str:
         """A plain-text summary: totals, then every chain that did not complete."""
         lines = [
@@ -244,3 +257,113 @@ class PulledPage(Generic[R]):
 
     def __len__(self) -> int:
         return len(self.records)
+
+
+# -- failures grouped by cause ---------------------------------------------------------
+
+# What differs between two reports of one cause: request IDs, UUIDs, long hex
+# strings (addresses, hashes) and numbers (counts, durations, ports, line numbers).
+_REQUEST_ID = re.compile(r"\breq_[\w-]+")
+_UUID = re.compile(r"\b[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\b", re.IGNORECASE)
+_HEX = re.compile(r"\b(?:0x)?(?=[0-9a-f]*\d)[0-9a-f]{8,}\b", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_SPACES = re.compile(r"\s+")
+
+
+def error_fields(error: BaseException | None) -> tuple[str, str, str | None]:
+    """``(code, message, request_id)`` of a chain's error: the code, else the class name."""
+    if error is None:
+        return "-", "", None
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None)
+    return (
+        code if isinstance(code, str) and code else type(error).__name__,
+        message if isinstance(message, str) else str(error),
+        getattr(error, "request_id", None),
+    )
+
+
+def first_sentence(message: str) -> str:
+    """The message without the connection and request ID it names again, on one line."""
+    text = message.split(" (request_id=", 1)[0].split(" (connection=", 1)[0].split(" [", 1)[0]
+    return text.splitlines()[0].strip() if text.strip() else ""
+
+
+def normalise(message: str, connection: str, entity: str = "") -> str:
+    """The cause a message tells, without the parts one chain's report has of its own.
+
+    The connection's and entity's names, request IDs, UUIDs, long hex strings and numbers
+    become placeholders, so that 300 connections failing for one reason share
+    one cause: ``"connection plant-7: read timeout after 3 attempts"`` and
+    ``"connection plant-9: read timeout after 4 attempts"`` are both
+    ``"connection <connection>: read timeout after N attempts"``.
+    """
+    text = first_sentence(message)
+    if connection:
+        text = text.replace(connection, "<connection>")
+    if entity:
+        text = text.replace(entity, "<entity>")
+    text = _UUID.sub("<id>", text)
+    text = _REQUEST_ID.sub("<id>", text)
+    text = _HEX.sub("<id>", text)
+    text = _NUMBER.sub("N", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+@attrs.frozen(slots=True)
+class FailureGroup:
+    """Chains that did not complete for one cause: one outcome, error class, code and message.
+
+    ``message`` and ``request_id`` are the first chain's, as an example;
+    ``cause`` is the message with what differs per connection taken out (see
+    :func:`normalise`). ``connections`` lists every connection of the group,
+    in the pull's order.
+    """
+
+    outcome: Outcome
+    error_type: str
+    code: str
+    cause: str
+    message: str
+    request_id: str | None
+    connections: tuple[str, ...]
+    entities: tuple[Entity, ...]
+    chains: int
+
+
+def failure_groups(chains: Iterable[ChainReport]) -> list[FailureGroup]:
+    """Chains that ended without completing, grouped by cause, the largest group first."""
+    found: dict[tuple[str, ...], list[ChainReport]] = {}
+    for chain in chains:
+        if not chain.done or chain.outcome is Outcome.COMPLETED:
+            continue
+        code, message, _ = error_fields(chain.error)
+        key = (
+            chain.outcome.value,
+            "-" if chain.error is None else type(chain.error).__name__,
+            code,
+            normalise(message, chain.connection, chain.entity.value),
+        )
+        found.setdefault(key, []).append(chain)
+    groups = []
+    for (_, error_type, code, cause), members in found.items():
+        first = members[0]
+        _, message, request_id = error_fields(first.error)
+        example = first_sentence(message)
+        if len(members) > 1 and first.connection:  # the message stands for several
+            example = example.replace(first.connection, "<connection>")
+        groups.append(
+            FailureGroup(
+                outcome=first.outcome,
+                error_type=error_type,
+                code=code,
+                cause=cause,
+                message=example,
+                request_id=request_id,
+                connections=tuple(dict.fromkeys(c.connection for c in members)),
+                entities=tuple(dict.fromkeys(c.entity for c in members)),
+                chains=len(members),
+            )
+        )
+    groups.sort(key=lambda g: (-len(g.connections), g.outcome.value, g.code, g.cause))
+    return groups

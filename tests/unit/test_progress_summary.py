@@ -8,9 +8,15 @@ import orjson
 
 from makini_async._progress import Progress, estimate
 from makini_async.bulk import ChainReport, Outcome, PullReport
-from makini_async.cli._run import PullResult, failures, summary, summary_json
+from makini_async.cli._run import PullResult
+from makini_async.cli._summary import failures, summary, summary_json
 from makini_async.entities import Entity
-from makini_async.errors import ReauthorizationRequired, ServiceUnavailable
+from makini_async.errors import (
+    ReauthorizationRequired,
+    ServiceUnavailable,
+    SinkError,
+    SinkUnavailable,
+)
 
 
 def _clock() -> float:
@@ -86,3 +92,110 @@ def test_failures_are_grouped_by_connection_and_reason() -> None:
     data = orjson.loads(summary_json(result, []))
     assert data["connections"]["failed"] == ["plant-2", "plant-9"]
     assert data["ok"] is False
+
+
+def _many_failures(count: int) -> PullReport:
+    chains = []
+    for i in range(count):
+        name = f"plant-{i:03d}"
+        for entity in (Entity.ASSETS, Entity.WORK_ORDERS):
+            error = SinkError(
+                f"connection {name}: cannot write /data/unit-{i:05d}/{entity.value}.jsonl after "
+                f"{i % 4 + 1} attempts: disk full at 0x7f3a{i:08x}",
+                request_id=f"req_{i:06x}",
+            )
+            chains.append(_chain(name, entity, outcome=Outcome.FAILED, error=error))
+    timeout = _chain(
+        "plant-x",
+        Entity.ASSETS,
+        outcome=Outcome.FAILED,
+        error=ServiceUnavailable("read timeout after 3.0s", request_id="req_x"),
+    )
+    ok = _chain("plant-ok", Entity.ASSETS, outcome=Outcome.COMPLETED, records=5)
+    return PullReport([ok, *chains, timeout], started_at=0.0, finished_at=10.0, clock=_clock)
+
+
+def test_failures_sharing_a_cause_read_as_one_entry() -> None:
+    report = _many_failures(300)
+    result = PullResult(report, "/data", {}, {Entity.ASSETS: 5}, {}, {}, "jsonl")
+    text = summary(result, [])
+    part = text.split("Failed connections:", 1)[1].split("Total:", 1)[0]
+    assert part.splitlines()[0] == " 301 (2 causes)"
+    # Two causes: a head line, the message and an examples line each (the message may wrap).
+    assert len(part.strip().splitlines()) <= 9
+    assert (
+        "  300 connections: failed SinkError\n      connection <connection>: cannot write" in part
+    )
+    assert "e.g. plant-000, plant-001, plant-002 and 297 more; entities: assets, work-orders" in (
+        " ".join(part.split())
+    )
+    assert (
+        "  1 connection: failed SERVICE_UNAVAILABLE\n"
+        "      read timeout after 3.0s (request_id=req_x)\n"
+        "      plant-x; entities: assets\n"
+    ) in part
+    assert "plant-x; entities: assets" in part
+    data = orjson.loads(summary_json(result, []))
+    # Every failure is kept, and the groups beside them.
+    assert len(data["failures"]) == 301
+    assert {f["connection"] for f in data["failures"]} == {
+        *(f"plant-{i:03d}" for i in range(300)),
+        "plant-x",
+    }
+    big, small = data["failure_groups"]
+    assert big["connections"] == 300
+    assert big["chains"] == 600
+    assert big["examples"] == ["plant-000", "plant-001", "plant-002"]
+    assert big["error"] == "SinkError"
+    assert big["cause"] == (
+        "connection <connection>: cannot write /data/unit-N/<entity>.jsonl after N attempts: "
+        "disk full at <id>"
+    )
+    assert small["connections"] == 1
+    assert small["code"] == "SERVICE_UNAVAILABLE"
+
+
+def test_causes_differ_by_outcome_code_and_message() -> None:
+    chains = [
+        _chain("a", Entity.ASSETS, outcome=Outcome.FAILED, error=SinkError("disk full")),
+        _chain("b", Entity.ASSETS, outcome=Outcome.FAILED, error=SinkError("permission denied")),
+        _chain(
+            "c",
+            Entity.ASSETS,
+            outcome=Outcome.FAILED,
+            error=ServiceUnavailable("permission denied"),
+        ),
+        _chain("d", Entity.ASSETS, outcome=Outcome.CANCELLED),
+    ]
+    groups = PullReport(chains, clock=_clock).failure_groups()
+    assert sorted((g.code, g.cause, g.connections) for g in groups) == [
+        ("-", "", ("d",)),
+        ("SERVICE_UNAVAILABLE", "permission denied", ("c",)),
+        ("SinkError", "disk full", ("a",)),
+        ("SinkError", "permission denied", ("b",)),
+    ]
+
+
+def test_a_sink_outage_is_one_line_not_a_failure_per_connection() -> None:
+    chains = [
+        _chain(
+            f"plant-{i}",
+            Entity.ASSETS,
+            outcome=Outcome.FAILED,
+            error=SinkUnavailable(f"sink unavailable: connection refused (attempt {i})"),
+        )
+        for i in range(50)
+    ]
+    chains.append(_chain("plant-ok", Entity.ASSETS, outcome=Outcome.COMPLETED, records=5))
+    report = PullReport(chains, started_at=0.0, finished_at=1.0, clock=_clock)
+    result = PullResult(report, "db", {}, {Entity.ASSETS: 5}, {}, {}, "postgresql")
+    text = summary(result, [])
+    assert "Failed connections: 0" in text
+    outage = [line for line in text.splitlines() if "sink unavailable" in line]
+    assert len(outage) == 1
+    assert outage[0].startswith("sink unavailable: ")
+    assert "50 chains stopped" in outage[0]
+    data = orjson.loads(summary_json(result, []))
+    assert data["ok"] is False
+    assert data["sink_unavailable"].startswith("connection refused")
+    assert len(data["failures"]) == 50  # every one kept for schedulers
