@@ -156,6 +156,7 @@ class Pull(Generic[R]):
         self._current: Chain | None = None  # the chain of the page the consumer holds
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0
+        self._stopping = False
         self._started = False
         self._closed = False
         self._gen: AsyncIterator[Any] | None = None
@@ -218,6 +219,19 @@ class Pull(Generic[R]):
             self._fail(chain, error)
             if self._raise:
                 raise error
+
+    def stop(self) -> None:
+        """Stop fetching, gracefully: the iteration ends once what was fetched has landed.
+
+        No chain starts and requests in flight are dropped; pages already
+        fetched are still delivered (and stored in the sink, checkpoint
+        included), then the iteration ends. Chains not finished end
+        ``CANCELLED`` and resume from their checkpoint on the next run. Safe to
+        call at any time, from a signal handler's callback on the pull's loop.
+        """
+        self._stopping = True
+        for task in self._workers:
+            task.cancel()
 
     async def aclose(self) -> None:
         """Stop every request in flight and release everything. Idempotent.
@@ -285,6 +299,9 @@ class Pull(Generic[R]):
                 asyncio.create_task(self._worker(), name=f"makini-pull-{i}")
                 for i in range(self._concurrency)
             ]
+            for task in self._workers:
+                # A callback, not a finally: it runs for a task cancelled before it started.
+                task.add_done_callback(self._worker_done)
             while True:
                 kind, chain, payload = await queue.get()
                 if kind == PAGE:
@@ -421,11 +438,13 @@ class Pull(Generic[R]):
     # -- the producer side ----------------------------------------------------------
 
     async def _worker(self) -> None:
-        try:
-            # One iterator shared by the workers: each takes the next chain in order.
-            for chain in self._pending:
-                await run_chain(chain, self._queue, self._checkpoints, self._run)
-        finally:
-            self._live -= 1
-            if self._live == 0 and not self._closed:
-                self._queue.put_nowait((END, None, None))
+        # One iterator shared by the workers: each takes the next chain in order.
+        for chain in self._pending:
+            if self._stopping:
+                break
+            await run_chain(chain, self._queue, self._checkpoints, self._run)
+
+    def _worker_done(self, _task: asyncio.Task[None]) -> None:
+        self._live -= 1
+        if self._live == 0 and not self._closed:
+            self._queue.put_nowait((END, None, None))

@@ -207,6 +207,19 @@ class ShardedPull:
             self.report.finished_at = now
         return self.report
 
+    def stop(self) -> bool:
+        """Stop gracefully, where the engine can: no unit starts, running ones land and report.
+
+        :meth:`run` then returns the report, unfinished chains ``CANCELLED``
+        (resumed from their checkpoints by the next run). ``False`` when the
+        engine has no graceful stop: cancel :meth:`run` instead.
+        """
+        stop = getattr(self.engine, "stop", None)
+        if stop is None:
+            return False
+        stop()
+        return True
+
     def _drop_stale_units(self) -> None:
         """Without a checkpoint, JSON Lines units start afresh: drop files of units past ours.
 

@@ -46,11 +46,13 @@ __all__ = ["ProcessEngine"]
 ROWS_PER_MESSAGE: Final = 24
 
 _progress: Any = None  # the worker's end of the progress queue (set by _start_worker)
+_stopping: Any = None  # the executor's stop event, set by ProcessEngine.stop (see _start_worker)
 
 
-def _start_worker(progress: Any, environ: dict[str, str]) -> None:
-    global _progress  # noqa: PLW0603 - one queue per worker process, set once at start
+def _start_worker(progress: Any, environ: dict[str, str], stopping: Any = None) -> None:
+    global _progress, _stopping  # noqa: PLW0603 - one of each per worker process, set at start
     _progress = progress
+    _stopping = stopping
     # A forked worker has the fork server's environment, from when it started.
     if environ != os.environ:
         os.environ.clear()
@@ -68,7 +70,8 @@ def _send(message: tuple[int, str, int, list[Row]]) -> None:
 
 
 def _run_in_worker(job: UnitJob) -> UnitResult:
-    return run_unit_sync(job, _send)
+    stopping = _stopping
+    return run_unit_sync(job, _send, stopped=None if stopping is None else stopping.is_set)
 
 
 def _nothing() -> None:
@@ -113,6 +116,8 @@ class ProcessEngine:
             raise UsageError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         self._workers = count
         self.max_attempts = max_attempts
+        self._stopping = False
+        self._stop_event: Any = None
         #: Seconds between reads of the progress queue.
         self.poll_interval = 0.1
 
@@ -144,21 +149,34 @@ class ProcessEngine:
         probe.join()
         _ready_server = server
 
+    def stop(self) -> None:
+        """Stop gracefully: no unit starts, and each running unit stops fetching.
+
+        A running unit lands what it had fetched, then returns its chains'
+        state as a finished unit does (its unfinished chains ``CANCELLED``,
+        resumed from their checkpoints by the next run). Call it on the loop
+        that runs :meth:`run`.
+        """
+        self._stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
+
     async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
         # Not on the event loop: the first fork waits for the server's imports.
         await asyncio.to_thread(self.warm_up)
         context = _context()
         todo = collections.deque(jobs)
         tries: collections.Counter[int] = collections.Counter()
-        while todo:
+        while todo and not self._stopping:
             # A fresh queue per executor: a worker killed while holding the queue's
             # write lock would leave it locked for every later writer.
             progress = context.Queue()
+            self._stop_event = context.Event()
             executor = ProcessPoolExecutor(
                 self._workers,
                 mp_context=context,
                 initializer=_start_worker,
-                initargs=(progress, dict(os.environ)),
+                initargs=(progress, dict(os.environ), self._stop_event),
             )
             finished = False
             try:
@@ -181,9 +199,9 @@ class ProcessEngine:
         """Run jobs on one executor until they are all done or the executor breaks."""
         running: dict[asyncio.Future[UnitResult], UnitJob] = {}
         lost: list[UnitJob] = []
-        while todo or running:
+        while (todo and not self._stopping) or running:
             # One job queued ahead of the workers, so a worker that frees up starts at once.
-            while todo and not lost and len(running) <= self._workers:
+            while todo and not lost and not self._stopping and len(running) <= self._workers:
                 job = todo.popleft()
                 running[asyncio.wrap_future(executor.submit(_run_in_worker, job))] = job
             done, _ = await asyncio.wait(
@@ -202,6 +220,8 @@ class ProcessEngine:
             if lost and not running:
                 break
         for job in reversed(lost):
+            if self._stopping:
+                continue  # not retried: the unit resumes from its checkpoint next run
             tries[job.unit] += 1
             if tries[job.unit] < self.max_attempts:
                 todo.appendleft(job)

@@ -13,7 +13,7 @@ import inspect
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from makini_async._retry import set_testing
 from makini_async.bulk import Pull
@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
     from makini_async.scale._units import Row
 
-__all__ = ["is_dsn", "run_unit", "run_unit_sync", "unit_sink"]
+__all__ = ["STOP_POLL", "is_dsn", "run_unit", "run_unit_sync", "unit_sink"]
+
+#: Seconds between checks of a unit's stop request.
+STOP_POLL: Final = 0.1
 
 
 def is_dsn(spec: str) -> bool:
@@ -68,9 +71,16 @@ def _open_store(spec: str | None) -> CheckpointStore | AsyncCheckpointStore | No
 
 
 async def run_unit(
-    job: UnitJob, send: Callable[[tuple[int, str, int, list[Row]]], None]
+    job: UnitJob,
+    send: Callable[[tuple[int, str, int, list[Row]]], None],
+    *,
+    stopped: Callable[[], bool] | None = None,
 ) -> UnitResult:
-    """Pull one unit into its sink; return every chain's final row."""
+    """Pull one unit into its sink; return every chain's final row.
+
+    ``stopped`` is polled: once it is true the unit stops gracefully
+    (:meth:`Pull.stop`), landing what it had fetched.
+    """
     settings = job.settings
     if settings.testing:
         set_testing(True)
@@ -94,19 +104,30 @@ async def run_unit(
             reporter = asyncio.create_task(
                 _report_every(settings.progress_interval, chains, job.unit, attempt, send)
             )
+            watcher = None if stopped is None else asyncio.create_task(_stop_when(stopped, pull))
             try:
                 async with pull:
                     await pull.run()
             finally:
-                reporter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reporter
+                for task in (reporter, watcher):
+                    if task is not None:
+                        task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
     finally:
         if store is not None:
             closing = store.close()
             if inspect.isawaitable(closing):  # the PostgreSQL store closes asynchronously
                 await closing
     return UnitResult(job.unit, attempt, pid, [chain_row(i, c) for i, c in enumerate(chains)])
+
+
+async def _stop_when(stopped: Callable[[], bool], pull: Pull[Any]) -> None:
+    """Stop the pull gracefully once ``stopped()`` is true (polled)."""
+    # Polled: the flag is another process's (a multiprocessing Event), not this loop's.
+    while not stopped():  # noqa: ASYNC110
+        await asyncio.sleep(STOP_POLL)
+    pull.stop()
 
 
 async def _report_every(
@@ -132,7 +153,10 @@ async def _report_every(
 
 
 def run_unit_sync(
-    job: UnitJob, send: Callable[[tuple[int, str, int, list[Row]]], None]
+    job: UnitJob,
+    send: Callable[[tuple[int, str, int, list[Row]]], None],
+    *,
+    stopped: Callable[[], bool] | None = None,
 ) -> UnitResult:
     """:func:`run_unit` on a fresh event loop: the entry point of a worker process or Ray task."""
-    return asyncio.run(run_unit(job, send))
+    return asyncio.run(run_unit(job, send, stopped=stopped))
