@@ -14,8 +14,9 @@ connection's name, never its token). Records that do not fit their model go,
 whole, to ``OUT/work-orders.invalid.jsonl`` with the field path and reason.
 Exit codes: 0 every chain completed (and, with ``--strict``, no invalid
 record), 1 some connection failed, needed reauthorization or was skipped,
-2 bad input (one ``makini-async: error: ...`` line on stderr), 130
-interrupted.
+2 bad input (one ``makini-async: error: ...`` line on stderr), 3 the sink
+stayed unavailable (one ``sink unavailable: ...`` line), 130 interrupted by
+SIGINT, 143 by SIGTERM (after the summary: see ``_interrupt.py``).
 
 Tokens come from ``--tokens-file`` (one ``TOKEN`` or ``NAME,TOKEN`` per line;
 blank lines and ``#`` comments ignored) or from an environment variable
@@ -32,7 +33,9 @@ import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import attrs
 
 from makini_async._files import write_atomic
 from makini_async.cli._args import (
@@ -45,8 +48,10 @@ from makini_async.cli._args import (
     build_parser,
 )
 from makini_async.cli._demo import cmd_demo
-from makini_async.cli._run import preflight, progress_stream, run_pull, summary, summary_json
+from makini_async.cli._interrupt import Interrupts
+from makini_async.cli._run import preflight, progress_stream, run_pull
 from makini_async.cli._settings import pull_settings
+from makini_async.cli._summary import sink_outage, summary, summary_json
 from makini_async.cli._tokens_file import check_tokens_file
 from makini_async.errors import MakiniError
 
@@ -54,27 +59,53 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
 
+    from makini_async.cli._args import PullSettings
+    from makini_async.cli._run import PullResult
+
 __all__ = ["main"]
 
 
-def _cmd_pull(args: argparse.Namespace) -> int:
-    if args.tokens_file is not None:
-        check_tokens_file(
-            Path(args.tokens_file), allow_open=args.allow_open_tokens_file, stderr=sys.stderr
-        )
-    settings = pull_settings(args)
-    asyncio.run(preflight(settings))
-    stream, isatty = progress_stream()
-    if settings.sharded:
-        from makini_async.cli._scale import run_sharded  # noqa: PLC0415 - only when sharding
+#: Exit code when the destination stayed down and the pull ended (``sink unavailable: ...``).
+EXIT_SINK_UNAVAILABLE: Final = 3
 
-        outcome = asyncio.run(run_sharded(settings, stream=stream, isatty=isatty))
-    else:
-        outcome = asyncio.run(run_pull(settings, stream=stream, isatty=isatty))
+
+def _cmd_pull(args: argparse.Namespace) -> int:
+    warning = None
+    if args.tokens_file is not None:
+        warning = check_tokens_file(Path(args.tokens_file), allow_open=args.allow_open_tokens_file)
+    with Interrupts() as interrupts:
+        settings = pull_settings(args)
+        if warning is not None:
+            sys.stderr.write(warning)
+        asyncio.run(preflight(settings))
+        stream, isatty = progress_stream()
+        if settings.sharded:
+            from makini_async.cli._scale import run_sharded  # noqa: PLC0415 - only when sharding
+
+            outcome = asyncio.run(
+                run_sharded(settings, stream=stream, isatty=isatty, interrupts=interrupts)
+            )
+        else:
+            outcome = asyncio.run(
+                run_pull(settings, stream=stream, isatty=isatty, interrupts=interrupts)
+            )
+        if interrupts.signal is not None:
+            outcome = attrs.evolve(outcome, interrupted=interrupts.signal)
+        return _report(settings, outcome, interrupts)
+
+
+def _report(settings: PullSettings, outcome: PullResult, interrupts: Interrupts) -> int:
+    """Print the summary, write ``--summary-json``; the exit code."""
     tokens = [token for _, token in settings.connections]
-    print(summary(outcome, tokens))
+    print(summary(outcome, tokens), flush=True)
     if settings.summary_json is not None:
         write_summary_json(settings.summary_json, summary_json(outcome, tokens))
+    if interrupts.signal is not None:
+        return interrupts.code
+    outage = sink_outage(outcome)
+    if outage is not None:
+        sys.stderr.write(f"{PROG}: sink unavailable: {outage[0]}\n")
+        return EXIT_SINK_UNAVAILABLE
     if not outcome.report.ok:
         return EXIT_FAILED
     if settings.strict and outcome.report.invalid:

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Pull entities from many connections into one JSON Lines file per entity. "
             "Exit codes: 0 all completed, 1 some connection failed, 2 bad input, "
-            "130 interrupted."
+            "3 sink unavailable, 130 SIGINT, 143 SIGTERM."
         ),
     )
     entities = ", ".join(e.value for e in Entity)

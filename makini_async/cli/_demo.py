@@ -16,8 +16,9 @@ from makini_async.cli._args import (
     PullSettings,
     load_tokens,
 )
-from makini_async.cli._run import preflight, progress_stream, run_pull, summary
+from makini_async.cli._run import preflight, progress_stream, run_pull
 from makini_async.cli._settings import check_out_dir
+from makini_async.cli._summary import summary
 from makini_async.entities import to_entity
 
 if TYPE_CHECKING:

@@ -5,30 +5,31 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import textwrap
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import attrs
-import orjson
 
 from makini_async._config import RetryPolicy, Timeouts
 from makini_async._progress import Progress
-from makini_async.bulk import DEFAULT_PATIENCE, Outcome, Pull, PullReport
+from makini_async.bulk import DEFAULT_PATIENCE, Pull, PullReport
 from makini_async.cli._args import PROG, CliError, PullSettings
+from makini_async.cli._summary import failures, summary, summary_json
 from makini_async.errors import (
     ConnectionFailed,
     MakiniError,
     SinkError,
+    SinkUnavailable,
     UsageError,
 )
 from makini_async.pool import MakiniPool
 from makini_async.sinks import JsonLinesSink, open_sink
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator
 
+    from makini_async.cli._interrupt import Interrupts
     from makini_async.entities import Entity
     from makini_async.sinks import Sink
 
@@ -46,8 +47,6 @@ __all__ = [
 
 
 PREFLIGHT_TIMEOUT: Final = 3.0
-#: Columns the summary's failure details wrap at (well inside a 120-column terminal).
-WIDTH: Final = 100
 
 
 def make_pool(settings: PullSettings, **overrides: Any) -> MakiniPool:
@@ -144,6 +143,10 @@ class PullResult:
     invalid_paths: dict[Entity, Path]
     invalid_per_entity: dict[Entity, int]
     sink_kind: str = "jsonl"
+    #: The signal that stopped the pull (``"SIGINT"``, ``"SIGTERM"``), if one did.
+    interrupted: str | None = None
+    #: The sink outage that ended the pull, if one did (its message).
+    sink_unavailable: str | None = None
 
 
 def make_sink(settings: PullSettings) -> Sink:
@@ -158,8 +161,19 @@ def make_sink(settings: PullSettings) -> Sink:
         raise CliError(exc.message) from None
 
 
-async def run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> PullResult:
-    """Pull everything into the sink with live progress; the shared code path."""
+async def run_pull(
+    settings: PullSettings,
+    *,
+    stream: TextIO,
+    isatty: bool,
+    interrupts: Interrupts | None = None,
+) -> PullResult:
+    """Pull everything into the sink with live progress; the shared code path.
+
+    With ``interrupts``, a first SIGINT or SIGTERM stops the pull gracefully
+    (:meth:`Pull.stop`): what was fetched lands, then this returns.
+    """
+    outage: str | None = None
     per_entity: Counter[Entity] = Counter()
     invalid_per_entity: Counter[Entity] = Counter()
     sink = make_sink(settings)
@@ -182,11 +196,18 @@ async def run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> P
                 ),
                 pull,
             ):
-                # The pull lands each page in the sink (a SinkError fails only its
-                # chain); here we only count what landed.
-                async for page in pull.pages():
-                    per_entity[page.entity] += len(page.records)
-                    invalid_per_entity[page.entity] += len(page.invalid)
+                with (
+                    contextlib.nullcontext()
+                    if interrupts is None
+                    else interrupts.stopping(pull.stop)
+                ):
+                    # The pull lands each page in the sink (a SinkError fails only its
+                    # chain); here we only count what landed.
+                    async for page in pull.pages():
+                        per_entity[page.entity] += len(page.records)
+                        invalid_per_entity[page.entity] += len(page.invalid)
+        except SinkUnavailable as exc:
+            outage = exc.message  # the destination stayed down: the pull ended, told once
         except SinkError as exc:
             raise CliError(exc.message) from None
     paths: dict[Entity, Path] = {}
@@ -207,138 +228,8 @@ async def run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> P
         invalid_paths,
         dict(invalid_per_entity),
         kind,
+        sink_unavailable=outage,
     )
-
-
-def _error_fields(error: BaseException | None) -> tuple[str, str, str]:
-    if error is None:
-        return "-", "", "-"
-    if isinstance(error, MakiniError):
-        return error.code or type(error).__name__, error.message, error.request_id or "-"
-    return type(error).__name__, str(error), "-"
-
-
-def failures(report: PullReport) -> list[dict[str, Any]]:
-    """Failed chains grouped by connection and reason: one entry per (connection, reason)."""
-    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for chain in report.chains:
-        if not chain.done or chain.outcome is Outcome.COMPLETED:
-            continue
-        code, message, request_id = _error_fields(chain.error)
-        # One entry per reason (outcome and code): its first message and request ID
-        # stand for the rest (they differ only in counts and IDs).
-        key = (chain.connection, chain.outcome.value, code)
-        entry = groups.setdefault(
-            key,
-            {
-                "connection": chain.connection,
-                "outcome": chain.outcome.value,
-                "code": code,
-                "message": _first_sentence(message),
-                "entities": [],
-                "request_ids": [],
-            },
-        )
-        entry["entities"].append(chain.entity.value)
-        if request_id != "-":
-            entry["request_ids"].append(request_id)
-    return sorted(groups.values(), key=lambda e: (e["connection"], e["outcome"], e["code"]))
-
-
-def _first_sentence(message: str) -> str:
-    # Messages name the connection and the request ID again; the summary shows them once.
-    text = message.split(" (request_id=", 1)[0].split(" [", 1)[0]
-    return text.splitlines()[0] if text else ""
-
-
-def summary(outcome: PullResult, tokens: Sequence[str], *, width: int = WIDTH) -> str:
-    """The final report: outcomes, records per entity, failures by connection, totals, where."""
-    report = outcome.report
-    lines = ["", "Summary", "======="]
-    lines.append("Chains by outcome:")
-    for result, count in report.outcomes().items():
-        lines.append(f"  {result.value:<26} {count:>8,}")
-    lines.append("Records by entity:")
-    lines.extend(
-        f"  {e.value:<26} {outcome.per_entity.get(e, 0):>8,}" for e in report_entities(report)
-    )
-    if outcome.invalid_paths or report.invalid:
-        lines.append("Invalid records (kept whole, with the field that does not fit):")
-        lines.extend(
-            f"  {e.value:<26} {outcome.invalid_per_entity.get(e, 0):>8,}  "
-            f"{outcome.invalid_paths.get(e, outcome.where)}"
-            for e in report_entities(report)
-            if outcome.invalid_per_entity.get(e)
-        )
-    groups = failures(report)
-    by_conn: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in groups:
-        by_conn[entry["connection"]].append(entry)
-    lines.append(f"Failed connections: {len(by_conn)}")
-    for name in sorted(by_conn):
-        lines.append(f"  {name}")
-        for entry in by_conn[name]:
-            ids = entry["request_ids"]
-            request = f" (request_id={ids[0]})" if ids else ""
-            head = f"    {entry['outcome']}: {entry['code']}"
-            lines.append(head)
-            detail = f"{entry['message']}{request}"
-            lines.extend(
-                textwrap.wrap(detail, width, initial_indent="      ", subsequent_indent="      ")
-                or []
-            )
-            lines.append(f"      entities: {', '.join(entry['entities'])}")
-    lines.append(
-        f"Total: {report.records:,} records in {report.pages:,} pages from "
-        f"{report.connections_total:,} connections in {report.elapsed:.1f}s "
-        f"({report.records_per_second:,.0f} records/s);"
-    )
-    lines.append(
-        f"       {report.invalid:,} invalid records, {report.retries:,} retries, "
-        f"{report.rate_limited:,} rate-limited answers"
-    )
-    lines.append(f"Data landed in ({outcome.sink_kind}): {outcome.where}")
-    lines.extend(f"  {path}" for path in outcome.paths.values())
-    return _redact("\n".join(lines), tokens)
-
-
-def report_entities(report: PullReport) -> list[Entity]:
-    return list(dict.fromkeys(c.entity for c in report.chains))
-
-
-def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
-    """The outcome for schedulers: the same facts as the summary, as JSON."""
-    report = outcome.report
-    data = {
-        "ok": report.ok,
-        "sink": {"kind": outcome.sink_kind, "location": outcome.where},
-        "files": {e.value: str(p) for e, p in outcome.paths.items()},
-        "invalid_files": {e.value: str(p) for e, p in outcome.invalid_paths.items()},
-        "records": report.records,
-        "pages": report.pages,
-        "invalid": report.invalid,
-        "retries": report.retries,
-        "rate_limited": report.rate_limited,
-        "elapsed_seconds": round(report.elapsed, 3),
-        "connections": {
-            "total": report.connections_total,
-            "done": report.connections_done,
-            "failed": report.failed_connections,
-        },
-        "outcomes": {o.value: n for o, n in report.outcomes().items()},
-        "records_by_entity": {e.value: n for e, n in outcome.per_entity.items()},
-        "failures": failures(report),
-    }
-    text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
-    return (_redact(text, tokens) + "\n").encode()
-
-
-def _redact(text: str, tokens: Sequence[str]) -> str:
-    """Belt and braces: no token may reach the terminal, whatever an error said."""
-    for token in tokens:
-        if token in text:
-            text = text.replace(token, "***")
-    return text
 
 
 def progress_stream() -> tuple[TextIO, bool]:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from makini_async.bulk import DEFAULT_PATIENCE
 from makini_async.cli._args import CliError
+from makini_async.cli._interrupt import stoppable_run
 from makini_async.cli._run import PullResult, showing_progress
 from makini_async.errors import UsageError
 from makini_async.scale import ProcessEngine, ShardedPull
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from typing import TextIO
 
     from makini_async.cli._args import PullSettings
+    from makini_async.cli._interrupt import Interrupts
     from makini_async.entities import Entity
     from makini_async.scale import Engine
 
@@ -41,7 +43,9 @@ def _pool_options(settings: PullSettings) -> dict[str, Any]:
     return options
 
 
-async def run_sharded(settings: PullSettings, *, stream: TextIO, isatty: bool) -> PullResult:
+async def run_sharded(
+    settings: PullSettings, *, stream: TextIO, isatty: bool, interrupts: Interrupts | None = None
+) -> PullResult:
     """Shard the pull over the engine's workers; progress and summary cover them all."""
     sink = settings.sink if settings.sink is not None else f"jsonl:{settings.out}"
     try:
@@ -63,7 +67,10 @@ async def run_sharded(settings: PullSettings, *, stream: TextIO, isatty: bool) -
         async with showing_progress(
             pull.report, stream, isatty=isatty, interval=settings.progress_interval
         ):
-            await pull.run()
+            if interrupts is None:
+                await pull.run()
+            else:
+                await stoppable_run(pull, interrupts)
     except UsageError as exc:
         raise CliError(exc.message) from None
     per_entity: Counter[Entity] = Counter()

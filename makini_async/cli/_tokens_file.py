@@ -16,7 +16,6 @@ from makini_async.cli._args import PROG, CliError
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import TextIO
 
 __all__ = ["check_tokens_file"]
 
@@ -24,20 +23,22 @@ __all__ = ["check_tokens_file"]
 _OPEN_BITS = stat.S_IRWXG | stat.S_IRWXO
 
 
-def check_tokens_file(path: Path, *, allow_open: bool, stderr: TextIO) -> None:
-    """Warn about a tokens file others can read; refuse one others can write.
+def check_tokens_file(path: Path, *, allow_open: bool) -> str | None:
+    """Refuse a tokens file others can write; the warning for one others can read.
 
-    Does nothing where files have no POSIX permissions, or when the file
-    cannot be found (reading it reports that).
+    Returns the warning line (``None`` for a private file), to be written once
+    the rest of the input is known to be good. Does nothing where files have
+    no POSIX permissions, or when the file cannot be found (reading it reports
+    that).
     """
     if os.name != "posix" or allow_open:
-        return
+        return None
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
-        return
+        return None
     if not mode & _OPEN_BITS:
-        return
+        return None
     fix = f"chmod 600 {path}"
     if mode & stat.S_IWOTH:
         msg = (
@@ -46,7 +47,7 @@ def check_tokens_file(path: Path, *, allow_open: bool, stderr: TextIO) -> None:
         )
         raise CliError(msg)
     who = "others" if mode & stat.S_IRWXO else "its group"
-    stderr.write(
+    return (
         f"{PROG}: warning: tokens file {path} is open to {who} (mode {mode:04o}); "
         f"run `{fix}` to keep the tokens private\n"
     )
