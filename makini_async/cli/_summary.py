@@ -70,8 +70,18 @@ def failures(report: PullReport) -> list[dict[str, Any]]:
 
 
 def causes(report: PullReport) -> list[FailureGroup]:
-    """Failures grouped by cause, without the chains a sink outage stopped (told once)."""
-    return [g for g in report.failure_groups() if g.error_type != SinkUnavailable.__name__]
+    """Failures grouped by cause.
+
+    Without the chains a sink outage stopped (told once, on its own line) and
+    without chains cancelled with no error of their own (stopped by a signal
+    or by the end of the pull): neither is a failure of their connection.
+    """
+    return [
+        g
+        for g in report.failure_groups()
+        if g.error_type != SinkUnavailable.__name__
+        and not (g.outcome is Outcome.CANCELLED and g.error_type == "-")
+    ]
 
 
 def sink_outage(outcome: PullResult) -> tuple[str, int] | None:
@@ -163,10 +173,11 @@ def _outage_lines(outcome: PullResult) -> list[str]:
 def _interrupt_lines(outcome: PullResult) -> list[str]:
     if outcome.interrupted is None:
         return []
+    stopped = sum(c.outcome is Outcome.CANCELLED for c in outcome.report.chains)
     return [
         (
-            f"Interrupted by {outcome.interrupted}: pages that had landed are kept "
-            "(rerun with the same checkpoint to resume)"
+            f"Interrupted by {outcome.interrupted}: {_plural(stopped, 'chain')} stopped; "
+            "what had landed is kept (rerun to resume)"
         )
     ]
 

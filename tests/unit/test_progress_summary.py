@@ -9,7 +9,7 @@ import orjson
 from makini_async._progress import Progress, estimate
 from makini_async.bulk import ChainReport, Outcome, PullReport
 from makini_async.cli._run import PullResult
-from makini_async.cli._summary import failures, summary, summary_json
+from makini_async.cli._summary import causes, failures, summary, summary_json
 from makini_async.entities import Entity
 from makini_async.errors import (
     ReauthorizationRequired,
@@ -167,12 +167,20 @@ def test_causes_differ_by_outcome_code_and_message() -> None:
         ),
         _chain("d", Entity.ASSETS, outcome=Outcome.CANCELLED),
     ]
-    groups = PullReport(chains, clock=_clock).failure_groups()
+    report = PullReport(chains, clock=_clock)
+    groups = report.failure_groups()
     assert sorted((g.code, g.cause, g.connections) for g in groups) == [
         ("-", "", ("d",)),
         ("SERVICE_UNAVAILABLE", "permission denied", ("c",)),
         ("SinkError", "disk full", ("a",)),
         ("SinkError", "permission denied", ("b",)),
+    ]
+    # A chain cancelled without an error of its own (a signal, the end of the pull) is
+    # no failure of its connection: the printed summary leaves it out of the causes.
+    assert sorted(g.code for g in causes(report)) == [
+        "SERVICE_UNAVAILABLE",
+        "SinkError",
+        "SinkError",
     ]
 
 
