@@ -123,9 +123,10 @@ async def stoppable_run(pull: ShardedPull, interrupts: Interrupts) -> None:
 
     Graceful where the engine can stop (local processes: no unit starts, each
     running unit lands what it fetched and reports); elsewhere the run is
-    cancelled, as Ctrl-C did before. Before a second signal exits, the worker
-    processes running units are killed, so that none writes after the command
-    has ended (a rerun could otherwise meet a second writer).
+    cancelled, as Ctrl-C did before. Before a second signal exits, the local
+    worker processes are killed, so that none writes after the command has
+    ended (a rerun could otherwise meet a second writer) and none is left
+    waiting for work.
     """
     task = asyncio.ensure_future(pull.run())
 
@@ -134,14 +135,11 @@ async def stoppable_run(pull: ShardedPull, interrupts: Interrupts) -> None:
             task.cancel()
 
     def kill() -> None:
-        from makini_async.scale import ProcessEngine  # noqa: PLC0415 - loaded by the pull already
-
-        if not isinstance(pull.engine, ProcessEngine):
-            return  # Ray's workers are Ray's to stop (they may be on other machines)
-        for status in pull.units:
-            if status.pid is not None and not status.done:
-                with contextlib.suppress(OSError):
-                    os.kill(status.pid, signal.SIGKILL)
+        # Local worker processes are killed, idle ones included; Ray's workers are
+        # Ray's to stop (they may be on other machines).
+        engine_kill = getattr(pull.engine, "kill", None)
+        if engine_kill is not None:
+            engine_kill()
 
     with interrupts.stopping(stop, kill=kill):
         try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import multiprocessing
 import os
 import queue as queue_module
@@ -118,6 +119,7 @@ class ProcessEngine:
         self.max_attempts = max_attempts
         self._stopping = False
         self._stop_event: Any = None
+        self._executor: ProcessPoolExecutor | None = None
         #: Seconds between reads of the progress queue.
         self.poll_interval = 0.1
 
@@ -161,6 +163,19 @@ class ProcessEngine:
         if self._stop_event is not None:
             self._stop_event.set()
 
+    def kill(self) -> None:
+        """Kill every worker process now (SIGKILL), idle ones included.
+
+        For a program that must exit at once: no worker goes on writing after
+        it, and none is left waiting for work that never comes. Each unit's
+        checkpoint keeps what had landed.
+        """
+        executor = self._executor
+        processes = getattr(executor, "_processes", None) or {}
+        for process in list(processes.values()):
+            with contextlib.suppress(OSError, ValueError):
+                process.kill()
+
     async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
         # Not on the event loop: the first fork waits for the server's imports.
         await asyncio.to_thread(self.warm_up)
@@ -179,10 +194,12 @@ class ProcessEngine:
                 initargs=(progress, dict(os.environ), self._stop_event),
             )
             finished = False
+            self._executor = executor
             try:
                 await self._generation(executor, progress, todo, tries, events)
                 finished = True
             finally:
+                self._executor = None
                 await asyncio.to_thread(_stop, executor, terminate=not finished)
                 _drain(progress, events)
                 progress.close()
