@@ -12,7 +12,6 @@ import contextlib
 import inspect
 import os
 import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from makini_async._retry import set_testing
@@ -20,7 +19,7 @@ from makini_async.bulk import Pull
 from makini_async.checkpoint import open_checkpoint
 from makini_async.pool import MakiniPool
 from makini_async.scale._units import UnitJob, UnitResult, chain_row
-from makini_async.sinks import JsonLinesSink, open_sink
+from makini_async.sinks import open_sink
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,11 +50,8 @@ def unit_sink(spec: str | Callable[[int], Sink], unit: int, *, append: bool) -> 
         return spec(unit)
     if is_dsn(spec):
         return open_sink(spec)
-    kind, _, where = spec.partition(":")
-    directory = str(Path(os.path.expanduser(where)) / f"unit-{unit:05d}")
-    if kind == "jsonl":
-        return JsonLinesSink(directory, append=append)
-    return open_sink(f"{kind}:{directory}")
+    # DIR is the user's; the unit folder is ours, so a link planted there is refused.
+    return open_sink(spec, append=append, folder=f"unit-{unit:05d}")
 
 
 def _open_store(spec: str | None) -> CheckpointStore | AsyncCheckpointStore | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from typing import IO, TYPE_CHECKING, Any
 
+from makini_async._files import Folder, LinkRefused
 from makini_async.errors import MakiniError, SinkError
 from makini_async.models import unstructure
 
@@ -36,16 +36,18 @@ def open_no_follow(path: Path, *, append: bool) -> IO[bytes]:
     """Open an output file for writing without following a symbolic link.
 
     A link planted where an output file goes would otherwise have the pull
-    overwrite whatever it points to: :class:`SinkError` instead.
+    overwrite whatever it points to: :class:`SinkError` instead (see
+    :meth:`makini_async._files.Folder.open_file`).
     """
-    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    flags |= (os.O_RDWR | os.O_APPEND) if append else (os.O_WRONLY | os.O_TRUNC)
     try:
-        fd = os.open(path, flags, 0o644)
+        folder = Folder.root(path.parent, create=False)
+        try:
+            return folder.open_file(path.name, append=append)
+        finally:
+            folder.close()
+    except LinkRefused as exc:
+        msg = f"output file {exc.strerror}"
+        raise SinkError(msg) from None
     except OSError as exc:
-        if path.is_symlink():
-            msg = f"output file {path} is a symbolic link; refusing to follow it"
-            raise SinkError(msg) from None
         msg = f"cannot open output file {path}: {exc.strerror or exc}"
         raise SinkError(msg) from None
-    return os.fdopen(fd, "a+b" if append else "wb")
