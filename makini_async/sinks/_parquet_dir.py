@@ -207,8 +207,8 @@ class EntityDir:
                 table = _decode(raw)
                 import pyarrow.compute as pc  # noqa: PLC0415
 
-                keep = pc.invert(pc.equal(table["_connection"], connection))
-                kept = table.filter(pc.fill_null(keep, value=True))
+                # ``_connection`` is never null: every row names its connection.
+                kept = table.filter(pc.not_equal(table["_connection"], connection))
                 if kept.num_rows == table.num_rows:
                     continue
                 if kept.num_rows == 0:
