@@ -29,8 +29,12 @@ from makini_async.entities import Entity
 from makini_async.sinks import ParquetSink
 from makini_async.testing import MockMakini
 
+from .test_cli import run_cli, server, write_tokens
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+__all__ = ["server"]  # the fixture, shared with test_cli
 
 N = 10
 RECORDS = 200
@@ -290,3 +294,19 @@ def test_transient_errors_are_the_ones_a_wait_can_cure() -> None:
         assert is_transient(OSError(code, os.strerror(code)))
     for code in (errno.EACCES, errno.EROFS, errno.EFBIG, errno.ENOENT, errno.ELOOP):
         assert not is_transient(OSError(code, os.strerror(code)))
+
+
+async def test_the_command_stops_a_second_pull_into_a_parquet_directory(
+    server: MockMakini, tmp_path: Path
+) -> None:
+    holder = ParquetSink(tmp_path / "lake")
+    await holder.open([Entity.ASSETS])
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    code, _, stderr = await run_cli(
+        "pull", "--entity", "assets", "--tokens-file", str(tokens), "--base-url", server.url,
+        "--sink", f"parquet:{tmp_path / 'lake'}",
+    )  # fmt: skip
+    await holder.close()
+    assert code == 2, stderr
+    assert f"Parquet directory {tmp_path / 'lake'} is in use by another pull" in stderr
+    assert "Traceback" not in stderr
