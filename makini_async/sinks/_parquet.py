@@ -98,11 +98,7 @@ class ManifestStore:
     def save(self, connection: str, entity: str, state: ChainState) -> None:
         # A chain's start (no page yet): safe to commit whenever, written with the next manifest.
         part = self._sink.entity_dir(entity)
-        part.chains[connection] = state_to_json(state)
-        if state.cursor is None:
-            # Its run's rows go into files from this number on (what forget takes out).
-            part.starts[connection] = part.next_number()
-        part.dirty = True
+        part.save(connection, state_to_json(state), start=state.cursor is None)
 
     def flush(self) -> None:
         self._sink.write_manifests()
@@ -287,7 +283,9 @@ class ParquetSink:
             await asyncio.to_thread(part.forget, connection)
 
         try:
-            await self._retry.run(call, str(part.path))
+            async with part.guard:
+                part.drop(connection)
+                await self._retry.run(call, str(part.path))
         except OSError as exc:
             msg = f"cannot rewrite Parquet in {part.path}: {exc.strerror or exc}"
             raise SinkError(msg, connection=connection) from None
@@ -301,6 +299,10 @@ class ParquetSink:
         The buffer leaves memory only once both are committed; a transient
         disk fault is retried, any other raises :class:`_Unwritable`.
         """
+        async with part.guard:
+            await self._commit_now(part)
+
+    async def _commit_now(self, part: EntityDir) -> None:
         if not part.pages and not part.pending:
             return
         count = len(part.pages)
@@ -316,7 +318,7 @@ class ParquetSink:
                 raise _Unwritable(f"{type(exc).__name__}: {exc}") from None
 
         async def call() -> str | None:
-            return await asyncio.to_thread(part.land, data, count, pending)
+            return await asyncio.to_thread(part.land, data, pending)
 
         try:
             name = await self._retry.run(call, str(part.path))
@@ -324,6 +326,7 @@ class ParquetSink:
             raise
         except OSError as exc:
             raise _Unwritable(exc.strerror or str(exc)) from None
+        part.trim(count, pending)
         if name is not None:
             self.committed_files += 1
 

@@ -11,6 +11,7 @@ planted in the directory is never written, truncated or deleted through.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import TYPE_CHECKING, Any, Final
@@ -66,6 +67,8 @@ class EntityDir:
         self.pending: dict[str, dict[str, Any]] = {}  # states of the buffered pages
         self.size = 0
         self.dirty = False  # chain states saved outside a file commit
+        self.saves = 0  # counts those saves, so a manifest written meanwhile keeps ``dirty``
+        self.guard = asyncio.Lock()  # one commit or forget at a time
 
     @property
     def path(self) -> Path:
@@ -109,15 +112,33 @@ class EntityDir:
         self.size = sum(t.nbytes for _, t in self.pages)
         self.pending.pop(connection, None)
 
-    # -- committing (called in a thread) -------------------------------------------
+    def save(self, connection: str, state: dict[str, Any], *, start: bool) -> None:
+        """Record a chain's state outside a file commit (its start), for the next manifest."""
+        self.chains[connection] = state
+        if start:
+            # Its run's rows go into files from this number on (what forget takes out).
+            self.starts[connection] = self.next_number()
+        self.saves += 1
+        self.dirty = True
 
-    def land(self, data: Any, pages: int, pending: dict[str, dict[str, Any]]) -> str | None:
+    def trim(self, pages: int, pending: dict[str, dict[str, Any]]) -> None:
+        """Let go of the first ``pages`` buffered pages and the states committed with them."""
+        del self.pages[:pages]
+        self.size = sum(t.nbytes for _, t in self.pages)
+        for connection, state in pending.items():
+            if self.pending.get(connection) is state:
+                del self.pending[connection]
+
+    # -- committing (called in a thread, under ``guard``) ------------------------------
+
+    def land(self, data: Any, pending: dict[str, dict[str, Any]]) -> str | None:
         """Write ``data`` as the next part file and commit it with ``pending``; its name.
 
         A failure leaves the committed state as it was: a part file renamed
         into place but not committed is deleted again (best effort; the next
-        open deletes it otherwise), and the buffer is untouched.
+        open deletes it otherwise). The buffer is the caller's to trim.
         """
+        saves = self.saves
         files = list(self.files)
         name = None
         number = self.next_number()
@@ -136,18 +157,17 @@ class EntityDir:
                 except OSError:
                     logger.warning("could not remove uncommitted %s", self.path / name)
             raise
-        self.files, self.chains, self.next = files, chains, number
-        del self.pages[:pages]
-        self.size = sum(t.nbytes for _, t in self.pages)
-        for connection, state in pending.items():
-            if self.pending.get(connection) is state:
-                del self.pending[connection]
-        self.dirty = False
+        self.files, self.next = files, number
+        self.chains.update(pending)  # in place: a chain's start saved meanwhile stays
+        if self.saves == saves:
+            self.dirty = False
         return name
 
     def write_manifest(self) -> None:
+        saves = self.saves
         self._write_manifest(self.files, self.chains, self.forgetting, self.next_number())
-        self.dirty = False
+        if self.saves == saves:
+            self.dirty = False
 
     def _write_manifest(
         self, files: list[str], chains: dict[str, Any], forgetting: dict[str, int], number: int
@@ -170,8 +190,8 @@ class EntityDir:
         them (an atomic rename per file; emptied files are deleted); then the
         manifest is committed without the intent. No rows of the chain are
         written meanwhile, so a reader never sees one of its records twice.
+        The caller drops the chain's buffered pages first (:meth:`drop`).
         """
-        self.drop(connection)
         state = self.chains.get(connection)
         start = self.starts.get(connection)
         if start is None:
