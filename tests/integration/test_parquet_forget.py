@@ -200,3 +200,25 @@ async def test_a_forget_killed_at_any_point_shows_no_record_twice_and_finishes_o
             assert state is not None
             assert state.cursor is None
     assert interrupted >= 1  # at least one kill landed in the middle of a forget
+
+
+async def test_a_forget_while_other_chains_commit_keeps_every_one_of_their_pages(
+    tmp_path: Path,
+) -> None:
+    sink = ParquetSink(tmp_path / "pq", file_size=1_000)  # a commit every page
+    await sink.open([Entity.ASSETS])
+    _start(sink, A)
+    _start(sink, B)
+    for first in range(0, 100, 10):  # files holding both chains: each one rewritten
+        await _land(sink, A, first, first + 10)
+        await _land(sink, B, first, first + 10)
+    # The chain's worker forgets while the consumer lands another chain's pages.
+    _start(sink, "site-c")
+    await asyncio.gather(sink.forget(A, Entity.ASSETS), _land(sink, "site-c", 0, 100, last=True))
+    await sink.close()
+    manifest = orjson.loads((tmp_path / "pq" / "assets" / "_manifest.json").read_bytes())
+    on_disk = sorted(p.name for p in (tmp_path / "pq" / "assets").glob("part-*"))
+    assert sorted(manifest["files"]) == on_disk  # every file committed, none lost from the list
+    seen = _seen(tmp_path / "pq")
+    assert set(seen) == _ids(B, 0, 100) | _ids("site-c", 0, 100)
+    assert max(seen.values()) == 1
