@@ -21,6 +21,7 @@ and nothing is truncated through it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -28,7 +29,8 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from makini_async._files import Folder, LinkRefused
-from makini_async.errors import MakiniError, SinkError
+from makini_async.errors import MakiniError, SinkError, SinkUnavailable
+from makini_async.sinks._disk import is_transient
 from makini_async.sinks._encode import as_json_dict, unwritable
 
 if TYPE_CHECKING:
@@ -135,10 +137,16 @@ class JsonLinesSink:
         """Write one page's records and invalid records, or raise :class:`SinkError`.
 
         Every line is encoded before any is written, so a record that cannot
-        be encoded leaves nothing of its page behind.
+        be encoded leaves nothing of its page behind. Each file gets the page
+        in one ``write`` straight to the operating system (before the pull
+        checkpoints past it, so a process killed after that loses nothing);
+        a write that fails (a full disk) is cut back, in both files, so no
+        half page stays in the middle of a file. A transient failure (a full
+        disk, an I/O error) raises :class:`SinkUnavailable`.
         """
         records = _encode_lines(page) if page.records else None
         invalid = _encode_invalid(page) if page.invalid else None
+        written: list[tuple[int, int]] = []
         try:
             if invalid is not None:
                 handle = self._invalid_files.get(page.entity)
@@ -146,17 +154,17 @@ class JsonLinesSink:
                     name = f"{page.entity.value}.invalid.jsonl"
                     handle = self._invalid_files[page.entity] = self._open(name)
                     self.invalid_paths[page.entity] = self.directory / name
-                handle.write(invalid)
-                handle.flush()
+                _append(handle.fileno(), invalid, written)
             if records is not None:
-                handle = self._files[page.entity]
-                handle.write(records)
-                # Into the OS before the pull checkpoints past this page: a process
-                # killed after that loses nothing it wrote.
-                handle.flush()
+                _append(self._files[page.entity].fileno(), records, written)
         except OSError as exc:
-            msg = f"cannot write {page.entity.value} to {self.directory}: {exc.strerror or exc}"
-            raise SinkError(msg, request_id=page.request_id, connection=page.connection) from None
+            for fd, start in written:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+            reason = f"cannot write {page.entity.value} to {self.directory}: {exc.strerror or exc}"
+            kind = SinkUnavailable if is_transient(exc) else SinkError
+            msg = f"sink unavailable: {reason}" if kind is SinkUnavailable else reason
+            raise kind(msg, request_id=page.request_id, connection=page.connection) from None
 
     async def flush(self) -> None:
         """fsync every file (pages are already in the operating system)."""
@@ -174,6 +182,15 @@ class JsonLinesSink:
         folder, self._dir = self._dir, None
         if folder is not None:
             folder.close()
+
+
+def _append(fd: int, data: bytes, written: list[tuple[int, int]]) -> None:
+    """Append ``data`` to the file (one ``write`` unless the system takes less)."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    written.append((fd, start))
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_all(handles: list[IO[bytes]]) -> None:
