@@ -13,6 +13,7 @@ Any other ``OSError`` is raised at once: it is not going to pass by waiting.
 from __future__ import annotations
 
 import errno
+import logging
 import random
 from typing import TYPE_CHECKING, Final, TypeVar
 
@@ -52,6 +53,8 @@ TRANSIENT: Final = frozenset(
 
 T = TypeVar("T")
 
+logger = logging.getLogger("makini_async")
+
 
 def is_transient(exc: OSError) -> bool:
     return exc.errno in TRANSIENT
@@ -86,6 +89,7 @@ class DiskRetry:
         )
         waits = WaitSchedule(policy, self._rng)
         start = self.clock()
+        waited = False
         while True:
             try:
                 result = await call()
@@ -101,6 +105,14 @@ class DiskRetry:
                         f"(retried for {self.clock() - start:.0f} s)"
                     )
                     raise SinkUnavailable(msg) from None
+                if not waited:  # once per call: the outcome is logged or raised after
+                    waited = True
+                    logger.warning(
+                        "cannot write %s: %s; retrying for up to %.0f s",
+                        where,
+                        exc.strerror or type(exc).__name__,
+                        self.deadline,
+                    )
                 self.retries += 1
                 await self.sleep(wait)
             else:

@@ -93,7 +93,9 @@ async def _pull(server: MockMakini, sink: ParquetSink) -> Any:
     return pull.report
 
 
-async def test_a_full_disk_is_waited_out_and_every_record_lands_once(tiny_fs: Path) -> None:
+async def test_a_full_disk_is_waited_out_and_every_record_lands_once(
+    tiny_fs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     set_testing(True)
     waits: list[float] = []
     filler: list[Path] = []
@@ -118,6 +120,7 @@ async def test_a_full_disk_is_waited_out_and_every_record_lands_once(tiny_fs: Pa
     assert len(waits) >= 3
     assert sink.disk_retries == len(waits)
     assert waits == sorted(waits)  # backing off
+    assert "No space left on device; retrying for up to 120 s" in caplog.text
     landed = _landed(tiny_fs / "pq")
     assert set(landed) == want
     assert max(landed.values()) == 1
