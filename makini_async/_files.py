@@ -33,7 +33,15 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-__all__ = ["FileLock", "Folder", "LinkRefused", "LockHeld", "remove_files", "write_atomic"]
+__all__ = [
+    "FileLock",
+    "Folder",
+    "LinkRefused",
+    "LockHeld",
+    "is_plain_name",
+    "remove_files",
+    "write_atomic",
+]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -272,7 +280,12 @@ class FileLock:
             os.close(fd)  # closing the descriptor releases the lock
 
 
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names an entry of a folder (not a path, not ``.`` or ``..``)."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+
+
 def _check_name(name: str) -> None:
-    if not name or name in (".", "..") or "/" in name or "\0" in name:
+    if not is_plain_name(name):
         msg = f"not a plain file name: {name!r}"
         raise ValueError(msg)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import IO, TYPE_CHECKING, Any
 
-from makini_async._files import Folder, LinkRefused
-from makini_async.errors import MakiniError, SinkError
+from makini_async._files import Folder, LinkRefused, is_plain_name
+from makini_async.errors import MakiniError, SinkError, UsageError
 from makini_async.models import unstructure
 
 if TYPE_CHECKING:
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from makini_async.bulk import PulledPage
 
-__all__ = ["as_json_dict", "open_no_follow", "record_id", "unwritable"]
+__all__ = ["as_json_dict", "check_folder", "open_no_follow", "record_id", "unwritable"]
 
 
 def as_json_dict(record: Any) -> dict[str, Any]:
@@ -30,6 +30,13 @@ def unwritable(page: PulledPage[Any], record: Any, exc: BaseException, *, what: 
     reason = exc.message if isinstance(exc, MakiniError) else f"{type(exc).__name__}: {exc}"
     msg = f"cannot write {page.entity.value} record {record_id(record)!r} as {what} ({reason})"
     return SinkError(msg, request_id=page.request_id, connection=page.connection)
+
+
+def check_folder(folder: str | None) -> None:
+    """A sink's ``folder=``: one folder's name under its directory, or :class:`UsageError`."""
+    if folder is not None and not is_plain_name(folder):
+        msg = f"folder must be one folder's name (no '/', '.' or '..'), got {folder!r}"
+        raise UsageError(msg)
 
 
 def open_no_follow(path: Path, *, append: bool) -> IO[bytes]:

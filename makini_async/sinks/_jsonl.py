@@ -31,7 +31,7 @@ import orjson
 from makini_async._files import Folder, LinkRefused
 from makini_async.errors import MakiniError, SinkError, SinkUnavailable
 from makini_async.sinks._disk import is_transient
-from makini_async.sinks._encode import as_json_dict, unwritable
+from makini_async.sinks._encode import as_json_dict, check_folder, unwritable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -57,6 +57,7 @@ class JsonLinesSink:
     def __init__(
         self, directory: str | os.PathLike[str], *, append: bool = True, folder: str | None = None
     ) -> None:
+        check_folder(folder)
         self.root = Path(directory)
         self.folder = folder
         self.directory = self.root / folder if folder else self.root

@@ -49,7 +49,7 @@ from makini_async._files import Folder, LockHeld
 from makini_async.checkpoint import state_from_json, state_to_json
 from makini_async.errors import MakiniError, SinkError, SinkUnavailable, UsageError
 from makini_async.sinks._disk import DEFAULT_DISK_DEADLINE, DiskRetry
-from makini_async.sinks._encode import unwritable
+from makini_async.sinks._encode import check_folder, unwritable
 from makini_async.sinks._parquet_dir import MANIFEST, EntityDir, encode
 from makini_async.sinks._parquet_schema import table_of
 
@@ -132,6 +132,7 @@ class ParquetSink:
             msg = f"retry_deadline must be a number of seconds >= 0, got {retry_deadline!r}"
             raise UsageError(msg)
         _pyarrow()
+        check_folder(folder)
         self.root = Path(directory)
         self.folder = folder
         self.directory = self.root / folder if folder else self.root

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from makini_async import SinkError
+from makini_async import SinkError, UsageError
 from makini_async._files import Folder, LinkRefused, remove_files, write_atomic
 from makini_async._invalid import InvalidRecord
 from makini_async.bulk import PulledPage
@@ -218,3 +218,11 @@ def test_a_folder_swapped_for_a_link_after_opening_changes_nothing(tmp_path: Pat
     with pytest.raises(ValueError, match="plain file name"):
         root.sub("../x")
     root.close()
+
+
+@pytest.mark.parametrize("folder", ["..", ".", "a/b", "", "x\0y"])
+def test_a_sink_folder_is_one_name_under_its_directory(tmp_path: Path, folder: str) -> None:
+    with pytest.raises(UsageError, match="one folder's name"):
+        ParquetSink(tmp_path, folder=folder)
+    with pytest.raises(UsageError, match="one folder's name"):
+        JsonLinesSink(tmp_path, folder=folder)
