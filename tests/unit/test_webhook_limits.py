@@ -158,7 +158,7 @@ async def test_dropped_connections_are_one_summary_line_not_a_traceback_each(
     caplog.set_level(logging.DEBUG)
     async with served(receiver, mounted=True) as (port, path):
         for _ in range(60):
-            reader, writer = await open_post(port, path, {"Content-Length": "1000"})
+            _reader, writer = await open_post(port, path, {"Content-Length": "1000"})
             writer.write(b'{"id":')
             await writer.drain()
             await close(writer)
