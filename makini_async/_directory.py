@@ -209,11 +209,11 @@ def _instant(created_at: str) -> dt.datetime | str:
 
 def _before_token_change(conn: Connection, when: dt.datetime | str) -> bool:
     """Whether an event made at ``when`` is older than the handle's last token change."""
-    changed = getattr(conn, "token_changed_at", None)  # on the pool's clock
+    changed: float | None = getattr(conn, "token_changed_at", None)  # on the pool's clock
     if changed is None or isinstance(when, str):
         return False
     # The same instant on the wall clock, which event times are on.
-    changed_wall = time.time() - (conn.shared.clock() - changed)
+    changed_wall: float = time.time() - (conn.shared.clock() - changed)
     return when.timestamp() < changed_wall
 
 
