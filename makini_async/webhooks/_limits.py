@@ -12,9 +12,9 @@ bounds it itself, whatever the host application allows (an aiohttp app's
   one more is refused at once with 503, before anything is read.
 
 Each refusal closes the connection. Connections that drop mid-body, bodies
-too slow or too large, and refusals for load are attacker-controlled events:
-:class:`DropLog` logs them as one summary line per interval, never a
-traceback each.
+too slow or too large, refusals for load and bad signatures are events an
+attacker controls: :class:`DropLog` logs them as one summary line per
+interval, never a line (or a traceback) each.
 """
 
 from __future__ import annotations
@@ -108,7 +108,11 @@ class DropLog:
         self._since: float | None = None
 
     def note(self, what: str | int) -> None:
-        """Count one event; log the summary if the last one is ``interval`` old."""
+        """Count one event; log the summary if the last one is ``interval`` old.
+
+        ``what``: ``"dropped"``, a refusal's status (408, 413, 503), or the
+        text of any other event (a rejection's fixed reason).
+        """
         now = self._clock()
         self._counts[what] += 1
         if self._since is None or now - self._since >= self.interval:
@@ -118,12 +122,12 @@ class DropLog:
         """Log what was counted since the last line (if anything) and start over."""
         now = self._clock() if now is None else now
         if self._counts:
-            parts = ", ".join(
-                f"{count} {_WHAT[what]}"
+            parts = "; ".join(
+                f"{count} {_WHAT.get(what, what)}"
                 for what, count in sorted(self._counts.items(), key=lambda kv: str(kv[0]))
             )
             last = "" if self._since is None else f" in the last {now - self._since:.0f} s"
-            logger.warning("webhook receiver: connections%s: %s", last, parts)
+            logger.warning("webhook receiver, deliveries not accepted%s: %s", last, parts)
             self._counts.clear()
         self._since = now
 

@@ -119,8 +119,8 @@ class WebhookReceiver:
     application allows: ``max_body`` bytes (413 beyond), all within
     ``read_timeout`` seconds (408), at most ``max_in_flight`` at once (503,
     answered before reading). Connections dropped or refused this way are
-    logged as one summary line per minute (``drop_log``), never a traceback
-    each.
+    logged, with bad signatures, as one summary line per minute
+    (``drop_log``), never a line or a traceback each.
     """
 
     def __init__(
@@ -267,7 +267,8 @@ class WebhookReceiver:
             event = typed_event(parse_event(body))
         except WebhookVerificationError as exc:
             stats.rejected += 1
-            logger.warning("webhook delivery rejected: %s", exc.message)
+            # A fixed reason (never the body or a secret), summed up per interval.
+            self.drop_log.note(f"rejected with 400 ({exc.message})")
             return 400
         if self._state != "open":
             stats.refused += 1

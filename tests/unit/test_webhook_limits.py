@@ -169,7 +169,7 @@ async def test_dropped_connections_are_one_summary_line_not_a_traceback_each(
     assert receiver.stats.dropped == 60
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert errors == []
-    summaries = [r for r in caplog.records if "webhook receiver: connections" in r.getMessage()]
+    summaries = [r for r in caplog.records if "webhook receiver, deliveries" in r.getMessage()]
     # The first drop, and the rest summed up when the receiver closed.
     assert len(summaries) == 2
     assert "59 dropped before their body was read" in summaries[-1].getMessage()
@@ -189,6 +189,22 @@ def test_drop_log_writes_one_line_per_interval(caplog: pytest.LogCaptureFixture)
     for what in ("dropped", "too slow"):
         counts = (re.search(rf"(\d+) {what}", line) for line in lines)
         assert sum(int(m.group(1)) for m in counts if m) == 1000
+
+
+async def test_bad_signatures_are_summed_up_not_logged_one_by_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="makini_async")
+    async with WebhookReceiver(SECRET) as receiver:
+        payload, _ = delivery()
+        for i in range(200):
+            forged = sign("whsec_guess", payload, int(time.time())) if i % 2 else None
+            assert await receiver.receive(payload, forged) == 400
+    lines = [r.getMessage() for r in caplog.records if r.name == "makini_async"]
+    assert len(lines) == 2
+    assert "99 rejected with 400 (missing webhook signature header)" in lines[-1]
+    assert "100 rejected with 400 (webhook signature does not match)" in lines[-1]
+    assert SECRET not in caplog.text
 
 
 # -- ASGI ---------------------------------------------------------------------------
