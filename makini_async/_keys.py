@@ -1,7 +1,7 @@
 """The installation's key for default connection names and checkpoint fingerprints.
 
 A default name (``conn-`` and 16 hex digits) and a checkpoint's token
-fingerprint (32 hex digits) are HMAC-SHA256 of the token under a secret key,
+fingerprint (the key's id and 32 hex digits) are HMAC-SHA256 of the token under a secret key,
 so neither can be matched against candidate tokens without the key, and they
 differ between installations. Names key checkpoints and output folders, so
 the key must stay the same across runs and across the worker processes of
@@ -53,9 +53,11 @@ __all__ = [
     "ENV_KEY",
     "ENV_KEY_FILE",
     "Key",
+    "check_key",
     "current_key",
     "default_key_file",
     "fingerprint_of",
+    "key_id",
     "name_of",
     "recover_legacy",
     "reset",
@@ -191,11 +193,18 @@ def name_of(token: str) -> str:
     return "conn-" + _mac(current_key().secret, b"makini-async name", token)[:_NAME_HEX]
 
 
-def fingerprint_of(token: str) -> str:
-    """32 hex digits of the keyed hash of ``token``, apart from the name's.
+def key_id(key: Key) -> str:
+    """8 hex digits that tell keys apart and reveal nothing of them."""
+    return _mac(key.secret, b"makini-async key id", "")[:8]
 
-    Raises :class:`CheckpointError` when the process has no stable key: a
-    fingerprint made with it would not match at the next run.
+
+def fingerprint_of(token: str) -> str:
+    """The key's id, a dot, and 32 hex digits of the keyed hash of ``token``.
+
+    The id lets a checkpoint written under another key be told from one
+    written for another token. Raises :class:`CheckpointError` when the
+    process has no stable key: a fingerprint made with it would not match at
+    the next run.
     """
     key = current_key()
     if not key.stable:
@@ -204,7 +213,24 @@ def fingerprint_of(token: str) -> str:
             f"set {ENV_KEY} (32+ characters) or {ENV_KEY_FILE} (a writable path)"
         )
         raise CheckpointError(msg)
-    return _mac(key.secret, b"makini-async fingerprint", token)[:_FINGERPRINT_HEX]
+    mac = _mac(key.secret, b"makini-async fingerprint", token)[:_FINGERPRINT_HEX]
+    return f"{key_id(key)}.{mac}"
+
+
+def check_key(name: str, fingerprint: str | None) -> None:
+    """:class:`CheckpointError` if ``fingerprint`` was made under another key than ours."""
+    if fingerprint is None or "." not in fingerprint:
+        return
+    theirs = fingerprint.partition(".")[0]
+    ours = key_id(current_key())
+    if not hmac.compare_digest(theirs, ours):
+        msg = (
+            f"the checkpoint of {name} was written under another installation key "
+            f"(key {theirs}; this process has key {ours} from {current_key().source}): "
+            f"give every process and machine of a pull the same {ENV_KEY}, or the key "
+            "file the checkpoint was written with"
+        )
+        raise CheckpointError(msg, connection=name)
 
 
 # -- checkpoints written before keys ------------------------------------------------
@@ -233,6 +259,7 @@ async def recover_legacy(
     on. Anything else comes back as it was.
     """
     if state is not None:
+        check_key(name, state.fingerprint)
         if state.fingerprint is not None and hmac.compare_digest(
             state.fingerprint, _legacy_fingerprint(token)
         ):

@@ -52,7 +52,7 @@ def test_names_and_fingerprints_depend_on_the_key(key_env: pytest.MonkeyPatch) -
     assert name_a != name_b
     assert fp_a != fp_b
     assert len(name_a) == len("conn-") + 16
-    assert len(fp_a) == 32
+    assert len(fp_a) == 8 + 1 + 32
     for value in (name_a, name_b, fp_a, fp_b):
         assert not any(old in value for old in unkeyed(TOKEN))
     assert default_name(OTHER_TOKEN) != name_b
@@ -177,6 +177,23 @@ async def test_an_old_checkpoint_of_another_token_is_still_refused(
             _ = [i async for i in pull]
     (chain,) = pull.report.chains
     assert "another token" in str(chain.error)
+
+
+async def test_a_checkpoint_written_under_another_key_says_so(
+    key_env: pytest.MonkeyPatch, make_pool: Any, tmp_path: Path
+) -> None:
+    # Say one machine of a pull had its own key file instead of the shared key.
+    key_env.setenv(_keys.ENV_KEY, KEY_B)
+    checkpoint = tmp_path / "cp.sqlite"
+    theirs = token_fingerprint(TOKEN)
+    _legacy_checkpoint(checkpoint, "acme", ChainState(fingerprint=theirs, cursor="5"))
+    key_env.setenv(_keys.ENV_KEY, KEY_A)
+    async with make_pool(lambda call: page([], None), as_dicts=True) as (pool, _):
+        async with pool.pull("assets", [("acme", TOKEN)], checkpoint=checkpoint) as pull:
+            _ = [i async for i in pull]
+    (chain,) = pull.report.chains
+    assert "another installation key" in str(chain.error)
+    assert _keys.ENV_KEY in str(chain.error)
 
 
 async def test_no_unkeyed_hash_of_a_token_is_written(
