@@ -156,12 +156,29 @@ def _load_or_create(path: Path) -> bytes:
             out.flush()
             os.fsync(out.fileno())
         # Appears whole or not at all; a process that lost the race reads the winner's.
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(temp, path)
+        except FileExistsError:
+            pass
+        except OSError:
+            # A file system without hard links: create it in place, with
+            # O_EXCL so it never replaces a key another process made.
+            _create_exclusive(path, temp.read_bytes())
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
     return _read(path)
+
+
+def _create_exclusive(path: Path, data: bytes) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _read(path: Path) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -74,6 +75,23 @@ def test_the_key_file_is_made_once_private_and_reused(
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert len(path.read_text().strip()) == 64
     assert [p.name for p in path.parent.iterdir()] == ["key"]  # no temporary left
+    _keys.reset()
+    assert default_name(TOKEN) == name
+
+
+def test_a_file_system_without_hard_links_still_gets_one_private_key(
+    key_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def no_links(src: Any, dst: Any) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    path = tmp_path / "key"
+    key_env.setenv(_keys.ENV_KEY_FILE, str(path))
+    key_env.setattr(os, "link", no_links)
+    name = default_name(TOKEN)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]
+    token_fingerprint(TOKEN)  # a stable key: checkpoints work
     _keys.reset()
     assert default_name(TOKEN) == name
 
