@@ -270,7 +270,11 @@ class WebhookReceiver:
             # A fixed reason (never the body or a secret), summed up per interval.
             self.drop_log.note(f"rejected with 400 ({exc.message})")
             return 400
-        if self._state != "open":
+        if self._state != "open" or (
+            # Full, and the pool has nothing to learn from this delivery:
+            # refuse without touching the store.
+            self._queue.full() and (self._pool is None or event.id in self._applied)
+        ):
             stats.refused += 1
             return 503
         try:
