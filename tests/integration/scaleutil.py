@@ -86,7 +86,7 @@ async def kill_a_worker(
     deadline = asyncio.get_running_loop().time() + 60
     while not task.done() and asyncio.get_running_loop().time() < deadline:
         for status in pull.units:
-            chains = pull.report.chains[status.start * 2 : status.stop * 2]
+            chains = pull.unit_chains(status.unit)
             pages = sum(c.pages for c in chains)
             records = sum(c.records for c in chains)
             early = per_chain is None or records < len(chains) * per_chain / 2
