@@ -33,6 +33,7 @@ from makini_async.scale._units import (
     plan_units,
 )
 from makini_async.scale._worker import is_dsn, unit_sink
+from makini_async.sinks import open_sink
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -139,12 +140,13 @@ class ShardedPull:
             )
             raise UsageError(msg)
         self._sink = sink
-        probe = unit_sink(sink, 0, append=True)  # checks the spec; opens nothing
+        # Checks the spec; opens nothing. A directory sink's probe is at the root.
+        probe = open_sink(sink) if isinstance(sink, str) else unit_sink(sink, 0, append=True)
         self._checkpoint = _checkpoint_spec(
             checkpoint, own_store=probe.checkpoint_store is not None
         )
         directory = isinstance(sink, str) and not is_dsn(sink)
-        self.location = os.path.dirname(probe.location) if directory else probe.location
+        self.location = probe.location
         self._root = Path(self.location) if directory else None
         #: How many buckets connections hash into (recorded by a directory sink).
         self.buckets = resolve_buckets(self._root, buckets)
