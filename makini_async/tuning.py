@@ -34,6 +34,7 @@ sharded pull, run tuned by default (:func:`owned`; ``--no-tune`` and
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import functools
@@ -41,14 +42,16 @@ import gc
 import os
 import platform
 import threading
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Coroutine, Iterator
 
-__all__ = ["active", "owned", "quiet_gc", "steady_heap", "tuned"]
+T = TypeVar("T")
+
+__all__ = ["active", "owned", "quiet_gc", "run_tuned", "steady_heap", "tuned"]
 
 #: The first generation's threshold while tuned (CPython's default is 700).
 DEFAULT_THRESHOLD: Final = 50_000
@@ -239,3 +242,14 @@ def active() -> bool:
     long-lived objects frozen (and, on glibc, the heap's thresholds set)."""
     collector = _depth > 0 and gc.get_threshold()[0] > _saved[0] and gc.get_freeze_count() > 0
     return collector and (_heap_depth > 0 or _glibc() is None)
+
+
+def run_tuned(main: Coroutine[Any, Any, T], *, enabled: bool = True) -> tuple[T, bool]:
+    """``asyncio.run(main)`` inside :func:`owned`: for the main of a process the library owns.
+
+    Returns ``main``'s result and whether the process ran tuned, as observed
+    at its end (:func:`active`).
+    """
+    with owned(enabled=enabled):
+        result = asyncio.run(main)
+        return result, active()
