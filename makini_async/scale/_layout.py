@@ -115,6 +115,12 @@ def prepare(root: Path, buckets: int, *, keep: frozenset[int] | None) -> None:
                     continue
                 if entry.is_symlink():
                     raise UsageError(_linked(root / entry.name))
+                if recorded is None:
+                    msg = (
+                        f"{root} holds bucket folders but no {LAYOUT}: the bucket count that "
+                        "placed them is unknown; restore the file or pull into a new folder"
+                    )
+                    raise UsageError(msg)
                 if keep is not None and int(match[1]) not in keep:
                     stale.append(entry.name)
         for name in stale:

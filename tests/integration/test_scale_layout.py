@@ -139,3 +139,12 @@ async def test_the_root_may_be_a_link_and_stale_buckets_are_swept(tmp_path: Path
     got = landed(real)
     assert set(got) == want
     assert max(got.values()) == 1
+
+
+def test_bucket_folders_without_their_layout_are_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "bucket-00003").mkdir(parents=True)
+    pull = ShardedPull(ENTITIES, named_tokens(2), sink=f"jsonl:{out}", engine=ProcessEngine(1))
+    with pytest.raises(UsageError, match=r"bucket folders but no _layout\.json"):
+        asyncio.run(pull.run())
+    assert not (out / "_layout.json").exists()

@@ -9,6 +9,7 @@ from makini_async.bulk import ChainReport, Outcome
 from makini_async.entities import Entity
 from makini_async.errors import CircuitOpenError, MakiniError, ReauthorizationRequired
 from makini_async.scale import Hidden, UnitJob, UnitResult
+from makini_async.scale._process import _charged
 from makini_async.scale._units import (
     COUNTERS,
     DEFAULT_BUCKETS,
@@ -99,3 +100,16 @@ def test_rows_and_results_pickle_with_their_errors() -> None:
     assert isinstance(converted, MakiniError)
     assert str(converted) == "RuntimeError: disk on fire"
     assert isinstance(portable_error(CircuitOpenError("open", retry_at=1.0)), CircuitOpenError)
+
+
+def test_after_a_broken_pool_only_the_dead_workers_units_are_charged() -> None:
+    settings = WorkerSettings(entities=("assets",), sink=Hidden("jsonl:out"))
+    jobs = [UnitJob(u, Hidden(()), settings) for u in range(4)]
+    # Units 0 and 1 ran on pid 10, which died; 2 ran on pid 20, stopped by the pool;
+    # 3 was queued and never said where it ran.
+    where = {0: 10, 1: 10, 2: 20}
+    assert [c for _, c in _charged(jobs, {10}, where)] == [True, True, False, False]
+    # A dead worker whose unit never said where it ran: the units that did not say are charged.
+    assert [c for _, c in _charged(jobs, {10, 30}, where)] == [True, True, False, True]
+    # No worker can be told from the others: every unit is charged.
+    assert all(c for _, c in _charged(jobs, None, where))
