@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
+import inspect
 import itertools
 import logging
+import warnings
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -23,6 +26,7 @@ from makini_async.bulk._chain import (
 )
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
 from makini_async.bulk._sink import Sink
+from makini_async.bulk._state import bind, identity_of, start_over
 from makini_async.bulk._worker import END, FAILED, PAGE, RunSettings, parse, run_chain
 from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore, open_checkpoint
 from makini_async.errors import (
@@ -94,6 +98,9 @@ class Pull(Generic[R]):
         overlap: float = DEFAULT_OVERLAP,
         patience: float = DEFAULT_PATIENCE,
         wall_clock: Callable[[], dt.datetime] = _utc_now,
+        state_name: str | None = None,
+        fresh: bool = False,
+        layout: str | None = None,
     ) -> None:
         shared = pool.shared
         ents = entities_of(entities)
@@ -102,6 +109,12 @@ class Pull(Generic[R]):
             msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
             raise UsageError(msg)
         check_on_invalid(on_invalid)
+        if not isinstance(patience, (int, float)) or not patience >= 0:
+            msg = f"patience must be a number of seconds >= 0, got {patience!r}"
+            raise UsageError(msg)
+        since = (
+            None if modified_after is None else format_when(modified_after, name="modified_after")
+        )
         self._shared = shared
         self._clock = shared.clock
         self._on_invalid: OnInvalid = on_invalid
@@ -119,23 +132,20 @@ class Pull(Generic[R]):
                 raise UsageError(msg)
             checkpoint = sink_store
         self._sink = sink
+        self._identity = identity_of(
+            sink,
+            checkpoint,
+            state_name,
+            ents,
+            since,
+            since_sync_status=since_sync_status,
+            layout=layout,
+        )
+        self._fresh = bool(fresh)
         self._owns_store = checkpoint is not None and not isinstance(
             checkpoint, (CheckpointStore, AsyncCheckpointStore)
         )
-        self._checkpoints = Checkpoints(
-            None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
-            sink_commits=sink_store is not None,
-            modified_after=None
-            if modified_after is None
-            else format_when(modified_after, name="modified_after"),
-            overlap=overlap,
-            since_sync_status=since_sync_status,
-            wall_clock=wall_clock,
-        )
         self._as_dicts = shared.as_dicts if as_dicts is None else as_dicts
-        if not isinstance(patience, (int, float)) or not patience >= 0:
-            msg = f"patience must be a number of seconds >= 0, got {patience!r}"
-            raise UsageError(msg)
         self._run = RunSettings(self._as_dicts, shared.clock, shared.sleep, float(patience))
         self._dedupe = dedupe
         self._raise = raise_on_error
@@ -157,8 +167,37 @@ class Pull(Generic[R]):
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0
         self._started = False
-        self._closed = False
         self._gen: AsyncIterator[Any] | None = None
+        # Last: a store opened from a path holds its lock until the pull is closed.
+        self._checkpoints = Checkpoints(
+            None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
+            sink_commits=sink_store is not None,
+            modified_after=since,
+            overlap=overlap,
+            since_sync_status=since_sync_status,
+            wall_clock=wall_clock,
+        )
+        self._closed = False
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # A pull left open holds what only closing releases: running workers, the
+        # checkpoint's lock. Say so, and release what can be released here.
+        if getattr(self, "_closed", True):
+            return
+        store = self._checkpoints.store
+        owned = self._owns_store and store is not None
+        if not (self._started or owned):
+            return
+        _warn(
+            f"unclosed pull of {len(self._chains)} chains: use 'async with pool.pull(...)', "
+            "run(), or await aclose()",
+            ResourceWarning,
+            stacklevel=2,
+            source=self,
+        )
+        if owned and not inspect.iscoroutinefunction(store.close):  # type: ignore[union-attr]
+            with contextlib.suppress(Exception):  # a collector must not raise
+                store.close()  # type: ignore[union-attr]
 
     # -- public iteration ------------------------------------------------------
 
@@ -176,12 +215,19 @@ class Pull(Generic[R]):
     async def run(
         self, on_page: Callable[[PulledPage[R]], Awaitable[None] | None] | None = None
     ) -> PullReport:
-        """Pull everything, calling ``on_page`` for each page; return the report."""
-        async for page in self.pages():
-            if on_page is not None:
-                result = on_page(page)
-                if result is not None:
-                    await result
+        """Pull everything, calling ``on_page`` for each page; return the report.
+
+        The pull is closed when ``run`` returns or raises (an ``on_page`` that
+        raises included): no request left in flight, the checkpoint released.
+        """
+        try:
+            async for page in self.pages():
+                if on_page is not None:
+                    result = on_page(page)
+                    if result is not None:
+                        await result
+        finally:
+            await self.aclose()
         return self.report
 
     async def __aenter__(self) -> Pull[R]:
@@ -278,8 +324,14 @@ class Pull(Generic[R]):
         has_store = checkpoints.store is not None
         try:
             await checkpoints.open()
+            if has_store:
+                self.report.state = await bind(
+                    checkpoints, self._identity, self._chains, fresh=self._fresh
+                )
             if sink is not None:
                 await sink.open(list(dict.fromkeys(c.entity for c in self._chains)))
+            if self._fresh and has_store:
+                await start_over(checkpoints, sink, self._chains)
             self._live = self._concurrency
             self._workers = [
                 asyncio.create_task(self._worker(), name=f"makini-pull-{i}")

@@ -35,6 +35,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from makini_async.checkpoint._identity import (
+    CheckpointMismatch,
+    StateIdentity,
+    StateUse,
+    default_state_name,
+)
 from makini_async.checkpoint._postgres import PostgresCheckpoint
 from makini_async.checkpoint._stores import (
     AsyncCheckpointStore,
@@ -53,10 +59,14 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncCheckpointStore",
     "ChainState",
+    "CheckpointMismatch",
     "CheckpointStore",
     "JSONCheckpoint",
     "PostgresCheckpoint",
     "SQLiteCheckpoint",
+    "StateIdentity",
+    "StateUse",
+    "default_state_name",
     "open_checkpoint",
     "state_from_json",
     "state_to_json",

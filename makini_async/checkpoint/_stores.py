@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 import orjson
 
+from makini_async.checkpoint._identity import SEPARATOR
 from makini_async.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
@@ -126,6 +127,21 @@ def _state_from_json(data: Any) -> ChainState | None:
         return None
 
 
+def _loads(raw: str | bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _unkey(scope: str, key: str) -> str | None:
+    """The connection a stored key names in state ``scope`` ("": before states), or ``None``."""
+    if not scope:
+        return None if SEPARATOR in key else key
+    prefix = f"{scope}{SEPARATOR}"
+    return key[len(prefix) :] if key.startswith(prefix) else None
+
+
 class _RunLock:
     """An exclusive ``flock`` on ``PATH.lock`` for as long as a store is open."""
 
@@ -189,10 +205,79 @@ class SQLiteCheckpoint:
                 "entity TEXT NOT NULL, state TEXT NOT NULL, "
                 "PRIMARY KEY (connection, entity))"
             )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS states (name TEXT PRIMARY KEY, identity TEXT NOT NULL)"
+            )
         except (OSError, sqlite3.Error) as exc:
             self._release()
             msg = f"cannot open checkpoint {self.path}: {exc}"
             raise UsageError(msg) from None
+        self._state: str | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    # -- named states (see makini_async.checkpoint._identity) ------------------------
+
+    def use_state(self, name: str) -> None:
+        """Read and write the chains of state ``name`` from now on."""
+        self._state = name
+
+    def _scope(self) -> str:
+        # Not told which state: the only one there is, else the chains from before states.
+        if self._state is None:
+            names = self._db.execute("SELECT name FROM states LIMIT 2").fetchall()
+            self._state = names[0][0] if len(names) == 1 else ""
+        return self._state
+
+    def _key(self, connection: str) -> str:
+        scope = self._scope()
+        return f"{scope}{SEPARATOR}{connection}" if scope else connection
+
+    def read_identity(self, name: str) -> Any:
+        row = self._run("read", "SELECT identity FROM states WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _loads(row[0])
+
+    def write_identity(self, name: str, data: dict[str, Any]) -> None:
+        self._run(
+            "write",
+            "INSERT INTO states (name, identity) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET identity = excluded.identity",
+            (name, orjson.dumps(data).decode()),
+        )
+
+    def adopt_legacy(self, name: str, chains: list[tuple[str, str]]) -> int:
+        """Move these chains, written before states, under ``name``; how many moved."""
+        before = self._db.total_changes
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "UPDATE OR IGNORE chains SET connection = ? "
+                    "WHERE connection = ? AND entity = ?",
+                    [(f"{name}{SEPARATOR}{c}", c, e) for c, e in chains],
+                )
+        except sqlite3.Error as exc:
+            msg = f"cannot write checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
+        return self._db.total_changes - before
+
+    def drop_state(self, name: str) -> None:
+        """Forget every chain of state ``name``."""
+        prefix = f"{name}{SEPARATOR}"
+        self._run(
+            "write",
+            "DELETE FROM chains WHERE substr(connection, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+
+    def _run(self, what: str, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            msg = f"cannot {what} checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -203,35 +288,35 @@ class SQLiteCheckpoint:
         try:
             row = self._db.execute(
                 "SELECT state FROM chains WHERE connection = ? AND entity = ?",
-                (connection, entity),
+                (self._key(connection), entity),
             ).fetchone()
         except sqlite3.Error as exc:
             msg = f"cannot read checkpoint {self.path}: {exc}"
             raise CheckpointError(msg) from None
         if row is None:
             return None
-        try:
-            return _state_from_json(orjson.loads(row[0]))
-        except orjson.JSONDecodeError:
-            return None
+        return _state_from_json(_loads(row[0]))
 
     def save(self, connection: str, entity: str, state: ChainState) -> None:
         try:
             self._db.execute(
                 "INSERT INTO chains (connection, entity, state) VALUES (?, ?, ?) "
                 "ON CONFLICT (connection, entity) DO UPDATE SET state = excluded.state",
-                (connection, entity, orjson.dumps(_state_to_json(state)).decode()),
+                (self._key(connection), entity, orjson.dumps(_state_to_json(state)).decode()),
             )
         except sqlite3.Error as exc:
             msg = f"cannot write checkpoint {self.path}: {exc}"
             raise CheckpointError(msg) from None
 
     def items(self) -> Iterator[tuple[str, str, ChainState]]:
-        for connection, entity, raw in self._db.execute(
+        """Every chain of the state in use: ``(connection, entity, state)``."""
+        scope = self._scope()
+        for key, entity, raw in self._db.execute(
             "SELECT connection, entity, state FROM chains ORDER BY connection, entity"
         ):
-            state = _state_from_json(orjson.loads(raw))
-            if state is not None:
+            connection = _unkey(scope, key)
+            state = None if connection is None else _state_from_json(_loads(raw))
+            if connection is not None and state is not None:
                 yield connection, entity, state
 
     def flush(self) -> None:
@@ -260,12 +345,16 @@ class JSONCheckpoint:
         self._dirty = False
         self._last_flush = clock()
         self._data: dict[str, dict[str, Any]] = {}
+        self._states: dict[str, Any] = {}
+        self._state: str | None = None
         self._lock = _prepare(self.path, lock=lock)
         try:
             if self.path.exists():
                 raw = orjson.loads(self.path.read_bytes())
                 if isinstance(raw, dict) and isinstance(raw.get("chains"), dict):
                     self._data = raw["chains"]
+                if isinstance(raw, dict) and isinstance(raw.get("states"), dict):
+                    self._states = raw["states"]
         except (OSError, orjson.JSONDecodeError) as exc:
             self._release()
             msg = f"cannot read checkpoint {self.path}: {exc}"
@@ -276,9 +365,52 @@ class JSONCheckpoint:
             self._lock.release()
             self._lock = None
 
-    @staticmethod
-    def _key(connection: str, entity: str) -> str:
-        return f"{entity}\t{connection}"
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    # -- named states (see makini_async.checkpoint._identity) ------------------------
+
+    def use_state(self, name: str) -> None:
+        """Read and write the chains of state ``name`` from now on."""
+        self._state = name
+
+    def _scope(self) -> str:
+        # Not told which state: the only one there is, else the chains from before states.
+        if self._state is None:
+            self._state = next(iter(self._states)) if len(self._states) == 1 else ""
+        return self._state
+
+    def read_identity(self, name: str) -> Any:
+        return self._states.get(name)
+
+    def write_identity(self, name: str, data: dict[str, Any]) -> None:
+        self._states[name] = data
+        self._dirty = True
+        self.flush()
+
+    def adopt_legacy(self, name: str, chains: list[tuple[str, str]]) -> int:
+        """Move these chains, written before states, under ``name``; how many moved."""
+        moved = 0
+        for connection, entity in chains:
+            old = f"{entity}\t{connection}"
+            new = f"{entity}\t{name}{SEPARATOR}{connection}"
+            if old in self._data and new not in self._data:
+                self._data[new] = self._data.pop(old)
+                moved += 1
+        self._dirty = self._dirty or moved > 0
+        return moved
+
+    def drop_state(self, name: str) -> None:
+        """Forget every chain of state ``name``."""
+        prefix = f"{name}{SEPARATOR}"
+        for key in [k for k in self._data if k.partition("\t")[2].startswith(prefix)]:
+            del self._data[key]
+            self._dirty = True
+
+    def _key(self, connection: str, entity: str) -> str:
+        scope = self._scope()
+        return f"{entity}\t{scope}{SEPARATOR}{connection}" if scope else f"{entity}\t{connection}"
 
     def load(self, connection: str, entity: str) -> ChainState | None:
         return _state_from_json(self._data.get(self._key(connection, entity)))
@@ -290,17 +422,20 @@ class JSONCheckpoint:
             self.flush()
 
     def items(self) -> Iterator[tuple[str, str, ChainState]]:
+        """Every chain of the state in use: ``(connection, entity, state)``."""
+        scope = self._scope()
         for key, raw in sorted(self._data.items()):
-            entity, connection = key.split("\t", 1)
-            state = _state_from_json(raw)
-            if state is not None:
+            entity, stored = key.split("\t", 1)
+            connection = _unkey(scope, stored)
+            state = None if connection is None else _state_from_json(raw)
+            if connection is not None and state is not None:
                 yield connection, entity, state
 
     def flush(self) -> None:
         self._last_flush = self._clock()
         if not self._dirty:
             return
-        payload = orjson.dumps({"version": 1, "chains": self._data})
+        payload = orjson.dumps({"version": 2, "states": self._states, "chains": self._data})
         try:
             fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
         except OSError as exc:
