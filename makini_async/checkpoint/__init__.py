@@ -21,6 +21,14 @@ Other stores implement :class:`CheckpointStore`, or :class:`AsyncCheckpointStore
 for a store behind a network (``makini_async.checkpoint.PostgresCheckpoint``, the
 store for many processes).
 
+A store holds one *state* per destination (see ``_identity``): each state
+records where its records land (sink kind and location, never a password),
+its entities, filters and unit layout, and its chains are keyed under its
+name. A pull binds the store to its state before planning any chain; a state
+recorded for another destination raises :class:`CheckpointMismatch` unless
+the pull starts it over (``fresh=True``). Chains written before states are
+adopted, once, by the first pull that has them.
+
 A store opened from a path takes an exclusive lock on ``PATH.lock`` (with
 ``flock``, released when the store closes or the process dies): a second
 run on the same checkpoint fails at once with :class:`CheckpointError`

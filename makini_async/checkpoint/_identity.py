@@ -93,9 +93,14 @@ def sink_location(sink: Any, kind: str) -> str:
     return where
 
 
+def destination_of(kind: str, location: str) -> str:
+    """``kind:location`` (``jsonl:/data/out``), or a location that names its kind already."""
+    return location if location.startswith(f"{kind}://") else f"{kind}:{location}"
+
+
 def default_state_name(kind: str, location: str) -> str:
     """The state a pull uses unless named: its destination (``jsonl:/data/out``)."""
-    return DEFAULT_STATE if kind == "consumer" else f"{kind}:{location}"
+    return DEFAULT_STATE if kind == "consumer" else destination_of(kind, location)
 
 
 @attrs.frozen(kw_only=True)
@@ -113,7 +118,7 @@ class StateIdentity:
 
     @property
     def destination(self) -> str:
-        return f"{self.sink}:{self.location}"
+        return destination_of(self.sink, self.location)
 
     def describe(self) -> str:
         layout = "" if self.layout is None else f" (layout {self.layout})"
@@ -153,8 +158,9 @@ class StateUse:
 
     ``status``: ``new`` (no state of that name yet), ``matched`` (recorded for
     this destination), ``adopted`` (chains of the format before states, now
-    this state's), ``fresh`` (started over on request) or ``destination``
-    (the sink keeps its checkpoint in the destination itself).
+    this state's), ``fresh`` (started over on request), ``destination``
+    (the sink keeps its checkpoint in the destination itself) or ``unnamed``
+    (a store of your own that keeps no named states).
     """
 
     identity: StateIdentity
@@ -171,6 +177,8 @@ class StateUse:
     def describe(self) -> str:
         if self.status == "destination":
             return f"kept in the destination, {self.identity.describe()}"
+        if self.status == "unnamed":
+            return f"{self.checkpoint} (a store without named states)"
         text = f"state {self.name!r} ({self.status}) in {self.checkpoint}"
         if self.adopted:
             text += f", {self.adopted} chains adopted"
