@@ -233,10 +233,20 @@ async def bind_state(
     """
     where = store_location(store)
     name = wanted.name
-    recorded = StateIdentity.from_json(name, await _call(store.read_identity(name)))
+    raw = await _call(store.read_identity(name))
+    recorded = StateIdentity.from_json(name, raw)
     replaced = None
     adopted = 0
-    if recorded is None:
+    if raw is not None and recorded is None:
+        if not fresh:
+            msg = (
+                f"checkpoint {where}: the identity of state {name!r} is unreadable, so "
+                "where its chains landed is unknown; start it over (--fresh, fresh=True)"
+            )
+            raise CheckpointMismatch(msg)
+        await _call(store.drop_state(name))
+        status = "fresh"
+    elif recorded is None:
         status = "fresh" if fresh else "new"
         adopted = await _call(store.adopt_legacy(name, list(chains)))
         if adopted and not fresh:

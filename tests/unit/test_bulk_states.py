@@ -6,8 +6,19 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from makini_async.checkpoint import ChainState, JSONCheckpoint, SQLiteCheckpoint, open_checkpoint
-from makini_async.checkpoint._identity import StateIdentity, StateUse, check_state_name
+from makini_async.checkpoint import (
+    ChainState,
+    CheckpointMismatch,
+    JSONCheckpoint,
+    SQLiteCheckpoint,
+    open_checkpoint,
+)
+from makini_async.checkpoint._identity import (
+    StateIdentity,
+    StateUse,
+    bind_state,
+    check_state_name,
+)
 from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
@@ -76,3 +87,18 @@ def test_state_names_and_descriptions() -> None:
         "state 'n' (fresh) in cp.sqlite, replacing one for jsonl:/a, for jsonl:/b"
     )
     assert use.to_json()["replaced"] == "jsonl:/a"
+
+
+async def test_an_unreadable_identity_is_refused_unless_fresh(tmp_path: Path) -> None:
+    store = SQLiteCheckpoint(tmp_path / "cp.sqlite")
+    store.write_identity("x", {"no": "sink"})
+    store.use_state("x")
+    store.save("acme", "assets", DONE)
+    wanted = StateIdentity(name="x", sink="jsonl", location="/a")
+    with pytest.raises(CheckpointMismatch, match="unreadable"):
+        await bind_state(store, wanted, fresh=False, chains=[])
+    use = await bind_state(store, wanted, fresh=True, chains=[])
+    assert use.status == "fresh"
+    assert store.load("acme", "assets") is None
+    assert store.read_identity("x") == wanted.to_json()
+    store.close()
