@@ -50,12 +50,12 @@ from makini_async.checkpoint._identity import (
     default_state_name,
 )
 from makini_async.checkpoint._postgres import PostgresCheckpoint
+from makini_async.checkpoint._sqlite import SQLiteCheckpoint
 from makini_async.checkpoint._stores import (
     AsyncCheckpointStore,
     ChainState,
     CheckpointStore,
     JSONCheckpoint,
-    SQLiteCheckpoint,
     state_from_json,
     state_to_json,
 )
