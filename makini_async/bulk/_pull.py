@@ -10,6 +10,7 @@ import inspect
 import itertools
 import logging
 import warnings
+import weakref
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -167,7 +168,9 @@ class Pull(Generic[R]):
         self._workers: list[asyncio.Task[None]] = []
         self._live = 0
         self._started = False
-        self._gen: AsyncIterator[Any] | None = None
+        # Weakly: an iteration its consumer abandons (an exception out of ``async for``)
+        # is then collected at once, and the event loop closes it (``aclose``).
+        self._gen: weakref.ref[AsyncIterator[Any]] | None = None
         # Last: a store opened from a path holds its lock until the pull is closed.
         self._checkpoints = Checkpoints(
             None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
@@ -203,13 +206,13 @@ class Pull(Generic[R]):
 
     def __aiter__(self) -> AsyncIterator[PulledRecord[R | InvalidRecord]]:
         gen = self._records()
-        self._gen = gen
+        self._gen = weakref.ref(gen)
         return gen
 
     def pages(self) -> AsyncIterator[PulledPage[R]]:
         """Iterate pages instead of records (fewer objects: the fastest way)."""
         gen = self._pages()
-        self._gen = gen
+        self._gen = weakref.ref(gen)
         return gen
 
     async def run(
@@ -271,7 +274,7 @@ class Pull(Generic[R]):
         From another task than the one iterating, it cancels the workers and
         the iteration ends (its chains reported ``CANCELLED``).
         """
-        gen = self._gen
+        gen = None if self._gen is None else self._gen()
         if gen is not None and not gen.ag_running:  # type: ignore[attr-defined]
             await gen.aclose()  # type: ignore[attr-defined]
         await self._shutdown()

@@ -376,6 +376,41 @@ async def test_run_whose_consumer_raises_closes_the_pull(tmp_path: Path) -> None
         SQLiteCheckpoint(checkpoint).close()
 
 
+@pytest.mark.parametrize("pages", [False, True])
+async def test_an_iteration_its_consumer_abandons_is_closed_by_the_loop(
+    tmp_path: Path, pages: bool
+) -> None:
+    checkpoint = tmp_path / "pull.sqlite"
+    async with (
+        MockMakini(records_per_entity=PER_ENTITY) as server,
+        MakiniPool(base_url=server.url, as_dicts=True) as pool,
+    ):
+        pull = pool.pull("assets", NAMED, checkpoint=checkpoint)
+        with pytest.raises(RuntimeError, match="consumer failed"):
+            async for _ in pull.pages() if pages else pull:
+                raise RuntimeError("the consumer failed")
+        # No `async with`: the abandoned iteration is collected at once and the
+        # event loop closes it within a few turns, lock and workers included.
+        for _ in range(100):
+            if pull_tasks() == [] and not _locked(checkpoint):
+                break
+            await asyncio.sleep(0)
+        assert pull_tasks() == []
+        assert not _locked(checkpoint)
+        report = await pool.pull("assets", NAMED, checkpoint=checkpoint).run()
+        assert report.ok
+        del pull  # closed: no ResourceWarning (warnings are errors here)
+        gc.collect()
+
+
+def _locked(checkpoint: Path) -> bool:
+    try:
+        SQLiteCheckpoint(checkpoint).close()
+    except CheckpointError:
+        return True
+    return False
+
+
 async def test_a_pull_never_closed_warns_and_releases_its_checkpoint(tmp_path: Path) -> None:
     checkpoint = tmp_path / "pull.sqlite"
     async with MakiniPool(base_url="http://127.0.0.1:9") as pool:
