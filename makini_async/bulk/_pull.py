@@ -79,6 +79,15 @@ class Pull(Generic[R]):
     ``R`` is what a record is: a typed record, or a ``dict`` with
     ``as_dicts=True`` (a record that does not fit its model arrives as an
     :class:`~makini_async.InvalidRecord` whatever ``R`` is).
+
+    With a checkpoint, the pull uses one of its states: ``state_name`` (by
+    default the destination, such as ``jsonl:/data/out``); a state recorded
+    for another destination or ``layout`` (a sharded pull's units) raises
+    :class:`~makini_async.checkpoint.CheckpointMismatch` unless ``fresh``
+    starts it over. ``report.state`` says which state was used and how.
+
+    :meth:`run`, iterating to the end, and an iteration that raises close
+    the pull; a pull collected unclosed warns (``ResourceWarning``).
     """
 
     def __init__(
