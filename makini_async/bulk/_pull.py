@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import functools
-import inspect
-import itertools
 import logging
-import warnings
 import weakref
-from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from makini_async._sansio import format_when
@@ -25,9 +19,15 @@ from makini_async.bulk._chain import (
     entities_of,
     fresh,
 )
+from makini_async.bulk._records import records_of
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
-from makini_async.bulk._sink import Sink
-from makini_async.bulk._state import bind, identity_of, start_over
+from makini_async.bulk._state import (
+    bind,
+    checkpoint_of,
+    identity_of,
+    start_over,
+    warn_unclosed,
+)
 from makini_async.bulk._worker import END, FAILED, PAGE, RunSettings, parse, run_chain
 from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore, open_checkpoint
 from makini_async.errors import (
@@ -47,11 +47,11 @@ if TYPE_CHECKING:
         Awaitable,
         Callable,
         Iterable,
-        Iterator,
     )
     from types import TracebackType
 
     from makini_async._invalid import InvalidRecord, OnInvalid
+    from makini_async.bulk._sink import Sink
     from makini_async.entities import EntityLike
 
 __all__ = ["DEFAULT_OVERLAP", "DEFAULT_PATIENCE", "Pull"]
@@ -65,8 +65,6 @@ DEFAULT_PATIENCE: Final = 300.0
 
 
 R = TypeVar("R")
-
-_new_pulled_record: Final = functools.partial(tuple.__new__, PulledRecord)
 
 
 def _utc_now() -> dt.datetime:
@@ -128,26 +126,14 @@ class Pull(Generic[R]):
         self._shared = shared
         self._clock = shared.clock
         self._on_invalid: OnInvalid = on_invalid
-        if sink is not None and not isinstance(sink, Sink):
-            msg = f"sink must be a Sink (makini_async.sinks), got {type(sink).__name__}"
-            raise UsageError(msg)
-        sink_store = None if sink is None else sink.checkpoint_store
-        if sink is not None and sink_store is not None:
-            # The sink commits each page with its chain's state: one store, the sink's.
-            if checkpoint is not None and checkpoint is not sink_store:
-                msg = (
-                    f"the sink {sink.location} keeps its own checkpoint (committed with "
-                    "each page); leave checkpoint= out"
-                )
-                raise UsageError(msg)
-            checkpoint = sink_store
+        checkpoint, sink_commits = checkpoint_of(sink, checkpoint)
         self._sink = sink
         self._identity = identity_of(
             sink,
             checkpoint,
-            state_name,
             ents,
-            since,
+            name=state_name,
+            since=since,
             since_sync_status=since_sync_status,
             layout=layout,
         )
@@ -183,7 +169,7 @@ class Pull(Generic[R]):
         # Last: a store opened from a path holds its lock until the pull is closed.
         self._checkpoints = Checkpoints(
             None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
-            sink_commits=sink_store is not None,
+            sink_commits=sink_commits,
             modified_after=since,
             overlap=overlap,
             since_sync_status=since_sync_status,
@@ -191,25 +177,12 @@ class Pull(Generic[R]):
         )
         self._closed = False
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+    def __del__(self) -> None:
         # A pull left open holds what only closing releases: running workers, the
         # checkpoint's lock. Say so, and release what can be released here.
-        if getattr(self, "_closed", True):
-            return
-        store = self._checkpoints.store
-        owned = self._owns_store and store is not None
-        if not (self._started or owned):
-            return
-        _warn(
-            f"unclosed pull of {len(self._chains)} chains: use 'async with pool.pull(...)', "
-            "run(), or await aclose()",
-            ResourceWarning,
-            stacklevel=2,
-            source=self,
-        )
-        if owned and not inspect.iscoroutinefunction(store.close):  # type: ignore[union-attr]
-            with contextlib.suppress(Exception):  # a collector must not raise
-                store.close()  # type: ignore[union-attr]
+        if not getattr(self, "_closed", True):
+            store = self._checkpoints.store if self._owns_store else None
+            warn_unclosed(self, len(self._chains), store, started=self._started)
 
     # -- public iteration ------------------------------------------------------
 
@@ -292,35 +265,8 @@ class Pull(Generic[R]):
 
     # -- the consumer side -------------------------------------------------------
 
-    async def _records(self) -> AsyncIterator[PulledRecord[R | InvalidRecord]]:
-        pages = self._pages()
-        try:
-            while True:
-                try:
-                    page = await pages.__anext__()
-                except StopAsyncIteration:
-                    return
-                # Build the page's PulledRecords in C (map/zip/tuple.__new__): half
-                # the cost of calling the named tuple's constructor per record.
-                items: Iterator[PulledRecord[R | InvalidRecord]] = map(
-                    _new_pulled_record,
-                    zip(repeat(page.connection), repeat(page.entity), page.records),
-                )
-                if page.invalid and self._on_invalid == "deliver":
-                    # After the page's records: what the API sent, typed as what it is.
-                    items = itertools.chain(
-                        items,
-                        [PulledRecord(page.connection, page.entity, i) for i in page.invalid],
-                    )
-                # Drop every reference to the page before the next await (see _parse).
-                del page
-                item: PulledRecord[R | InvalidRecord] | None
-                for item in items:
-                    yield item
-                del items
-                item = None
-        finally:
-            await pages.aclose()  # type: ignore[attr-defined]
+    def _records(self) -> AsyncIterator[PulledRecord[R | InvalidRecord]]:
+        return records_of(self._pages(), deliver_invalid=self._on_invalid == "deliver")
 
     async def _pages(self) -> AsyncIterator[PulledPage[R]]:
         if self._started or self._closed:

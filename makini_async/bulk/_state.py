@@ -6,7 +6,9 @@ checkpoint refuses one.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from makini_async.bulk._sink import Sink, forget
@@ -30,16 +32,50 @@ if TYPE_CHECKING:
     from makini_async.bulk._chain import Chain, Checkpoints
     from makini_async.entities import Entity
 
-__all__ = ["bind", "identity_of", "start_over"]
+__all__ = ["bind", "checkpoint_of", "identity_of", "start_over", "warn_unclosed"]
+
+
+def checkpoint_of(sink: Sink | None, checkpoint: Any) -> tuple[Any, bool]:
+    """The pull's checkpoint, and whether its sink commits it (then it is the sink's own)."""
+    if sink is not None and not isinstance(sink, Sink):
+        msg = f"sink must be a Sink (makini_async.sinks), got {type(sink).__name__}"
+        raise UsageError(msg)
+    sink_store = None if sink is None else sink.checkpoint_store
+    if sink is None or sink_store is None:
+        return checkpoint, False
+    # The sink commits each page with its chain's state: one store, the sink's.
+    if checkpoint is not None and checkpoint is not sink_store:
+        msg = (
+            f"the sink {sink.location} keeps its own checkpoint (committed with "
+            "each page); leave checkpoint= out"
+        )
+        raise UsageError(msg)
+    return sink_store, True
+
+
+def warn_unclosed(source: object, chains: int, store: Any, *, started: bool) -> None:
+    """A pull collected unclosed: warn if it held anything, and release what it can."""
+    if not (started or store is not None):
+        return
+    warnings.warn(
+        f"unclosed pull of {chains} chains: use 'async with pool.pull(...)', run(), "
+        "or await aclose()",
+        ResourceWarning,
+        stacklevel=3,
+        source=source,
+    )
+    if store is not None and not inspect.iscoroutinefunction(store.close):
+        with contextlib.suppress(Exception):  # a collector must not raise
+            store.close()  # a store opened from a path: its lock
 
 
 def identity_of(
     sink: Sink | None,
     checkpoint: object,
-    name: str | None,
     entities: Sequence[Entity],
-    since: str | None,
     *,
+    name: str | None,
+    since: str | None,
     since_sync_status: bool,
     layout: str | None,
 ) -> StateIdentity:
