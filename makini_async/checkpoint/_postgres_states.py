@@ -92,8 +92,15 @@ class PostgresStates:
 
     async def adopt_legacy(self, name: str, chains: list[tuple[str, str]]) -> int:
         """Move these chains, written before states, under ``name``; how many moved."""
-        if not chains:
-            return 0
+        legacy = await self._guarded(
+            "read",
+            lambda: self._pool.fetchval(
+                f"SELECT 1 FROM {self.table} WHERE strpos(connection, $1) = 0 LIMIT 1",  # noqa: S608
+                SEPARATOR,
+            ),
+        )
+        if not chains or legacy is None:
+            return 0  # nothing from before states: the common case, one quick scan
         connections = [c for c, _ in chains]
         entities = [e for _, e in chains]
         rows = await self._guarded(

@@ -86,6 +86,9 @@ class SQLiteCheckpoint:
 
     def adopt_legacy(self, name: str, chains: list[tuple[str, str]]) -> int:
         """Move these chains, written before states, under ``name``; how many moved."""
+        legacy = "SELECT 1 FROM chains WHERE instr(connection, ?) = 0 LIMIT 1"
+        if self._run("read", legacy, (SEPARATOR,)).fetchone() is None:
+            return 0  # nothing from before states: the common case, one quick scan
         before = self._db.total_changes
         try:
             with self._db:
