@@ -21,6 +21,7 @@ from makini_async.checkpoint._identity import (
     default_state_name,
     sink_kind,
     sink_location,
+    state_view,
     store_location,
     supports_states,
 )
@@ -112,12 +113,17 @@ async def bind(
     """Bind the pull's store to its state; raises on a state of another destination."""
     store: Any = checkpoints.store
     if supports_states(store):
-        return await bind_state(
+        use = await bind_state(
             store,
             identity,
             fresh=fresh,
             chains=[(c.connection, c.entity.value) for c in chains],
         )
+        if checkpoints.sink_commits:
+            store.use_state(use.name)  # the sink's own store: it saves with each page
+        else:
+            checkpoints.store = state_view(store, use.name)
+        return use
     return StateUse(
         identity=identity,
         status="destination" if checkpoints.sink_commits else "unnamed",

@@ -44,6 +44,7 @@ __all__ = [
     "bind_state",
     "check_state_name",
     "default_state_name",
+    "state_view",
     "supports_states",
 ]
 
@@ -224,7 +225,10 @@ async def bind_state(
     fresh: bool,
     chains: Iterable[tuple[str, str]],
 ) -> StateUse:
-    """Bind ``store`` to the state ``wanted`` names, or raise :class:`CheckpointMismatch`.
+    """Find (or record) the state ``wanted`` names, or raise :class:`CheckpointMismatch`.
+
+    The caller then reads and writes that state's chains through
+    :func:`state_view` (or, for a sink's own store, ``store.use_state``).
 
     ``chains`` are this pull's ``(connection, entity)`` pairs: the chains it
     may adopt from the format before states. With ``fresh``, a state recorded
@@ -276,7 +280,6 @@ async def bind_state(
         extra = [e for e in recorded.entities if e not in wanted.entities]
         wanted = attrs.evolve(wanted, entities=(*wanted.entities, *extra))
     await _call(store.write_identity(name, wanted.to_json()))
-    store.use_state(name)
     if replaced is not None:
         logger.warning(
             "checkpoint %s: state %r started over for %s (it was recorded for %s)",
@@ -288,3 +291,71 @@ async def bind_state(
     return StateUse(
         identity=wanted, status=status, checkpoint=where, adopted=adopted, replaced=replaced
     )
+
+
+class _SyncView:
+    """One state of a synchronous store: its chains, keyed as that state's."""
+
+    __slots__ = ("_prefix", "_store")
+
+    def __init__(self, store: Any, name: str) -> None:
+        self._store = store
+        self._prefix = f"{name}{SEPARATOR}"
+
+    @property
+    def location(self) -> str:
+        return store_location(self._store)
+
+    def load(self, connection: str, entity: str) -> Any:
+        return self._store.load(self._prefix + connection, entity)
+
+    def save(self, connection: str, entity: str, state: Any) -> None:
+        self._store.save(self._prefix + connection, entity, state)
+
+    def flush(self) -> None:
+        self._store.flush()
+
+    def close(self) -> None:
+        self._store.close()
+
+
+class _AsyncView:
+    """One state of a coroutine store (PostgreSQL): its chains, keyed as that state's."""
+
+    __slots__ = ("_prefix", "_store")
+
+    def __init__(self, store: Any, name: str) -> None:
+        self._store = store
+        self._prefix = f"{name}{SEPARATOR}"
+
+    @property
+    def location(self) -> str:
+        return store_location(self._store)
+
+    async def open(self) -> None:
+        await self._store.open()
+
+    async def load(self, connection: str, entity: str) -> Any:
+        return await self._store.load(self._prefix + connection, entity)
+
+    async def save(self, connection: str, entity: str, state: Any) -> None:
+        await self._store.save(self._prefix + connection, entity, state)
+
+    async def flush(self) -> None:
+        await self._store.flush()
+
+    async def close(self) -> None:
+        await self._store.close()
+
+
+def state_view(store: Any, name: str) -> Any:
+    """The chains of state ``name`` in ``store``, as a store of their own.
+
+    Several pulls may share one store object (a sharded pull's worker runs a
+    pull per bucket over one store), each through its own view. The store
+    itself is switched to the raw keys its views write.
+    """
+    store.use_state("")
+    if inspect.iscoroutinefunction(store.save):
+        return _AsyncView(store, name)
+    return _SyncView(store, name)

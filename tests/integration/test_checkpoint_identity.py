@@ -81,6 +81,35 @@ async def test_one_checkpoint_two_sinks_each_gets_every_record(tmp_path: Path, k
     assert lines(tmp_path / "a" / "assets.jsonl") == len(NAMED) * PER_ENTITY
 
 
+async def test_pulls_sharing_one_store_object_keep_their_own_states(tmp_path: Path) -> None:
+    # A sharded pull's worker runs one pull per bucket folder over one store object.
+    store = SQLiteCheckpoint(tmp_path / "pull.sqlite")
+    try:
+        async with (
+            MockMakini(records_per_entity=PER_ENTITY) as server,
+            MakiniPool(base_url=server.url, as_dicts=True) as pool,
+        ):
+
+            async def into(out: str, connections: list[tuple[str, str]]) -> Any:
+                sink = JsonLinesSink(tmp_path / out)
+                return await pool.pull("assets", connections, checkpoint=store, sink=sink).run()
+
+            for status, records in (("new", 2 * PER_ENTITY), ("matched", 0)):
+                reports = await asyncio.gather(into("a", NAMED[:2]), into("b", NAMED[2:]))
+                for report in reports:
+                    assert report.ok
+                    assert report.state is not None
+                    assert (report.state.status, report.records) == (status, records)
+            # Each state holds exactly its own chains: one alone finds all of them.
+            for out, connections in (("a", NAMED[:2]), ("b", NAMED[2:])):
+                report = await into(out, connections)
+                assert (report.state.status, report.records) == ("matched", 0)
+    finally:
+        store.close()
+    assert lines(tmp_path / "a" / "assets.jsonl") == 2 * PER_ENTITY
+    assert lines(tmp_path / "b" / "assets.jsonl") == 2 * PER_ENTITY
+
+
 async def test_a_named_state_of_another_destination_is_refused_unless_fresh(
     tmp_path: Path,
 ) -> None:
