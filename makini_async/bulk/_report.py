@@ -187,6 +187,8 @@ class PullReport:
             ),
             "outcomes: " + ", ".join(f"{o.value}={n}" for o, n in self.outcomes().items()),
         ]
+        if self.state is not None:
+            lines.append(f"checkpoint: {self.state.describe()}")
         for chain in self.chains:
             if chain.done and chain.outcome is not Outcome.COMPLETED:
                 reason = f": {chain.error}" if chain.error is not None else ""

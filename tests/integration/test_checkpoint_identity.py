@@ -71,6 +71,7 @@ async def test_one_checkpoint_two_sinks_each_gets_every_record(tmp_path: Path, k
             state = pull.report.state
             assert state is not None
             assert (state.status, state.name) == ("new", f"jsonl:{tmp_path / out}")
+            assert f"checkpoint: state 'jsonl:{tmp_path / out}' (new)" in pull.report.summary()
         # A again: its own state, found and matched: an incremental pull, nothing new.
         sink = JsonLinesSink(tmp_path / "a")
         async with pool.pull("assets", NAMED, checkpoint=checkpoint, sink=sink) as pull:
