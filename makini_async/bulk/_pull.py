@@ -177,12 +177,13 @@ class Pull(Generic[R]):
         )
         self._closed = False
 
-    def __del__(self) -> None:
+    def __del__(self, _warn: Callable[..., None] = warn_unclosed) -> None:
         # A pull left open holds what only closing releases: running workers, the
-        # checkpoint's lock. Say so, and release what can be released here.
+        # checkpoint's lock. Say so, and release what can be released here (the
+        # default argument keeps the function at hand while the interpreter exits).
         if not getattr(self, "_closed", True):
             store = self._checkpoints.store if self._owns_store else None
-            warn_unclosed(self, len(self._chains), store, started=self._started)
+            _warn(self, len(self._chains), store, started=self._started)
 
     # -- public iteration ------------------------------------------------------
 
