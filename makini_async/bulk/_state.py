@@ -11,6 +11,7 @@ import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from makini_async._keys import former_names
 from makini_async.bulk._sink import Sink, forget
 from makini_async.checkpoint import AsyncCheckpointStore, ChainState, CheckpointStore
 from makini_async.checkpoint._identity import (
@@ -117,7 +118,12 @@ async def bind(
             store,
             identity,
             fresh=fresh,
-            chains=[(c.connection, c.entity.value) for c in chains],
+            # A connection's former default name too: adopted, then recovered by _keys.
+            chains=[
+                (name, c.entity.value)
+                for c in chains
+                for name in former_names(c.connection, c.conn.token)
+            ],
         )
         if checkpoints.sink_commits:
             store.use_state(use.name)  # the sink's own store: it saves with each page
