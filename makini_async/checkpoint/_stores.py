@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -13,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 import orjson
 
+from makini_async._files import write_atomic
 from makini_async.checkpoint._identity import SEPARATOR
 from makini_async.errors import CheckpointError, UsageError
 
@@ -297,23 +296,11 @@ class JSONCheckpoint:
             return
         payload = orjson.dumps({"version": 2, "states": self._states, "chains": self._data})
         try:
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+            # An exclusive temporary file beside it, fsynced, renamed: never through a link.
+            write_atomic(self.path, payload, mode=0o600)
         except OSError as exc:
             msg = f"cannot write checkpoint {self.path}: {exc}"
             raise CheckpointError(msg) from None
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                msg = f"cannot write checkpoint {self.path}: {exc}"
-                raise CheckpointError(msg) from None
-            raise
         self._dirty = False
 
     def close(self) -> None:

@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="shard the pull over N worker processes (units of whole connections); "
-        "JSON Lines and Parquet then land under DIR/unit-NNNNN/",
+        "JSON Lines and Parquet then land under DIR/bucket-NNNNN/",
     )
     pull.add_argument(
         "--engine",
@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         default=None,
         help="the Ray cluster to run on (ray://HOST:10001 or auto); needs --engine ray",
+    )
+    pull.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="leave the garbage collector and the heap of this process and its workers as "
+        "they are (by default they run makini_async.tuning.tuned())",
     )
 
     demo = commands.add_parser(
@@ -317,6 +323,8 @@ class PullSettings:
     workers: int | None = None
     engine: str | None = None
     ray_address: str | None = None
+    #: Run the command (and its workers) with ``tuning.tuned()``.
+    tune: bool = True
 
     @property
     def sharded(self) -> bool:

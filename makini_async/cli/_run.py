@@ -145,6 +145,8 @@ class PullResult:
     invalid_paths: dict[Entity, Path]
     invalid_per_entity: dict[Entity, int]
     sink_kind: str = "jsonl"
+    #: Whether the pull ran tuned (``tuning.tuned()``; ``None``: not said).
+    tuned: bool | None = None
 
 
 def make_sink(settings: PullSettings) -> Sink:
@@ -304,6 +306,8 @@ def summary(outcome: PullResult, tokens: Sequence[str], *, width: int = WIDTH) -
     if report.state is not None:
         lines.append(f"Checkpoint: {report.state.describe()}")
     lines.extend(f"  {path}" for path in outcome.paths.values())
+    if outcome.tuned is not None:
+        lines.append(f"Tuning: {'on' if outcome.tuned else 'off'}")
     return _redact("\n".join(lines), tokens)
 
 
@@ -334,6 +338,7 @@ def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
         "records_by_entity": {e.value: n for e, n in outcome.per_entity.items()},
         "failures": failures(report),
         "checkpoint": None if report.state is None else report.state.to_json(),
+        "tuned": outcome.tuned,
     }
     text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
     return (_redact(text, tokens) + "\n").encode()

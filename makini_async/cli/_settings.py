@@ -91,6 +91,7 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         workers=args.workers,
         engine=args.engine,
         ray_address=args.ray_address,
+        tune=not args.no_tune,
     )
 
 
