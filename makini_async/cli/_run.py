@@ -337,8 +337,8 @@ def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
         "outcomes": {o.value: n for o, n in report.outcomes().items()},
         "records_by_entity": {e.value: n for e, n in outcome.per_entity.items()},
         "failures": failures(report),
-        "checkpoint": None if report.state is None else report.state.to_json(),
         "tuned": outcome.tuned,
+        "checkpoint": None if report.state is None else report.state.to_json(),
     }
     text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
     return (_redact(text, tokens) + "\n").encode()

@@ -12,23 +12,24 @@ from __future__ import annotations
 import os
 import re
 import stat
-from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import orjson
 
-from makini_async._files import write_atomic
+from makini_async._files import LinkRefused, remove_files, write_atomic
 from makini_async.errors import UsageError
 from makini_async.scale._units import DEFAULT_BUCKETS, MAX_BUCKETS
 
-__all__ = ["LAYOUT", "bucket_folder", "layout_name", "prepare", "resolve_buckets"]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["LAYOUT", "layout_name", "prepare", "resolve_buckets"]
 
 LAYOUT: Final = "_layout.json"
 _BUCKET: Final = re.compile(r"^bucket-(\d{5})$")
 #: Folders of the layout before buckets: connections placed by their position in the list.
 _LEGACY: Final = re.compile(r"^unit-\d{5}$")
 _HASH: Final = "blake2b"
-_DIRECTORY: Final = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def layout_name(buckets: int) -> str:
@@ -123,28 +124,12 @@ def prepare(root: Path, buckets: int, *, keep: frozenset[int] | None) -> None:
                     raise UsageError(msg)
                 if keep is not None and int(match[1]) not in keep:
                     stale.append(entry.name)
-        for name in stale:
-            _sweep(root_fd, root / name, name)
+        _sweep(root, stale)
     finally:
         os.close(root_fd)
     if recorded is None:
         payload = {"hash": _HASH, "buckets": buckets, "layout": layout_name(buckets)}
         write_atomic(root / LAYOUT, orjson.dumps(payload) + b"\n")
-
-
-def _sweep(root_fd: int, path: Path, name: str) -> None:
-    """Delete the ``*.jsonl`` in one bucket folder, opened without following a link."""
-    try:
-        fd = os.open(name, _DIRECTORY, dir_fd=root_fd)
-    except OSError as exc:
-        raise UsageError(f"{_linked(path)} ({exc.strerror})") from None
-    try:
-        with os.scandir(fd) as entries:
-            names = [e.name for e in entries if e.name.endswith(".jsonl")]
-        for file in names:
-            os.unlink(file, dir_fd=fd)  # a link among them goes, never its target
-    finally:
-        os.close(fd)
 
 
 def _linked(path: Path) -> str:
@@ -154,13 +139,15 @@ def _linked(path: Path) -> str:
     )
 
 
-def bucket_folder(root: str, bucket: int) -> Path:
-    """``root/bucket-NNNNN``, refused when it is a link (checked again in the worker)."""
-    path = Path(os.path.expanduser(root)) / f"bucket-{bucket:05d}"
+def _sweep(root: Path, buckets: list[str]) -> None:
+    """Delete the ``*.jsonl`` of these bucket folders; a folder that is a link is refused."""
+    name = ""
     try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return path
-    if not stat.S_ISDIR(info.st_mode):
-        raise UsageError(_linked(path))
-    return path
+        for name in buckets:
+            remove_files(root, name, _is_jsonl)
+    except LinkRefused as exc:
+        raise UsageError(f"{_linked(root / name)} ({exc})") from None
+
+
+def _is_jsonl(name: str) -> bool:
+    return name.endswith(".jsonl")

@@ -20,7 +20,6 @@ from makini_async.bulk import ChainReport, Outcome, Pull
 from makini_async.checkpoint import open_checkpoint
 from makini_async.entities import Entity
 from makini_async.pool import MakiniPool
-from makini_async.scale._layout import bucket_folder
 from makini_async.scale._units import UnitJob, UnitResult, chain_row
 from makini_async.sinks import open_sink
 
@@ -55,8 +54,6 @@ def unit_sink(spec: str | Callable[[int], Sink], bucket: int, *, append: bool) -
     if is_dsn(spec):
         return open_sink(spec)
     # DIR is the user's; the bucket folder is ours, so a link planted there is refused.
-    _, _, where = spec.partition(":")
-    bucket_folder(where, bucket)
     return open_sink(spec, append=append, folder=f"bucket-{bucket:05d}")
 
 

@@ -92,9 +92,9 @@ async def test_a_linked_unit_folder_is_refused_and_its_target_kept(
     victim = target / "assets.jsonl"
     victim.write_bytes(b'{"id": 1}\n{"id": 2, "half')  # a "partial" line a repair would cut
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "unit-00000").symlink_to(target, target_is_directory=True)
+    (tmp_path / "out" / "bucket-00000").symlink_to(target, target_is_directory=True)
     sink = unit_sink(f"jsonl:{tmp_path / 'out'}", 0, append=append)
-    with pytest.raises(SinkError, match=r"unit-00000 is a symbolic link"):
+    with pytest.raises(SinkError, match=r"bucket-00000 is a symbolic link"):
         await sink.open([Entity.ASSETS])
     await sink.close()
     assert victim.read_bytes() == b'{"id": 1}\n{"id": 2, "half'
@@ -106,9 +106,9 @@ async def test_a_linked_parquet_unit_folder_is_refused(tmp_path: Path) -> None:
     (target / "assets").mkdir()
     (target / "assets" / "part-000001.parquet").write_text("keep me")
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "unit-00003").symlink_to(target, target_is_directory=True)
+    (tmp_path / "out" / "bucket-00003").symlink_to(target, target_is_directory=True)
     sink = unit_sink(f"parquet:{tmp_path / 'out'}", 3, append=True)
-    with pytest.raises(SinkError, match=r"unit-00003 is a symbolic link"):
+    with pytest.raises(SinkError, match=r"bucket-00003 is a symbolic link"):
         await sink.open([Entity.ASSETS])
     assert (target / "assets" / "part-000001.parquet").read_text() == "keep me"
 
