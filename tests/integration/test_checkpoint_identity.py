@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pytest
 
-from makini_async import CheckpointError, MakiniPool, UsageError
+from makini_async import CheckpointError, MakiniPool, UsageError, set_testing
 from makini_async.bulk import Pull, PulledPage
 from makini_async.checkpoint import CheckpointMismatch, SQLiteCheckpoint
+from makini_async.scale import ProcessEngine, ShardedPull
 from makini_async.sinks import JsonLinesSink, ParquetSink, PostgresSink
 from makini_async.testing import MockMakini
 
@@ -454,3 +455,29 @@ async def test_a_pull_never_closed_warns_and_releases_its_checkpoint(tmp_path: P
         quiet = pool.pull("assets", NAMED)
         del quiet
         gc.collect()
+
+
+async def test_a_sharded_pull_records_its_bucket_layout_in_each_state(tmp_path: Path) -> None:
+    set_testing(True)
+    checkpoint = tmp_path / "pull.sqlite"
+    async with MockMakini(records_per_entity=10) as server:
+        pull = ShardedPull(
+            "assets",
+            NAMED,
+            sink=f"jsonl:{tmp_path / 'out'}",
+            checkpoint=checkpoint,
+            engine=ProcessEngine(workers=1),
+            pool_options={"base_url": server.url, "as_dicts": True},
+            buckets=4,
+        )
+        report = await asyncio.wait_for(pull.run(), 60)
+    assert report.ok
+    db = sqlite3.connect(checkpoint)
+    try:
+        rows = db.execute("SELECT name, identity FROM states").fetchall()
+    finally:
+        db.close()
+    assert rows  # one state a bucket folder, each with the layout
+    for name, identity in rows:
+        assert name.startswith(f"jsonl:{tmp_path / 'out'}/bucket-")
+        assert orjson.loads(identity)["layout"] == pull.layout
