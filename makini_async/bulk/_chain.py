@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from makini_async._keys import recover_legacy
 from makini_async.bulk._dedupe import RecentIds, fresh
 from makini_async.bulk._marks import FUTURE, canonical, earlier, newest
 from makini_async.bulk._report import ChainReport
@@ -162,6 +163,9 @@ class Checkpoints:
         fingerprint = chain.conn.fingerprint if store is not None else None
         if store is not None:
             state = await self._load(chain.connection, entity)
+            state = await recover_legacy(
+                chain.connection, chain.conn.token, state, lambda name: self._load(name, entity)
+            )
         if state is not None and state.fingerprint not in (None, fingerprint):
             msg = (
                 f"the checkpoint of {chain.connection} {entity} was written for "

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from makini_async._invalid import InvalidRecord
+    from makini_async.checkpoint import StateUse
 
 __all__ = ["ChainReport", "Outcome", "PullReport", "PulledPage", "PulledRecord"]
 
@@ -112,6 +113,8 @@ class PullReport:
     started_at: float | None = None
     finished_at: float | None = None
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False, eq=False)
+    #: The checkpoint state the pull used and whether it was new, matched, adopted or fresh.
+    state: StateUse | None = attrs.field(default=None, eq=False)
 
     @property
     def elapsed(self) -> float:
@@ -231,6 +234,8 @@ class PullReport:
             "outcomes: " + ", ".join(f"{o.value}={n}" for o, n in self.outcomes().items()),
             "starts: " + self.describe_starts(),
         ]
+        if self.state is not None:
+            lines.append(f"checkpoint: {self.state.describe()}")
         for chain in self.chains:
             if chain.done and chain.outcome is not Outcome.COMPLETED:
                 reason = f": {chain.error}" if chain.error is not None else ""

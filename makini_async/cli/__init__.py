@@ -32,6 +32,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, NoReturn
 
+import attrs
+
+from makini_async import tuning
 from makini_async.cli._args import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -61,9 +64,13 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     if settings.sharded:
         from makini_async.cli._scale import run_sharded  # noqa: PLC0415 - only when sharding
 
-        outcome = asyncio.run(run_sharded(settings, stream=stream, isatty=isatty))
+        pulling = run_sharded(settings, stream=stream, isatty=isatty)
     else:
-        outcome = asyncio.run(run_pull(settings, stream=stream, isatty=isatty))
+        pulling = run_pull(settings, stream=stream, isatty=isatty)
+    # The command owns its process: it runs tuned unless --no-tune (a sharded
+    # pull's workers say for themselves whether they did).
+    outcome, tuned = tuning.run_tuned(pulling, enabled=settings.tune)
+    outcome = attrs.evolve(outcome, tuned=tuned and outcome.tuned is not False)
     tokens = [token for _, token in settings.connections]
     print(summary(outcome, tokens))
     if settings.summary_json is not None:

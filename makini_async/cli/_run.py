@@ -16,6 +16,7 @@ import orjson
 from makini_async._config import RetryPolicy, Timeouts
 from makini_async._progress import Progress
 from makini_async.bulk import DEFAULT_PATIENCE, Outcome, Pull, PullReport
+from makini_async.checkpoint import CheckpointMismatch
 from makini_async.cli._args import PROG, CliError, PullSettings
 from makini_async.errors import (
     ConnectionFailed,
@@ -144,11 +145,13 @@ class PullResult:
     invalid_paths: dict[Entity, Path]
     invalid_per_entity: dict[Entity, int]
     sink_kind: str = "jsonl"
+    #: Whether the pull ran tuned (``tuning.tuned()``; ``None``: not said).
+    tuned: bool | None = None
 
 
 def make_sink(settings: PullSettings) -> Sink:
     """The pull's sink: JSON Lines for ``--out`` (appending when resumable), else ``--sink``."""
-    append = settings.checkpoint is not None
+    append = settings.checkpoint is not None and not settings.fresh
     if settings.sink is None:
         assert settings.out is not None  # noqa: S101 - the settings hold one of the two
         return JsonLinesSink(settings.out, append=append)
@@ -174,6 +177,8 @@ async def run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> P
             concurrency=settings.concurrency,
             as_dicts=not settings.typed,
             patience=DEFAULT_PATIENCE if settings.patience is None else settings.patience,
+            state_name=settings.state_name,
+            fresh=settings.fresh,
         )
         try:
             async with (
@@ -187,7 +192,7 @@ async def run_pull(settings: PullSettings, *, stream: TextIO, isatty: bool) -> P
                 async for page in pull.pages():
                     per_entity[page.entity] += len(page.records)
                     invalid_per_entity[page.entity] += len(page.invalid)
-        except SinkError as exc:
+        except (SinkError, CheckpointMismatch) as exc:
             raise CliError(exc.message) from None
     paths: dict[Entity, Path] = {}
     invalid_paths: dict[Entity, Path] = {}
@@ -299,7 +304,11 @@ def summary(outcome: PullResult, tokens: Sequence[str], *, width: int = WIDTH) -
         f"{report.rate_limited:,} rate-limited answers"
     )
     lines.append(f"Data landed in ({outcome.sink_kind}): {outcome.where}")
+    if report.state is not None:
+        lines.append(f"Checkpoint: {report.state.describe()}")
     lines.extend(f"  {path}" for path in outcome.paths.values())
+    if outcome.tuned is not None:
+        lines.append(f"Tuning: {'on' if outcome.tuned else 'off'}")
     return _redact("\n".join(lines), tokens)
 
 
@@ -330,6 +339,8 @@ def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
         "starts": report.starts(),
         "records_by_entity": {e.value: n for e, n in outcome.per_entity.items()},
         "failures": failures(report),
+        "tuned": outcome.tuned,
+        "checkpoint": None if report.state is None else report.state.to_json(),
     }
     text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
     return (_redact(text, tokens) + "\n").encode()

@@ -56,6 +56,7 @@ async def run_sharded(settings: PullSettings, *, stream: TextIO, isatty: bool) -
             concurrency=settings.concurrency,
             as_dicts=not settings.typed,
             patience=DEFAULT_PATIENCE if settings.patience is None else settings.patience,
+            tune=settings.tune,
         )
     except UsageError as exc:
         raise CliError(exc.message) from None
@@ -72,4 +73,13 @@ async def run_sharded(settings: PullSettings, *, stream: TextIO, isatty: bool) -
         per_entity[chain.entity] += chain.records
         invalid[chain.entity] += chain.invalid
     kind = "postgresql" if "://" in sink else sink.partition(":")[0]
-    return PullResult(pull.report, pull.location, {}, dict(per_entity), {}, dict(invalid), kind)
+    return PullResult(
+        pull.report,
+        pull.location,
+        {},
+        dict(per_entity),
+        {},
+        dict(invalid),
+        kind,
+        tuned=pull.tuned,
+    )
