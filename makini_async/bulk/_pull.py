@@ -28,7 +28,16 @@ from makini_async.bulk._state import (
     start_over,
     warn_unclosed,
 )
-from makini_async.bulk._worker import END, FAILED, PAGE, RunSettings, parse, run_chain
+from makini_async.bulk._worker import (
+    END,
+    FAILED,
+    PAGE,
+    RESTART,
+    RunSettings,
+    parse,
+    restart,
+    run_chain,
+)
 from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore, open_checkpoint
 from makini_async.errors import (
     CircuitOpenError,
@@ -345,7 +354,11 @@ class Pull(Generic[R]):
                     page_size = page.page_size
                     # No reference to a parsed page may outlive this step (see _parse).
                     del page, records, invalid, payload, raw
-                    state = checkpoints.after(chain, next_cursor, page_size) if has_store else None
+                    state = (
+                        checkpoints.after(chain, next_cursor, page_size, pulled.records)
+                        if has_store
+                        else None
+                    )
                     if sink is not None and not await self._store(sink, chain, pulled, state):
                         continue
                     self._current = chain
@@ -366,6 +379,9 @@ class Pull(Generic[R]):
                     self._fail(chain, payload)
                     if self._raise:
                         raise payload
+                elif kind == RESTART:
+                    assert chain is not None  # noqa: S101
+                    await restart(chain, payload, checkpoints, sink)
                 else:
                     return
         finally:

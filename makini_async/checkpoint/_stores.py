@@ -37,7 +37,9 @@ class ChainState:
     was written for (a one-way hash, never the token), so a checkpoint is
     never applied to another customer's connection that took the same name.
     ``page_size`` is the page size the chain had learnt (see the page-size
-    rules in the README), so a resumed run starts from it.
+    rules in the README), so a resumed run starts from it. ``run_newest`` is
+    the newest ``updated_at`` the run in progress has landed: the next
+    ``high_water`` (less the overlap) once it completes.
     """
 
     in_progress: bool = False
@@ -48,6 +50,7 @@ class ChainState:
     records: int = 0
     fingerprint: str | None = None
     page_size: int | None = None
+    run_newest: str | None = None
 
 
 @runtime_checkable

@@ -263,6 +263,7 @@ def summary(outcome: PullResult, tokens: Sequence[str], *, width: int = WIDTH) -
     lines.append("Chains by outcome:")
     for result, count in report.outcomes().items():
         lines.append(f"  {result.value:<26} {count:>8,}")
+    lines.append(f"Chains by start: {report.describe_starts()}")
     lines.append("Records by entity:")
     lines.extend(
         f"  {e.value:<26} {outcome.per_entity.get(e, 0):>8,}" for e in report_entities(report)
@@ -335,6 +336,7 @@ def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
             "failed": report.failed_connections,
         },
         "outcomes": {o.value: n for o, n in report.outcomes().items()},
+        "starts": report.starts(),
         "records_by_entity": {e.value: n for e, n in outcome.per_entity.items()},
         "failures": failures(report),
         "tuned": outcome.tuned,

@@ -72,9 +72,18 @@ COUNTERS: Final = (
     "retries",
     "rate_limited",
     "deferrals",
+    "restarts",
 )
 #: A chain's state that a worker reports as it is (a retried unit's replaces the last).
-STATE: Final = ("total", "page_size", "resumed", "modified_after")
+STATE: Final = (
+    "total",
+    "page_size",
+    "resumed",
+    "modified_after",
+    "start",
+    "modified_after_source",
+    "resumed_from",
+)
 _counters: Final = operator.attrgetter(*COUNTERS)
 _state: Final = operator.attrgetter(*STATE)
 

@@ -25,6 +25,7 @@ from makini_async.checkpoint import CheckpointMismatch, SQLiteCheckpoint
 from makini_async.scale import ProcessEngine, ShardedPull
 from makini_async.sinks import JsonLinesSink, ParquetSink, PostgresSink
 from makini_async.testing import MockMakini
+from tests.fakes import overlap_ids
 
 from .pgutil import fetch
 from .test_cli import NAMES, RECORDS, TOKENS, assert_no_tokens, run_cli, server, write_tokens
@@ -73,14 +74,16 @@ async def test_one_checkpoint_two_sinks_each_gets_every_record(tmp_path: Path, k
             assert state is not None
             assert (state.status, state.name) == ("new", f"jsonl:{tmp_path / out}")
             assert f"checkpoint: state 'jsonl:{tmp_path / out}' (new)" in pull.report.summary()
-        # A again: its own state, found and matched: an incremental pull, nothing new.
+        # A again: its own state, found and matched: an incremental pull, nothing new but
+        # what the overlap brings again (records within 300 s of each chain's newest).
+        again = len(overlap_ids(server.records(NAMED[0][1], "assets")))
         sink = JsonLinesSink(tmp_path / "a")
         async with pool.pull("assets", NAMED, checkpoint=checkpoint, sink=sink) as pull:
             await pull.run()
         assert pull.report.state is not None
         assert pull.report.state.status == "matched"
-        assert pull.report.records == 0
-    assert lines(tmp_path / "a" / "assets.jsonl") == len(NAMED) * PER_ENTITY
+        assert pull.report.records == len(NAMED) * again
+    assert lines(tmp_path / "a" / "assets.jsonl") == len(NAMED) * (PER_ENTITY + again)
 
 
 async def test_pulls_sharing_one_store_object_keep_their_own_states(tmp_path: Path) -> None:
@@ -96,7 +99,9 @@ async def test_pulls_sharing_one_store_object_keep_their_own_states(tmp_path: Pa
                 sink = JsonLinesSink(tmp_path / out)
                 return await pool.pull("assets", connections, checkpoint=store, sink=sink).run()
 
-            for status, records in (("new", 2 * PER_ENTITY), ("matched", 0)):
+            # Matched: incremental, only what the overlap brings again.
+            again = 2 * len(overlap_ids(server.records(NAMED[0][1], "assets")))
+            for status, records in (("new", 2 * PER_ENTITY), ("matched", again)):
                 reports = await asyncio.gather(into("a", NAMED[:2]), into("b", NAMED[2:]))
                 for report in reports:
                     assert report.ok
@@ -105,11 +110,11 @@ async def test_pulls_sharing_one_store_object_keep_their_own_states(tmp_path: Pa
             # Each state holds exactly its own chains: one alone finds all of them.
             for out, connections in (("a", NAMED[:2]), ("b", NAMED[2:])):
                 report = await into(out, connections)
-                assert (report.state.status, report.records) == ("matched", 0)
+                assert (report.state.status, report.records) == ("matched", again)
     finally:
         store.close()
-    assert lines(tmp_path / "a" / "assets.jsonl") == 2 * PER_ENTITY
-    assert lines(tmp_path / "b" / "assets.jsonl") == 2 * PER_ENTITY
+    assert lines(tmp_path / "a" / "assets.jsonl") == 2 * PER_ENTITY + 2 * again
+    assert lines(tmp_path / "b" / "assets.jsonl") == 2 * PER_ENTITY + 2 * again
 
 
 async def test_a_named_state_of_another_destination_is_refused_unless_fresh(
@@ -143,10 +148,11 @@ async def test_a_named_state_of_another_destination_is_refused_unless_fresh(
         assert report.state.replaced is not None
         assert report.state.replaced.location == str(tmp_path / "a")
         assert lines(tmp_path / "b" / "assets.jsonl") == len(NAMED) * PER_ENTITY
-        # Now "nightly" is B's: B matches (incremental), A is refused.
+        # Now "nightly" is B's: B matches (incremental: only the overlap again), A is refused.
+        again = len(NAMED) * len(overlap_ids(server.records(NAMED[0][1], "assets")))
         report = await pull_into("b", state_name="nightly").run()
         assert report.state is not None
-        assert (report.state.status, report.records) == ("matched", 0)
+        assert (report.state.status, report.records) == ("matched", again)
         with pytest.raises(CheckpointMismatch):
             await pull_into("a", state_name="nightly").run()
         # A fresh start into the same destination pulls everything again, files truncated.
@@ -245,8 +251,9 @@ async def test_two_postgresql_sinks_in_one_database_keep_their_own_states(
         report = await pool.pull(
             "assets", NAMED, sink=PostgresSink(pg_dsn, table_prefix="a_")
         ).run()
+        again = len(NAMED) * len(overlap_ids(server.records(NAMED[0][1], "assets")))
         assert report.state is not None
-        assert (report.state.status, report.records) == ("matched", 0)
+        assert (report.state.status, report.records) == ("matched", again)
 
 
 # -- the command line ----------------------------------------------------------------------
@@ -270,7 +277,8 @@ async def test_cli_an_sqlite_checkpoint_reused_for_another_out(
     code, stdout, stderr = await run_cli(*args, "--out", str(tmp_path / "a"))
     assert code == 0, stderr
     assert "(matched)" in stdout
-    assert lines(tmp_path / "a" / "assets.jsonl") == want
+    again = len(TOKENS) * len(overlap_ids(server.records(TOKENS[0], "assets")))
+    assert lines(tmp_path / "a" / "assets.jsonl") == want + again  # incremental: the overlap
     assert_no_tokens(stdout, stderr)
 
 
@@ -348,7 +356,8 @@ async def test_cli_jsonl_with_a_postgresql_checkpoint_after_a_postgresql_sink(
     )
     assert code == 0, stderr
     assert "(matched)" in stdout
-    assert lines(tmp_path / "a" / "assets.jsonl") == want
+    again = len(TOKENS) * len(overlap_ids(server.records(TOKENS[0], "assets")))
+    assert lines(tmp_path / "a" / "assets.jsonl") == want + again  # incremental: the overlap
 
 
 async def test_cli_a_postgresql_checkpoint_from_before_states_is_adopted(
