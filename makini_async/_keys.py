@@ -57,7 +57,6 @@ __all__ = [
     "current_key",
     "default_key_file",
     "fingerprint_of",
-    "former_names",
     "key_id",
     "name_of",
     "recover_legacy",
@@ -260,12 +259,6 @@ def _legacy_name(token: str) -> str:
 
 def _legacy_fingerprint(token: str) -> str:
     return hashlib.sha256(b"makini-checkpoint\0" + token.encode()).hexdigest()[:16]
-
-
-def former_names(name: str, token: str) -> list[str]:
-    """The names a checkpoint may hold this connection's chains under: its own, and its
-    default name from before keys when ``name`` is its default name."""
-    return [name, _legacy_name(token)] if name == name_of(token) else [name]
 
 
 async def recover_legacy(

@@ -11,7 +11,7 @@ import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from makini_async._keys import former_names
+from makini_async import _keys
 from makini_async.bulk._sink import Sink, forget
 from makini_async.checkpoint import AsyncCheckpointStore, ChainState, CheckpointStore
 from makini_async.checkpoint._identity import (
@@ -114,17 +114,7 @@ async def bind(
     """Bind the pull's store to its state; raises on a state of another destination."""
     store: Any = checkpoints.store
     if supports_states(store):
-        use = await bind_state(
-            store,
-            identity,
-            fresh=fresh,
-            # A connection's former default name too: adopted, then recovered by _keys.
-            chains=[
-                (name, c.entity.value)
-                for c in chains
-                for name in former_names(c.connection, c.conn.token)
-            ],
-        )
+        use = await bind_state(store, identity, fresh=fresh, chains=_adoptable(chains))
         if checkpoints.sink_commits:
             store.use_state(use.name)  # the sink's own store: it saves with each page
         else:
@@ -135,6 +125,17 @@ async def bind(
         status="destination" if checkpoints.sink_commits else "unnamed",
         checkpoint=store_location(store),
     )
+
+
+def _adoptable(chains: Sequence[Chain]) -> list[tuple[str, str]]:
+    """The keys this pull's chains may have had before states: their names, and the
+    former default name of a connection named by default (see ``_keys.recover_legacy``)."""
+    pairs = [(c.connection, c.entity.value) for c in chains]
+    for chain in chains:
+        token = chain.conn.token
+        if chain.connection == _keys.name_of(token):
+            pairs.append((_keys._legacy_name(token), chain.entity.value))
+    return pairs
 
 
 async def start_over(checkpoints: Checkpoints, sink: Sink | None, chains: Sequence[Chain]) -> None:

@@ -176,6 +176,7 @@ class ShardedPull:
             testing=is_testing(),
             progress_interval=progress_interval,
             tune=bool(tune),
+            layout=None if isinstance(sink, str) and is_dsn(sink) else self.layout,
         )
         try:
             pickle.dumps(settings)

@@ -121,6 +121,9 @@ class WorkerSettings:
     progress_interval: float = 0.5
     #: Workers own their process: they run :func:`~makini_async.tuning.tuned` unless ``False``.
     tune: bool = True
+    #: How connections map to buckets, recorded in each bucket's checkpoint state
+    #: (``None`` for PostgreSQL, one destination whatever the layout).
+    layout: str | None = None
 
 
 @attrs.frozen

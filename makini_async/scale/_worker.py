@@ -133,6 +133,7 @@ async def _run_buckets(
                 list(connections[start : start + count]),
                 sink=sink,
                 checkpoint=store,
+                layout=settings.layout,
                 **settings.pull_options,
             )
             chains[start * per : (start + count) * per] = pull.report.chains

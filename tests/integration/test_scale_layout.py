@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 
 from makini_async import set_testing
@@ -148,3 +150,25 @@ def test_bucket_folders_without_their_layout_are_refused(tmp_path: Path) -> None
     with pytest.raises(UsageError, match=r"bucket folders but no _layout\.json"):
         asyncio.run(pull.run())
     assert not (out / "_layout.json").exists()
+
+
+async def test_each_buckets_checkpoint_state_records_the_layout(tmp_path: Path) -> None:
+    set_testing(True)
+    tokens = named_tokens(4)
+    out = tmp_path / "out"
+    async with MockMakini(records_per_entity=5) as server:
+        await _pull(
+            server,
+            tokens,
+            f"jsonl:{out}",
+            engine=ProcessEngine(1),
+            checkpoint=tmp_path / "pull.sqlite",
+            buckets=64,
+        )
+    with sqlite3.connect(tmp_path / "pull.sqlite") as db:
+        states = dict(db.execute("SELECT name, identity FROM states").fetchall())
+    folders = {f"bucket-{bucket_of(name, 64):05d}" for name, _ in tokens}
+    assert {name.rsplit("/", 1)[-1] for name in states} == folders
+    assert {orjson.loads(identity)["layout"] for identity in states.values()} == {
+        "blake2b-buckets:64"
+    }
