@@ -165,8 +165,6 @@ class ShardedPull:
             options["modified_after"] = format_when(modified_after, name="modified_after")
         if concurrency is not None:
             options["concurrency"] = concurrency
-        if self._root is not None:  # folders per bucket: the checkpoint's states record it
-            options["layout"] = self.layout
         settings = WorkerSettings(
             entities=tuple(e.value for e in ents),
             sink=Hidden(sink),
