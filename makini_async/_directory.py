@@ -21,11 +21,17 @@ status                        what happens to the handle
                               since after a reconnection the *new* token works,
                               not the marked one
 ============================  =====================================================
+
+A ``reauthorization_required`` or ``disconnected`` event made before the
+handle's token last changed (``conn.token_changed_at``) is about the old
+token and is ignored. The receiver calls :meth:`ConnectionDirectory.apply_webhook`
+once per event id: a duplicate delivery never reaches the pool.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
@@ -181,6 +187,11 @@ class ConnectionDirectory:
             logger.info("webhook event %s: no handle has its connection id", event.id)
             return None
         when = _instant(event.created_at)
+        if new in _MARKS.values() and _before_token_change(conn, when):
+            # About the token the customer replaced since: the handle's
+            # current token is not the one that needs reauthorization.
+            logger.info("webhook event %s predates the connection's new token; ignored", event.id)
+            return None
         newest = self._newest.get(event.connection_id)
         if newest is not None and _after(newest, when):
             logger.info("webhook event %s is older than one already applied; ignored", event.id)
@@ -194,6 +205,16 @@ def _instant(created_at: str) -> dt.datetime | str:
         return to_datetime(created_at)
     except (TypeError, ValueError, OverflowError):
         return created_at
+
+
+def _before_token_change(conn: Connection, when: dt.datetime | str) -> bool:
+    """Whether an event made at ``when`` is older than the handle's last token change."""
+    changed: float | None = getattr(conn, "token_changed_at", None)  # on the pool's clock
+    if changed is None or isinstance(when, str):
+        return False
+    # The same instant on the wall clock, which event times are on.
+    changed_wall: float = time.time() - (conn.shared.clock() - changed)
+    return when.timestamp() < changed_wall
 
 
 def _after(when: dt.datetime | str, newest: dt.datetime | str) -> bool:

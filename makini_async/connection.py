@@ -11,13 +11,12 @@ stay for code that picks the entity at run time.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
-from makini_async import _listing
+from makini_async import _keys, _listing
 from makini_async._health import Health
 from makini_async._sansio import parse_single
 from makini_async._scrub import clean
@@ -71,13 +70,17 @@ class ConnectionStats:
 
 
 def default_name(token: str) -> str:
-    """A stable display name for a token that reveals nothing of it."""
-    return "conn-" + hashlib.sha256(token.encode()).hexdigest()[:10]
+    """A stable display name for a token that reveals nothing of it.
+
+    ``conn-`` and 16 hex digits of an HMAC of the token under the
+    installation's key (see :mod:`makini_async._keys`).
+    """
+    return _keys.name_of(token)
 
 
 def token_fingerprint(token: str) -> str:
-    """What a checkpoint records of a token: a one-way hash, apart from the name's."""
-    return hashlib.sha256(b"makini-checkpoint\0" + token.encode()).hexdigest()[:16]
+    """What a checkpoint records of a token: a keyed one-way hash, apart from the name's."""
+    return _keys.fingerprint_of(token)
 
 
 class Connection(Health):

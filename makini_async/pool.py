@@ -267,6 +267,8 @@ class MakiniPool:
         overlap: float = ...,
         patience: float = ...,
         wall_clock: Callable[[], dt.datetime] | None = ...,
+        state_name: str | None = ...,
+        fresh: bool = ...,
     ) -> Pull[dict[str, Any]]: ...
 
     @overload
@@ -287,6 +289,8 @@ class MakiniPool:
         overlap: float = ...,
         patience: float = ...,
         wall_clock: Callable[[], dt.datetime] | None = ...,
+        state_name: str | None = ...,
+        fresh: bool = ...,
     ) -> Pull[Record]: ...
 
     @overload
@@ -307,6 +311,8 @@ class MakiniPool:
         overlap: float = ...,
         patience: float = ...,
         wall_clock: Callable[[], dt.datetime] | None = ...,
+        state_name: str | None = ...,
+        fresh: bool = ...,
     ) -> Pull[Any]: ...
 
     def pull(
@@ -326,6 +332,8 @@ class MakiniPool:
         overlap: float = DEFAULT_OVERLAP,
         patience: float = DEFAULT_PATIENCE,
         wall_clock: Callable[[], dt.datetime] | None = None,
+        state_name: str | None = None,
+        fresh: bool = False,
     ) -> Pull[Any]:
         """Pull ``entities`` from every one of ``connections``: see :class:`~makini_async.Pull`.
 
@@ -335,6 +343,7 @@ class MakiniPool:
         default. A record that does not fit its model arrives as an
         :class:`~makini_async.InvalidRecord` (``on_invalid``). ``sink`` lands
         every page in a :mod:`makini_async.sinks` sink before its checkpoint moves.
+        ``state_name`` and ``fresh`` choose the checkpoint's state (see the README).
         """
         extra: dict[str, Any] = {} if wall_clock is None else {"wall_clock": wall_clock}
         return Pull(
@@ -352,6 +361,8 @@ class MakiniPool:
             since_sync_status=since_sync_status,
             overlap=overlap,
             patience=patience,
+            state_name=state_name,
+            fresh=fresh,
             **extra,
         )
 

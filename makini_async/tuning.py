@@ -25,10 +25,16 @@ of the heap back to the kernel (and big bodies to ``munmap``) only to fault
 the same memory in again for the next page, tens of thousands of page faults
 a second. :func:`steady_heap` lets the heap keep what a page freed, for the
 next page (glibc only; elsewhere it does nothing). :func:`tuned` is both.
+
+The library never enters them on its own in a process it does not own.
+Processes it does own, the ``makini-async`` command and the workers of a
+sharded pull, run tuned by default (:func:`owned`; ``--no-tune`` and
+``ShardedPull(tune=False)`` turn it off).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import functools
@@ -36,14 +42,16 @@ import gc
 import os
 import platform
 import threading
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Coroutine, Iterator
 
-__all__ = ["quiet_gc", "steady_heap", "tuned"]
+T = TypeVar("T")
+
+__all__ = ["active", "owned", "quiet_gc", "run_tuned", "steady_heap", "tuned"]
 
 #: The first generation's threshold while tuned (CPython's default is 700).
 DEFAULT_THRESHOLD: Final = 50_000
@@ -213,3 +221,35 @@ def tuned() -> Iterator[None]:
     """:func:`quiet_gc` and :func:`steady_heap` with their defaults, within the block."""
     with quiet_gc(), steady_heap():
         yield
+
+
+@contextlib.contextmanager
+def owned(*, enabled: bool = True) -> Iterator[bool]:
+    """:func:`tuned` when ``enabled``, else nothing: for a process the library owns.
+
+    The ``makini-async`` command and a sharded pull's workers run their pull
+    inside it. Yields whether tuning is on.
+    """
+    if not enabled:
+        yield False
+        return
+    with tuned():
+        yield True
+
+
+def active() -> bool:
+    """Whether this process runs tuned now, as observed: the collector's threshold raised, its
+    long-lived objects frozen (and, on glibc, the heap's thresholds set)."""
+    collector = _depth > 0 and gc.get_threshold()[0] > _saved[0] and gc.get_freeze_count() > 0
+    return collector and (_heap_depth > 0 or _glibc() is None)
+
+
+def run_tuned(main: Coroutine[Any, Any, T], *, enabled: bool = True) -> tuple[T, bool]:
+    """``asyncio.run(main)`` inside :func:`owned`: for the main of a process the library owns.
+
+    Returns ``main``'s result and whether the process ran tuned, as observed
+    at its end (:func:`active`).
+    """
+    with owned(enabled=enabled):
+        result = asyncio.run(main)
+        return result, active()

@@ -23,6 +23,7 @@ Files that are token lists the tests wrote as input (every line ``token`` or
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -103,6 +104,8 @@ def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _token_scan_basetemp(tmp_path_factory: pytest.TempPathFactory) -> None:
     _State.basetemp = tmp_path_factory.getbasetemp()
+    # The installation key of default names: the session's own, not the user's.
+    os.environ.setdefault("MAKINI_ASYNC_KEY_FILE", str(_State.basetemp / "makini-async.key"))
 
 
 @pytest.fixture

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import inspect
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -163,3 +164,19 @@ def run_fresh(code: str, *args: str, env: Mapping[str, str] | None = None) -> di
     )
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+def overlap_ids(records: Iterable[Mapping[str, Any]], seconds: float = 300.0) -> set[Any]:
+    """The ids an incremental rerun brings again: updated within ``seconds`` of the newest.
+
+    The high-water mark is the newest ``updated_at`` a run landed, less the overlap, and
+    listing filters are inclusive: those records come again (at least once).
+    """
+    times = {
+        r["id"]: dt.datetime.fromisoformat(str(r["updated_at"]).replace("Z", "+00:00"))
+        for r in records
+    }
+    if not times:
+        return set()
+    floor = max(times.values()) - dt.timedelta(seconds=seconds)
+    return {rid for rid, when in times.items() if when >= floor}

@@ -11,23 +11,25 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import logging
-import operator
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from makini_async._invalid import InvalidRecord
+from makini_async._keys import recover_legacy
+from makini_async.bulk._dedupe import RecentIds, fresh
+from makini_async.bulk._marks import FUTURE, canonical, earlier, newest
 from makini_async.bulk._report import ChainReport
+from makini_async.bulk._sink import forget
 from makini_async.checkpoint import ChainState
 from makini_async.connection import Connection
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import CheckpointError, UsageError
-from makini_async.models import unstructure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from makini_async._shared import Shared
+    from makini_async.bulk._sink import Sink
     from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
 
 __all__ = [
@@ -44,11 +46,6 @@ __all__ = [
 
 logger = logging.getLogger("makini_async")
 
-_ITEM_ID: Final = operator.itemgetter("id")
-_ATTR_ID: Final = operator.attrgetter("id")
-# The ids a dict record may carry; ``bool`` is an int but never an id.
-_ID_TYPES: Final = frozenset({str, int})
-
 
 @attrs.define(slots=True, kw_only=True, eq=False, weakref_slot=False)
 class Chain(ChainReport):
@@ -56,9 +53,13 @@ class Chain(ChainReport):
 
     conn: Connection = attrs.field(repr=False)
     state: ChainState | None = attrs.field(default=None, repr=False)
-    seen: set[str] | None = attrs.field(default=None, repr=False)
+    seen: RecentIds | None = attrs.field(default=None, repr=False)
     run_started_at: str | None = attrs.field(default=None, repr=False)
+    #: Records counted before this run's delivered ones in the checkpoint's ``records``
+    #: (an interrupted run's; negative after a restart, which counts from zero again).
     resumed_records: int = attrs.field(default=0, repr=False)
+    #: The newest ``updated_at`` this run has landed (canonical UTC text), for the mark.
+    newest: str | None = attrs.field(default=None, repr=False)
     deferred_for: float = attrs.field(default=0.0, repr=False)
 
 
@@ -74,99 +75,6 @@ def iso(when: dt.datetime) -> str:
     return when.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
-# -- de-duplication within a run ----------------------------------------------------------
-
-
-def fresh(
-    chain: Chain,
-    records: list[Any],
-    invalid: tuple[InvalidRecord, ...],
-    *,
-    as_dicts: bool,
-    request_id: str | None,
-) -> tuple[list[Any], tuple[InvalidRecord, ...]]:
-    """``records`` and ``invalid`` less any id this chain already delivered in this run.
-
-    A record without a usable id (non-empty text or an integer) cannot be
-    de-duplicated: it joins ``invalid``, whole. Typed records' ids are text
-    (``5`` and ``"5"`` are one id); dict records' ids are compared as sent.
-    Dropped records are counted in ``chain.duplicates`` and logged.
-    """
-    get_id = _ITEM_ID if as_dicts else _ATTR_ID
-    try:
-        ids = set(map(get_id, records))
-    except (KeyError, TypeError, AttributeError):
-        ids = None
-    if ids is not None and ("" in ids or (as_dicts and not {*map(type, ids)} <= _ID_TYPES)):
-        ids = None
-    if ids is None:
-        records, no_id = _without_id(chain, records, request_id)
-        invalid = (*invalid, *no_id)
-        ids = set(map(get_id, records))
-    seen = chain.seen
-    if len(ids) == len(records) and not invalid:  # the common case, all in C
-        if seen is None:
-            chain.seen = ids
-            return records, invalid
-        if seen.isdisjoint(ids):
-            seen |= ids
-            return records, invalid
-    if seen is None:
-        seen = chain.seen = set()
-    keep: list[Any] = []
-    for rid, record in zip(map(get_id, records), records, strict=True):
-        if rid not in seen:
-            seen.add(rid)
-            keep.append(record)
-    dropped = len(records) - len(keep)
-    if invalid:
-        # An invalid record that has an id is de-duplicated like the others.
-        kept: list[InvalidRecord] = []
-        for item in invalid:
-            rid = item.id
-            if not rid or rid not in seen:
-                if rid:
-                    seen.add(rid)
-                kept.append(item)
-        dropped += len(invalid) - len(kept)
-        invalid = tuple(kept)
-    if dropped:
-        chain.duplicates += dropped
-        logger.info(
-            "%s %s: %d records with ids delivered earlier in this run dropped (request_id=%s)",
-            chain.connection,
-            chain.entity.value,
-            dropped,
-            request_id,
-        )
-    return keep, invalid
-
-
-def _without_id(
-    chain: Chain, records: list[Any], request_id: str | None
-) -> tuple[list[Any], list[InvalidRecord]]:
-    """Split dict records into those with a usable id and invalid ones (the slow path)."""
-    keep: list[Any] = []
-    invalid: list[InvalidRecord] = []
-    for record in records:
-        rid = record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
-        if type(rid) in _ID_TYPES and rid != "":
-            keep.append(record)
-        else:
-            reason = "required field is missing" if rid is None else "not a usable id"
-            invalid.append(
-                InvalidRecord(
-                    entity=chain.entity,
-                    data=record if isinstance(record, dict) else unstructure(record),
-                    field="id",
-                    reason=f"{reason}; a record needs one to be de-duplicated",
-                    request_id=request_id,
-                    connection=chain.connection,
-                )
-            )
-    return keep, invalid
-
-
 # -- checkpoints ---------------------------------------------------------------------------
 
 
@@ -178,13 +86,18 @@ class Checkpoints:
     coroutine one (PostgreSQL). With ``sink_commits``, a sink commits each
     page's state with the page itself: this class only computes the states
     (:meth:`after`) and still saves each chain's start.
+
+    A complete run's high-water mark is the newest ``updated_at`` it landed,
+    less the overlap (the server's clock, never this machine's); a run that
+    landed none keeps the mark it had. ``since_sync_status`` takes each run's
+    ``modified_after`` from the sync-status endpoint instead (less the overlap).
     """
 
     __slots__ = (
         "_async",
+        "_limit",
         "_modified_after",
         "_overlap",
-        "_run_start_cache",
         "_since_sync_status",
         "_wall",
         "sink_commits",
@@ -206,11 +119,13 @@ class Checkpoints:
         self._overlap = dt.timedelta(seconds=overlap)
         self._since_sync_status = since_sync_status
         self._wall = wall_clock
-        self._run_start_cache: tuple[int, str] = (-1, "")
+        self._limit = canonical(wall_clock() + FUTURE)
         self._async = store is not None and inspect.iscoroutinefunction(store.save)
         self.sink_commits = sink_commits
 
     async def open(self) -> None:
+        # Only to tell a source's "no date" sentinel from a modification time.
+        self._limit = canonical(self._wall() + FUTURE)
         if self._async:
             await self.store.open()  # type: ignore[union-attr]
 
@@ -248,6 +163,9 @@ class Checkpoints:
         fingerprint = chain.conn.fingerprint if store is not None else None
         if store is not None:
             state = await self._load(chain.connection, entity)
+            state = await recover_legacy(
+                chain.connection, chain.conn.token, state, lambda name: self._load(name, entity)
+            )
         if state is not None and state.fingerprint not in (None, fingerprint):
             msg = (
                 f"the checkpoint of {chain.connection} {entity} was written for "
@@ -269,22 +187,29 @@ class Checkpoints:
                     self._modified_after,
                 )
             chain.resumed = True
-            chain.resumed_records = state.records
+            chain.start = "resumed"
+            chain.resumed_from = chain.resumed_records = state.records
             chain.modified_after = state.run_modified_after
+            if state.run_modified_after is not None:
+                chain.modified_after_source = "checkpoint"
+            chain.newest = state.run_newest
             chain.state = attrs.evolve(state, fingerprint=fingerprint)
             chain.run_started_at = state.run_started_at
             return state.cursor, state.run_modified_after, state.page_size
-        modified_after = self._modified_after
-        if modified_after is None and state is not None:
-            modified_after = state.high_water
+        modified_after, source = self._modified_after, "argument"
         if modified_after is None and self._since_sync_status:
             status = await chain.conn.sync_status()
             entry = status.entities.get(entity)
             if entry is not None and entry.last_synced_at is not None:
-                modified_after = iso(entry.last_synced_at)
+                synced = canonical(entry.last_synced_at)
+                modified_after, source = earlier(synced, self._overlap) or synced, "sync-status"
+        if modified_after is None and state is not None and state.high_water is not None:
+            modified_after, source = state.high_water, "data"
         chain.modified_after = modified_after
+        chain.start = "full" if modified_after is None else "incremental"
+        chain.modified_after_source = None if modified_after is None else source
         if store is not None:
-            chain.run_started_at = self._run_start()
+            chain.run_started_at = canonical(self._wall())
             chain.state = ChainState(
                 in_progress=True,
                 run_modified_after=modified_after,
@@ -296,18 +221,27 @@ class Checkpoints:
         return None, modified_after, state.page_size if state is not None else None
 
     def after(
-        self, chain: Chain, next_cursor: str | None, page_size: int | None
+        self,
+        chain: Chain,
+        next_cursor: str | None,
+        page_size: int | None,
+        records: list[Any] | None = None,
     ) -> ChainState | None:
         """The chain's state once the consumer is done with the page before ``next_cursor``.
 
-        ``next_cursor=None`` means that page was the last: the state of a complete run.
+        ``records`` are that page's (their newest ``updated_at`` makes the
+        mark). ``next_cursor=None`` means that page was the last: the state of
+        a complete run.
         """
         if self.store is None:
             return None
+        if records:
+            chain.newest = newest(records, chain.newest, self._limit)
         old = chain.state or ChainState()
         if next_cursor is None:
+            mark = None if chain.newest is None else earlier(chain.newest, self._overlap)
             return ChainState(
-                high_water=chain.run_started_at or old.high_water,
+                high_water=mark if mark is not None else old.high_water,
                 fingerprint=chain.conn.fingerprint,
                 page_size=old.page_size,
             )
@@ -317,6 +251,7 @@ class Checkpoints:
             cursor=next_cursor,
             records=chain.resumed_records + chain.records,
             page_size=page_size if page_size is not None else old.page_size,
+            run_newest=chain.newest,
         )
 
     async def commit(self, chain: Chain, state: ChainState | None) -> None:
@@ -327,13 +262,34 @@ class Checkpoints:
         if not self.sink_commits:
             await self._save(chain.connection, chain.entity.value, state)
 
-    def _run_start(self) -> str:
-        """The next high-water mark: now less the overlap (formatted once a second)."""
-        now = self._wall()
-        second = int(now.timestamp())
-        if self._run_start_cache[0] != second:
-            self._run_start_cache = (second, iso(now - self._overlap))
-        return self._run_start_cache[1]
+    async def restart(self, chain: Chain, sink: Sink | None) -> None:
+        """Take ``chain`` back to the start of its run: the API rejected its cursor.
+
+        The sink first forgets what the chain landed (if it can), then the
+        checkpoint goes back to the run's start with the run's own filter,
+        so a crash in between starts the chain again, never past a record.
+        The chain's de-duplication starts afresh, as the records come again.
+        """
+        if sink is not None:
+            await forget(sink, chain.connection, chain.entity)
+        chain.restarts += 1
+        chain.seen = None
+        chain.newest = None
+        if chain.total is not None:
+            # This run now delivers what it had, plus the whole listing again.
+            chain.total += chain.records + chain.resumed_records
+        chain.resumed_records = -chain.records  # the checkpoint counts from zero again
+        if self.store is not None:
+            old = chain.state or ChainState()
+            chain.state = ChainState(
+                in_progress=True,
+                run_modified_after=chain.modified_after,
+                run_started_at=old.run_started_at,
+                high_water=old.high_water,
+                fingerprint=chain.conn.fingerprint,
+                page_size=old.page_size,
+            )
+            await self._save(chain.connection, chain.entity.value, chain.state)
 
 
 # -- what a pull is made of ----------------------------------------------------------

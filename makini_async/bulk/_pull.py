@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
-import itertools
 import logging
-from itertools import repeat
+import weakref
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from makini_async._sansio import format_when
@@ -21,9 +19,25 @@ from makini_async.bulk._chain import (
     entities_of,
     fresh,
 )
+from makini_async.bulk._records import records_of
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
-from makini_async.bulk._sink import Sink
-from makini_async.bulk._worker import END, FAILED, PAGE, RunSettings, parse, run_chain
+from makini_async.bulk._state import (
+    bind,
+    checkpoint_of,
+    identity_of,
+    start_over,
+    warn_unclosed,
+)
+from makini_async.bulk._worker import (
+    END,
+    FAILED,
+    PAGE,
+    RESTART,
+    RunSettings,
+    parse,
+    restart,
+    run_chain,
+)
 from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore, open_checkpoint
 from makini_async.errors import (
     CircuitOpenError,
@@ -42,11 +56,11 @@ if TYPE_CHECKING:
         Awaitable,
         Callable,
         Iterable,
-        Iterator,
     )
     from types import TracebackType
 
     from makini_async._invalid import InvalidRecord, OnInvalid
+    from makini_async.bulk._sink import Sink
     from makini_async.entities import EntityLike
 
 __all__ = ["DEFAULT_OVERLAP", "DEFAULT_PATIENCE", "Pull"]
@@ -61,8 +75,6 @@ DEFAULT_PATIENCE: Final = 300.0
 
 R = TypeVar("R")
 
-_new_pulled_record: Final = functools.partial(tuple.__new__, PulledRecord)
-
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
@@ -74,6 +86,15 @@ class Pull(Generic[R]):
     ``R`` is what a record is: a typed record, or a ``dict`` with
     ``as_dicts=True`` (a record that does not fit its model arrives as an
     :class:`~makini_async.InvalidRecord` whatever ``R`` is).
+
+    With a checkpoint, the pull uses one of its states: ``state_name`` (by
+    default the destination, such as ``jsonl:/data/out``); a state recorded
+    for another destination or ``layout`` (a sharded pull's units) raises
+    :class:`~makini_async.checkpoint.CheckpointMismatch` unless ``fresh``
+    starts it over. ``report.state`` says which state was used and how.
+
+    :meth:`run`, iterating to the end, and an iteration that raises close
+    the pull; a pull collected unclosed warns (``ResourceWarning``).
     """
 
     def __init__(
@@ -94,6 +115,9 @@ class Pull(Generic[R]):
         overlap: float = DEFAULT_OVERLAP,
         patience: float = DEFAULT_PATIENCE,
         wall_clock: Callable[[], dt.datetime] = _utc_now,
+        state_name: str | None = None,
+        fresh: bool = False,
+        layout: str | None = None,
     ) -> None:
         shared = pool.shared
         ents = entities_of(entities)
@@ -102,40 +126,31 @@ class Pull(Generic[R]):
             msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
             raise UsageError(msg)
         check_on_invalid(on_invalid)
-        self._shared = shared
-        self._clock = shared.clock
-        self._on_invalid: OnInvalid = on_invalid
-        if sink is not None and not isinstance(sink, Sink):
-            msg = f"sink must be a Sink (makini_async.sinks), got {type(sink).__name__}"
-            raise UsageError(msg)
-        sink_store = None if sink is None else sink.checkpoint_store
-        if sink is not None and sink_store is not None:
-            # The sink commits each page with its chain's state: one store, the sink's.
-            if checkpoint is not None and checkpoint is not sink_store:
-                msg = (
-                    f"the sink {sink.location} keeps its own checkpoint (committed with "
-                    "each page); leave checkpoint= out"
-                )
-                raise UsageError(msg)
-            checkpoint = sink_store
-        self._sink = sink
-        self._owns_store = checkpoint is not None and not isinstance(
-            checkpoint, (CheckpointStore, AsyncCheckpointStore)
-        )
-        self._checkpoints = Checkpoints(
-            None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
-            sink_commits=sink_store is not None,
-            modified_after=None
-            if modified_after is None
-            else format_when(modified_after, name="modified_after"),
-            overlap=overlap,
-            since_sync_status=since_sync_status,
-            wall_clock=wall_clock,
-        )
-        self._as_dicts = shared.as_dicts if as_dicts is None else as_dicts
         if not isinstance(patience, (int, float)) or not patience >= 0:
             msg = f"patience must be a number of seconds >= 0, got {patience!r}"
             raise UsageError(msg)
+        since = (
+            None if modified_after is None else format_when(modified_after, name="modified_after")
+        )
+        self._shared = shared
+        self._clock = shared.clock
+        self._on_invalid: OnInvalid = on_invalid
+        checkpoint, sink_commits = checkpoint_of(sink, checkpoint)
+        self._sink = sink
+        self._identity = identity_of(
+            sink,
+            checkpoint,
+            ents,
+            name=state_name,
+            since=since,
+            since_sync_status=since_sync_status,
+            layout=layout,
+        )
+        self._fresh = bool(fresh)
+        self._owns_store = checkpoint is not None and not isinstance(
+            checkpoint, (CheckpointStore, AsyncCheckpointStore)
+        )
+        self._as_dicts = shared.as_dicts if as_dicts is None else as_dicts
         self._run = RunSettings(self._as_dicts, shared.clock, shared.sleep, float(patience))
         self._dedupe = dedupe
         self._raise = raise_on_error
@@ -158,31 +173,57 @@ class Pull(Generic[R]):
         self._live = 0
         self._stopping = False
         self._started = False
+        # Weakly: an iteration its consumer abandons (an exception out of ``async for``)
+        # is then collected at once, and the event loop closes it (``aclose``).
+        self._gen: weakref.ref[AsyncIterator[Any]] | None = None
+        # Last: a store opened from a path holds its lock until the pull is closed.
+        self._checkpoints = Checkpoints(
+            None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
+            sink_commits=sink_commits,
+            modified_after=since,
+            overlap=overlap,
+            since_sync_status=since_sync_status,
+            wall_clock=wall_clock,
+        )
         self._closed = False
-        self._gen: AsyncIterator[Any] | None = None
+
+    def __del__(self, _warn: Callable[..., None] = warn_unclosed) -> None:
+        # A pull left open holds what only closing releases: running workers, the
+        # checkpoint's lock. Say so, and release what can be released here (the
+        # default argument keeps the function at hand while the interpreter exits).
+        if not getattr(self, "_closed", True):
+            store = self._checkpoints.store if self._owns_store else None
+            _warn(self, len(self._chains), store, started=self._started)
 
     # -- public iteration ------------------------------------------------------
 
     def __aiter__(self) -> AsyncIterator[PulledRecord[R | InvalidRecord]]:
         gen = self._records()
-        self._gen = gen
+        self._gen = weakref.ref(gen)
         return gen
 
     def pages(self) -> AsyncIterator[PulledPage[R]]:
         """Iterate pages instead of records (fewer objects: the fastest way)."""
         gen = self._pages()
-        self._gen = gen
+        self._gen = weakref.ref(gen)
         return gen
 
     async def run(
         self, on_page: Callable[[PulledPage[R]], Awaitable[None] | None] | None = None
     ) -> PullReport:
-        """Pull everything, calling ``on_page`` for each page; return the report."""
-        async for page in self.pages():
-            if on_page is not None:
-                result = on_page(page)
-                if result is not None:
-                    await result
+        """Pull everything, calling ``on_page`` for each page; return the report.
+
+        The pull is closed when ``run`` returns or raises (an ``on_page`` that
+        raises included): no request left in flight, the checkpoint released.
+        """
+        try:
+            async for page in self.pages():
+                if on_page is not None:
+                    result = on_page(page)
+                    if result is not None:
+                        await result
+        finally:
+            await self.aclose()
         return self.report
 
     async def __aenter__(self) -> Pull[R]:
@@ -239,7 +280,7 @@ class Pull(Generic[R]):
         From another task than the one iterating, it cancels the workers and
         the iteration ends (its chains reported ``CANCELLED``).
         """
-        gen = self._gen
+        gen = None if self._gen is None else self._gen()
         if gen is not None and not gen.ag_running:  # type: ignore[attr-defined]
             await gen.aclose()  # type: ignore[attr-defined]
         await self._shutdown()
@@ -248,35 +289,8 @@ class Pull(Generic[R]):
 
     # -- the consumer side -------------------------------------------------------
 
-    async def _records(self) -> AsyncIterator[PulledRecord[R | InvalidRecord]]:
-        pages = self._pages()
-        try:
-            while True:
-                try:
-                    page = await pages.__anext__()
-                except StopAsyncIteration:
-                    return
-                # Build the page's PulledRecords in C (map/zip/tuple.__new__): half
-                # the cost of calling the named tuple's constructor per record.
-                items: Iterator[PulledRecord[R | InvalidRecord]] = map(
-                    _new_pulled_record,
-                    zip(repeat(page.connection), repeat(page.entity), page.records),
-                )
-                if page.invalid and self._on_invalid == "deliver":
-                    # After the page's records: what the API sent, typed as what it is.
-                    items = itertools.chain(
-                        items,
-                        [PulledRecord(page.connection, page.entity, i) for i in page.invalid],
-                    )
-                # Drop every reference to the page before the next await (see _parse).
-                del page
-                item: PulledRecord[R | InvalidRecord] | None
-                for item in items:
-                    yield item
-                del items
-                item = None
-        finally:
-            await pages.aclose()  # type: ignore[attr-defined]
+    def _records(self) -> AsyncIterator[PulledRecord[R | InvalidRecord]]:
+        return records_of(self._pages(), deliver_invalid=self._on_invalid == "deliver")
 
     async def _pages(self) -> AsyncIterator[PulledPage[R]]:
         if self._started or self._closed:
@@ -292,8 +306,14 @@ class Pull(Generic[R]):
         has_store = checkpoints.store is not None
         try:
             await checkpoints.open()
+            if has_store:
+                self.report.state = await bind(
+                    checkpoints, self._identity, self._chains, fresh=self._fresh
+                )
             if sink is not None:
                 await sink.open(list(dict.fromkeys(c.entity for c in self._chains)))
+            if self._fresh and has_store:
+                await start_over(checkpoints, sink, self._chains)
             self._live = self._concurrency
             self._workers = [
                 asyncio.create_task(self._worker(), name=f"makini-pull-{i}")
@@ -351,7 +371,11 @@ class Pull(Generic[R]):
                     page_size = page.page_size
                     # No reference to a parsed page may outlive this step (see _parse).
                     del page, records, invalid, payload, raw
-                    state = checkpoints.after(chain, next_cursor, page_size) if has_store else None
+                    state = (
+                        checkpoints.after(chain, next_cursor, page_size, pulled.records)
+                        if has_store
+                        else None
+                    )
                     if sink is not None and not await self._store(sink, chain, pulled, state):
                         continue
                     self._current = chain
@@ -372,6 +396,9 @@ class Pull(Generic[R]):
                     self._fail(chain, payload)
                     if self._raise:
                         raise payload
+                elif kind == RESTART:
+                    assert chain is not None  # noqa: S101
+                    await restart(chain, payload, checkpoints, sink)
                 else:
                     return
         finally:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     from makini_async._invalid import InvalidRecord
+    from makini_async.checkpoint import StateUse
 
 __all__ = [
     "ChainReport",
@@ -73,6 +74,17 @@ class ChainReport:
     #: The page size the chain ended with (page sizes adapt, see the README).
     page_size: int | None = None
     resumed: bool = False
+    #: How the chain started: ``"full"``, ``"resumed"`` (an interrupted run's cursor) or
+    #: ``"incremental"`` (a ``modified_after`` filter); ``None`` until it starts.
+    start: str | None = None
+    #: Where ``modified_after`` came from: ``"data"`` (the newest ``updated_at`` an earlier
+    #: run landed, less the overlap), ``"sync-status"``, ``"argument"``, or for a resumed
+    #: chain ``"checkpoint"`` (the interrupted run's own filter).
+    modified_after_source: str | None = None
+    #: Records the interrupted run had delivered, for a resumed chain.
+    resumed_from: int | None = None
+    #: Times the chain started again from its beginning because the API rejected its cursor.
+    restarts: int = 0
     #: Records this run is expected to deliver: the listing's ``total_count``
     #: (less what an interrupted run had delivered), or ``None`` when the source cannot say.
     total: int | None = None
@@ -110,6 +122,8 @@ class PullReport:
     started_at: float | None = None
     finished_at: float | None = None
     clock: Callable[[], float] = attrs.field(default=time.monotonic, repr=False, eq=False)
+    #: The checkpoint state the pull used and whether it was new, matched, adopted or fresh.
+    state: StateUse | None = attrs.field(default=None, eq=False)
 
     @property
     def elapsed(self) -> float:
@@ -177,6 +191,41 @@ class PullReport:
     def ok(self) -> bool:
         return all(c.outcome is Outcome.COMPLETED for c in self.chains)
 
+    @property
+    def restarts(self) -> int:
+        """Times chains started again from their beginning (the API rejected a cursor)."""
+        return sum(c.restarts for c in self.chains)
+
+    def starts(self) -> dict[str, Any]:
+        """How the chains started: full, resumed (and from how many records), incremental."""
+        counts = collections.Counter(c.start for c in self.chains if c.start is not None)
+        sources = collections.Counter(
+            c.modified_after_source for c in self.chains if c.start == "incremental"
+        )
+        return {
+            "full": counts["full"],
+            "resumed": counts["resumed"],
+            "resumed_records": sum(c.resumed_from or 0 for c in self.chains),
+            "incremental": counts["incremental"],
+            "modified_after_from": {k: n for k, n in sorted(sources.items()) if k is not None},
+            "restarts": self.restarts,
+        }
+
+    def describe_starts(self) -> str:
+        """:meth:`starts` for people, in one line."""
+        s = self.starts()
+        parts = [f"{s['full']:,} full", f"{s['resumed']:,} resumed"]
+        if s["resumed"]:
+            parts[-1] += f" (after {s['resumed_records']:,} records)"
+        parts.append(f"{s['incremental']:,} incremental")
+        if s["modified_after_from"]:
+            sources = ", ".join(f"{k} {n:,}" for k, n in s["modified_after_from"].items())
+            parts[-1] += f" (modified_after from {sources})"
+        line = ", ".join(parts)
+        if s["restarts"]:
+            line += f"; {s['restarts']:,} restarted from the beginning (cursor rejected)"
+        return line
+
     def outcomes(self) -> dict[Outcome, int]:
         """Number of chains per outcome."""
         counts = collections.Counter(c.outcome for c in self.chains)
@@ -196,7 +245,10 @@ class PullReport:
                 f"{self.retries} retries, {self.rate_limited} rate-limited answers"
             ),
             "outcomes: " + ", ".join(f"{o.value}={n}" for o, n in self.outcomes().items()),
+            "starts: " + self.describe_starts(),
         ]
+        if self.state is not None:
+            lines.append(f"checkpoint: {self.state.describe()}")
         for chain in self.chains:
             if chain.done and chain.outcome is not Outcome.COMPLETED:
                 reason = f": {chain.error}" if chain.error is not None else ""

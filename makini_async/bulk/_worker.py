@@ -5,6 +5,13 @@ messages. A page travels as its raw bytes with a future: the consumer parses
 it right before use and answers with the next cursor, so each chain fetches
 its next page while the consumer works on the previous one, and no parsed
 page outlives a step of the event loop.
+
+A cursor the API rejects (400 ``INVALID_REQUEST``: "the cursor has expired;
+start the listing again", after a re-sync of the source or 24 hours) starts
+its chain again from the beginning of its run, once per run: the worker asks
+the consumer (a ``RESTART`` message, handled after the chain's previous page
+is committed) to have the sink forget the chain and its checkpoint go back to
+the start, then walks the listing again.
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ from makini_async.pagination import Page, RawPage
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-__all__ = ["END", "FAILED", "PAGE", "RunSettings", "parse", "run_chain"]
+    from makini_async.bulk._sink import Sink
+
+__all__ = ["END", "FAILED", "PAGE", "RESTART", "RunSettings", "parse", "restart", "run_chain"]
 
 logger = logging.getLogger("makini_async")
 
@@ -35,6 +44,10 @@ logger = logging.getLogger("makini_async")
 PAGE: Final = 0
 FAILED: Final = 1
 END: Final = 2
+#: A chain whose cursor the API rejected asks the consumer to take it back to its start.
+RESTART: Final = 3
+#: The codes of a 400 that rejects a cursor (the contract's, and a clearer one some gateways send).
+_CURSOR_REJECTED: Final = frozenset({"INVALID_REQUEST", "INVALID_CURSOR"})
 # A chain deferred by an open breaker comes back no sooner than this: while
 # another chain's call is the breaker's probe, the breaker's time is past but
 # its answer is not in yet.
@@ -94,11 +107,12 @@ async def run_chain(
     try:
         cursor, modified_after, learnt = await checkpoints.plan(chain)
         largest = conn.page_size_for(entity)
+        sizing = _listing.sizing_for(conn, entity, largest)
         walk = Walk(
             cursor,
             min(largest, learnt) if learnt else largest,
             connection=chain.connection,
-            sizing=_listing.sizing_for(conn, entity, largest),
+            sizing=sizing,
         )
         while not walk.done:
             try:
@@ -112,6 +126,10 @@ async def run_chain(
                     patient=True,
                 )
             except MakiniError as exc:
+                if walk.cursor is not None and _rejects_cursor(exc) and chain.restarts == 0:
+                    await _restart(chain, exc, modified_after, queue)
+                    walk = Walk(None, walk.page_size, connection=chain.connection, sizing=sizing)
+                    continue
                 if not (isinstance(exc, CircuitOpenError) or (exc.retryable and conn.breaker_open)):
                     raise
                 await _defer(chain, exc, run)
@@ -155,6 +173,55 @@ async def run_chain(
         chain.retries = tally.retries
         chain.rate_limited = tally.rate_limited
         queue.put_nowait((FAILED, chain, exc))
+
+
+def _rejects_cursor(error: MakiniError) -> bool:
+    return error.status == 400 and error.code in _CURSOR_REJECTED
+
+
+async def _restart(
+    chain: Chain,
+    error: MakiniError,
+    modified_after: str | None,
+    queue: asyncio.Queue[tuple[int, Chain | None, Any]],
+) -> None:
+    """Have the consumer take ``chain`` back to its start (see :func:`restart`), and wait."""
+    logger.warning(
+        "%s %s: the API rejected the chain's cursor after %d records (%s %s, request_id=%s); "
+        "starting the chain again from its beginning with modified_after=%s",
+        chain.connection,
+        chain.entity.value,
+        chain.resumed_records + chain.records,
+        error.status,
+        error.code,
+        error.request_id,
+        modified_after,
+    )
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    queue.put_nowait((RESTART, chain, done))
+    await done
+
+
+async def restart(
+    chain: Chain, done: asyncio.Future[None], checkpoints: Checkpoints, sink: Sink | None
+) -> None:
+    """In the consumer: the sink forgets ``chain``, its checkpoint goes back to its start.
+
+    The consumer handles messages in order, so the chain's previous page is
+    committed by now. A failure (the sink cannot forget) fails the chain.
+    """
+    if chain.done:  # ended by the consumer (fail): stop its worker
+        if not done.done():
+            done.set_exception(ChainEnded())
+        return
+    try:
+        await checkpoints.restart(chain, sink)
+    except Exception as exc:  # noqa: BLE001 - the chain's failure, reported by its worker
+        if not done.done():
+            done.set_exception(exc)
+        return
+    if not done.done():
+        done.set_result(None)
 
 
 async def parse(chain: Chain, raw: RawPage | Page[Any], *, as_dicts: bool) -> Page[Any]:

@@ -21,6 +21,14 @@ Other stores implement :class:`CheckpointStore`, or :class:`AsyncCheckpointStore
 for a store behind a network (``makini_async.checkpoint.PostgresCheckpoint``, the
 store for many processes).
 
+A store holds one *state* per destination (see ``_identity``): each state
+records where its records land (sink kind and location, never a password),
+its entities, filters and unit layout, and its chains are keyed under its
+name. A pull binds the store to its state before planning any chain; a state
+recorded for another destination raises :class:`CheckpointMismatch` unless
+the pull starts it over (``fresh=True``). Chains written before states are
+adopted, once, by the first pull that has them.
+
 A store opened from a path takes an exclusive lock on ``PATH.lock`` (with
 ``flock``, released when the store closes or the process dies): a second
 run on the same checkpoint fails at once with :class:`CheckpointError`
@@ -35,13 +43,19 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from makini_async.checkpoint._identity import (
+    CheckpointMismatch,
+    StateIdentity,
+    StateUse,
+    default_state_name,
+)
 from makini_async.checkpoint._postgres import PostgresCheckpoint
+from makini_async.checkpoint._sqlite import SQLiteCheckpoint
 from makini_async.checkpoint._stores import (
     AsyncCheckpointStore,
     ChainState,
     CheckpointStore,
     JSONCheckpoint,
-    SQLiteCheckpoint,
     state_from_json,
     state_to_json,
 )
@@ -53,10 +67,14 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncCheckpointStore",
     "ChainState",
+    "CheckpointMismatch",
     "CheckpointStore",
     "JSONCheckpoint",
     "PostgresCheckpoint",
     "SQLiteCheckpoint",
+    "StateIdentity",
+    "StateUse",
+    "default_state_name",
     "open_checkpoint",
     "state_from_json",
     "state_to_json",

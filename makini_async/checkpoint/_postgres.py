@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from makini_async.checkpoint._postgres_states import PostgresStates
 from makini_async.checkpoint._stores import ChainState, state_from_json, state_to_json
 from makini_async.errors import CheckpointError, UsageError
 
@@ -103,7 +104,7 @@ async def connect_pool(dsn: str, *, max_size: int = 4) -> Any:
         raise CheckpointError(postgres_error("cannot connect to PostgreSQL", dsn, exc)) from None
 
 
-class PostgresCheckpoint:
+class PostgresCheckpoint(PostgresStates):
     """Chain states in a PostgreSQL table: an async checkpoint store.
 
     Give a DSN (``postgresql://user:password@host/db``) and the store opens
@@ -151,6 +152,7 @@ class PostgresCheckpoint:
                     "entity text NOT NULL, state jsonb NOT NULL, saved_at timestamptz NOT NULL, "
                     "PRIMARY KEY (connection, entity))",
                 )
+                await create_table_once(db, self.states_ddl())
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise self._fail("cannot prepare the checkpoint table", exc) from None
         self._ready = True
@@ -160,7 +162,7 @@ class PostgresCheckpoint:
         try:
             raw = await self._pool.fetchval(
                 f"SELECT state::text FROM {self.table} WHERE connection = $1 AND entity = $2",  # noqa: S608
-                connection,
+                self.key(connection),
                 entity,
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
@@ -177,14 +179,14 @@ class PostgresCheckpoint:
     async def save_in(self, db: Any, connection: str, entity: str, state: ChainState) -> None:
         """Save through ``db``: a connection inside the caller's transaction."""
         payload = orjson.dumps(state_to_json(state)).decode()
-        await db.execute(self._upsert, connection, entity, payload)
+        await db.execute(self._upsert, self.key(connection), entity, payload)
 
     async def items(self) -> list[tuple[str, str, ChainState]]:
         rows = await self._pool.fetch(
             f"SELECT connection, entity, state::text FROM {self.table} "  # noqa: S608
             "ORDER BY connection, entity"
         )
-        return list(_states(rows))
+        return [(c, e, s) for k, e, s in _states(rows) if (c := self.unkey(k)) is not None]
 
     async def flush(self) -> None:
         """Every save is already committed."""

@@ -1,12 +1,9 @@
-"""The chain state, the store protocols, and the SQLite and JSON stores."""
+"""The chain state, the store protocols, the run lock, and the JSON store."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -14,6 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 import orjson
 
+from makini_async._files import write_atomic
+from makini_async.checkpoint._identity import SEPARATOR
 from makini_async.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
@@ -24,7 +23,6 @@ __all__ = [
     "ChainState",
     "CheckpointStore",
     "JSONCheckpoint",
-    "SQLiteCheckpoint",
 ]
 
 
@@ -39,7 +37,9 @@ class ChainState:
     was written for (a one-way hash, never the token), so a checkpoint is
     never applied to another customer's connection that took the same name.
     ``page_size`` is the page size the chain had learnt (see the page-size
-    rules in the README), so a resumed run starts from it.
+    rules in the README), so a resumed run starts from it. ``run_newest`` is
+    the newest ``updated_at`` the run in progress has landed: the next
+    ``high_water`` (less the overlap) once it completes.
     """
 
     in_progress: bool = False
@@ -50,6 +50,7 @@ class ChainState:
     records: int = 0
     fingerprint: str | None = None
     page_size: int | None = None
+    run_newest: str | None = None
 
 
 @runtime_checkable
@@ -126,6 +127,21 @@ def _state_from_json(data: Any) -> ChainState | None:
         return None
 
 
+def _loads(raw: str | bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _unkey(scope: str, key: str) -> str | None:
+    """The connection a stored key names in state ``scope`` ("": before states), or ``None``."""
+    if not scope:
+        return None if SEPARATOR in key else key
+    prefix = f"{scope}{SEPARATOR}"
+    return key[len(prefix) :] if key.startswith(prefix) else None
+
+
 class _RunLock:
     """An exclusive ``flock`` on ``PATH.lock`` for as long as a store is open."""
 
@@ -174,75 +190,6 @@ def _prepare(path: Path, *, lock: bool) -> _RunLock | None:
     return _RunLock(path) if lock else None
 
 
-class SQLiteCheckpoint:
-    """A checkpoint in an SQLite file (one row per chain, committed per save)."""
-
-    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
-        self.path = Path(path)
-        self._lock = _prepare(self.path, lock=lock)
-        try:
-            self._db = sqlite3.connect(str(self.path), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS chains (connection TEXT NOT NULL, "
-                "entity TEXT NOT NULL, state TEXT NOT NULL, "
-                "PRIMARY KEY (connection, entity))"
-            )
-        except (OSError, sqlite3.Error) as exc:
-            self._release()
-            msg = f"cannot open checkpoint {self.path}: {exc}"
-            raise UsageError(msg) from None
-
-    def _release(self) -> None:
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
-
-    def load(self, connection: str, entity: str) -> ChainState | None:
-        try:
-            row = self._db.execute(
-                "SELECT state FROM chains WHERE connection = ? AND entity = ?",
-                (connection, entity),
-            ).fetchone()
-        except sqlite3.Error as exc:
-            msg = f"cannot read checkpoint {self.path}: {exc}"
-            raise CheckpointError(msg) from None
-        if row is None:
-            return None
-        try:
-            return _state_from_json(orjson.loads(row[0]))
-        except orjson.JSONDecodeError:
-            return None
-
-    def save(self, connection: str, entity: str, state: ChainState) -> None:
-        try:
-            self._db.execute(
-                "INSERT INTO chains (connection, entity, state) VALUES (?, ?, ?) "
-                "ON CONFLICT (connection, entity) DO UPDATE SET state = excluded.state",
-                (connection, entity, orjson.dumps(_state_to_json(state)).decode()),
-            )
-        except sqlite3.Error as exc:
-            msg = f"cannot write checkpoint {self.path}: {exc}"
-            raise CheckpointError(msg) from None
-
-    def items(self) -> Iterator[tuple[str, str, ChainState]]:
-        for connection, entity, raw in self._db.execute(
-            "SELECT connection, entity, state FROM chains ORDER BY connection, entity"
-        ):
-            state = _state_from_json(orjson.loads(raw))
-            if state is not None:
-                yield connection, entity, state
-
-    def flush(self) -> None:
-        """Every save is already committed."""
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()
-        self._release()
-
-
 class JSONCheckpoint:
     """A checkpoint in one JSON file, replaced atomically."""
 
@@ -260,12 +207,16 @@ class JSONCheckpoint:
         self._dirty = False
         self._last_flush = clock()
         self._data: dict[str, dict[str, Any]] = {}
+        self._states: dict[str, Any] = {}
+        self._state: str | None = None
         self._lock = _prepare(self.path, lock=lock)
         try:
             if self.path.exists():
                 raw = orjson.loads(self.path.read_bytes())
                 if isinstance(raw, dict) and isinstance(raw.get("chains"), dict):
                     self._data = raw["chains"]
+                if isinstance(raw, dict) and isinstance(raw.get("states"), dict):
+                    self._states = raw["states"]
         except (OSError, orjson.JSONDecodeError) as exc:
             self._release()
             msg = f"cannot read checkpoint {self.path}: {exc}"
@@ -276,9 +227,52 @@ class JSONCheckpoint:
             self._lock.release()
             self._lock = None
 
-    @staticmethod
-    def _key(connection: str, entity: str) -> str:
-        return f"{entity}\t{connection}"
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    # -- named states (see makini_async.checkpoint._identity) ------------------------
+
+    def use_state(self, name: str) -> None:
+        """Read and write the chains of state ``name`` from now on."""
+        self._state = name
+
+    def _scope(self) -> str:
+        # Not told which state: the only one there is, else the chains from before states.
+        if self._state is None:
+            self._state = next(iter(self._states)) if len(self._states) == 1 else ""
+        return self._state
+
+    def read_identity(self, name: str) -> Any:
+        return self._states.get(name)
+
+    def write_identity(self, name: str, data: dict[str, Any]) -> None:
+        self._states[name] = data
+        self._dirty = True
+        self.flush()
+
+    def adopt_legacy(self, name: str, chains: list[tuple[str, str]]) -> int:
+        """Move these chains, written before states, under ``name``; how many moved."""
+        moved = 0
+        for connection, entity in chains:
+            old = f"{entity}\t{connection}"
+            new = f"{entity}\t{name}{SEPARATOR}{connection}"
+            if old in self._data and new not in self._data:
+                self._data[new] = self._data.pop(old)
+                moved += 1
+        self._dirty = self._dirty or moved > 0
+        return moved
+
+    def drop_state(self, name: str) -> None:
+        """Forget every chain of state ``name``."""
+        prefix = f"{name}{SEPARATOR}"
+        for key in [k for k in self._data if k.partition("\t")[2].startswith(prefix)]:
+            del self._data[key]
+            self._dirty = True
+
+    def _key(self, connection: str, entity: str) -> str:
+        scope = self._scope()
+        return f"{entity}\t{scope}{SEPARATOR}{connection}" if scope else f"{entity}\t{connection}"
 
     def load(self, connection: str, entity: str) -> ChainState | None:
         return _state_from_json(self._data.get(self._key(connection, entity)))
@@ -290,35 +284,26 @@ class JSONCheckpoint:
             self.flush()
 
     def items(self) -> Iterator[tuple[str, str, ChainState]]:
+        """Every chain of the state in use: ``(connection, entity, state)``."""
+        scope = self._scope()
         for key, raw in sorted(self._data.items()):
-            entity, connection = key.split("\t", 1)
-            state = _state_from_json(raw)
-            if state is not None:
+            entity, stored = key.split("\t", 1)
+            connection = _unkey(scope, stored)
+            state = None if connection is None else _state_from_json(raw)
+            if connection is not None and state is not None:
                 yield connection, entity, state
 
     def flush(self) -> None:
         self._last_flush = self._clock()
         if not self._dirty:
             return
-        payload = orjson.dumps({"version": 1, "chains": self._data})
+        payload = orjson.dumps({"version": 2, "states": self._states, "chains": self._data})
         try:
-            fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+            # An exclusive temporary file beside it, fsynced, renamed: never through a link.
+            write_atomic(self.path, payload, mode=0o600)
         except OSError as exc:
             msg = f"cannot write checkpoint {self.path}: {exc}"
             raise CheckpointError(msg) from None
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if isinstance(exc, OSError):
-                msg = f"cannot write checkpoint {self.path}: {exc}"
-                raise CheckpointError(msg) from None
-            raise
         self._dirty = False
 
     def close(self) -> None:

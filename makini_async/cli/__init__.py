@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 import attrs
 
+from makini_async import tuning
 from makini_async._files import write_atomic
 from makini_async.cli._args import (
     EXIT_FAILED,
@@ -82,13 +83,13 @@ def _cmd_pull(args: argparse.Namespace) -> int:
         if settings.sharded:
             from makini_async.cli._scale import run_sharded  # noqa: PLC0415 - only when sharding
 
-            outcome = asyncio.run(
-                run_sharded(settings, stream=stream, isatty=isatty, interrupts=interrupts)
-            )
+            pulling = run_sharded(settings, stream=stream, isatty=isatty, interrupts=interrupts)
         else:
-            outcome = asyncio.run(
-                run_pull(settings, stream=stream, isatty=isatty, interrupts=interrupts)
-            )
+            pulling = run_pull(settings, stream=stream, isatty=isatty, interrupts=interrupts)
+        # The command owns its process: it runs tuned unless --no-tune (a sharded
+        # pull's workers say for themselves whether they did).
+        outcome, tuned = tuning.run_tuned(pulling, enabled=settings.tune)
+        outcome = attrs.evolve(outcome, tuned=tuned and outcome.tuned is not False)
         if interrupts.signal is not None:
             outcome = attrs.evolve(outcome, interrupted=interrupts.signal)
         return _report(settings, outcome, interrupts)

@@ -169,6 +169,20 @@ def build_parser() -> argparse.ArgumentParser:
         "PostgreSQL (postgresql://..., or env:VAR); JSON Lines files are then appended to "
         "instead of truncated. Parquet and PostgreSQL sinks keep their own checkpoint",
     )
+    pull.add_argument(
+        "--state-name",
+        metavar="NAME",
+        default=None,
+        help="the state to use in the checkpoint (default: the destination, such as "
+        "jsonl:/abs/out): a checkpoint keeps one state per destination, and refuses a "
+        "state recorded for another one",
+    )
+    pull.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start the checkpoint's state over: a full pull (JSON Lines files are "
+        "truncated), also when the state was recorded for another destination",
+    )
     _add_client_options(pull)
     pull.add_argument(
         "--typed",
@@ -186,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="shard the pull over N worker processes (units of whole connections); "
-        "JSON Lines and Parquet then land under DIR/unit-NNNNN/",
+        "JSON Lines and Parquet then land under DIR/bucket-NNNNN/",
     )
     pull.add_argument(
         "--engine",
@@ -200,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         default=None,
         help="the Ray cluster to run on (ray://HOST:10001 or auto); needs --engine ray",
+    )
+    pull.add_argument(
+        "--no-tune",
+        action="store_true",
+        help="leave the garbage collector and the heap of this process and its workers as "
+        "they are (by default they run makini_async.tuning.tuned())",
     )
 
     demo = commands.add_parser(
@@ -294,6 +314,9 @@ class PullSettings:
     allow_insecure_http: bool = False
     modified_after: str | None = None
     checkpoint: Path | str | None = attrs.field(default=None, repr=False)
+    #: The checkpoint state to use (``None``: the destination's own) and whether to start over.
+    state_name: str | None = None
+    fresh: bool = False
     concurrency: int | None = None
     typed: bool = False
     strict: bool = False
@@ -305,6 +328,8 @@ class PullSettings:
     workers: int | None = None
     engine: str | None = None
     ray_address: str | None = None
+    #: Run the command (and its workers) with ``tuning.tuned()``.
+    tune: bool = True
 
     @property
     def sharded(self) -> bool:

@@ -14,6 +14,7 @@ import attrs
 from makini_async._config import RetryPolicy, Timeouts
 from makini_async._progress import Progress
 from makini_async.bulk import DEFAULT_PATIENCE, Pull, PullReport
+from makini_async.checkpoint import CheckpointMismatch
 from makini_async.cli._args import PROG, CliError, PullSettings
 from makini_async.cli._summary import failures, summary, summary_json
 from makini_async.errors import (
@@ -147,11 +148,13 @@ class PullResult:
     interrupted: str | None = None
     #: The sink outage that ended the pull, if one did (its message).
     sink_unavailable: str | None = None
+    #: Whether the pull ran tuned (``tuning.tuned()``; ``None``: not said).
+    tuned: bool | None = None
 
 
 def make_sink(settings: PullSettings) -> Sink:
     """The pull's sink: JSON Lines for ``--out`` (appending when resumable), else ``--sink``."""
-    append = settings.checkpoint is not None
+    append = settings.checkpoint is not None and not settings.fresh
     if settings.sink is None:
         assert settings.out is not None  # noqa: S101 - the settings hold one of the two
         return JsonLinesSink(settings.out, append=append)
@@ -188,6 +191,8 @@ async def run_pull(
             concurrency=settings.concurrency,
             as_dicts=not settings.typed,
             patience=DEFAULT_PATIENCE if settings.patience is None else settings.patience,
+            state_name=settings.state_name,
+            fresh=settings.fresh,
         )
         try:
             async with (
@@ -208,7 +213,7 @@ async def run_pull(
                         invalid_per_entity[page.entity] += len(page.invalid)
         except SinkUnavailable as exc:
             outage = exc.message  # the destination stayed down: the pull ended, told once
-        except SinkError as exc:
+        except (SinkError, CheckpointMismatch) as exc:
             raise CliError(exc.message) from None
     paths: dict[Entity, Path] = {}
     invalid_paths: dict[Entity, Path] = {}

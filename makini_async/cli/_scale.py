@@ -60,6 +60,7 @@ async def run_sharded(
             concurrency=settings.concurrency,
             as_dicts=not settings.typed,
             patience=DEFAULT_PATIENCE if settings.patience is None else settings.patience,
+            tune=settings.tune,
         )
     except UsageError as exc:
         raise CliError(exc.message) from None
@@ -79,4 +80,13 @@ async def run_sharded(
         per_entity[chain.entity] += chain.records
         invalid[chain.entity] += chain.invalid
     kind = "postgresql" if "://" in sink else sink.partition(":")[0]
-    return PullResult(pull.report, pull.location, {}, dict(per_entity), {}, dict(invalid), kind)
+    return PullResult(
+        pull.report,
+        pull.location,
+        {},
+        dict(per_entity),
+        {},
+        dict(invalid),
+        kind,
+        tuned=pull.tuned,
+    )

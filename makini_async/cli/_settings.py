@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from makini_async._config import RetryPolicy, Timeouts
 from makini_async._sansio import check_base_url, format_when
 from makini_async.checkpoint import open_checkpoint
+from makini_async.checkpoint._identity import check_state_name
 from makini_async.cli._args import CliError, PullSettings, load_tokens, parse_entities
 from makini_async.errors import CheckpointError, UsageError
 from makini_async.sinks import JsonLinesSink, open_sink
@@ -65,6 +66,7 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
     out, sink = _where(args.out, args.sink)
     checkpoint = _checkpoint(args.checkpoint, sink)
     _check_engine(args, checkpoint)
+    state_name = _state_name(args, checkpoint, sink)
     timeouts = None if args.timeout is None else Timeouts(read=args.timeout)
     retry = None if args.attempts is None else RetryPolicy(attempts=args.attempts)
     return PullSettings(
@@ -77,6 +79,8 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         allow_insecure_http=args.allow_insecure_http,
         modified_after=modified_after,
         checkpoint=checkpoint,
+        state_name=state_name,
+        fresh=args.fresh,
         concurrency=args.concurrency,
         typed=args.typed,
         strict=args.strict,
@@ -87,6 +91,7 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         workers=args.workers,
         engine=args.engine,
         ray_address=args.ray_address,
+        tune=not args.no_tune,
     )
 
 
@@ -110,6 +115,31 @@ def _check_engine(args: argparse.Namespace, checkpoint: Path | str | None) -> No
             "use --checkpoint postgresql://... (or env:VAR)"
         )
         raise CliError(msg)
+
+
+def _state_name(
+    args: argparse.Namespace, checkpoint: Path | str | None, sink: str | None
+) -> str | None:
+    """``--state-name`` checked, and the options it (and ``--fresh``) cannot go with."""
+    name: str | None = args.state_name
+    if (name is not None or args.fresh) and (args.workers is not None or args.engine is not None):
+        msg = (
+            "--state-name and --fresh apply to one process: each unit of a sharded pull "
+            "keeps the state of its own folder (use a new --checkpoint to start over)"
+        )
+        raise CliError(msg)
+    if name is None:
+        return None
+    try:
+        check_state_name(name)
+    except UsageError as exc:
+        raise CliError(f"bad --state-name: {exc.message}") from None
+    if sink is not None and not _is_dsn(sink):
+        msg = "--state-name: a Parquet sink keeps its checkpoint in its directory, unnamed"
+        raise CliError(msg)
+    if checkpoint is None and sink is None:
+        raise CliError("--state-name names a state in a checkpoint: give --checkpoint too")
+    return name
 
 
 def _from_env(value: str, option: str) -> str:

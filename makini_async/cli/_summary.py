@@ -117,6 +117,10 @@ def _outcome_lines(outcome: PullResult) -> list[str]:
     return lines
 
 
+def _start_lines(outcome: PullResult) -> list[str]:
+    return [f"Chains by start: {outcome.report.describe_starts()}"]
+
+
 def _entity_lines(outcome: PullResult) -> list[str]:
     lines = ["Records by entity:"]
     lines.extend(
@@ -198,13 +202,23 @@ def _total_lines(outcome: PullResult) -> list[str]:
 
 def _where_lines(outcome: PullResult) -> list[str]:
     lines = [f"Data landed in ({outcome.sink_kind}): {outcome.where}"]
+    state = outcome.report.state
+    if state is not None:
+        lines.append(f"Checkpoint: {state.describe()}")
     lines.extend(f"  {path}" for path in outcome.paths.values())
     return lines
+
+
+def _tuning_lines(outcome: PullResult) -> list[str]:
+    if outcome.tuned is None:
+        return []
+    return [f"Tuning: {'on' if outcome.tuned else 'off'}"]
 
 
 #: The summary's sections, in order: each makes its lines from the outcome.
 SECTIONS: Final[tuple[Callable[[PullResult], list[str]], ...]] = (
     _outcome_lines,
+    _start_lines,
     _entity_lines,
     _invalid_lines,
     _failure_lines,
@@ -212,6 +226,7 @@ SECTIONS: Final[tuple[Callable[[PullResult], list[str]], ...]] = (
     _interrupt_lines,
     _total_lines,
     _where_lines,
+    _tuning_lines,
 )
 
 
@@ -269,9 +284,12 @@ def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
             "failed": report.failed_connections,
         },
         "outcomes": {o.value: n for o, n in report.outcomes().items()},
+        "starts": report.starts(),
         "records_by_entity": {e.value: n for e, n in outcome.per_entity.items()},
         "failures": failures(report),
         "failure_groups": [_group_json(g) for g in report.failure_groups()],
+        "tuned": outcome.tuned,
+        "checkpoint": None if report.state is None else report.state.to_json(),
     }
     text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()
     return (_redact(text, tokens) + "\n").encode()

@@ -19,6 +19,7 @@ from makini_async.bulk._chain import entities_of
 from makini_async.checkpoint import open_checkpoint
 from makini_async.connection import default_name
 from makini_async.errors import MakiniError, UsageError, WorkerLost
+from makini_async.scale._layout import layout_name, prepare, resolve_buckets
 from makini_async.scale._units import (
     COUNTERS,
     STATE,
@@ -28,9 +29,11 @@ from makini_async.scale._units import (
     UnitResult,
     WorkerSettings,
     default_units,
+    plan_buckets,
     plan_units,
 )
 from makini_async.scale._worker import is_dsn, unit_sink
+from makini_async.sinks import open_sink
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -46,15 +49,21 @@ __all__ = ["ShardedPull", "UnitStatus"]
 
 @attrs.define(slots=True)
 class UnitStatus:
-    """Where one unit stands: its connections, its current attempt and the worker running it."""
+    """Where one unit stands: its connections, its current attempt and the worker running it.
+
+    Its connections are ``ShardedPull.unit_chains(unit)``'s (positions ``start``
+    to ``stop`` of the connections sorted by bucket).
+    """
 
     unit: int
-    start: int  # the unit's connections are ``connections[start:stop]``
+    start: int
     stop: int
     attempt: str | None = None
     attempts: int = 0
     pid: int | None = None
     done: bool = False
+    #: Whether its worker ran tuned, as the worker observed (``None`` until it finished).
+    tuned: bool | None = None
     #: Counters of earlier attempts, per chain: a retried unit's rows start again from zero.
     carried: list[tuple[int, ...]] | None = None
     #: Attempts a retry replaced: their late messages are dropped.
@@ -76,6 +85,14 @@ class ShardedPull:
     live while :meth:`run` runs. ``as_dicts=None`` leaves the choice to the
     workers' pools (``pool_options["as_dicts"]``, typed records by default),
     as ``pool.pull`` does. See the README's "Scaling out".
+
+    A connection's *bucket* (a stable hash of its name into ``buckets``
+    buckets) decides where a directory sink lands it, ``DIR/bucket-NNNNN/``,
+    whatever the worker count or the other connections; ``DIR/_layout.json``
+    records the count, so later pulls into ``DIR`` use it (another explicit
+    count is refused). Units are runs of non-empty buckets. Workers run
+    :func:`~makini_async.tuning.tuned` (they own their process) unless
+    ``tune=False``; the coordinator's process is left as it is.
     """
 
     def __init__(
@@ -87,6 +104,7 @@ class ShardedPull:
         engine: Engine | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         units: int | None = None,
+        buckets: int | None = None,
         pool_options: Mapping[str, Any] | None = None,
         modified_after: dt.datetime | dt.date | str | None = None,
         concurrency: int | None = None,
@@ -97,6 +115,7 @@ class ShardedPull:
         overlap: float = DEFAULT_OVERLAP,
         patience: float = DEFAULT_PATIENCE,
         progress_interval: float = 0.5,
+        tune: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if engine is None:
@@ -121,12 +140,18 @@ class ShardedPull:
             )
             raise UsageError(msg)
         self._sink = sink
-        probe = unit_sink(sink, 0, append=True)  # checks the spec; opens nothing
+        # Checks the spec; opens nothing. A directory sink's probe is at the root.
+        probe = open_sink(sink) if isinstance(sink, str) else unit_sink(sink, 0, append=True)
         self._checkpoint = _checkpoint_spec(
             checkpoint, own_store=probe.checkpoint_store is not None
         )
         directory = isinstance(sink, str) and not is_dsn(sink)
-        self.location = os.path.dirname(probe.location) if directory else probe.location
+        self.location = probe.location
+        self._root = Path(self.location) if directory else None
+        #: How many buckets connections hash into (recorded by a directory sink).
+        self.buckets = resolve_buckets(self._root, buckets)
+        #: The placement of connections as one string (for a checkpoint's identity).
+        self.layout = layout_name(self.buckets)
         options: dict[str, Any] = {
             "dedupe": dedupe,
             # None: the workers' pools decide (``pool_options["as_dicts"]``), as pool.pull does.
@@ -148,6 +173,8 @@ class ShardedPull:
             pull_options=options,
             testing=is_testing(),
             progress_interval=progress_interval,
+            tune=bool(tune),
+            layout=None if isinstance(sink, str) and is_dsn(sink) else self.layout,
         )
         try:
             pickle.dumps(settings)
@@ -165,15 +192,20 @@ class ShardedPull:
             if units is not None
             else default_units(len(conns), engine.workers, min_size=min_size)
         )
-        if not isinstance(count, int) or count < 1:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise UsageError(f"units must be an integer >= 1, got {count!r}")
-        self._jobs = [
-            UnitJob(i, Hidden(conns[start:stop]), settings)
-            for i, (start, stop) in enumerate(plan_units(conns, count))
-        ]
-        self.units = [
-            UnitStatus(i, start, stop) for i, (start, stop) in enumerate(plan_units(conns, count))
-        ]
+        order, groups = plan_buckets(names, self.buckets)
+        self._order = order
+        self._jobs = []
+        self.units = []
+        for i, (first, stop) in enumerate(plan_units(groups, count)):
+            start, end = groups[first][1], groups[stop - 1][2]
+            members = tuple(conns[order[j]] for j in range(start, end))
+            sizes = tuple(
+                (bucket, b_end - b_start) for bucket, b_start, b_end in groups[first:stop]
+            )
+            self._jobs.append(UnitJob(i, Hidden(members), settings, sizes))
+            self.units.append(UnitStatus(i, start, end))
         self._per_connection = len(ents)
         self._clock = clock
         # One ChainReport per chain, in the order a worker's Pull builds them.
@@ -189,7 +221,7 @@ class ShardedPull:
             raise UsageError("a ShardedPull runs once; start a new one")
         self._ran = True
         self.report.started_at = self._clock()
-        self._drop_stale_units()
+        self._prepare_folder()
         lock = None
         if self._checkpoint is not None and not is_dsn(self._checkpoint):
             # The coordinator holds the run lock; workers open the file unlocked.
@@ -220,32 +252,37 @@ class ShardedPull:
         stop()
         return True
 
-    def _drop_stale_units(self) -> None:
-        """Without a checkpoint, JSON Lines units start afresh: drop files of units past ours.
+    @property
+    def tuned(self) -> bool | None:
+        """Whether every unit's worker ran tuned (``None`` before any unit finished)."""
+        seen = {u.tuned for u in self.units if u.tuned is not None}
+        return None if not seen else all(seen)
 
-        A run with fewer units than the last (fewer workers) would otherwise
-        leave the last run's ``unit-NNNNN/`` files beside this run's, and a reader
-        of ``DIR/unit-*/`` would count their records twice.
+    def unit_chains(self, unit: int) -> list[ChainReport]:
+        """The chains of one unit, in the order its worker reports them."""
+        return self._chains(self.units[unit])
+
+    def _prepare_folder(self) -> None:
+        """A directory sink's folder: no links, the layout recorded, stale buckets swept.
+
+        Without a checkpoint, JSON Lines buckets start afresh, and the files of
+        buckets with none of this run's connections are dropped: a reader of
+        ``DIR/bucket-*/`` would still count the records of connections no
+        longer pulled.
         """
-        spec = self._sink
-        if self._checkpoint is not None or not isinstance(spec, str):
+        if self._root is None:
             return
-        if not spec.startswith("jsonl:"):
-            return
-        directory = Path(self.location)
-        if not directory.is_dir():
-            return
-        for unit_dir in directory.glob("unit-*"):
-            number = unit_dir.name.removeprefix("unit-")
-            if number.isdigit() and int(number) >= len(self.units):
-                for path in unit_dir.glob("*.jsonl"):
-                    path.unlink()
+        keep = None
+        if self._checkpoint is None and str(self._sink).startswith("jsonl:"):
+            keep = frozenset(bucket for job in self._jobs for bucket, _ in job.buckets)
+        prepare(self._root, self.buckets, keep=keep)
 
     # -- merging rows ---------------------------------------------------------------
 
     def _chains(self, status: UnitStatus) -> list[ChainReport]:
-        k = self._per_connection
-        return self.report.chains[status.start * k : status.stop * k]
+        k, chains, order = self._per_connection, self.report.chains, self._order
+        positions = range(status.start, status.stop)
+        return [chains[order[j] * k + e] for j in positions for e in range(k)]
 
     def _attempt(self, status: UnitStatus, attempt: str, pid: int) -> bool:
         """Note a unit's attempt; ``False`` for a message of an attempt already superseded."""
@@ -264,12 +301,13 @@ class ShardedPull:
         return True
 
     def _apply(self, status: UnitStatus, rows: list[Row]) -> None:
-        chains = self._chains(status)
+        chains, order, k = self.report.chains, self._order, self._per_connection
         carried = status.carried
         now = self._clock()
         for row in rows:
             index, outcome = row[0], _OUTCOMES[row[1]]
-            chain = chains[index]
+            position, entity = divmod(index, k)
+            chain = chains[order[status.start + position] * k + entity]
             counts = row[2:_STATE_AT]
             if carried is not None:
                 counts = tuple(a + b for a, b in zip(carried[index], counts, strict=True))
@@ -319,6 +357,7 @@ class _Events:
         if self._pull._attempt(status, result.attempt, result.pid):
             self._pull._apply(status, result.rows)
             status.done = True
+            status.tuned = result.tuned
 
     def lost(self, unit: int, error: BaseException) -> None:
         self._pull._lose(self._pull.units[unit], error)

@@ -13,9 +13,14 @@ fresh event loop in whichever worker is free. Progress comes back through a
 ``multiprocessing`` queue given to every worker at start-up.
 
 A worker killed mid-unit breaks the whole executor (``BrokenProcessPool``:
-the standard library then stops every worker). The units that were running
-go back to the front of the queue and a new executor starts; each resumes
-from its checkpoint, so the unit of the dead worker finishes on another.
+the standard library then stops every worker with SIGTERM). The units that
+were running go back to the front of the queue and a new executor starts;
+each resumes from its checkpoint, so the unit of the dead worker finishes on
+another. Only the units of the worker that died are charged an attempt: the
+workers report their pid with every message, and the one that died is the
+one that did not end by the executor's SIGTERM. When that cannot be told
+(a worker that died before saying where it ran), every unit it may have run
+is charged.
 """
 
 from __future__ import annotations
@@ -193,27 +198,42 @@ class ProcessEngine:
                 initializer=_start_worker,
                 initargs=(progress, dict(os.environ), self._stop_event),
             )
+            where: dict[int, int] = {}  # unit -> pid of the worker running it
+            lost: list[UnitJob] = []
+            workers: dict[int, Any] = {}
             finished = False
             self._executor = executor
             try:
-                await self._generation(executor, progress, todo, tries, events)
+                lost = await self._generation(executor, progress, todo, events, where)
                 finished = True
             finally:
                 self._executor = None
+                workers = dict(getattr(executor, "_processes", None) or {})
                 await asyncio.to_thread(_stop, executor, terminate=not finished)
-                _drain(progress, events)
+                _drain(progress, events, where)
                 progress.close()
                 progress.join_thread()
+            if lost and not self._stopping:  # stopping: each unit resumes next run
+                for job, charged in reversed(_charged(lost, _dead(workers), where)):
+                    tries[job.unit] += charged
+                    if tries[job.unit] < self.max_attempts:
+                        todo.appendleft(job)
+                    else:
+                        died = tries[job.unit]
+                        lost_unit = WorkerLost(
+                            f"unit {job.unit}: its worker process died {died} times"
+                        )
+                        events.lost(job.unit, lost_unit)
 
     async def _generation(
         self,
         executor: ProcessPoolExecutor,
         progress: Any,
         todo: collections.deque[UnitJob],
-        tries: collections.Counter[int],
         events: UnitEvents,
-    ) -> None:
-        """Run jobs on one executor until they are all done or the executor breaks."""
+        where: dict[int, int],
+    ) -> list[UnitJob]:
+        """Run jobs on one executor until they are all done or it breaks: the units it lost."""
         running: dict[asyncio.Future[UnitResult], UnitJob] = {}
         lost: list[UnitJob] = []
         while (todo and not self._stopping) or running:
@@ -224,7 +244,7 @@ class ProcessEngine:
             done, _ = await asyncio.wait(
                 running, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
             )
-            _drain(progress, events)
+            _drain(progress, events, where)
             for future in done:
                 job = running.pop(future)
                 error = future.exception()
@@ -236,25 +256,46 @@ class ProcessEngine:
                     events.lost(job.unit, error)
             if lost and not running:
                 break
-        for job in reversed(lost):
-            if self._stopping:
-                continue  # not retried: the unit resumes from its checkpoint next run
-            tries[job.unit] += 1
-            if tries[job.unit] < self.max_attempts:
-                todo.appendleft(job)
-            else:
-                events.lost(
-                    job.unit,
-                    WorkerLost(f"unit {job.unit}: its worker process died {tries[job.unit]} times"),
-                )
+        return lost
 
 
-def _drain(progress: Any, events: UnitEvents) -> None:
+def _charged(
+    lost: list[UnitJob], dead: set[int] | None, where: dict[int, int]
+) -> list[tuple[UnitJob, bool]]:
+    """Each lost unit, and whether it is charged an attempt: only if its worker died.
+
+    ``dead`` is ``None`` when no worker can be told from the others: then
+    every lost unit is charged. A unit that had not said where it ran is
+    charged when a dead worker ran no unit that had.
+    """
+    if dead is None:
+        return [(job, True) for job in lost]
+    blamed = {where[job.unit] for job in lost if where.get(job.unit) in dead}
+    unplaced = bool(dead - blamed)
+    out = []
+    for job in lost:
+        pid = where.get(job.unit)
+        out.append((job, pid in dead if pid is not None else unplaced))
+    return out
+
+
+def _dead(workers: dict[int, Any]) -> set[int] | None:
+    """Workers that died on their own (not by the executor's SIGTERM), or ``None`` if none did."""
+    dead = {
+        pid
+        for pid, process in workers.items()
+        if process.exitcode is not None and process.exitcode != -signal.SIGTERM
+    }
+    return dead or None
+
+
+def _drain(progress: Any, events: UnitEvents, where: dict[int, int]) -> None:
     while True:
         try:
             message = progress.get_nowait()
         except queue_module.Empty:
             return
+        where[message[0]] = message[2]
         events.progress(message)
 
 

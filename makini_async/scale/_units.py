@@ -1,4 +1,11 @@
-"""Units of a sharded pull, what crosses process boundaries, and the progress rows.
+"""Buckets and units of a sharded pull, what crosses process boundaries, the progress rows.
+
+A connection's *bucket* is a stable hash of its name into a fixed number of
+buckets: it never depends on the worker count or on the other connections,
+so a directory sink's ``bucket-NNNNN/`` folder of a connection is the same in
+every run. *Units* are runs of consecutive non-empty buckets, the work one
+worker takes at a time; how buckets group into units may change from run to
+run, where each connection's files are does not.
 
 Everything here is plain data that pickles: a unit's job goes to a worker
 process (or a Ray task), and rows of chain state come back. Tokens and DSNs
@@ -8,6 +15,8 @@ job printed by a traceback, a Ray log or a debugger never shows a secret.
 
 from __future__ import annotations
 
+import array
+import hashlib
 import math
 import operator
 import pickle
@@ -23,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COUNTERS",
+    "DEFAULT_BUCKETS",
+    "MAX_BUCKETS",
     "STATE",
     "Engine",
     "Hidden",
@@ -31,8 +42,10 @@ __all__ = [
     "UnitJob",
     "UnitResult",
     "WorkerSettings",
+    "bucket_of",
     "chain_row",
     "default_units",
+    "plan_buckets",
     "plan_units",
     "portable_error",
 ]
@@ -44,6 +57,12 @@ UNITS_PER_WORKER: Final = 8
 #: At most this many connections per unit by default (bounds the work lost with a worker).
 MAX_UNIT_CONNECTIONS: Final = 1000
 
+#: Buckets connections hash into by default: folders of a directory sink, at most.
+DEFAULT_BUCKETS: Final = 256
+#: At most this many buckets (``bucket-NNNNN`` has five digits).
+MAX_BUCKETS: Final = 65_536
+_PERSON: Final = b"makini-bucket"
+
 #: The counters a row carries, in order, after ``(index, outcome)``.
 COUNTERS: Final = (
     "records",
@@ -53,9 +72,18 @@ COUNTERS: Final = (
     "retries",
     "rate_limited",
     "deferrals",
+    "restarts",
 )
 #: A chain's state that a worker reports as it is (a retried unit's replaces the last).
-STATE: Final = ("total", "page_size", "resumed", "modified_after")
+STATE: Final = (
+    "total",
+    "page_size",
+    "resumed",
+    "modified_after",
+    "start",
+    "modified_after_source",
+    "resumed_from",
+)
 _counters: Final = operator.attrgetter(*COUNTERS)
 _state: Final = operator.attrgetter(*STATE)
 
@@ -100,15 +128,25 @@ class WorkerSettings:
     #: The coordinator's testing mode (zero waits), carried to each worker.
     testing: bool = False
     progress_interval: float = 0.5
+    #: Workers own their process: they run :func:`~makini_async.tuning.tuned` unless ``False``.
+    tune: bool = True
+    #: How connections map to buckets, recorded in each bucket's checkpoint state
+    #: (``None`` for PostgreSQL, one destination whatever the layout).
+    layout: str | None = None
 
 
 @attrs.frozen
 class UnitJob:
-    """One unit: whole connections (every chain of each), for one worker at a time."""
+    """One unit: whole connections (every chain of each), for one worker at a time.
+
+    ``connections`` are in bucket order; ``buckets`` says which bucket the
+    next ``count`` of them belong to: ``((bucket, count), ...)``.
+    """
 
     unit: int
     connections: Hidden[tuple[tuple[str, str], ...]] = attrs.field(repr=False)
     settings: WorkerSettings = attrs.field(repr=False)
+    buckets: tuple[tuple[int, int], ...] = ()
 
 
 @attrs.frozen
@@ -119,6 +157,46 @@ class UnitResult:
     attempt: str
     pid: int
     rows: list[Row]
+    #: Whether the worker ran tuned (as observed in it: the collector's threshold raised).
+    tuned: bool = False
+
+
+def bucket_of(name: str, buckets: int) -> int:
+    """The bucket of the connection named ``name``: the same in every process and run.
+
+    A keyless BLAKE2b of the name (never Python's ``hash``, which changes from
+    process to process), reduced modulo ``buckets``.
+    """
+    digest = hashlib.blake2b(name.encode(), digest_size=8, person=_PERSON).digest()
+    return int.from_bytes(digest, "big") % buckets
+
+
+def plan_buckets(
+    names: Sequence[str], buckets: int
+) -> tuple[array.array[int], list[tuple[int, int, int]]]:
+    """Connections sorted by bucket: ``(order, groups)``.
+
+    ``order`` holds indexes into ``names``, bucket by bucket (in the given order
+    within a bucket); ``groups`` has one ``(bucket, start, stop)`` per non-empty
+    bucket, a slice of ``order``. Compact: four bytes a connection.
+    """
+    of = array.array("I", (bucket_of(name, buckets) for name in names))
+    counts = array.array("I", bytes(4 * buckets))
+    for bucket in of:
+        counts[bucket] += 1
+    starts = array.array("I", bytes(4 * buckets))
+    groups = []
+    at = 0
+    for bucket, count in enumerate(counts):
+        starts[bucket] = at
+        if count:
+            groups.append((bucket, at, at + count))
+        at += count
+    order = array.array("I", bytes(4 * len(names)))
+    for index, bucket in enumerate(of):
+        order[starts[bucket]] = index
+        starts[bucket] += 1
+    return order, groups
 
 
 def default_units(connections: int, workers: int, *, min_size: int = 1) -> int:
@@ -133,22 +211,28 @@ def default_units(connections: int, workers: int, *, min_size: int = 1) -> int:
     return max(1, min(connections, wanted))
 
 
-def plan_units(connections: Sequence[tuple[str, str]], units: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` slices of ``connections``: ``units`` contiguous runs, sizes within one.
+def plan_units(groups: Sequence[tuple[int, int, int]], units: int) -> list[tuple[int, int]]:
+    """Units as runs of consecutive ``groups`` (non-empty buckets): ``(first, stop)`` indexes.
 
-    Contiguous and deterministic: the same connections and unit count give
-    the same units, so a JSON Lines or Parquet unit directory is the same
-    across runs of one pull.
+    ``units`` runs at most (never more than there are buckets), each as close
+    as whole buckets allow to an equal share of the connections.
     """
-    n = len(connections)
-    units = max(1, min(units, n))
-    base, extra = divmod(n, units)
+    if not groups:
+        return []
+    units = max(1, min(units, len(groups)))
+    total = groups[-1][2] - groups[0][1]
     out = []
-    start = 0
-    for i in range(units):
-        stop = start + base + (1 if i < extra else 0)
-        out.append((start, stop))
-        start = stop
+    first = 0
+    for i in range(1, units + 1):
+        # Cut after the bucket that reaches i shares, leaving a bucket for each unit after.
+        target = groups[0][1] + total * i / units
+        stop = first + 1
+        while stop < len(groups) - (units - i) and groups[stop - 1][2] < target:
+            stop += 1
+        if i == units:
+            stop = len(groups)
+        out.append((first, stop))
+        first = stop
     return out
 
 

@@ -52,10 +52,12 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def open_sink(spec: str, *, append: bool = True) -> Sink:
+def open_sink(spec: str, *, append: bool = True, folder: str | None = None) -> Sink:
     """A sink from ``jsonl:DIR``, ``parquet:DIR`` or a ``postgresql://`` DSN.
 
     ``append`` applies to JSON Lines (``False`` truncates the files first).
+    ``folder`` puts a directory sink's files under ``DIR/folder/``, a folder
+    the sink makes and refuses to follow if it is a link.
     """
     if spec.startswith(("postgresql://", "postgres://")):
         from makini_async.sinks._postgres import PostgresSink  # noqa: PLC0415
@@ -63,11 +65,11 @@ def open_sink(spec: str, *, append: bool = True) -> Sink:
         return PostgresSink(spec)
     kind, sep, where = spec.partition(":")
     if sep and where and kind == "jsonl":
-        return JsonLinesSink(os.path.expanduser(where), append=append)
+        return JsonLinesSink(os.path.expanduser(where), append=append, folder=folder)
     if sep and where and kind == "parquet":
         from makini_async.sinks._parquet import ParquetSink  # noqa: PLC0415
 
-        return ParquetSink(os.path.expanduser(where))
+        return ParquetSink(os.path.expanduser(where), folder=folder)
     shown = spec if "://" not in spec else spec.split("://", 1)[0] + "://..."
     msg = f"unknown sink {shown!r}: expected jsonl:DIR, parquet:DIR or postgresql://..."
     raise UsageError(msg)

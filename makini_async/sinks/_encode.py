@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import IO, TYPE_CHECKING, Any
 
-from makini_async.errors import MakiniError, SinkError
+from makini_async._files import Folder, LinkRefused, is_plain_name
+from makini_async.errors import MakiniError, SinkError, UsageError
 from makini_async.models import unstructure
 
 if TYPE_CHECKING:
@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from makini_async.bulk import PulledPage
 
-__all__ = ["as_json_dict", "open_no_follow", "record_id", "unwritable"]
+__all__ = ["as_json_dict", "check_folder", "open_no_follow", "record_id", "unwritable"]
 
 
 def as_json_dict(record: Any) -> dict[str, Any]:
@@ -32,20 +32,29 @@ def unwritable(page: PulledPage[Any], record: Any, exc: BaseException, *, what: 
     return SinkError(msg, request_id=page.request_id, connection=page.connection)
 
 
+def check_folder(folder: str | None) -> None:
+    """A sink's ``folder=``: one folder's name under its directory, or :class:`UsageError`."""
+    if folder is not None and not is_plain_name(folder):
+        msg = f"folder must be one folder's name (no '/', '.' or '..'), got {folder!r}"
+        raise UsageError(msg)
+
+
 def open_no_follow(path: Path, *, append: bool) -> IO[bytes]:
     """Open an output file for writing without following a symbolic link.
 
     A link planted where an output file goes would otherwise have the pull
-    overwrite whatever it points to: :class:`SinkError` instead.
+    overwrite whatever it points to: :class:`SinkError` instead (see
+    :meth:`makini_async._files.Folder.open_file`).
     """
-    flags = os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    flags |= (os.O_RDWR | os.O_APPEND) if append else (os.O_WRONLY | os.O_TRUNC)
     try:
-        fd = os.open(path, flags, 0o644)
+        folder = Folder.root(path.parent, create=False)
+        try:
+            return folder.open_file(path.name, append=append)
+        finally:
+            folder.close()
+    except LinkRefused as exc:
+        msg = f"output file {exc.strerror}"
+        raise SinkError(msg) from None
     except OSError as exc:
-        if path.is_symlink():
-            msg = f"output file {path} is a symbolic link; refusing to follow it"
-            raise SinkError(msg) from None
         msg = f"cannot open output file {path}: {exc.strerror or exc}"
         raise SinkError(msg) from None
-    return os.fdopen(fd, "a+b" if append else "wb")

@@ -8,19 +8,30 @@ come again (lines repeat; make the reader's writes idempotent by
 first (its page was never checkpointed). Not fsynced per page: a power cut
 may lose the operating system's unwritten tail, which the checkpoint (also
 ahead of it) then re-fetches only if the checkpoint lost it too.
+
+A chain started again from its beginning (the API rejected its cursor) is not
+taken out of the file: its records come again (at least once).
+
+Files are opened in the open output folder without following links (see
+:mod:`makini_async._files`): a link planted at a file, or at the ``folder``
+the sink makes under ``DIR`` (a sharded pull's ``unit-NNNNN``), is refused
+and nothing is truncated through it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from makini_async.errors import MakiniError, SinkError
-from makini_async.sinks._encode import as_json_dict, open_no_follow, unwritable
+from makini_async._files import Folder, LinkRefused
+from makini_async.errors import MakiniError, SinkError, SinkUnavailable
+from makini_async.sinks._disk import is_transient
+from makini_async.sinks._encode import as_json_dict, check_folder, unwritable
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,11 +50,19 @@ class JsonLinesSink:
     (opened on the first one) with the field path and the reason. With
     ``append`` (the default, for resumable pulls) files are appended to after
     cutting a half-written last line; ``append=False`` truncates them.
+    ``folder`` puts the files under ``DIR/folder/`` (made by the sink, and
+    refused if it is a link).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, append: bool = True) -> None:
-        self.directory = Path(directory)
+    def __init__(
+        self, directory: str | os.PathLike[str], *, append: bool = True, folder: str | None = None
+    ) -> None:
+        check_folder(folder)
+        self.root = Path(directory)
+        self.folder = folder
+        self.directory = self.root / folder if folder else self.root
         self.append = append
+        self._dir: Folder | None = None
         self.paths: dict[Entity, Path] = {}
         self.invalid_paths: dict[Entity, Path] = {}
         self._files: dict[Entity, IO[bytes]] = {}
@@ -65,24 +84,47 @@ class JsonLinesSink:
 
     def open_sync(self, entities: Sequence[Entity]) -> None:
         """Open (and, appending, repair) every entity's file, or raise :class:`SinkError`."""
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            msg = f"cannot create output directory {self.directory}: {exc.strerror or exc}"
-            raise SinkError(msg) from None
+        if self._dir is None:
+            try:
+                root = Folder.root(self.root)
+                try:
+                    self._dir = root.sub(self.folder) if self.folder else root
+                finally:
+                    if self.folder:
+                        root.close()
+            except OSError as exc:
+                msg = f"cannot create output directory {self.directory}: {exc.strerror or exc}"
+                raise SinkError(msg) from None
         try:
             for entity in entities:
-                path = self.directory / f"{entity.value}.jsonl"
-                self._files[entity] = self._open(path)
-                self.paths[entity] = path
+                name = f"{entity.value}.jsonl"
+                self._files[entity] = self._open(name)
+                self.paths[entity] = self.directory / name
         except BaseException:
             self.close_sync()
             raise
 
-    def _open(self, path: Path) -> IO[bytes]:
-        handle = open_no_follow(path, append=self.append)
+    def _open(self, name: str) -> IO[bytes]:
+        folder = self._dir
+        if folder is None:
+            msg = f"the JSON Lines sink in {self.directory} is not open"
+            raise SinkError(msg)
+        path = self.directory / name
+        try:
+            handle = folder.open_file(name, append=self.append)
+        except LinkRefused as exc:
+            msg = f"output file {exc.strerror}"
+            raise SinkError(msg) from None
+        except OSError as exc:
+            msg = f"cannot open output file {path}: {exc.strerror or exc}"
+            raise SinkError(msg) from None
         if self.append:
-            drop_partial_line(handle)
+            try:
+                drop_partial_line(handle)
+            except OSError as exc:
+                handle.close()
+                msg = f"cannot repair output file {path}: {exc.strerror or exc}"
+                raise SinkError(msg) from None
         return handle
 
     async def write(
@@ -96,28 +138,34 @@ class JsonLinesSink:
         """Write one page's records and invalid records, or raise :class:`SinkError`.
 
         Every line is encoded before any is written, so a record that cannot
-        be encoded leaves nothing of its page behind.
+        be encoded leaves nothing of its page behind. Each file gets the page
+        in one ``write`` straight to the operating system (before the pull
+        checkpoints past it, so a process killed after that loses nothing);
+        a write that fails (a full disk) is cut back, in both files, so no
+        half page stays in the middle of a file. A transient failure (a full
+        disk, an I/O error) raises :class:`SinkUnavailable`.
         """
         records = _encode_lines(page) if page.records else None
         invalid = _encode_invalid(page) if page.invalid else None
+        written: list[tuple[int, int]] = []
         try:
             if invalid is not None:
                 handle = self._invalid_files.get(page.entity)
                 if handle is None:
-                    path = self.directory / f"{page.entity.value}.invalid.jsonl"
-                    handle = self._invalid_files[page.entity] = self._open(path)
-                    self.invalid_paths[page.entity] = path
-                handle.write(invalid)
-                handle.flush()
+                    name = f"{page.entity.value}.invalid.jsonl"
+                    handle = self._invalid_files[page.entity] = self._open(name)
+                    self.invalid_paths[page.entity] = self.directory / name
+                _append(handle.fileno(), invalid, written)
             if records is not None:
-                handle = self._files[page.entity]
-                handle.write(records)
-                # Into the OS before the pull checkpoints past this page: a process
-                # killed after that loses nothing it wrote.
-                handle.flush()
+                _append(self._files[page.entity].fileno(), records, written)
         except OSError as exc:
-            msg = f"cannot write {page.entity.value} to {self.directory}: {exc.strerror or exc}"
-            raise SinkError(msg, request_id=page.request_id, connection=page.connection) from None
+            for fd, start in written:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+            reason = f"cannot write {page.entity.value} to {self.directory}: {exc.strerror or exc}"
+            kind = SinkUnavailable if is_transient(exc) else SinkError
+            msg = f"sink unavailable: {reason}" if kind is SinkUnavailable else reason
+            raise kind(msg, request_id=page.request_id, connection=page.connection) from None
 
     async def flush(self) -> None:
         """fsync every file (pages are already in the operating system)."""
@@ -132,6 +180,18 @@ class JsonLinesSink:
         invalid, self._invalid_files = self._invalid_files, {}
         for handle in (*files.values(), *invalid.values()):
             handle.close()
+        folder, self._dir = self._dir, None
+        if folder is not None:
+            folder.close()
+
+
+def _append(fd: int, data: bytes, written: list[tuple[int, int]]) -> None:
+    """Append ``data`` to the file (one ``write`` unless the system takes less)."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    written.append((fd, start))
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _fsync_all(handles: list[IO[bytes]]) -> None:

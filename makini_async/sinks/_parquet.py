@@ -2,16 +2,36 @@
 
 Guarantee: **exactly once** in the committed files. Pages are buffered per
 entity as Arrow tables; when the buffer reaches ``file_size`` bytes or
-the pull ends, it is written as ``DIR/ENTITY/.part-N.parquet.tmp``, fsynced,
-renamed to ``part-N.parquet``, and then committed by replacing
-``DIR/ENTITY/_manifest.json`` atomically (temporary file, fsync, rename)
-with the new file's name **and the cursor of every chain whose pages it
-holds**. The manifest is therefore this sink's checkpoint store
-(:attr:`ParquetSink.checkpoint_store`): a process killed at any instant
-resumes each chain after its last committed page, a file the manifest does
-not list (renamed, not yet committed) is deleted on open, and a temporary
-file never becomes data. So no file is partial and no page is committed
-twice; pages still buffered at a kill are fetched again.
+the pull ends, it is written as ``DIR/ENTITY/part-N.parquet`` (a temporary
+file, fsynced, renamed), and then committed by replacing
+``DIR/ENTITY/_manifest.json`` atomically with the new file's name **and the
+cursor of every chain whose pages it holds**. The manifest is therefore this
+sink's checkpoint store (:attr:`ParquetSink.checkpoint_store`): a process
+killed at any instant resumes each chain after its last committed page, a
+file the manifest does not list (renamed, not yet committed) is deleted on
+open, and a temporary file never becomes data. So no file is partial and no
+page is committed twice; pages still buffered at a kill are fetched again.
+
+**Failures.** A buffered page leaves the buffer only once its file is
+committed, and no chain's state is committed ahead of its pages. A full or
+failing disk (``ENOSPC``, ``EIO``, ...) is retried with backoff for
+``retry_deadline`` seconds, then raises
+:class:`~makini_async.errors.SinkUnavailable` (the page being written is not
+taken; the others stay buffered). Any other failure to write a file ends only
+the chain whose page was being written (its buffered pages are dropped, its
+state stays before them); the other chains' pages go into the next file.
+
+**One writer.** The sink holds an advisory lock (``DIR/.makini.lock``,
+``flock``) from ``open`` to ``close``: a second pull into the same directory
+gets a :class:`~makini_async.errors.SinkError` naming it.
+
+**Links.** ``DIR`` may be a link (it is the user's); an entity folder (or the
+``folder`` under ``DIR``, a sharded pull's ``unit-NNNNN``) that is a link is
+refused, and nothing is written or deleted through a link.
+
+**A chain started again** (its cursor rejected): :meth:`ParquetSink.forget`
+takes that chain's rows of its current run out of the committed files before
+it starts again, so a reader never sees them twice.
 
 Read an entity with ``pyarrow.parquet.read_table("DIR/ENTITY")`` (names
 starting with ``_`` or ``.`` are skipped); the columns are described in
@@ -21,55 +41,49 @@ starting with ``_`` or ``.`` are skipped); the columns are described in
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
-
+from makini_async._files import Folder, LockHeld
 from makini_async.checkpoint import state_from_json, state_to_json
-from makini_async.errors import MakiniError, SinkError, UsageError
-from makini_async.sinks._encode import unwritable
+from makini_async.errors import MakiniError, SinkError, SinkUnavailable, UsageError
+from makini_async.sinks._disk import DEFAULT_DISK_DEADLINE, DiskRetry
+from makini_async.sinks._encode import check_folder, unwritable
+from makini_async.sinks._parquet_dir import MANIFEST, EntityDir, encode
 from makini_async.sinks._parquet_schema import table_of
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    import os
+    from collections.abc import Awaitable, Callable, Sequence
 
     from makini_async.bulk import PulledPage
     from makini_async.checkpoint import ChainState
     from makini_async.entities import Entity
 
-__all__ = ["DEFAULT_FILE_SIZE", "ManifestStore", "ParquetSink"]
+__all__ = ["DEFAULT_FILE_SIZE", "LOCK", "ManifestStore", "ParquetSink"]
 
 #: Bytes of records (Arrow's in-memory size) buffered per entity before a file is written.
 DEFAULT_FILE_SIZE: Final = 32 * 1024 * 1024
-MANIFEST: Final = "_manifest.json"
-_PART: Final = re.compile(r"^part-(\d{6,})\.parquet$")
+#: The lock file a writer holds in the sink's directory.
+LOCK: Final = ".makini.lock"
 
 
-def _pyarrow() -> tuple[Any, Any]:
+def _pyarrow() -> None:
     try:
-        import pyarrow as pa  # noqa: PLC0415 - an optional extra
-        import pyarrow.parquet as pq  # noqa: PLC0415
+        import pyarrow  # noqa: PLC0415 - an optional extra
+        import pyarrow.parquet  # noqa: F401, PLC0415
     except ImportError:
         msg = "the Parquet sink needs the parquet extra: pip install 'makini-async[parquet]'"
         raise UsageError(msg) from None
-    return pa, pq
 
 
-class _Entity:
-    """One entity's directory: its committed manifest and its buffered pages."""
+class _Unwritable(Exception):
+    """Writing a file failed for a reason waiting will not cure."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.files: list[str] = []
-        self.chains: dict[str, dict[str, Any]] = {}  # committed chain states by connection
-        self.pending: dict[str, dict[str, Any]] = {}  # states of the buffered pages
-        self.tables: list[Any] = []  # one Arrow table per buffered page
-        self.size = 0
-        self.dirty = False  # chain states saved outside a file commit
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class ManifestStore:
@@ -84,8 +98,7 @@ class ManifestStore:
     def save(self, connection: str, entity: str, state: ChainState) -> None:
         # A chain's start (no page yet): safe to commit whenever, written with the next manifest.
         part = self._sink.entity_dir(entity)
-        part.chains[connection] = state_to_json(state)
-        part.dirty = True
+        part.save(connection, state_to_json(state), start=state.cursor is None)
 
     def flush(self) -> None:
         self._sink.write_manifests()
@@ -95,19 +108,40 @@ class ManifestStore:
 
 
 class ParquetSink:
-    """``DIR/ENTITY/part-N.parquet`` files, each committed with its chains' cursors."""
+    """``DIR/ENTITY/part-N.parquet`` files, each committed with its chains' cursors.
+
+    ``folder`` puts the files under ``DIR/folder/`` (a folder the sink makes:
+    refused if it is a link). ``retry_deadline``, ``sleep`` and ``clock``
+    govern the retries of a full or failing disk.
+    """
 
     def __init__(
-        self, directory: str | os.PathLike[str], *, file_size: int = DEFAULT_FILE_SIZE
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        file_size: int = DEFAULT_FILE_SIZE,
+        folder: str | None = None,
+        retry_deadline: float = DEFAULT_DISK_DEADLINE,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if file_size < 1:
             msg = f"file_size must be at least 1 byte, got {file_size}"
             raise UsageError(msg)
+        if not retry_deadline >= 0:
+            msg = f"retry_deadline must be a number of seconds >= 0, got {retry_deadline!r}"
+            raise UsageError(msg)
         _pyarrow()
-        self.directory = Path(directory)
+        check_folder(folder)
+        self.root = Path(directory)
+        self.folder = folder
+        self.directory = self.root / folder if folder else self.root
         self.file_size = file_size
-        self._entities: dict[str, _Entity] = {}
+        self._retry = DiskRetry(retry_deadline, sleep, clock)
+        self._entities: dict[str, EntityDir] = {}
         self._store = ManifestStore(self)
+        self._dir: Folder | None = None
+        self._lock: Any = None
         self.committed_files = 0
 
     def __repr__(self) -> str:
@@ -121,7 +155,12 @@ class ParquetSink:
     def checkpoint_store(self) -> ManifestStore:
         return self._store
 
-    def entity_dir(self, entity: str) -> _Entity:
+    @property
+    def disk_retries(self) -> int:
+        """How many times a write waited for the disk (full, failing) and tried again."""
+        return self._retry.retries
+
+    def entity_dir(self, entity: str) -> EntityDir:
         part = self._entities.get(entity)
         if part is None:
             msg = f"the Parquet sink was not opened for {entity}"
@@ -129,9 +168,48 @@ class ParquetSink:
         return part
 
     async def open(self, entities: Sequence[Entity]) -> None:
+        """Take the directory's lock (if not held) and open each entity's folder."""
+        if self._dir is None:
+            self._dir = self._take_lock()
         for entity in entities:
             if entity.value not in self._entities:
-                self._entities[entity.value] = _open_entity(self.directory / entity.value)
+                self._entities[entity.value] = self._open_entity(self._dir, entity.value)
+
+    def _take_lock(self) -> Folder:
+        where = self.directory
+        try:
+            root = Folder.root(self.root)
+            try:
+                base = root.sub(self.folder) if self.folder else root
+            finally:
+                if self.folder:
+                    root.close()
+        except OSError as exc:
+            msg = f"cannot open Parquet directory {where}: {exc.strerror or exc}"
+            raise SinkError(msg) from None
+        try:
+            self._lock = base.lock(LOCK)
+        except LockHeld as exc:
+            base.close()
+            msg = (
+                f"Parquet directory {where} is in use by another pull (process "
+                f"{exc.holder}); wait for it to end, or write to another directory"
+            )
+            raise SinkError(msg) from None
+        except OSError as exc:
+            base.close()
+            msg = f"cannot lock Parquet directory {where}: {exc.strerror or exc}"
+            raise SinkError(msg) from None
+        return base
+
+    @staticmethod
+    def _open_entity(base: Folder, name: str) -> EntityDir:
+        try:
+            return EntityDir.open(base, name)
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            msg = f"cannot open Parquet directory {base.path / name}: {reason}"
+            raise SinkError(msg) from None
 
     async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
         part = self.entity_dir(page.entity.value)
@@ -139,108 +217,125 @@ class ParquetSink:
             table = table_of(page)
         except (TypeError, ValueError, RecursionError, MakiniError) as exc:
             raise unwritable(page, None, exc, what="Parquet") from None
-        if table.num_rows:
-            part.tables.append(table)
+        connection = page.connection
+        before = part.pending.get(connection)
+        added = bool(table.num_rows)
+        if added:
+            part.pages.append((connection, table))
             part.size += table.nbytes  # Arrow's in-memory size: what rolls a file
         if state is not None:
-            part.pending[page.connection] = state_to_json(state)
-        if part.size >= self.file_size:
+            part.pending[connection] = state_to_json(state)
+        if part.size < self.file_size:
+            return
+        try:
             await self._commit(part)
+        except SinkUnavailable:
+            # This page was not taken: the chain's state stays before it.
+            if added and part.pages and part.pages[-1][1] is table:
+                part.pages.pop()
+                part.size -= table.nbytes
+            if state is not None:
+                if before is None:
+                    part.pending.pop(connection, None)
+                else:
+                    part.pending[connection] = before
+            raise
+        except _Unwritable as exc:
+            # Only this chain ends: its pages go, its committed state stays before them.
+            part.drop(connection)
+            msg = f"cannot write Parquet to {part.path}: {exc.reason}"
+            raise SinkError(msg, request_id=page.request_id, connection=connection) from None
 
     async def flush(self) -> None:
         for part in self._entities.values():
-            await self._commit(part)
+            try:
+                await self._commit(part)
+            except _Unwritable as exc:  # noqa: PERF203 - ends the loop
+                msg = f"cannot write Parquet to {part.path}: {exc.reason}"
+                raise SinkError(msg) from None
         self.write_manifests()
 
     async def close(self) -> None:
-        await self.flush()
-
-    async def _commit(self, part: _Entity) -> None:
-        """Write the buffer as one file, then commit it and its chains' states."""
-        if not part.tables and not part.pending:
+        """Flush, then release the directory (idempotent)."""
+        if self._dir is None:
             return
-        tables, part.tables, part.size = part.tables, [], 0
-        pending, part.pending = part.pending, {}
-        number = 1 + max((_number(f) for f in part.files), default=0)
-        name = f"part-{number:06d}.parquet"
         try:
-            if tables:
-                await asyncio.to_thread(_write_file, part.path, name, tables)
-                part.files.append(name)
-                self.committed_files += 1
-            part.chains.update(pending)
-            _write_manifest(part)
+            await self.flush()
+        finally:
+            entities, self._entities = self._entities, {}
+            for part in entities.values():
+                part.folder.close()
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.release()
+            base, self._dir = self._dir, None
+            base.close()
+
+    async def forget(self, connection: str, entity: Entity) -> None:
+        """Take what ``connection``'s current run of ``entity`` landed out of the dataset.
+
+        Called before that chain starts again from its beginning: its
+        buffered pages are dropped, and the committed files holding its rows
+        from this run are rewritten without them (see :meth:`EntityDir.forget`).
+        """
+        part = self.entity_dir(entity.value)
+
+        async def call() -> None:
+            await asyncio.to_thread(part.forget, connection)
+
+        try:
+            async with part.guard:
+                part.drop(connection)
+                await self._retry.run(call, str(part.path))
         except OSError as exc:
-            msg = f"cannot write Parquet to {part.path}: {exc.strerror or exc}"
-            raise SinkError(msg) from None
+            msg = f"cannot rewrite Parquet in {part.path}: {exc.strerror or exc}"
+            raise SinkError(msg, connection=connection) from None
+        except (ValueError, TypeError) as exc:  # pyarrow cannot read a file back
+            msg = f"cannot rewrite Parquet in {part.path}: {exc}"
+            raise SinkError(msg, connection=connection) from None
+
+    async def _commit(self, part: EntityDir) -> None:
+        """Write the buffer as one file, then commit it and its chains' states.
+
+        The buffer leaves memory only once both are committed; a transient
+        disk fault is retried, any other raises :class:`_Unwritable`.
+        """
+        async with part.guard:
+            await self._commit_now(part)
+
+    async def _commit_now(self, part: EntityDir) -> None:
+        if not part.pages and not part.pending:
+            return
+        count = len(part.pages)
+        pending = dict(part.pending)
+        data = None
+        if count:
+            import pyarrow as pa  # noqa: PLC0415 - the optional extra
+
+            tables = [table for _, table in part.pages]
+            try:
+                data = await asyncio.to_thread(encode, tables)
+            except (pa.ArrowException, ValueError, TypeError, MemoryError) as exc:
+                raise _Unwritable(f"{type(exc).__name__}: {exc}") from None
+
+        async def call() -> str | None:
+            return await asyncio.to_thread(part.land, data, pending)
+
+        try:
+            name = await self._retry.run(call, str(part.path))
+        except SinkUnavailable:
+            raise
+        except OSError as exc:
+            raise _Unwritable(exc.strerror or str(exc)) from None
+        part.trim(count, pending)
+        if name is not None:
+            self.committed_files += 1
 
     def write_manifests(self) -> None:
         for part in self._entities.values():
             if part.dirty:
                 try:
-                    _write_manifest(part)
+                    part.write_manifest()
                 except OSError as exc:
                     msg = f"cannot write {part.path / MANIFEST}: {exc.strerror or exc}"
                     raise SinkError(msg) from None
-
-
-def _number(name: str) -> int:
-    match = _PART.match(name)
-    return int(match.group(1)) if match else 0
-
-
-def _open_entity(path: Path) -> _Entity:
-    """Load a directory's manifest; delete what it does not list (never committed)."""
-    part = _Entity(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        manifest = path / MANIFEST
-        if manifest.exists():
-            data = orjson.loads(manifest.read_bytes())
-            part.files = [f for f in data.get("files", []) if _PART.match(f)]
-            part.chains = dict(data.get("chains", {}))
-        listed = set(part.files)
-        for child in path.iterdir():
-            stale = child.name.endswith(".tmp") or (
-                _PART.match(child.name) is not None and child.name not in listed
-            )
-            if stale and not child.is_symlink():
-                child.unlink()
-    except (OSError, orjson.JSONDecodeError, AttributeError) as exc:
-        msg = f"cannot open Parquet directory {path}: {exc}"
-        raise SinkError(msg) from None
-    return part
-
-
-def _write_file(directory: Path, name: str, tables: list[Any]) -> None:
-    pa, pq = _pyarrow()
-    table = pa.concat_tables(tables)
-    tmp = directory / f".{name}.tmp"
-    pq.write_table(table, tmp, compression="zstd")
-    _fsync(tmp)
-    os.replace(tmp, directory / name)
-    _fsync(directory)
-
-
-def _write_manifest(part: _Entity) -> None:
-    payload = orjson.dumps({"version": 1, "files": part.files, "chains": part.chains})
-    tmp = part.path / f".{MANIFEST}.tmp"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, 0o644)
-    try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, part.path / MANIFEST)
-    _fsync(part.path)
-    part.dirty = False
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):  # some file systems cannot fsync a directory
-            os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -98,6 +98,11 @@ class PostgresSink:
         return safe_dsn(self._dsn)
 
     @property
+    def destination(self) -> str:
+        """Where records land, with the tables' prefix: what a checkpoint state is bound to."""
+        return f"{self.location} tables {self._prefix}*"
+
+    @property
     def checkpoint_store(self) -> PostgresCheckpoint:
         return self._store
 

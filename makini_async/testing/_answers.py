@@ -120,8 +120,8 @@ def _epoch(iso: str) -> int | None:
         return None
 
 
-def _bumped(old: Any) -> str:
-    now = now_iso()
+def _bumped(old: Any, skew: float = 0.0) -> str:
+    now = now_iso(skew)
     if isinstance(old, str) and now <= old:
         epoch = _epoch(old)
         return format_datetime(epoch + 1) if epoch is not None else now

@@ -139,9 +139,9 @@ def _date(epoch: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(epoch))
 
 
-def now_iso() -> str:
-    """The current wall-clock time, formatted like the records' timestamps."""
-    return format_datetime(time.time())
+def now_iso(skew: float = 0.0) -> str:
+    """The wall-clock time (plus ``skew`` seconds), formatted like the records' timestamps."""
+    return format_datetime(time.time() + skew)
 
 
 def record_id(entity: Entity, index: int) -> str:

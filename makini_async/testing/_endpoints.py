@@ -41,6 +41,7 @@ class _Endpoints:
 
     clock: Callable[[], float]
     sync_seconds: float
+    clock_skew: float
 
     if TYPE_CHECKING:
         # Provided by MockMakini.
@@ -193,7 +194,7 @@ class _Endpoints:
         if not isinstance(full, bool):
             return _error(400, "INVALID_REQUEST", "full must be a boolean", request_id)
         sync_id = f"sync_{secrets.token_hex(6)}"
-        started_iso = now_iso()
+        started_iso = now_iso(self.clock_skew)
         conn.syncs[entity] = (sync_id, self.clock(), started_iso)
         conn.last_sync_at = started_iso
         return _Answer(

@@ -35,7 +35,7 @@ from makini_async.testing._faults import FaultPlan
 from makini_async.testing._state import (
     MockConnection,
     ServerStats,
-    decode_cursor,
+    decode_cursor_generation,
     token_digest,
 )
 
@@ -338,9 +338,16 @@ class _Routes(_Endpoints):
         cursor = query.get("cursor")
         if cursor:
             try:
-                after = decode_cursor(cursor)
+                after, generation = decode_cursor_generation(cursor)
             except ValueError:
                 return _error(400, "INVALID_REQUEST", "cursor is not valid", request_id)
+            if generation != conn.cursor_generation:
+                return _error(
+                    400,
+                    "INVALID_REQUEST",
+                    "the cursor has expired; start the listing again",
+                    request_id,
+                )
         filters: list[str | None] = []
         for name in ("modified_after", "created_after"):
             value = query.get(name)
@@ -354,6 +361,11 @@ class _Routes(_Endpoints):
                     400, "INVALID_REQUEST", f"{name} must be an ISO 8601 date", request_id
                 )
         body = self._store(conn, entity).page_bytes(
-            after, page_size, filters[0], filters[1], report_total=conn.report_total_count
+            after,
+            page_size,
+            filters[0],
+            filters[1],
+            report_total=conn.report_total_count,
+            generation=conn.cursor_generation,
         )
         return _Answer(200, body)

@@ -77,6 +77,9 @@ class MockMakini(_Routes):
     ``faults`` and ``rate_limit`` apply to every connection unless
     :meth:`configure_connection` overrides them. ``clock`` drives rate-limit
     windows and cooldown accounting (inject a fake one in tests).
+    ``clock_skew`` sets the server's wall clock ahead of (or, negative, behind)
+    this machine's, for the times it writes; :meth:`expire_cursors` expires the
+    cursors handed out so far.
 
     ``variations`` and ``unreadable`` (rates from 0 to 1, default 0) serve
     real-world drift from the contract: with probability ``variations`` a
@@ -114,8 +117,13 @@ class MockMakini(_Routes):
         variations: float = 0.0,
         unreadable: float = 0.0,
         shape: str = "light",
+        clock_skew: float = 0.0,
     ) -> None:
         self.seed = seed
+        #: Seconds the server's wall clock is ahead of this machine's (negative: behind),
+        #: for the times it writes: ``updated_at`` and ``created_at`` of records it changes
+        #: or adds, ``last_sync_at``/``last_synced_at``. May be changed at any time.
+        self.clock_skew = float(clock_skew)
         if shape not in SHAPES:
             msg = f"shape must be one of {sorted(SHAPES)}, got {shape!r}"
             raise ValueError(msg)
@@ -231,7 +239,7 @@ class MockMakini(_Routes):
             label=f"conn_{digest}",
             connection_id=f"conn_{digest}",
             report_total_count=self.report_total_count,
-            last_sync_at=now_iso(),
+            last_sync_at=now_iso(self.clock_skew),
         )
         conn.data_seed = self.seed
         if self.distinct_data:
@@ -401,7 +409,7 @@ class MockMakini(_Routes):
         store = self._store(conn, entity, write=True)
         index = store.next_index
         rng = random.Random(f"makini-mock:{conn.data_seed}:{entity.value}:insert:{index}")
-        created = int(time.time())
+        created = int(time.time() + self.clock_skew)
         record = make_record(entity, index, rng, created=created, counts=self._counts(conn))
         record["updated_at"] = record["created_at"]
         record.update(fields)
@@ -425,7 +433,7 @@ class MockMakini(_Routes):
             raise KeyError(rid)
         new = {**old, **changes}
         new["id"] = old["id"]
-        new["updated_at"] = _bumped(old.get("updated_at"))
+        new["updated_at"] = _bumped(old.get("updated_at"), self.clock_skew)
         if entity is Entity.WORK_ORDERS and "status" in changes:
             if changes["status"] == "completed" and "completed_at" not in changes:
                 new["completed_at"] = new["updated_at"]
@@ -570,3 +578,17 @@ class MockMakini(_Routes):
     @property
     def in_outage(self) -> bool:
         return self.clock() < self._outage_until
+
+    # -- cursors ------------------------------------------------------------------
+
+    def expire_cursors(self, token: str | None = None) -> None:
+        """Expire every cursor handed out so far (to ``token``, or to every connection).
+
+        A request that carries one is then answered 400 ``INVALID_REQUEST``
+        ("the cursor has expired; start the listing again"), as the API does
+        after a re-sync of the source system or 24 hours. Cursors handed out
+        afterwards work.
+        """
+        conns = self._conns.values() if token is None else (self._conn(token),)
+        for conn in conns:
+            conn.cursor_generation += 1

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from makini_async.entities import Entity
     from makini_async.testing._faults import FaultState, RateLimit, SlidingWindowLimiter
 
-__all__ = ["EntityStore", "ServerStats", "decode_cursor", "encode_cursor", "token_digest"]
+__all__ = [
+    "EntityStore",
+    "ServerStats",
+    "decode_cursor",
+    "decode_cursor_generation",
+    "encode_cursor",
+    "token_digest",
+]
 
 _PAGE_CACHE_LIMIT: Final[int] = 4096
 _store_ids = itertools.count(1)
@@ -37,23 +44,34 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
-def encode_cursor(seq: int) -> str:
-    """The opaque cursor after the record with sequence number ``seq``."""
-    return base64.urlsafe_b64encode(f"mk1:{seq}".encode()).decode().rstrip("=")
+def encode_cursor(seq: int, generation: int = 0) -> str:
+    """The opaque cursor after the record with sequence number ``seq``.
+
+    ``generation`` counts the connection's :meth:`~MockMakini.expire_cursors`
+    calls: a cursor of an older generation has expired.
+    """
+    text = f"mk1:{seq}" if generation == 0 else f"mk1:{seq}:{generation}"
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
     """The sequence number in ``cursor``; :class:`ValueError` if it is not ours."""
+    return decode_cursor_generation(cursor)[0]
+
+
+def decode_cursor_generation(cursor: str) -> tuple[int, int]:
+    """The sequence number and generation in ``cursor``; :class:`ValueError` if not ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         msg = "malformed cursor"
         raise ValueError(msg) from None
-    prefix, _, number = raw.partition(":")
-    if prefix != "mk1" or not number.isdigit():
+    prefix, _, rest = raw.partition(":")
+    number, _, generation = rest.partition(":")
+    if prefix != "mk1" or not number.isdigit() or not (generation or "0").isdigit():
         msg = "malformed cursor"
         raise ValueError(msg)
-    return int(number)
+    return int(number), int(generation or 0)
 
 
 @attrs.define
@@ -134,13 +152,19 @@ class EntityStore:
         created_after: str | None,
         *,
         report_total: bool,
+        generation: int = 0,
     ) -> bytes:
         """The serialized listing page, from the cache when possible."""
-        key = (after_seq, page_size, modified_after, created_after, report_total)
+        key = (after_seq, page_size, modified_after, created_after, report_total, generation)
         body = self._cache.get(key)
         if body is None:
             body = self._build_page(
-                after_seq, page_size, modified_after, created_after, report_total=report_total
+                after_seq,
+                page_size,
+                modified_after,
+                created_after,
+                report_total=report_total,
+                generation=generation,
             )
             if len(self._cache) >= _PAGE_CACHE_LIMIT:
                 self._cache.pop(next(iter(self._cache)))
@@ -155,6 +179,7 @@ class EntityStore:
         created_after: str | None,
         *,
         report_total: bool,
+        generation: int = 0,
     ) -> bytes:
         start = 0 if after_seq is None else bisect.bisect_right(self.seqs, after_seq)
         records = self.records
@@ -180,7 +205,7 @@ class EntityStore:
                     last = i
                 i += 1
             total = sum(1 for r in records if match(r)) if report_total else None
-        next_cursor = encode_cursor(self.seqs[last]) if more and data else None
+        next_cursor = encode_cursor(self.seqs[last], generation) if more and data else None
         return orjson.dumps(
             {
                 "data": data,
@@ -271,3 +296,5 @@ class MockConnection:
     fault_log_all: list[str] = attrs.field(factory=list)
     syncs: dict[Entity, tuple[str, float, str]] = attrs.field(factory=dict)
     last_sync_at: str | None = None
+    #: Bumped by ``expire_cursors``: cursors of an older generation are refused.
+    cursor_generation: int = 0

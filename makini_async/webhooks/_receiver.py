@@ -6,9 +6,14 @@ app)::
 
     verify the signature (any of the secrets)      -> 400, the handler never runs
     parse the body and type the event              -> 400
-    tell the bound pool (a status event marks the connection at once)
     claim the event id in the store                -> 200, a duplicate is dropped
+    tell the bound pool, once per event id (a status event marks the
+        connection at once; a duplicate never touches the pool)
     put the event on the bounded queue             -> 200; queue full: 503
+
+Before that, the front ends read the body within the receiver's own limits
+(see :mod:`makini_async.webhooks._limits`): 413 over ``max_body``, 408 past
+``read_timeout``, 503 beyond ``max_in_flight`` bodies being read at once.
 
 Answers never wait for the handler: workers take events off the queue. A
 handler that is slow only fills the queue; one that raises is logged and
@@ -31,18 +36,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 
 from makini_async.errors import MakiniError, UsageError, WebhookVerificationError
-from makini_async.webhooks._asgi import (
-    MAX_BODY,
-    ASGIReceive,
-    ASGIScope,
-    ASGISend,
-    answer,
-    read_body,
-)
+from makini_async.webhooks._asgi import MAX_BODY, ASGIReceive, ASGIScope, ASGISend
 from makini_async.webhooks._events import typed_event
+from makini_async.webhooks._front import serve_aiohttp, serve_asgi
+from makini_async.webhooks._limits import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_READ_TIMEOUT,
+    DropLog,
+    check_limits,
+)
 from makini_async.webhooks._signature import (
     DEFAULT_TOLERANCE,
-    SIGNATURE_HEADER,
+    SeenEvents,
     WebhookEvent,
     _seconds,
     _secrets,
@@ -79,6 +84,11 @@ class ReceiverStats:
     duplicates: int = 0  # 200, already accepted before
     refused: int = 0  # 503: queue full or closing
     accepted: int = 0  # 200 and queued
+    too_large: int = 0  # 413: over max_body
+    timed_out: int = 0  # 408: body not all there within read_timeout
+    busy: int = 0  # 503: max_in_flight bodies were being read already
+    dropped: int = 0  # the peer went away before its body was read
+    bytes_read: int = 0  # body bytes read off the wire, refused bodies included
     handled: int = 0  # handler returned
     failed: int = 0  # handler raised or timed out
     unhandled: int = 0  # still queued when close() gave up waiting
@@ -104,6 +114,13 @@ class WebhookReceiver:
     ``handler_timeout`` (seconds, ``None``: no limit) cancels a handler that
     hangs. ``clock`` gives the current Unix time for the signature's
     ``tolerance`` window.
+
+    Bodies are read by the receiver's own limits, whatever the host
+    application allows: ``max_body`` bytes (413 beyond), all within
+    ``read_timeout`` seconds (408), at most ``max_in_flight`` at once (503,
+    answered before reading). Connections dropped or refused this way are
+    logged, with bad signatures, as one summary line per minute
+    (``drop_log``), never a line or a traceback each.
     """
 
     def __init__(
@@ -118,6 +135,9 @@ class WebhookReceiver:
         handler_timeout: float | None = None,
         tolerance: float = DEFAULT_TOLERANCE,
         clock: Callable[[], float] = time.time,
+        max_body: int = MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         # Check the secrets now: a typo in configuration fails at start-up,
         # not as a 400 on every delivery.
@@ -138,6 +158,7 @@ class WebhookReceiver:
         ):
             msg = f"handler_timeout must be seconds > 0 or None, got {handler_timeout!r}"
             raise UsageError(msg)
+        check_limits(max_body, read_timeout, max_in_flight)
         if pool is not None and not callable(getattr(pool, "apply_webhook", None)):
             msg = f"pool must be a MakiniPool, got {type(pool).__name__}"
             raise UsageError(msg)
@@ -157,6 +178,16 @@ class WebhookReceiver:
         self._background: set[asyncio.Task[Any]] = set()
         self._state = "new"
         self.stats = ReceiverStats()
+        self.max_body = max_body
+        self.read_timeout = float(read_timeout)
+        self.max_in_flight = max_in_flight
+        #: Bodies being read now (the front ends count them against max_in_flight).
+        self.reading = 0
+        #: Dropped and refused connections, one log line per interval.
+        self.drop_log = DropLog()
+        # Event ids already applied to the pool: a redelivery of an event
+        # refused for a full queue does not apply it a second time.
+        self._applied = SeenEvents(100_000)
 
     def __repr__(self) -> str:
         return (
@@ -181,7 +212,7 @@ class WebhookReceiver:
             except WebhookVerificationError:
                 continue
             # A new process has a new pool: it learns the status again.
-            self._tell_pool(event)
+            self._tell_pool_once(event)
             self.stats.accepted += 1
             await self._queue.put(event)
 
@@ -199,6 +230,7 @@ class WebhookReceiver:
         if was_open:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._queue.join(), timeout)
+        self.drop_log.flush()
         self.stats.unhandled += self._queue.qsize() + self._busy
         if self.stats.unhandled:
             logger.warning(
@@ -235,10 +267,14 @@ class WebhookReceiver:
             event = typed_event(parse_event(body))
         except WebhookVerificationError as exc:
             stats.rejected += 1
-            logger.warning("webhook delivery rejected: %s", exc.message)
+            # A fixed reason (never the body or a secret), summed up per interval.
+            self.drop_log.note(f"rejected with 400 ({exc.message})")
             return 400
-        self._tell_pool(event)
-        if self._state != "open" or self._queue.full():
+        if self._state != "open" or (
+            # Full, and the pool has nothing to learn from this delivery:
+            # refuse without touching the store.
+            self._queue.full() and (self._pool is None or event.id in self._applied)
+        ):
             stats.refused += 1
             return 503
         try:
@@ -250,13 +286,16 @@ class WebhookReceiver:
             stats.refused += 1
             return 503
         if not first:
+            # A duplicate changes nothing: not the pool (the customer may
+            # have reconnected since the first delivery), not the handler.
             stats.duplicates += 1
             return 200
+        self._tell_pool_once(event)
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            # Filled up while the store was claiming: refuse and forget the
-            # claim, so the redelivery is processed.
+            # Refuse and forget the claim, so the redelivery reaches the
+            # handler; the pool has its news already and is not told again.
             await self.store.release(event.id)
             stats.refused += 1
             return 503
@@ -264,8 +303,8 @@ class WebhookReceiver:
         stats.max_queued = max(stats.max_queued, self._queue.qsize())
         return 200
 
-    def _tell_pool(self, event: WebhookEvent) -> None:
-        if self._pool is None:
+    def _tell_pool_once(self, event: WebhookEvent) -> None:
+        if self._pool is None or not self._applied.check_and_add(event.id):
             return
         # In a task: the answer never waits for hooks or the
         # on_reauthorization_required callback, and the mark is set at the
@@ -310,13 +349,14 @@ class WebhookReceiver:
 
     # -- front ends ---------------------------------------------------------------------
 
-    async def handle(self, request: web.Request) -> web.Response:
-        """An aiohttp.web handler: ``app.router.add_post("/makini", receiver.handle)``."""
-        from aiohttp import web  # noqa: PLC0415 - importing the library must not load aiohttp
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """An aiohttp.web handler: ``app.router.add_post("/makini", receiver.handle)``.
 
-        body = await request.read()
-        status = await self.receive(body, request.headers.get(SIGNATURE_HEADER))
-        return web.Response(status=status, body=answer(status), content_type="application/json")
+        It reads the body by the receiver's limits, not the app's
+        ``client_max_size``: mounted in an app that allows large uploads, a
+        large webhook body is still refused with 413 before it is buffered.
+        """
+        return await serve_aiohttp(self, request)
 
     def app(self, path: str = "/") -> web.Application:
         """An aiohttp sub-application that starts and drains the receiver with its server.
@@ -326,7 +366,7 @@ class WebhookReceiver:
         """
         from aiohttp import web  # noqa: PLC0415 - importing the library must not load aiohttp
 
-        app = web.Application(client_max_size=MAX_BODY)
+        app = web.Application(client_max_size=self.max_body)
         app.router.add_post(path, self.handle)
 
         async def started(_app: web.Application) -> None:
@@ -346,25 +386,7 @@ class WebhookReceiver:
             return
         if scope["type"] != "http":
             return
-        status = 405
-        if scope.get("method") == "POST":
-            body, too_large = await read_body(receive)
-            if too_large:
-                status = 413
-            else:
-                header = None
-                for name, value in scope.get("headers", ()):
-                    if bytes(name).lower() == SIGNATURE_HEADER.lower().encode():
-                        header = bytes(value).decode("latin-1")
-                status = await self.receive(body, header)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"application/json")],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer(status)})
+        await serve_asgi(self, scope, receive, send)
 
     async def _lifespan(self, receive: ASGIReceive, send: ASGISend) -> None:
         while True:

@@ -19,8 +19,10 @@ async def fetch(dsn: str, query: str, *args: Any) -> list[Any]:
 
 
 async def states(dsn: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Chain states by (connection, entity), whatever checkpoint state they are under."""
     rows = await fetch(dsn, "SELECT connection, entity, state::text FROM makini_checkpoints")
-    return {(r[0], r[1]): orjson.loads(r[2]) for r in rows}
+    # A chain's stored key is its state's name, "\x1f" and its connection's name.
+    return {(r[0].rpartition("\x1f")[2], r[1]): orjson.loads(r[2]) for r in rows}
 
 
 def parquet_rows(directory: Path) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 from collections import Counter
@@ -86,7 +87,7 @@ async def kill_a_worker(
     deadline = asyncio.get_running_loop().time() + 60
     while not task.done() and asyncio.get_running_loop().time() < deadline:
         for status in pull.units:
-            chains = pull.report.chains[status.start * 2 : status.stop * 2]
+            chains = pull.unit_chains(status.unit)
             pages = sum(c.pages for c in chains)
             records = sum(c.records for c in chains)
             early = per_chain is None or records < len(chains) * per_chain / 2
@@ -95,3 +96,40 @@ async def kill_a_worker(
                 return status.unit, status.pid
         await asyncio.sleep(0.01)
     raise AssertionError("the pull ended before a worker could be killed")
+
+
+class TuningProbe:
+    """A sink factory that notes, in the worker, how its process is tuned (one file a bucket)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def __call__(self, bucket: int) -> ProbeSink:
+        return ProbeSink(Path(self.out) / f"bucket-{bucket}.json")
+
+
+class ProbeSink:
+    """Lands nothing; writes the collector's state of the process it runs in when opened."""
+
+    checkpoint_store = None
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.location = str(path)
+
+    async def open(self, entities: object) -> None:
+        state = {
+            "pid": os.getpid(),
+            "threshold": gc.get_threshold()[0],
+            "frozen": gc.get_freeze_count(),
+        }
+        self.path.write_bytes(orjson.dumps(state))
+
+    async def write(self, page: object, state: object) -> None:
+        pass
+
+    async def flush(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass

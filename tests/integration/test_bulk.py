@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import sys
@@ -28,6 +29,7 @@ from makini_async.testing import FaultPlan, MockMakini
 from tests.integration.scaleutil import MIX
 
 ENTITIES = ["work-orders", "assets"]
+OVERLAP = dt.timedelta(seconds=300)
 
 
 def expected(
@@ -210,12 +212,24 @@ async def test_checkpoint_resume_completes_the_union(tmp_path: Path, kind: str) 
         assert len(second) < len(want)
         assert pull.report.ok
         assert any(c.resumed for c in pull.report.chains)
-        # An incremental pull after a complete one brings only what changed since.
+        # An incremental pull after a complete one brings only what changed since the
+        # newest record each chain had landed, less the overlap (300 s).
+        newest = {
+            (name, entity): max(r["updated_at"] for r in server.records(token, entity))
+            for name, token in tokens_with_names(tokens)
+            for entity in ENTITIES
+        }
         changed = server.records(tokens[0], "assets")[5]["id"]
         server.update(tokens[0], "assets", changed, {"name": "renamed"})
         async with pool.pull(ENTITIES, tokens_with_names(tokens), checkpoint=path) as pull:
-            third = [(i.connection, i.entity.value, i.record["id"]) async for i in pull]
-        assert third == [("plant-0000", "assets", changed)]
+            third = [(i.connection, i.entity.value, i.record) async for i in pull]
+        assert ("plant-0000", "assets", changed) in [(c, e, r["id"]) for c, e, r in third]
+        for name, entity, record in third:
+            if record["id"] != changed:  # the overlap: within 300 s of its chain's newest
+                top = dt.datetime.fromisoformat(newest[name, entity])
+                assert dt.datetime.fromisoformat(record["updated_at"]) >= top - OVERLAP
+        assert all(c.start == "incremental" for c in pull.report.chains)
+        assert all(c.modified_after_source == "data" for c in pull.report.chains)
     store = SQLiteCheckpoint(path) if kind == "sqlite" else JSONCheckpoint(path)
     try:
         states = list(store.items())

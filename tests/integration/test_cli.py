@@ -8,6 +8,7 @@ validation runs ``main()`` in-process.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import pty
 import re
@@ -15,6 +16,7 @@ import signal
 import socket
 import sys
 import threading
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -161,8 +163,45 @@ async def test_checkpoint_resume_appends_nothing_new(server: MockMakini, tmp_pat
     assert len(first.splitlines()) == len(TOKENS) * RECORDS
     code, stdout, stderr = await run_cli(*args)
     assert code == 0, stderr
-    assert path.read_bytes() == first  # appended nothing: incremental from the high water
-    assert "work-orders                       0" in stdout
+    # Incremental from the high-water mark: the newest record each chain landed, less the
+    # overlap (300 s), so only the records within the overlap of that newest come again.
+    again = read_jsonl(path)[len(first.splitlines()) :]
+    newest = {
+        n: max(r["updated_at"] for r in server.records(t, "work-orders"))
+        for n, t in zip(NAMES, TOKENS, strict=True)
+    }
+    assert 0 < len(again) < len(TOKENS) * 5
+    for row in again:
+        top = dt.datetime.fromisoformat(newest[str(row["_connection"])])
+        assert dt.datetime.fromisoformat(str(row["updated_at"])) >= top - dt.timedelta(seconds=300)
+    assert "incremental" in stdout
+
+
+async def test_a_server_clock_behind_ours_loses_nothing_between_incremental_pulls(
+    tmp_path: Path,
+) -> None:
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    out = tmp_path / "out"
+    async with MockMakini(records_per_entity=RECORDS, clock_skew=-600) as server:
+        args = (
+            "pull", "--entity", "assets", "--tokens-file", str(tokens), "--out", str(out),
+            "--base-url", server.url, "--checkpoint", str(tmp_path / "pull.sqlite"),
+            "--summary-json", str(tmp_path / "summary.json"),
+        )  # fmt: skip
+        # A change just before the first pull: the data's newest time is the server's now.
+        server.update(TOKENS[0], "assets", server.records(TOKENS[0], "assets")[0]["id"], {})
+        code, _, stderr = await run_cli(*args)
+        assert code == 0, stderr
+        # Changed after the first pull, at the server's time: 10 minutes behind ours.
+        changed = server.records(TOKENS[1], "assets")[3]["id"]
+        server.update(TOKENS[1], "assets", changed, {"name": "renamed"})
+        code, _stdout, stderr = await run_cli(*args)
+        assert code == 0, stderr
+    rows = read_jsonl(out / "assets.jsonl")
+    assert (NAMES[1], changed, "renamed") in {(r["_connection"], r["id"], r["name"]) for r in rows}
+    summary = orjson.loads((tmp_path / "summary.json").read_bytes())
+    assert summary["starts"]["incremental"] == len(TOKENS)
+    assert summary["starts"]["modified_after_from"] == {"data": len(TOKENS)}
 
 
 # -- progress ------------------------------------------------------------------------------
@@ -536,12 +575,17 @@ async def test_a_new_unnamed_token_at_the_top_never_inherits_a_checkpoint(
     code, _, stderr = await run_cli(*args, "--out", str(tmp_path / "a"))
     assert code == 0, stderr
     tokens.write_text(f"{TOKENS[2]}\n{TOKENS[0]}\n{TOKENS[1]}\n")
-    code, stdout, stderr = await run_cli(*args, "--out", str(tmp_path / "b"))
+    code, stdout, stderr = await run_cli(*args, "--out", str(tmp_path / "a"))
     assert code == 0, stderr
-    rows = read_jsonl(tmp_path / "b" / "assets.jsonl")
-    new_name = {row["_connection"] for row in rows}
-    assert len(new_name) == 1  # only the new customer had anything to pull
-    assert len(rows) == RECORDS
+    rows = read_jsonl(tmp_path / "a" / "assets.jsonl")
+    per_name = Counter(row["_connection"] for row in rows)
+    # Only the new customer had anything to pull: every customer's records once, but for what
+    # the two others' incremental runs bring again (records within 300 s of their newest).
+    times = [
+        dt.datetime.fromisoformat(r["updated_at"]) for r in server.records(TOKENS[0], "assets")
+    ]
+    again = sum(t >= max(times) - dt.timedelta(seconds=300) for t in times)
+    assert sorted(per_name.values()) == [RECORDS, RECORDS + again, RECORDS + again]
     assert_no_tokens(stdout, stderr)
 
 

@@ -122,7 +122,7 @@ async def test_a_signal_stops_a_sharded_pull_with_a_summary_and_a_clean_resume(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
     await _interrupt_then_resume(tmp_path, sig, "--workers", "2", after=1200)
-    assert len(list((tmp_path / "out").glob("unit-*"))) > 1  # sharded indeed
+    assert len(list((tmp_path / "out").glob("bucket-*"))) > 1  # sharded indeed
 
 
 async def test_a_second_signal_exits_at_once_and_the_rerun_loses_nothing(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from makini_async.cli import main
+from makini_async.scale._units import DEFAULT_BUCKETS, bucket_of
 from makini_async.testing import MockMakini
 
 from .scaleutil import landed
@@ -48,9 +49,12 @@ async def test_pull_with_two_workers_lands_everything_and_sums_up(tmp_path: Path
     got = landed(out)
     assert max(got.values()) == 1
     assert len(got) == (len(NAMES) - 1) * 2 * RECORDS
-    # Five connections fill no pool: one unit a worker.
-    assert sorted(p.name for p in out.iterdir()) == ["unit-00000", "unit-00001"]
+    # A folder per bucket of the connections' names, and the layout that placed them.
+    folders = {f"bucket-{bucket_of(name, DEFAULT_BUCKETS):05d}" for name in NAMES}
+    assert {p.name for p in out.iterdir()} == {"_layout.json", *folders}
     summary = orjson.loads((tmp_path / "summary.json").read_bytes())
+    assert summary["tuned"] is True  # the command and its workers run tuned by default
+    assert "Tuning: on" in stdout
     assert summary["records"] == len(got)
     assert summary["connections"]["failed"] == [NAMES[2]]
     assert summary["records_by_entity"] == {"work-orders": 4 * RECORDS, "assets": 4 * RECORDS}
@@ -58,6 +62,31 @@ async def test_pull_with_two_workers_lands_everything_and_sums_up(tmp_path: Path
     assert f"{len(got):,} records" in stdout
     assert "records" in stderr  # the merged progress line
     assert_no_tokens(stdout, stderr)
+
+
+async def test_no_tune_leaves_the_command_and_its_workers_as_they_are(tmp_path: Path) -> None:
+    tokens_file = write_tokens(tmp_path / "tokens.txt")
+    async with MockMakini(records_per_entity=5) as server:
+        code, stdout, stderr = await run_cli(
+            "pull",
+            "--entity",
+            "assets",
+            "--tokens-file",
+            str(tokens_file),
+            "--out",
+            str(tmp_path / "out"),
+            "--base-url",
+            server.url,
+            "--workers",
+            "2",
+            "--no-tune",
+            "--summary-json",
+            str(tmp_path / "summary.json"),
+            timeout=60,
+        )
+    assert code == 0, stderr
+    assert orjson.loads((tmp_path / "summary.json").read_bytes())["tuned"] is False
+    assert "Tuning: off" in stdout
 
 
 @pytest.mark.parametrize(
@@ -86,3 +115,27 @@ def test_sharding_options_are_checked_before_any_request(
         raise SystemExit(main([*args, *extra]))
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("tune", [True, False])
+async def test_the_command_runs_tuned_in_one_process_too(tmp_path: Path, tune: bool) -> None:
+    tokens_file = write_tokens(tmp_path / "tokens.txt")
+    flags = [] if tune else ["--no-tune"]
+    async with MockMakini(records_per_entity=5) as server:
+        code, stdout, stderr = await run_cli(
+            "pull",
+            "--entity",
+            "assets",
+            "--tokens-file",
+            str(tokens_file),
+            "--out",
+            str(tmp_path / "out"),
+            "--base-url",
+            server.url,
+            "--summary-json",
+            str(tmp_path / "summary.json"),
+            *flags,
+        )
+    assert code == 0, stderr
+    assert orjson.loads((tmp_path / "summary.json").read_bytes())["tuned"] is tune
+    assert f"Tuning: {'on' if tune else 'off'}" in stdout

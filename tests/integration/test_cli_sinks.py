@@ -66,6 +66,12 @@ async def test_pull_into_postgresql_from_an_environment_variable(
     assert len(rows) == len(TOKENS) * RECORDS
     assert "Data landed in (postgresql): postgresql://postgres:***@" in stdout
     assert PASSWORD not in stdout + stderr + summary.read_text()
+    # The checkpoint's state is named and described without the password.
+    stored = await fetch(pg_dsn, "SELECT name, identity::text FROM makini_checkpoints_states")
+    keys = await fetch(pg_dsn, "SELECT connection FROM makini_checkpoints")
+    assert len(stored) == 1
+    assert stored[0][0].startswith("postgresql://postgres:***@")
+    assert PASSWORD not in repr(stored) + repr(keys)
     # Again: every chain resumes from its committed row, incrementally; nothing doubles.
     code, stdout, stderr = await run_cli(*args, env=env)
     assert code == 0, stderr

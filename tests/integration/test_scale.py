@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
@@ -14,6 +16,7 @@ from makini_async import PageSizes, WorkerLost, set_testing
 from makini_async.bulk import Outcome
 from makini_async.errors import UsageError
 from makini_async.scale import Hidden, ProcessEngine, ShardedPull
+from makini_async.scale._units import bucket_of
 from makini_async.testing import FaultPlan, MockMakini
 
 from .pgutil import fetch
@@ -177,6 +180,54 @@ async def test_a_unit_whose_worker_keeps_dying_fails_with_worker_lost(tmp_path: 
     assert not report.ok
     assert all(isinstance(c.error, WorkerLost) for c in report.chains)
     assert "died 2 times" in str(report.chains[0].error)
+
+
+async def test_a_killed_worker_charges_only_its_own_unit(tmp_path: Path) -> None:
+    # Two workers, a unit each, one attempt a unit: the healthy worker's unit, stopped
+    # because the executor breaks, is queued again without being charged and completes.
+    set_testing(True)
+    tokens = named_tokens(20)
+    out = tmp_path / "out"
+    async with MockMakini(records_per_entity=400, faults=FaultPlan(latency=0.05)) as server:
+        options = {**pool_options(server), "page_sizes": PageSizes(dict.fromkeys(ENTITIES, 20))}
+        pull = ShardedPull(
+            ENTITIES,
+            tokens,
+            sink=f"jsonl:{out}",
+            checkpoint=tmp_path / "pull.sqlite",
+            engine=ProcessEngine(workers=2, max_attempts=1),
+            pool_options=options,
+            as_dicts=True,
+            units=2,
+            progress_interval=0.05,
+        )
+        task = asyncio.create_task(pull.run())
+        deadline = asyncio.get_running_loop().time() + 60
+        while not all(
+            u.pid is not None and sum(c.pages for c in pull.unit_chains(u.unit)) >= 2
+            for u in pull.units
+        ):
+            assert asyncio.get_running_loop().time() < deadline
+            assert not task.done()
+            await asyncio.sleep(0.01)
+        killed, healthy = pull.units
+        assert killed.pid != healthy.pid
+        assert not killed.done
+        assert not healthy.done  # a chain takes about a second: both are mid-way
+        os.kill(killed.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        report = await asyncio.wait_for(task, 90)
+        want = expected(server, tokens)
+    lost = pull.unit_chains(killed.unit)
+    kept = pull.unit_chains(healthy.unit)
+    assert all(c.outcome is Outcome.FAILED and isinstance(c.error, WorkerLost) for c in lost)
+    assert all(c.outcome is Outcome.COMPLETED for c in kept)
+    assert healthy.attempts == 2  # started again, not charged
+    kept_names = {c.connection for c in kept}
+    got: Counter[tuple[str, str, str]] = Counter()
+    for folder in {f"bucket-{bucket_of(name, pull.buckets):05d}" for name in kept_names}:
+        got.update(landed(out / folder))  # a bucket is in one unit, whole
+    assert set(got) == {k for k in want if k[0] in kept_names}  # every healthy record landed
+    assert report.failed_connections == sorted({c.connection for c in lost})
 
 
 def test_tokens_and_dsns_stay_hidden_in_what_crosses_processes(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import platform
 import pytest
 
 from makini_async import UsageError
-from makini_async.tuning import quiet_gc, steady_heap, tuned
+from makini_async.tuning import DEFAULT_THRESHOLD, owned, quiet_gc, run_tuned, steady_heap, tuned
+from makini_async.tuning import active as tuning_active
 from tests.fakes import run_fresh
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -155,3 +156,28 @@ def test_tuned_is_both_and_restores_both() -> None:
         got = _probe("tuned")
         assert (got["inside"], got["after"]) == (0, 1)
         assert (got["gc_inside"], got["gc_after"]) == (True, False)
+
+
+def test_owned_tunes_only_when_enabled_and_active_observes_it() -> None:
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    assert not tuning_active()
+    with owned(enabled=False) as on:
+        assert on is False
+        assert not tuning_active()
+        assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    with owned() as on:
+        assert on is True
+        assert tuning_active()
+        assert gc.get_threshold()[0] == DEFAULT_THRESHOLD
+    assert not tuning_active()
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_run_tuned_runs_the_main_tuned_and_says_so() -> None:
+    async def main() -> int:
+        return gc.get_threshold()[0]
+
+    assert run_tuned(main()) == (DEFAULT_THRESHOLD, True)
+    threshold, on = run_tuned(main(), enabled=False)
+    assert on is False
+    assert threshold < DEFAULT_THRESHOLD

@@ -1,0 +1,168 @@
+"""The SQLite checkpoint store: one row per chain, committed at every save."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from makini_async.checkpoint._identity import SEPARATOR
+from makini_async.checkpoint._stores import (
+    ChainState,
+    _loads,
+    _prepare,
+    _state_from_json,
+    _state_to_json,
+    _unkey,
+)
+from makini_async.errors import CheckpointError, UsageError
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterator
+
+__all__ = ["SQLiteCheckpoint"]
+
+
+class SQLiteCheckpoint:
+    """A checkpoint in an SQLite file (one row per chain, committed per save)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, lock: bool = True) -> None:
+        self.path = Path(path)
+        self._lock = _prepare(self.path, lock=lock)
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS chains (connection TEXT NOT NULL, "
+                "entity TEXT NOT NULL, state TEXT NOT NULL, "
+                "PRIMARY KEY (connection, entity))"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS states (name TEXT PRIMARY KEY, identity TEXT NOT NULL)"
+            )
+        except (OSError, sqlite3.Error) as exc:
+            self._release()
+            msg = f"cannot open checkpoint {self.path}: {exc}"
+            raise UsageError(msg) from None
+        self._state: str | None = None
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    # -- named states (see makini_async.checkpoint._identity) ------------------------
+
+    def use_state(self, name: str) -> None:
+        """Read and write the chains of state ``name`` from now on."""
+        self._state = name
+
+    def _scope(self) -> str:
+        # Not told which state: the only one there is, else the chains from before states.
+        if self._state is None:
+            names = self._db.execute("SELECT name FROM states LIMIT 2").fetchall()
+            self._state = names[0][0] if len(names) == 1 else ""
+        return self._state
+
+    def _key(self, connection: str) -> str:
+        scope = self._scope()
+        return f"{scope}{SEPARATOR}{connection}" if scope else connection
+
+    def read_identity(self, name: str) -> Any:
+        row = self._run("read", "SELECT identity FROM states WHERE name = ?", (name,)).fetchone()
+        return None if row is None else _loads(row[0])
+
+    def write_identity(self, name: str, data: dict[str, Any]) -> None:
+        self._run(
+            "write",
+            "INSERT INTO states (name, identity) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET identity = excluded.identity",
+            (name, orjson.dumps(data).decode()),
+        )
+
+    def adopt_legacy(self, name: str, chains: list[tuple[str, str]]) -> int:
+        """Move these chains, written before states, under ``name``; how many moved."""
+        legacy = "SELECT 1 FROM chains WHERE instr(connection, ?) = 0 LIMIT 1"
+        if self._run("read", legacy, (SEPARATOR,)).fetchone() is None:
+            return 0  # nothing from before states: the common case, one quick scan
+        before = self._db.total_changes
+        try:
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.executemany(
+                    "UPDATE OR IGNORE chains SET connection = ? "
+                    "WHERE connection = ? AND entity = ?",
+                    [(f"{name}{SEPARATOR}{c}", c, e) for c, e in chains],
+                )
+        except sqlite3.Error as exc:
+            msg = f"cannot write checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
+        return self._db.total_changes - before
+
+    def drop_state(self, name: str) -> None:
+        """Forget every chain of state ``name``."""
+        prefix = f"{name}{SEPARATOR}"
+        self._run(
+            "write",
+            "DELETE FROM chains WHERE substr(connection, 1, ?) = ?",
+            (len(prefix), prefix),
+        )
+
+    def _run(self, what: str, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, args)
+        except sqlite3.Error as exc:
+            msg = f"cannot {what} checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def load(self, connection: str, entity: str) -> ChainState | None:
+        try:
+            row = self._db.execute(
+                "SELECT state FROM chains WHERE connection = ? AND entity = ?",
+                (self._key(connection), entity),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            msg = f"cannot read checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
+        if row is None:
+            return None
+        return _state_from_json(_loads(row[0]))
+
+    def save(self, connection: str, entity: str, state: ChainState) -> None:
+        try:
+            self._db.execute(
+                "INSERT INTO chains (connection, entity, state) VALUES (?, ?, ?) "
+                "ON CONFLICT (connection, entity) DO UPDATE SET state = excluded.state",
+                (self._key(connection), entity, orjson.dumps(_state_to_json(state)).decode()),
+            )
+        except sqlite3.Error as exc:
+            msg = f"cannot write checkpoint {self.path}: {exc}"
+            raise CheckpointError(msg) from None
+
+    def items(self) -> Iterator[tuple[str, str, ChainState]]:
+        """Every chain of the state in use: ``(connection, entity, state)``."""
+        scope = self._scope()
+        for key, entity, raw in self._db.execute(
+            "SELECT connection, entity, state FROM chains ORDER BY connection, entity"
+        ):
+            connection = _unkey(scope, key)
+            state = None if connection is None else _state_from_json(_loads(raw))
+            if connection is not None and state is not None:
+                yield connection, entity, state
+
+    def flush(self) -> None:
+        """Every save is already committed."""
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        self._release()
