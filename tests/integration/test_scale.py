@@ -220,8 +220,11 @@ async def test_a_killed_worker_charges_only_its_own_unit(tmp_path: Path) -> None
     lost = pull.unit_chains(killed.unit)
     kept = pull.unit_chains(healthy.unit)
     assert all(c.outcome is Outcome.FAILED and isinstance(c.error, WorkerLost) for c in lost)
+    # One attempt a unit: had the break been charged to the healthy unit, its chains would
+    # have failed with WorkerLost. It is started again (2) unless it finished before the
+    # executor noticed the dead worker (1), which a busy machine allows.
     assert all(c.outcome is Outcome.COMPLETED for c in kept)
-    assert healthy.attempts == 2  # started again, not charged
+    assert healthy.attempts in (1, 2)
     kept_names = {c.connection for c in kept}
     got: Counter[tuple[str, str, str]] = Counter()
     for folder in {f"bucket-{bucket_of(name, pull.buckets):05d}" for name in kept_names}:
