@@ -40,6 +40,7 @@ from makini_async.bulk._worker import (
 )
 from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore, open_checkpoint
 from makini_async.errors import (
+    CheckpointError,
     CircuitOpenError,
     MakiniError,
     ReauthorizationRequired,
@@ -384,11 +385,11 @@ class Pull(Generic[R]):
                     # failed the chain instead: then its checkpoint stays before it).
                     self._current = None
                     del pulled
-                    if not chain.done:
-                        if state is not None:
-                            await checkpoints.commit(chain, state)
-                        if next_cursor is None:
-                            self._complete(chain)
+                    committed = not chain.done and (
+                        state is None or await self._commit(checkpoints, chain, state)
+                    )
+                    if committed and next_cursor is None:
+                        self._complete(chain)
                 elif kind == FAILED:
                     assert chain is not None  # noqa: S101
                     if chain.done:
@@ -409,6 +410,23 @@ class Pull(Generic[R]):
         try:
             await sink.write(page, state)
         except SinkError as exc:
+            if exc.connection is None:
+                exc.connection = chain.connection
+            self._fail(chain, exc)
+            if self._raise:
+                raise
+            return False
+        return True
+
+    async def _commit(self, checkpoints: Checkpoints, chain: Chain, state: Any) -> bool:
+        """Save a chain's cursor; a :class:`CheckpointError` fails only that chain.
+
+        Its page was delivered but its cursor not saved: it comes again on the
+        next run (at least once), and the other chains go on.
+        """
+        try:
+            await checkpoints.commit(chain, state)
+        except CheckpointError as exc:
             if exc.connection is None:
                 exc.connection = chain.connection
             self._fail(chain, exc)

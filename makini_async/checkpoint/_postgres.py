@@ -14,12 +14,15 @@ Needs the ``postgresql`` extra (``asyncpg``).
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from makini_async.checkpoint import _pg_faults
 from makini_async.checkpoint._postgres_states import PostgresStates
 from makini_async.checkpoint._stores import ChainState, state_from_json, state_to_json
 from makini_async.errors import CheckpointError, UsageError
@@ -27,7 +30,15 @@ from makini_async.errors import CheckpointError, UsageError
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["DEFAULT_TABLE", "PostgresCheckpoint", "connect_pool", "postgres_error", "safe_dsn"]
+__all__ = [
+    "DEFAULT_COMMAND_TIMEOUT",
+    "DEFAULT_TABLE",
+    "PostgresCheckpoint",
+    "connect_pool",
+    "create_pool",
+    "postgres_error",
+    "safe_dsn",
+]
 
 #: The table a store keeps its rows in, unless told otherwise.
 DEFAULT_TABLE: Final = "makini_checkpoints"
@@ -70,13 +81,19 @@ def _password(dsn: str) -> str | None:
     return parts.password or query.get("password") or None
 
 
-def postgres_error(what: str, dsn: str, exc: BaseException) -> str:
-    """A one-line message for a database failure, with no password in it."""
-    detail = f"{type(exc).__name__}: {exc}"
+def error_detail(dsn: str, exc: BaseException) -> str:
+    """``Class: message`` of a database failure, with no password in it."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     secret = _password(dsn)
     if secret:
         detail = detail.replace(secret, "***").replace(urllib.parse.quote(secret), "***")
-    return f"{what} ({safe_dsn(dsn)}): {detail}"
+    return detail
+
+
+def postgres_error(what: str, dsn: str, exc: BaseException) -> str:
+    """A one-line message for a database failure, with no password in it."""
+    return f"{what} ({safe_dsn(dsn)}): {error_detail(dsn, exc)}"
 
 
 def check_identifier(name: str) -> str:
@@ -95,12 +112,38 @@ def _asyncpg() -> Any:
     return asyncpg
 
 
-async def connect_pool(dsn: str, *, max_size: int = 4) -> Any:
+#: Seconds any one database command may take before it counts as failed (and is retried).
+DEFAULT_COMMAND_TIMEOUT: Final = 60.0
+
+
+async def create_pool(
+    dsn: str, *, max_size: int = 4, command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+) -> Any:
+    """An asyncpg pool whose every command and connection attempt has a timeout."""
+    asyncpg = _asyncpg()
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        command_timeout=command_timeout,
+        timeout=min(command_timeout, 30.0),
+    )
+
+
+async def connect_pool(
+    dsn: str, *, max_size: int = 4, command_timeout: float = DEFAULT_COMMAND_TIMEOUT
+) -> Any:
     """An asyncpg pool, or :class:`CheckpointError` naming the server without its password."""
     asyncpg = _asyncpg()
     try:
-        return await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        return await create_pool(dsn, max_size=max_size, command_timeout=command_timeout)
+    except (
+        OSError,
+        asyncio.TimeoutError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        ValueError,
+    ) as exc:
         raise CheckpointError(postgres_error("cannot connect to PostgreSQL", dsn, exc)) from None
 
 
@@ -112,8 +155,18 @@ class PostgresCheckpoint(PostgresStates):
     transactions.
     """
 
-    def __init__(self, dsn: str, *, table: str = DEFAULT_TABLE, pool: Any = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = DEFAULT_TABLE,
+        pool: Any = None,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        retry: Any = None,
+    ) -> None:
         self._dsn = dsn
+        self._command_timeout = command_timeout
+        self._retry = retry
         self.table = check_identifier(table)
         self._pool = pool
         self._owns_pool = pool is None
@@ -141,8 +194,26 @@ class PostgresCheckpoint(PostgresStates):
     async def open(self) -> None:
         if self._ready:
             return
+        if self._retry is None:
+            await self._open()
+            return
+
+        async def attempt() -> None:
+            try:
+                await self._open()
+            except CheckpointError as exc:
+                # Told without the password, from the database's own error: one
+                # that passes by waiting (a server away) is handed to the retry.
+                cause = exc.__context__
+                if cause is not None and _pg_faults.is_transient(cause):
+                    raise cause from None
+                raise
+
+        await self._retry.run(attempt, f"checkpoint to {self.location}")
+
+    async def _open(self) -> None:
         if self._pool is None:
-            self._pool = await connect_pool(self._dsn)
+            self._pool = await connect_pool(self._dsn, command_timeout=self._command_timeout)
         asyncpg = _asyncpg()
         try:
             async with self._pool.acquire() as db, db.transaction():
@@ -158,33 +229,30 @@ class PostgresCheckpoint(PostgresStates):
         self._ready = True
 
     async def load(self, connection: str, entity: str) -> ChainState | None:
-        asyncpg = _asyncpg()
-        try:
-            raw = await self._pool.fetchval(
+        raw = await self._guarded(
+            "read",
+            lambda: self._pool.fetchval(
                 f"SELECT state::text FROM {self.table} WHERE connection = $1 AND entity = $2",  # noqa: S608
                 self.key(connection),
                 entity,
-            )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise self._fail("cannot read checkpoint", exc) from None
-        return None if raw is None else state_from_json(orjson.loads(raw))
+            ),
+        )
+        return None if raw is None else _state(raw)
 
     async def save(self, connection: str, entity: str, state: ChainState) -> None:
-        asyncpg = _asyncpg()
-        try:
-            await self.save_in(self._pool, connection, entity, state)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise self._fail("cannot write checkpoint", exc) from None
+        await self._guarded("write", lambda: self.save_in(self._pool, connection, entity, state))
 
     async def save_in(self, db: Any, connection: str, entity: str, state: ChainState) -> None:
         """Save through ``db``: a connection inside the caller's transaction."""
-        payload = orjson.dumps(state_to_json(state)).decode()
-        await db.execute(self._upsert, self.key(connection), entity, payload)
+        await db.execute(self._upsert, self.key(connection), entity, _stored(state))
 
     async def items(self) -> list[tuple[str, str, ChainState]]:
-        rows = await self._pool.fetch(
-            f"SELECT connection, entity, state::text FROM {self.table} "  # noqa: S608
-            "ORDER BY connection, entity"
+        rows = await self._guarded(
+            "read",
+            lambda: self._pool.fetch(
+                f"SELECT connection, entity, state::text FROM {self.table} "  # noqa: S608
+                "ORDER BY connection, entity"
+            ),
         )
         return [(c, e, s) for k, e, s in _states(rows) if (c := self.unkey(k)) is not None]
 
@@ -198,9 +266,28 @@ class PostgresCheckpoint(PostgresStates):
             await pool.close()
 
 
+#: The key of a state stored as base64 because its JSON held U+0000 (``jsonb`` cannot).
+_ENCODED: Final = "makini_b64"
+
+
+def _stored(state: ChainState) -> str:
+    """A state as ``jsonb`` text; one with U+0000 (a cursor may hold any text) as base64."""
+    payload = orjson.dumps(state_to_json(state))
+    if b"\\u0000" in payload:
+        return orjson.dumps({_ENCODED: base64.b64encode(payload).decode()}).decode()
+    return payload.decode()
+
+
+def _state(raw: str) -> ChainState | None:
+    data = orjson.loads(raw)
+    if isinstance(data, dict) and isinstance(data.get(_ENCODED), str) and len(data) == 1:
+        data = orjson.loads(base64.b64decode(data[_ENCODED]))
+    return state_from_json(data)
+
+
 def _states(rows: Any) -> Iterator[tuple[str, str, ChainState]]:
     for connection, entity, raw in rows:
-        state = state_from_json(orjson.loads(raw))
+        state = _state(raw)
         if state is not None:
             yield connection, entity, state
 

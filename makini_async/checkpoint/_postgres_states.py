@@ -33,6 +33,12 @@ class PostgresStates:
     _pool: Any
     _state: str | None = None
     _fail: Callable[[str, BaseException], CheckpointError]
+    #: What waits out a database that is away (``run(call, where)``), or ``None``.
+    _retry: Any = None
+
+    @property
+    def location(self) -> str:
+        raise NotImplementedError
 
     @property
     def states_table(self) -> str:
@@ -60,12 +66,27 @@ class PostgresStates:
         return stored[len(prefix) :] if stored.startswith(prefix) else None
 
     async def _guarded(self, what: str, call: Callable[[], Any]) -> Any:
+        """``await call()``; a database error is a :class:`CheckpointError` without a password.
+
+        With a ``retry`` (the sink's), a database that is away is waited out
+        first, and one that stays away raises its
+        :class:`~makini_async.errors.SinkUnavailable`.
+        """
+        import asyncio  # noqa: PLC0415
+
         from makini_async.checkpoint._postgres import _asyncpg  # noqa: PLC0415 - no cycle
 
         asyncpg = _asyncpg()
         try:
+            if self._retry is not None:
+                return await self._retry.run(call, f"checkpoint to {self.location}")
             return await call()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            OSError,
+            asyncio.TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
             raise self._fail(f"cannot {what} checkpoint", exc) from None
 
     async def read_identity(self, name: str) -> Any:

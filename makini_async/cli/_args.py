@@ -293,6 +293,14 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
         "(default 300)",
     )
     parser.add_argument(
+        "--sink-deadline",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="how long a Parquet or PostgreSQL sink waits out a full disk or a database that "
+        "went away before the pull ends with exit code 3 (default 120)",
+    )
+    parser.add_argument(
         "--progress-interval",
         type=_positive_float,
         default=None,
@@ -324,6 +332,8 @@ class PullSettings:
     retry: RetryPolicy | None = None
     progress_interval: float | None = None
     patience: float | None = None
+    #: Seconds a sink waits out its destination (``None``: the sink's default).
+    sink_deadline: float | None = None
     #: Sharding: worker count and engine (``None`` for both: one process, no shards).
     workers: int | None = None
     engine: str | None = None

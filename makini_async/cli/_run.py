@@ -159,7 +159,7 @@ def make_sink(settings: PullSettings) -> Sink:
         assert settings.out is not None  # noqa: S101 - the settings hold one of the two
         return JsonLinesSink(settings.out, append=append)
     try:
-        return open_sink(settings.sink, append=append)
+        return open_sink(settings.sink, append=append, retry_deadline=settings.sink_deadline)
     except UsageError as exc:
         raise CliError(exc.message) from None
 

@@ -88,6 +88,7 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         retry=retry,
         progress_interval=args.progress_interval,
         patience=args.patience,
+        sink_deadline=args.sink_deadline,
         workers=args.workers,
         engine=args.engine,
         ray_address=args.ray_address,

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from makini_async.bulk._sink import Sink
 from makini_async.errors import UsageError
+from makini_async.sinks._disk import DEFAULT_DISK_DEADLINE
 from makini_async.sinks._jsonl import JsonLinesSink
 
 if TYPE_CHECKING:
@@ -52,24 +53,34 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def open_sink(spec: str, *, append: bool = True, folder: str | None = None) -> Sink:
+def open_sink(
+    spec: str,
+    *,
+    append: bool = True,
+    folder: str | None = None,
+    retry_deadline: float | None = None,
+) -> Sink:
     """A sink from ``jsonl:DIR``, ``parquet:DIR`` or a ``postgresql://`` DSN.
 
     ``append`` applies to JSON Lines (``False`` truncates the files first).
     ``folder`` puts a directory sink's files under ``DIR/folder/``, a folder
-    the sink makes and refuses to follow if it is a link.
+    the sink makes and refuses to follow if it is a link. ``retry_deadline``
+    (seconds) bounds how long Parquet and PostgreSQL wait out a destination
+    that is away before :class:`~makini_async.errors.SinkUnavailable`
+    (``None``: their default, 120).
     """
+    deadline = DEFAULT_DISK_DEADLINE if retry_deadline is None else retry_deadline
     if spec.startswith(("postgresql://", "postgres://")):
         from makini_async.sinks._postgres import PostgresSink  # noqa: PLC0415
 
-        return PostgresSink(spec)
+        return PostgresSink(spec, retry_deadline=deadline)
     kind, sep, where = spec.partition(":")
     if sep and where and kind == "jsonl":
         return JsonLinesSink(os.path.expanduser(where), append=append, folder=folder)
     if sep and where and kind == "parquet":
         from makini_async.sinks._parquet import ParquetSink  # noqa: PLC0415
 
-        return ParquetSink(os.path.expanduser(where), folder=folder)
+        return ParquetSink(os.path.expanduser(where), folder=folder, retry_deadline=deadline)
     shown = spec if "://" not in spec else spec.split("://", 1)[0] + "://..."
     msg = f"unknown sink {shown!r}: expected jsonl:DIR, parquet:DIR or postgresql://..."
     raise UsageError(msg)

@@ -60,13 +60,23 @@ def is_transient(exc: OSError) -> bool:
     return exc.errno in TRANSIENT
 
 
+def _transient_os_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and is_transient(exc)
+
+
+def _os_reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) else None) or type(exc).__name__
+
+
 @attrs.define
 class DiskRetry:
-    """Retries of one sink's disk work, sharing whether the disk is known to be down.
+    """Retries of one sink's work, sharing whether the destination is known to be down.
 
     Once a call has given up, the next ones try once and give up at once
     (until one succeeds): a pull that ends because its destination is down
-    does not wait a second deadline to close.
+    does not wait a second deadline to close. ``transient`` tells the errors
+    worth waiting for (by default a full or failing disk) and ``describe``
+    says what one was; any other error is raised as it is.
     """
 
     deadline: float
@@ -74,12 +84,14 @@ class DiskRetry:
     clock: Callable[[], float]
     wait_initial: float = 0.5
     wait_max: float = 10.0
+    transient: Callable[[BaseException], bool] = _transient_os_error
+    describe: Callable[[BaseException], str] = _os_reason
     down: bool = False
     retries: int = 0
     _rng: random.Random = attrs.field(factory=random.Random)
 
     async def run(self, call: Callable[[], Awaitable[T]], where: str) -> T:
-        """``await call()``, retrying transient ``OSError`` s, then :class:`SinkUnavailable`."""
+        """``await call()``, retrying transient errors, then :class:`SinkUnavailable`."""
         policy = RetryPolicy(
             attempts=1_000_000,
             timeout=max(self.deadline, 1e-9),
@@ -93,13 +105,13 @@ class DiskRetry:
         while True:
             try:
                 result = await call()
-            except OSError as exc:  # noqa: PERF203 - a retry loop
-                if not is_transient(exc):
+            except Exception as exc:  # noqa: PERF203 - a retry loop
+                if not self.transient(exc):
                     raise
                 wait = waits.next_wait()
                 if self.down or self.clock() - start + wait > self.deadline:
                     self.down = True
-                    reason = exc.strerror or type(exc).__name__
+                    reason = self.describe(exc)
                     msg = (
                         f"sink unavailable: cannot write {where}: {reason} "
                         f"(retried for {self.clock() - start:.0f} s)"
@@ -110,7 +122,7 @@ class DiskRetry:
                     logger.warning(
                         "cannot write %s: %s; retrying for up to %.0f s",
                         where,
-                        exc.strerror or type(exc).__name__,
+                        self.describe(exc),
                         self.deadline,
                     )
                 self.retries += 1

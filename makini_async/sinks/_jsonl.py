@@ -32,6 +32,7 @@ from makini_async._files import Folder, LinkRefused
 from makini_async.errors import MakiniError, SinkError, SinkUnavailable
 from makini_async.sinks._disk import is_transient
 from makini_async.sinks._encode import as_json_dict, check_folder, unwritable
+from makini_async.sinks._nul import has_nul_escape, without_nul
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -201,6 +202,12 @@ def _fsync_all(handles: list[IO[bytes]]) -> None:
 
 
 def _encode_lines(page: PulledPage[Any]) -> bytes:
+    data = _lines(page, clean=False)
+    # U+0000 lands as U+FFFD, as in every sink (makini_async.sinks._nul).
+    return _lines(page, clean=True) if has_nul_escape(data) else data
+
+
+def _lines(page: PulledPage[Any], *, clean: bool) -> bytes:
     name = page.connection
     parts = []
     record: Any = None
@@ -210,7 +217,7 @@ def _encode_lines(page: PulledPage[Any]) -> bytes:
             if row is record:
                 row = dict(row)  # the consumer still gets the record as the API sent it
             row["_connection"] = name
-            parts.append(orjson.dumps(row))
+            parts.append(orjson.dumps(without_nul(row) if clean else row))
     except (TypeError, RecursionError, MakiniError) as exc:
         raise unwritable(page, record, exc, what="JSON") from None
     parts.append(b"")
@@ -229,7 +236,7 @@ def _encode_invalid(page: PulledPage[Any]) -> bytes:
                 "request_id": item.request_id,
                 "record": item.data,
             }
-            parts.append(orjson.dumps(line))
+            parts.append(orjson.dumps(without_nul(line)))
     except (TypeError, RecursionError) as exc:
         raise unwritable(page, item, exc, what="JSON") from None
     parts.append(b"")

@@ -32,6 +32,7 @@ import attrs
 import orjson
 
 from makini_async.models import record_type, structure_page
+from makini_async.sinks._nul import NUL, REPLACEMENT, has_nul_escape, without_nul
 
 if TYPE_CHECKING:
     from makini_async.bulk import PulledPage
@@ -150,4 +151,41 @@ def table_of(page: PulledPage[Any]) -> Any:
     data["_invalid_field"] = none + [item.field for item in invalid]
     data["_invalid_reason"] = none + [item.reason for item in invalid]
     data["_invalid_record"] = none + [_json(item.data) for item in invalid]
-    return pa.Table.from_pydict(data, schema=cols.schema)
+    return _without_nul(pa.Table.from_pydict(data, schema=cols.schema))
+
+
+def _without_nul(table: Any) -> Any:
+    """U+0000 as U+FFFD, as every sink lands it (:mod:`makini_async.sinks._nul`).
+
+    Looked for column by column in Arrow (one vectorised pass each); only a
+    column that holds one is rewritten. JSON text columns hold the escape
+    ``\\u0000``, so their rows with it are decoded, cleaned and encoded again.
+    """
+    import pyarrow as pa  # noqa: PLC0415 - the optional extra
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
+            continue
+        column = table.column(i)
+        if pc.any(pc.match_substring(column, NUL)).as_py():
+            column = pc.replace_substring(column, NUL, REPLACEMENT)
+        elif pc.any(pc.match_substring(column, "\\u0000")).as_py():
+            column = pa.array(
+                [
+                    v if v is None or not has_nul_escape(v) else _reencoded(v)
+                    for v in column.to_pylist()
+                ],
+                type=field.type,
+            )
+        else:
+            continue
+        table = table.set_column(i, field, column)
+    return table
+
+
+def _reencoded(text: str) -> str:
+    try:
+        return orjson.dumps(without_nul(orjson.loads(text))).decode()
+    except orjson.JSONDecodeError:  # text that merely looks like JSON: kept as it is
+        return text

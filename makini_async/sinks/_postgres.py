@@ -17,7 +17,14 @@ Tables (``makini_`` and the entity in snake case, e.g. ``makini_work_orders``)::
     PRIMARY KEY (connection, id)
 
 ``record`` is the record in the API's JSON shape (custom fields, ``raw`` and
-unknown fields included). Records that do not fit their model go to
+unknown fields included). PostgreSQL's ``text`` and ``jsonb`` cannot hold
+U+0000: it lands as U+FFFD, in every sink alike (:mod:`makini_async.sinks._nul`).
+
+A database that goes away (a restart, a failover, a full disk, a deadlock)
+is waited out: the page's transaction is tried again with backoff for
+``retry_deadline`` seconds, on a new connection where the old one broke,
+then :class:`~makini_async.errors.SinkUnavailable` ends the pull once. Every
+command has a timeout (``command_timeout``). Records that do not fit their model go to
 ``makini_invalid_records`` (connection, entity, id, field, reason,
 request_id, record), in the same transaction as their page.
 
@@ -26,31 +33,40 @@ Needs the ``postgresql`` extra (``asyncpg``).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from typing import TYPE_CHECKING, Any, Final
+import time
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import orjson
 
+from makini_async.checkpoint import _pg_faults
 from makini_async.checkpoint._postgres import (
+    DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_TABLE,
     PostgresCheckpoint,
     check_identifier,
     create_table_once,
+    error_detail,
     postgres_error,
     safe_dsn,
 )
-from makini_async.errors import CheckpointError, MakiniError, SinkError
+from makini_async.errors import CheckpointError, MakiniError, SinkError, SinkUnavailable, UsageError
 from makini_async.models._fields import to_datetime
+from makini_async.sinks._disk import DEFAULT_DISK_DEADLINE, DiskRetry
 from makini_async.sinks._encode import as_json_dict, record_id, unwritable
+from makini_async.sinks._nul import has_nul_escape, without_nul
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from makini_async.bulk import PulledPage
     from makini_async.checkpoint import ChainState
     from makini_async.entities import Entity
 
 __all__ = ["PostgresSink"]
+
+T = TypeVar("T")
 
 _ROW_COLUMNS: Final = (
     "connection text NOT NULL, id text NOT NULL, updated_at timestamptz, "
@@ -82,10 +98,31 @@ class PostgresSink:
         *,
         table_prefix: str = "makini_",
         checkpoint_table: str = DEFAULT_TABLE,
+        retry_deadline: float = DEFAULT_DISK_DEADLINE,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        for name, value in (
+            ("retry_deadline", retry_deadline),
+            ("command_timeout", command_timeout),
+        ):
+            if not value >= 0 or (name == "command_timeout" and not value > 0):
+                msg = f"{name} must be a number of seconds > 0, got {value!r}"
+                raise UsageError(msg)
         self._dsn = dsn
         self._prefix = check_identifier(table_prefix)
-        self._store = PostgresCheckpoint(dsn, table=checkpoint_table)
+        self._retry = DiskRetry(
+            deadline=retry_deadline,
+            sleep=sleep,
+            clock=clock,
+            transient=_pg_faults.is_transient,
+            describe=self._describe,
+        )
+        # The sink's chain states wait out the database as its pages do.
+        self._store = PostgresCheckpoint(
+            dsn, table=checkpoint_table, command_timeout=command_timeout, retry=self._retry
+        )
         self._upserts: dict[Entity, str] = {}
         self._invalid_table = check_identifier(f"{table_prefix}invalid_records")
         self.tables: dict[Entity, str] = {}
@@ -109,52 +146,79 @@ class PostgresSink:
     def table(self, entity: Entity) -> str:
         return check_identifier(self._prefix + entity.value.replace("-", "_"))
 
-    async def open(self, entities: Sequence[Entity]) -> None:
-        import asyncpg  # noqa: PLC0415 - the optional extra; present once the store opened
+    def _describe(self, exc: BaseException) -> str:
+        return error_detail(self._dsn, exc)
 
-        await self._store.open()
+    async def _in_transaction(self, work: Callable[[Any], Awaitable[T]], where: str) -> T:
+        """``work(db)`` in one transaction, tried again while the database is away.
+
+        A connection a failure left unusable is closed, never handed back, so
+        the next try connects anew.
+        """
+
+        async def attempt() -> T:
+            async with self._store.pool.acquire() as db:
+                try:
+                    async with db.transaction():
+                        return await work(db)
+                except BaseException as exc:
+                    if _pg_faults.breaks_connection(exc) or isinstance(exc, asyncio.CancelledError):
+                        db.terminate()
+                    raise
+
+        return await self._retry.run(attempt, where)
+
+    async def open(self, entities: Sequence[Entity]) -> None:
+        where = f"to {self.location}"
         try:
-            async with self._store.pool.acquire() as db, db.transaction():
-                for entity in entities:
-                    table = self.table(entity)
-                    await create_table_once(
-                        db, f"CREATE TABLE IF NOT EXISTS {table} ({_ROW_COLUMNS})"
-                    )
-                    self.tables[entity] = table
-                    self._upserts[entity] = _upsert_sql(table)
-                await create_table_once(
-                    db, f"CREATE TABLE IF NOT EXISTS {self._invalid_table} ({_INVALID_COLUMNS})"
-                )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._store.open()  # waits out a database that is away (the sink's retry)
+        except CheckpointError as exc:
+            raise SinkError(exc.message) from None
+
+        async def prepare(db: Any) -> None:
+            for entity in entities:
+                table = self.table(entity)
+                await create_table_once(db, f"CREATE TABLE IF NOT EXISTS {table} ({_ROW_COLUMNS})")
+                self.tables[entity] = table
+                self._upserts[entity] = _upsert_sql(table)
+            await create_table_once(
+                db, f"CREATE TABLE IF NOT EXISTS {self._invalid_table} ({_INVALID_COLUMNS})"
+            )
+
+        try:
+            await self._in_transaction(prepare, where)
+        except SinkUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - asyncpg's errors, told without a password
             raise SinkError(postgres_error("cannot prepare tables", self._dsn, exc)) from None
 
     async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
-        import asyncpg  # noqa: PLC0415
-
         ids, updated, created, docs = _rows(page)
         invalid = _invalid_rows(page) if page.invalid else None
+        connection = without_nul(page.connection)
+        request_id = without_nul(page.request_id)
+
+        async def store(db: Any) -> None:
+            if ids:
+                await db.execute(
+                    self._upserts[page.entity], connection, ids, updated, created, docs, request_id
+                )
+            if invalid:
+                await db.executemany(
+                    f"INSERT INTO {self._invalid_table} "  # noqa: S608
+                    "(connection, entity, id, field, reason, request_id, record) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                    invalid,
+                )
+            if state is not None:
+                await self._store.save_in(db, page.connection, page.entity.value, state)
+
         try:
-            async with self._store.pool.acquire() as db, db.transaction():
-                if ids:
-                    await db.execute(
-                        self._upserts[page.entity],
-                        page.connection,
-                        ids,
-                        updated,
-                        created,
-                        docs,
-                        page.request_id,
-                    )
-                if invalid:
-                    await db.executemany(
-                        f"INSERT INTO {self._invalid_table} "  # noqa: S608
-                        "(connection, entity, id, field, reason, request_id, record) "
-                        "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-                        invalid,
-                    )
-                if state is not None:
-                    await self._store.save_in(db, page.connection, page.entity.value, state)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self._in_transaction(store, f"{page.entity.value} page to {self.location}")
+        except SinkUnavailable as exc:
+            exc.request_id, exc.connection = page.request_id, page.connection
+            raise
+        except Exception as exc:  # noqa: BLE001 - asyncpg's errors, told without a password
             msg = postgres_error(f"cannot store a {page.entity.value} page", self._dsn, exc)
             raise SinkError(msg, request_id=page.request_id, connection=page.connection) from None
 
@@ -192,13 +256,16 @@ def _rows(
     try:
         for record in page.records:
             doc = as_json_dict(record)
-            rid = record_id(record)
-            key = str(rid)
+            text = orjson.dumps(doc).decode()
+            key = str(record_id(record))
+            if has_nul_escape(text):
+                doc, key = without_nul(doc), without_nul(key)
+                text = orjson.dumps(doc).decode()
             updated = _when(doc.get("updated_at"))
             previous = latest.get(key)
             if previous is not None and _older(updated, previous[0]):
                 continue
-            latest[key] = (updated, _when(doc.get("created_at")), orjson.dumps(doc).decode())
+            latest[key] = (updated, _when(doc.get("created_at")), text)
     except (TypeError, RecursionError, MakiniError) as exc:
         raise unwritable(page, record, exc, what="JSONB") from None
     ids = list(latest)
@@ -218,19 +285,17 @@ def _invalid_rows(page: PulledPage[Any]) -> list[tuple[Any, ...]]:
     rows = []
     for item in page.invalid:
         try:
-            doc = orjson.dumps(item.data).decode()
+            doc = orjson.dumps(without_nul(item.data)).decode()
         except (TypeError, RecursionError) as exc:
             raise unwritable(page, item.data, exc, what="JSONB") from None
         rid = item.id
-        rows.append(
-            (
-                page.connection,
-                page.entity.value,
-                None if rid is None else str(rid),
-                item.field,
-                item.reason,
-                item.request_id,
-                doc,
-            )
+        row = (
+            page.connection,
+            page.entity.value,
+            None if rid is None else str(rid),
+            item.field,
+            item.reason,
+            item.request_id,
         )
+        rows.append((*without_nul(row), doc))
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import secrets
 import sys
 import textwrap
 from pathlib import Path
@@ -109,9 +110,9 @@ async def test_postgres_sink_keeps_invalid_records_and_fails_only_a_bad_chain(
             from makini_async.testing._answers import _Answer
 
             answer = original(conn, entity, query, request_id)
-            if conn.token == TOKENS[1]:  # a NUL character: text PostgreSQL cannot store
+            if conn.token == TOKENS[1]:  # an id too large for the primary key's index
                 body = orjson.loads(answer.body)
-                body["data"][0]["custom_fields"] = {"note": "a\u0000b"}
+                body["data"][0]["id"] = secrets.token_hex(8_000)
                 answer = _Answer(200, orjson.dumps(body))
             return answer
 
