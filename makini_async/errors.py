@@ -333,9 +333,9 @@ class SinkError(MakiniError):
 class SinkUnavailable(SinkError):
     """The destination cannot take writes now (a database restarting, a full disk).
 
-    Transient: the pull retries the write with backoff until its deadline, and a
-    destination that stays down ends the whole pull once with this error, not
-    every chain with its own.
+    Transient: the sink retries its write with backoff until its deadline
+    (``retry_deadline``), and a destination that stays down ends the whole
+    pull once with this error, not every chain with its own.
     """
 
 

@@ -261,8 +261,7 @@ def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
     """The outcome for schedulers: the same facts as the summary, as JSON.
 
     ``failures`` keeps every failed (connection, reason); ``failure_groups``
-    groups them by cause, as the printed summary does (without the chains a sink
-    outage stopped: that is `sink_unavailable`, told once).
+    groups them by cause, as the printed summary does.
     """
     report = outcome.report
     outage = sink_outage(outcome)
@@ -288,7 +287,7 @@ def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
         "starts": report.starts(),
         "records_by_entity": {e.value: n for e, n in outcome.per_entity.items()},
         "failures": failures(report),
-        "failure_groups": [_group_json(g) for g in causes(report)],
+        "failure_groups": [_group_json(g) for g in report.failure_groups()],
         "tuned": outcome.tuned,
         "checkpoint": None if report.state is None else report.state.to_json(),
     }
