@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from makini_async.sinks._nul import REPLACEMENT, has_nul_escape, without_nul
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
     max_leaves=20,
 )
