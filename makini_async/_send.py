@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from makini_async._shared import Shared
     from makini_async._transport import RawResponse
     from makini_async.errors import CircuitOpenError
+    from makini_async.telemetry._otel import Telemetry
 
 __all__ = ["Call", "Link", "Tally", "send"]
 
@@ -122,8 +123,28 @@ async def send(
     ``RetryPolicy.timeout``, or (``patient``, as bulk pulls do) up to the
     pool's outage budget.
     """
+    telemetry = conn.shared.telemetry
+    if telemetry is None or not telemetry.live():
+        return await _send(conn, call, parse, adapt=adapt, tally=tally, patient=patient, tel=None)
+    with telemetry.call(conn.name, call):
+        return await _send(
+            conn, call, parse, adapt=adapt, tally=tally, patient=patient, tel=telemetry
+        )
+
+
+async def _send(
+    conn: Link,
+    call: Call,
+    parse: Callable[[RawResponse, str | None], T],
+    *,
+    adapt: Callable[[MakiniError, dict[str, str]], bool] | None,
+    tally: Tally | None,
+    patient: bool,
+    tel: Telemetry | None,
+) -> T:
     shared = conn.shared
     shared.ensure_open()
+    telemetry = tel
     probe = conn.guard()
     headers = conn.headers(call)
     url = shared.api_url + call.path
@@ -144,8 +165,13 @@ async def send(
             status: int | None = None
             request_id: str | None = None
             error: MakiniError
+            span = None
+            sent = headers
+            if telemetry is not None:
+                span = telemetry.attempt(conn.name, call, attempt, headers)
+                sent = span.headers  # with traceparent
             try:
-                resp = await _transmit(conn, call, url, headers, waiter, testing=testing)
+                resp = await _transmit(conn, call, url, sent, waiter, testing=testing)
             except TransportError as exc:
                 error = exc
             else:
@@ -157,8 +183,12 @@ async def send(
                     error = exc
                 except MakiniError as exc:  # the answer does not fit (never retried)
                     exc.connection = conn.name
+                    if span is not None:
+                        span.done(status=status, request_id=request_id, error=exc)
                     raise
                 else:
+                    if span is not None:
+                        span.done(status=status, request_id=request_id)
                     conn.succeeded()
                     if not outage.quiet:
                         await outage.answered(waiter, t0)
@@ -179,6 +209,8 @@ async def send(
             error.connection = conn.name
             if error.request_id is None:
                 error.request_id = request_id
+            if span is not None:
+                span.done(status=status, request_id=error.request_id, error=error)
             if hooks.on_request:
                 await _announce_request(
                     conn,
@@ -193,6 +225,8 @@ async def send(
                 conn.rate_limited += 1
                 if tally is not None:
                     tally.rate_limited += 1
+                if telemetry is not None:
+                    telemetry.event("makini.cooldown", error.retry_after or _DEFAULT_COOLDOWN)
             if isinstance(error, APIError) and not is_outage_class(error):
                 # Only the API sends a 404, a 429 or a customer system's 502: it is up.
                 if not outage.quiet:
@@ -227,6 +261,8 @@ async def send(
             if tally is not None:
                 tally.retries += 1
             await _announce_retry(conn, call, attempt, wait, error)
+            if telemetry is not None:
+                telemetry.retry(error, attempt, wait)
             if wait > 0:
                 await shared.sleep(wait)
             if conn.breaker_open:
@@ -279,8 +315,12 @@ async def _transmit(
                 if delay > shared.retry.max_retry_after:
                     msg = f"connection paused by a 429 for another {delay:.0f}s"
                     raise RateLimitError(msg, status=429, retry_after=delay, connection=conn.name)
+                if shared.telemetry is not None:
+                    shared.telemetry.event("makini.cooldown", delay)
                 await shared.sleep(delay)
         if shared.outage.since is not None:
+            if shared.telemetry is not None:
+                shared.telemetry.event("makini.outage_wait")
             await shared.outage.admit(waiter)
         async with shared.semaphore:
             conn.requests += 1

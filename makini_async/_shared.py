@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from makini_async._retry import RetryBudget
     from makini_async._transport import Transport
     from makini_async.instrumentation import HookSet
+    from makini_async.telemetry._otel import Telemetry
 
 __all__ = ["Shared"]
 
@@ -59,6 +60,7 @@ class Shared:
         "semaphore",
         "sleep",
         "state",
+        "telemetry",
         "timeouts",
         "transport_or_none",
     )
@@ -81,8 +83,11 @@ class Shared:
         rng: random.Random,
         on_reauthorization: Callable[[Any], Awaitable[None] | None] | None,
         transport: Transport | None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.api_url = api_url
+        #: OpenTelemetry's spans and metrics (``None``: off, or not installed).
+        self.telemetry = telemetry
         self.timeouts = timeouts
         self.limits = limits
         self.retry = retry

@@ -30,6 +30,7 @@ from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
 from makini_async.connection import Connection, default_name
 from makini_async.errors import UsageError
 from makini_async.instrumentation import HookSet
+from makini_async.telemetry import telemetry_for
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -74,7 +75,10 @@ class MakiniPool:
     called once per connection when it is first found to need
     reauthorization. ``as_dicts=True`` makes listings and reads return plain
     dicts instead of typed records. ``clock``, ``sleep``, ``rng`` and
-    ``transport`` are injection points for tests.
+    ``transport`` are injection points for tests. With ``opentelemetry-api``
+    installed (the ``otel`` extra) the pool emits spans and metrics through the
+    global providers (:mod:`makini_async.telemetry`); ``telemetry=False`` turns
+    that off.
     """
 
     def __init__(
@@ -95,10 +99,15 @@ class MakiniPool:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        telemetry: bool = True,
     ) -> None:
         check_options(
             hooks=hooks,
-            flags={"as_dicts": as_dicts, "allow_insecure_http": allow_insecure_http},
+            flags={
+                "as_dicts": as_dicts,
+                "allow_insecure_http": allow_insecure_http,
+                "telemetry": telemetry,
+            },
             callables={
                 "clock": clock,
                 "sleep": sleep,
@@ -118,7 +127,9 @@ class MakiniPool:
         self.breaker = option(breaker, BreakerPolicy, "breaker")
         self.page_sizes = option(page_sizes, PageSizes, "page_sizes")
         self.outage = option(outage, OutagePolicy, "outage")
-        self.hooks = HookSet(hooks)
+        # OpenTelemetry, when installed (makini_async.telemetry): its metrics hook in too.
+        self.telemetry = telemetry_for(self.api_url, enabled=telemetry)
+        self.hooks = HookSet(hooks if self.telemetry is None else [*hooks, self.telemetry.hook])
         self.as_dicts = as_dicts
         self.clock = clock
         self.sleep = sleep
@@ -141,6 +152,7 @@ class MakiniPool:
             rng=self.rng,
             on_reauthorization=on_reauthorization_required,
             transport=transport,
+            telemetry=self.telemetry,
         )
         self._connections: dict[str, Connection] = {}
 
@@ -182,6 +194,9 @@ class MakiniPool:
         if shared.state == "closed":
             return
         shared.state = "closed"
+        if self.telemetry is not None:
+            for conn in self._connections.values():
+                self.telemetry.handle_closed(conn.state)
         transport, shared.transport_or_none = shared.transport_or_none, None
         if transport is not None:
             await transport.close()
@@ -224,6 +239,8 @@ class MakiniPool:
             self.ensure_open()
         conn = Connection(self.shared, token, name=name, per_connection=max_concurrency)
         self._connections[token] = conn
+        if self.telemetry is not None:
+            self.telemetry.handle_opened()
         return conn
 
     def __len__(self) -> int:
@@ -242,7 +259,9 @@ class MakiniPool:
         horizon = self.clock() - (self.limits.idle_evict_after if idle_for is None else idle_for)
         drop = [token for token, conn in self._connections.items() if conn.idle_since(horizon)]
         for token in drop:
-            del self._connections[token]
+            conn = self._connections.pop(token)
+            if self.telemetry is not None:
+                self.telemetry.handle_closed(conn.state)
         return len(drop)
 
     def __repr__(self) -> str:

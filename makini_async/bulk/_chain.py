@@ -61,6 +61,8 @@ class Chain(ChainReport):
     #: The newest ``updated_at`` this run has landed (canonical UTC text), for the mark.
     newest: str | None = attrs.field(default=None, repr=False)
     deferred_for: float = attrs.field(default=0.0, repr=False)
+    #: The chain's OpenTelemetry span while it runs (``makini_async.telemetry``).
+    span: Any = attrs.field(default=None, repr=False, eq=False)
 
 
 # Users see these objects in PullReport.chains: they print as what they are to them.

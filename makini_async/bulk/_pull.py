@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import weakref
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 from makini_async._sansio import format_when
@@ -174,6 +175,8 @@ class Pull(Generic[R]):
         self._live = 0
         self._stopping = False
         self._started = False
+        self._telemetry = self._shared.telemetry
+        self._span: Any = None  # the pull's OpenTelemetry span, while it runs
         # Weakly: an iteration its consumer abandons (an exception out of ``async for``)
         # is then collected at once, and the event loop closes it (``aclose``).
         self._gen: weakref.ref[AsyncIterator[Any]] | None = None
@@ -316,10 +319,18 @@ class Pull(Generic[R]):
             if self._fresh and has_store:
                 await start_over(checkpoints, sink, self._chains)
             self._live = self._concurrency
-            self._workers = [
-                asyncio.create_task(self._worker(), name=f"makini-pull-{i}")
-                for i in range(self._concurrency)
-            ]
+            telemetry = self._telemetry
+            scope: Any = nullcontext()
+            if telemetry is not None and telemetry.live():
+                entities = [e.value for e in dict.fromkeys(c.entity for c in self._chains)]
+                self._span = telemetry.start_pull(len(self._chains), entities)
+                scope = telemetry.current(self._span)
+            # Workers made while the pull's span is current trace their chains under it.
+            with scope:
+                self._workers = [
+                    asyncio.create_task(self._worker(), name=f"makini-pull-{i}")
+                    for i in range(self._concurrency)
+                ]
             for task in self._workers:
                 # A callback, not a finally: it runs for a task cancelled before it started.
                 task.add_done_callback(self._worker_done)
@@ -439,6 +450,8 @@ class Pull(Generic[R]):
         chain.outcome = Outcome.COMPLETED
         chain.finished_at = self._clock()
         chain.seen = None
+        if chain.span is not None and self._telemetry is not None:
+            self._telemetry.end_chain(chain)
 
     def _fail(self, chain: Chain, error: BaseException) -> None:
         chain.error = error
@@ -450,6 +463,8 @@ class Pull(Generic[R]):
             chain.outcome = Outcome.SKIPPED
         else:
             chain.outcome = Outcome.FAILED
+        if chain.span is not None and self._telemetry is not None:
+            self._telemetry.end_chain(chain)
         if not isinstance(error, MakiniError):
             logger.error(
                 "chain %s %s failed with an unexpected error",
@@ -473,6 +488,9 @@ class Pull(Generic[R]):
                 chain.outcome = Outcome.CANCELLED
                 chain.finished_at = now if chain.started_at is not None else None
         self.report.finished_at = now
+        span, self._span = self._span, None
+        if span is not None and self._telemetry is not None:
+            self._telemetry.end_pull(span, self.report, self._chains)
         try:
             if self._sink is not None and self._started:
                 # First: a sink that commits its own states flushes them with its data.

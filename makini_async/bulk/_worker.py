@@ -87,6 +87,9 @@ async def _defer(chain: Chain, error: MakiniError, run: RunSettings) -> None:
         wait,
         run.patience - chain.deferred_for,
     )
+    telemetry = chain.conn.shared.telemetry
+    if telemetry is not None:
+        telemetry.event("makini.breaker_wait", wait)
     await run.sleep(wait)
 
 
@@ -97,6 +100,22 @@ async def run_chain(
     run: RunSettings,
 ) -> None:
     """Walk one chain's pages, handing each to the consumer and waiting until it is read."""
+    telemetry = chain.conn.shared.telemetry
+    if telemetry is None or not telemetry.live():
+        await _walk(chain, queue, checkpoints, run)
+        return
+    # The chain's span is current while it is walked (its calls are its children);
+    # the consumer ends it with the chain's outcome.
+    with telemetry.chain_scope(chain):
+        await _walk(chain, queue, checkpoints, run)
+
+
+async def _walk(
+    chain: Chain,
+    queue: asyncio.Queue[tuple[int, Chain | None, Any]],
+    checkpoints: Checkpoints,
+    run: RunSettings,
+) -> None:
     as_dicts = run.as_dicts
     chain.outcome = Outcome.RUNNING
     chain.started_at = run.clock()

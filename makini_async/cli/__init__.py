@@ -74,7 +74,12 @@ def _cmd_pull(args: argparse.Namespace) -> int:
     warning = None
     if args.tokens_file is not None:
         warning = check_tokens_file(Path(args.tokens_file), allow_open=args.allow_open_tokens_file)
-    with Interrupts() as interrupts:
+    exporting: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+    if args.otel:
+        from makini_async.cli._otel import exporting as otel  # noqa: PLC0415 - only with --otel
+
+        exporting = otel()
+    with exporting, Interrupts() as interrupts:
         settings = pull_settings(args)
         if warning is not None:
             sys.stderr.write(warning)

@@ -216,6 +216,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the Ray cluster to run on (ray://HOST:10001 or auto); needs --engine ray",
     )
     pull.add_argument(
+        "--otel",
+        action="store_true",
+        help="export traces and metrics over OTLP/HTTP, configured by the OTEL_* environment "
+        "variables (needs the otel extra)",
+    )
+    pull.add_argument(
         "--no-tune",
         action="store_true",
         help="leave the garbage collector and the heap of this process and its workers as "
