@@ -199,3 +199,23 @@ async def test_telemetry_false_emits_nothing(otel: Captured) -> None:
             await asyncio.sleep(0)
     assert otel.finished() == []
     assert otel.points("http.client.request.duration") == []
+
+
+async def test_handles_are_counted_by_state(otel: Captured) -> None:
+    set_testing(True)
+    async with MockMakini(records_per_entity=5) as server:
+        server.configure_connection(TOKEN, status="reauthorization_required")
+        async with MakiniPool(base_url=server.url) as pool:
+            pool.connection("tok-secret-otel-healthy-0001", name="healthy")
+            with pytest.raises(Exception, match="REAUTHORIZATION_REQUIRED"):
+                await pool.connection(TOKEN, name="acme").assets.get("ast_000001")
+            during = {
+                p.attributes["makini.connection.state"]: p.value
+                for p in otel.points("makini.client.connections")
+            }
+    after = {
+        p.attributes["makini.connection.state"]: p.value
+        for p in otel.points("makini.client.connections")
+    }
+    assert during == {"active": 1, "reauthorization_required": 1}
+    assert after == {"active": 0, "reauthorization_required": 0}
