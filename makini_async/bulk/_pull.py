@@ -418,16 +418,7 @@ class Pull(Generic[R]):
 
     async def _store(self, sink: Sink, chain: Chain, page: PulledPage[Any], state: Any) -> bool:
         """Write a page to the sink; a :class:`SinkError` fails only its chain."""
-        try:
-            await sink.write(page, state)
-        except SinkError as exc:
-            if exc.connection is None:
-                exc.connection = chain.connection
-            self._fail(chain, exc)
-            if self._raise:
-                raise
-            return False
-        return True
+        return await self._chain_step(chain, sink.write(page, state), SinkError)
 
     async def _commit(self, checkpoints: Checkpoints, chain: Chain, state: Any) -> bool:
         """Save a chain's cursor; a :class:`CheckpointError` fails only that chain.
@@ -435,9 +426,15 @@ class Pull(Generic[R]):
         Its page was delivered but its cursor not saved: it comes again on the
         next run (at least once), and the other chains go on.
         """
+        return await self._chain_step(chain, checkpoints.commit(chain, state), CheckpointError)
+
+    async def _chain_step(
+        self, chain: Chain, step: Awaitable[None], errors: type[MakiniError]
+    ) -> bool:
+        """Await one step of a chain's page; ``errors`` fail only that chain (False)."""
         try:
-            await checkpoints.commit(chain, state)
-        except CheckpointError as exc:
+            await step
+        except errors as exc:
             if exc.connection is None:
                 exc.connection = chain.connection
             self._fail(chain, exc)
