@@ -43,15 +43,31 @@ def _credential(match: re.Match[str]) -> str:
     return (match.group(1) or match.group(2)) + REDACTED
 
 
+#: Secrets shorter than this are redacted only where they stand alone: a
+#: one-letter test token would otherwise be cut out of every word holding it.
+SHORT_SECRET: Final = 8
+
+
+def _redact(text: str, form: str) -> str:
+    if len(form) >= SHORT_SECRET:
+        return text.replace(form, REDACTED)
+    alone = rf"(?<![A-Za-z0-9_]){re.escape(form)}(?![A-Za-z0-9_])"
+    return re.sub(alone, REDACTED, text)
+
+
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with each of ``secrets`` and anything credential-shaped redacted."""
+    """``text`` with each of ``secrets`` and anything credential-shaped redacted.
+
+    A secret of fewer than :data:`SHORT_SECRET` characters is redacted where it
+    is not part of a longer word, so it is never printed on its own.
+    """
     for secret in secrets:
         if not secret:
             continue
         # Also as sent in a URL or form, where ``+``, ``/`` and ``=`` are encoded.
         for form in {secret, quote(secret, safe="")}:
             if form in text:
-                text = text.replace(form, REDACTED)
+                text = _redact(text, form)
     return _CREDENTIAL.sub(_credential, text)
 
 

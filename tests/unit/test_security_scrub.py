@@ -159,3 +159,14 @@ def test_clean_is_the_same_whether_or_not_text_takes_the_plain_path(
 def test_a_plain_request_id_that_holds_the_token_is_still_scrubbed() -> None:
     assert clean("req-tok123-x", iter(["tok123"])) == f"req-{REDACTED}-x"
     assert clean("req-abc_1.2") == "req-abc_1.2"
+
+
+def test_short_token_is_not_cut_out_of_other_words() -> None:
+    from makini_async._scrub import clean, scrub
+
+    text = "ClientConnectionError: token t refused"
+    assert scrub(text, ["t"]) == "ClientConnectionError: token <redacted> refused"
+    assert clean("t", ["t"]) == "<redacted>"
+    assert scrub("abc1234 x abc1234y", ["abc1234"]) == "<redacted> x abc1234y"
+    # A secret of 8 characters or more is redacted wherever it appears.
+    assert scrub("xxabcdefghxx", ["abcdefgh"]) == "xx<redacted>xx"
