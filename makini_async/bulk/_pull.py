@@ -22,6 +22,7 @@ from makini_async.bulk._chain import (
 )
 from makini_async.bulk._records import records_of
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
+from makini_async.bulk._sink import report_failures
 from makini_async.bulk._state import (
     bind,
     checkpoint_of,
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async.bulk._sink import Sink
-    from makini_async.entities import EntityLike
+    from makini_async.entities import Entity, EntityLike
 
 __all__ = ["DEFAULT_OVERLAP", "DEFAULT_PATIENCE", "Pull"]
 
@@ -316,6 +317,7 @@ class Pull(Generic[R]):
                 )
             if sink is not None:
                 await sink.open(list(dict.fromkeys(c.entity for c in self._chains)))
+                report_failures(sink, self._landing_failed)
             if self._fresh and has_store:
                 await start_over(checkpoints, sink, self._chains)
             self._live = self._concurrency
@@ -442,6 +444,14 @@ class Pull(Generic[R]):
                 raise
             return False
         return True
+
+    def _landing_failed(self, connection: str, entity: Entity, error: SinkError) -> None:
+        """A page the sink took earlier failed to commit: its chain ends with ``error``."""
+        for chain in self._chains:
+            if chain.connection == connection and chain.entity is entity:
+                if chain.outcome is not Outcome.FAILED:
+                    self._fail(chain, error)
+                return
 
     def _complete(self, chain: Chain) -> None:
         chain.outcome = Outcome.COMPLETED

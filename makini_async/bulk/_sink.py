@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from makini_async.bulk._report import PulledPage
     from makini_async.checkpoint import AsyncCheckpointStore, ChainState, CheckpointStore
     from makini_async.entities import Entity
+    from makini_async.errors import SinkError
 
-__all__ = ["Sink", "forget"]
+__all__ = ["Sink", "forget", "report_failures"]
 
 
 @runtime_checkable
@@ -43,6 +44,14 @@ class Sink(Protocol):
     sink whose readers must see each record once can drop what that chain
     landed before. It is not part of the Protocol, so sinks written before it
     still are sinks.
+
+    A sink that commits pages in groups (PostgreSQL, DuckDB) returns from
+    ``write`` before the page is committed, and defines ``def
+    report_failures(self, callback)``: the pull hands it a
+    ``callback(connection, entity, error)`` (see :func:`report_failures`)
+    that ends a chain whose page failed to commit after its ``write``
+    returned. Such a sink drops that chain's later pages, so its cursor
+    never moves past the failed page.
     """
 
     @property
@@ -77,3 +86,10 @@ async def forget(sink: Sink, connection: str, entity: Entity) -> None:
     method = getattr(sink, "forget", None)
     if method is not None:
         await method(connection, entity)
+
+
+def report_failures(sink: Sink, callback: Callable[[str, Entity, SinkError], None]) -> None:
+    """Have a group-committing ``sink`` tell ``callback`` of pages that failed later."""
+    method = getattr(sink, "report_failures", None)
+    if method is not None:
+        method(callback)

@@ -246,6 +246,11 @@ class PostgresCheckpoint(PostgresStates):
         """Save through ``db``: a connection inside the caller's transaction."""
         await db.execute(self._upsert, self.key(connection), entity, _stored(state))
 
+    async def save_many_in(self, db: Any, states: list[tuple[str, str, ChainState]]) -> None:
+        """Save several chains' states through ``db``, in the caller's transaction."""
+        rows = [(self.key(c), e, _stored(s)) for c, e, s in states]
+        await db.executemany(self._upsert, rows)
+
     async def items(self) -> list[tuple[str, str, ChainState]]:
         rows = await self._guarded(
             "read",

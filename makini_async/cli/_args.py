@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SINK",
         help=(
             "where records land: jsonl:DIR (at least once), parquet:DIR (exactly once per "
-            "committed file) or postgresql://USER@HOST/DB (exactly once); env:VAR reads the "
+            "committed file), duckdb:FILE or postgresql://USER@HOST/DB (exactly once); "
+            "env:VAR reads the "
             "value from an environment variable (keeps a password off the command line)"
         ),
     )

@@ -223,6 +223,8 @@ async def run_pull(
     elif kind == "ParquetSink":
         kind = "parquet"
         paths = {e: Path(sink.location) / e.value for e in settings.entities}
+    elif kind == "DuckDBSink":
+        kind = "duckdb"
     else:
         kind = "postgresql"
     return PullResult(

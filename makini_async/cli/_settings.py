@@ -176,7 +176,9 @@ def _where(out: str | None, sink: str | None) -> tuple[Path | None, str | None]:
     if isinstance(made, JsonLinesSink):
         check_out_dir(made.directory)
         return made.directory, None
-    if not _is_dsn(spec):
+    if spec.startswith("duckdb:"):
+        check_out_dir(Path(made.location).parent)  # the file's folder; DuckDB makes the file
+    elif not _is_dsn(spec):
         check_out_dir(Path(made.location))
     return None, spec
 
@@ -185,7 +187,10 @@ def _checkpoint(value: str | None, sink: str | None) -> Path | str | None:
     if value is None:
         return None
     if sink is not None:
-        msg = "--checkpoint is for JSON Lines output: Parquet and PostgreSQL sinks keep their own"
+        msg = (
+            "--checkpoint is for JSON Lines output: Parquet, DuckDB and PostgreSQL sinks "
+            "keep their own"
+        )
         raise CliError(msg)
     spec = _from_env(value, "--checkpoint")
     if _is_dsn(spec):

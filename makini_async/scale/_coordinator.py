@@ -139,6 +139,12 @@ class ShardedPull:
                 f"picklable factory of a unit's sink, not {type(sink).__name__}"
             )
             raise UsageError(msg)
+        if isinstance(sink, str) and sink.startswith("duckdb:"):
+            msg = (
+                "a DuckDB file takes one writing process: pull into it without workers, "
+                "or shard into postgresql://... or parquet:DIR"
+            )
+            raise UsageError(msg)
         self._sink = sink
         # Checks the spec; opens nothing. A directory sink's probe is at the root.
         probe = open_sink(sink) if isinstance(sink, str) else unit_sink(sink, 0, append=True)

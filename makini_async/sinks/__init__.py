@@ -16,11 +16,13 @@ checkpoint past it (:class:`Sink` says how):
                         written under a temporary name and renamed, then committed with its
                         chains' cursors in ``DIR/ENTITY/_manifest.json`` (``parquet`` extra)
 :class:`PostgresSink`   exactly once: upserts by ``(connection, id)``, newest ``updated_at``
-                        wins, each page and its cursor in one transaction (``postgresql`` extra)
+                        wins, pages and their cursors group-committed (``postgresql`` extra)
+:class:`DuckDBSink`     exactly once: the PostgreSQL layout in one DuckDB file, loaded
+                        through Arrow (``duckdb`` extra)
 =====================  =================================================================
 
 :func:`open_sink` builds one from the command line's spelling
-(``jsonl:DIR``, ``parquet:DIR``, ``postgresql://...``).
+(``jsonl:DIR``, ``parquet:DIR``, ``duckdb:FILE``, ``postgresql://...``).
 """
 
 from __future__ import annotations
@@ -34,14 +36,19 @@ from makini_async.sinks._disk import DEFAULT_DISK_DEADLINE
 from makini_async.sinks._jsonl import JsonLinesSink
 
 if TYPE_CHECKING:
+    from makini_async.sinks._duckdb import DuckDBSink
     from makini_async.sinks._parquet import ParquetSink
     from makini_async.sinks._postgres import PostgresSink
 
-__all__ = ["JsonLinesSink", "ParquetSink", "PostgresSink", "Sink", "open_sink"]
+__all__ = ["DuckDBSink", "JsonLinesSink", "ParquetSink", "PostgresSink", "Sink", "open_sink"]
 
 
 def __getattr__(name: str) -> Any:
-    # The Parquet and PostgreSQL sinks import their optional extras only when used.
+    # The Parquet, DuckDB and PostgreSQL sinks import their optional extras only when used.
+    if name == "DuckDBSink":
+        from makini_async.sinks._duckdb import DuckDBSink  # noqa: PLC0415
+
+        return DuckDBSink
     if name == "ParquetSink":
         from makini_async.sinks._parquet import ParquetSink  # noqa: PLC0415
 
@@ -60,7 +67,7 @@ def open_sink(
     folder: str | None = None,
     retry_deadline: float | None = None,
 ) -> Sink:
-    """A sink from ``jsonl:DIR``, ``parquet:DIR`` or a ``postgresql://`` DSN.
+    """A sink from ``jsonl:DIR``, ``parquet:DIR``, ``duckdb:FILE`` or a ``postgresql://`` DSN.
 
     ``append`` applies to JSON Lines (``False`` truncates the files first).
     ``folder`` puts a directory sink's files under ``DIR/folder/``, a folder
@@ -81,6 +88,12 @@ def open_sink(
         from makini_async.sinks._parquet import ParquetSink  # noqa: PLC0415
 
         return ParquetSink(os.path.expanduser(where), folder=folder, retry_deadline=deadline)
+    if sep and where and kind == "duckdb":
+        from makini_async.sinks._duckdb import DuckDBSink  # noqa: PLC0415
+
+        return DuckDBSink(os.path.expanduser(where))
     shown = spec if "://" not in spec else spec.split("://", 1)[0] + "://..."
-    msg = f"unknown sink {shown!r}: expected jsonl:DIR, parquet:DIR or postgresql://..."
+    msg = (
+        f"unknown sink {shown!r}: expected jsonl:DIR, parquet:DIR, duckdb:FILE or postgresql://..."
+    )
     raise UsageError(msg)

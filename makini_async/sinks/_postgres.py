@@ -1,14 +1,18 @@
-"""The PostgreSQL sink: one table per entity, each page and its chain's cursor in one transaction.
+"""The PostgreSQL sink: one table per entity, pages and their chains' cursors committed together.
 
-Guarantee: **exactly once**. Each page is one transaction that upserts its
-records and writes its chain's checkpoint row (a
+Guarantee: **exactly once**. Pages are group-committed
+(:mod:`makini_async.sinks._group`): the pages of many chains go into one
+transaction, once it holds ``max_batch_rows`` rows or ``max_batch_delay``
+seconds after its first page. The transaction ``COPY``s the rows into a
+temporary staging table, upserts them with one statement per entity, and
+writes the checkpoint row of every chain in the batch (a
 :class:`~makini_async.checkpoint_postgres.PostgresCheckpoint` in the same
-database), so the data and the cursor are durable together or not at all: a
-process killed at any instant resumes after the last committed page, and no
-page is applied twice. Rows are keyed by ``(connection, id)``; an upsert
-replaces a row only with a copy at least as new (``updated_at``), so an
-older copy (an overlap of an incremental pull, a re-delivery) never
-overwrites a newer one.
+database), so data and cursors are durable together or not at all: a
+process killed at any instant resumes after the last committed batch, and
+no page is applied twice. The pull keeps fetching while a batch commits.
+Rows are keyed by ``(connection, id)``; an upsert replaces a row only with
+a copy at least as new (``updated_at``), so an older copy (an overlap of
+an incremental pull, a re-delivery) never overwrites a newer one.
 
 Tables (``makini_`` and the entity in snake case, e.g. ``makini_work_orders``)::
 
@@ -34,11 +38,8 @@ Needs the ``postgresql`` extra (``asyncpg``).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any, Final, TypeVar
-
-import orjson
 
 from makini_async.checkpoint import _pg_faults
 from makini_async.checkpoint._postgres import (
@@ -51,11 +52,15 @@ from makini_async.checkpoint._postgres import (
     postgres_error,
     safe_dsn,
 )
-from makini_async.errors import CheckpointError, MakiniError, SinkError, SinkUnavailable, UsageError
-from makini_async.models._fields import to_datetime
+from makini_async.errors import CheckpointError, SinkError, SinkUnavailable, UsageError
 from makini_async.sinks._disk import DEFAULT_DISK_DEADLINE, DiskRetry
-from makini_async.sinks._encode import as_json_dict, record_id, unwritable
-from makini_async.sinks._nul import has_nul_escape, without_nul
+from makini_async.sinks._group import (
+    DEFAULT_MAX_DELAY,
+    DEFAULT_MAX_ROWS,
+    Lanes,
+    Pending,
+)
+from makini_async.sinks._rows import merge_batch, page_rows
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -73,24 +78,43 @@ _ROW_COLUMNS: Final = (
     "created_at timestamptz, record jsonb NOT NULL, request_id text, "
     "pulled_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (connection, id)"
 )
+_STAGE: Final = "makini_stage"
+_STAGE_DDL: Final = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} (connection text, id text, "
+    "updated_at timestamptz, created_at timestamptz, record jsonb, request_id text) "
+    "ON COMMIT DELETE ROWS"
+)
+_STAGE_COLUMNS: Final = ("connection", "id", "updated_at", "created_at", "record", "request_id")
+_INVALID_NAMES: Final = ("connection", "entity", "id", "field", "reason", "request_id", "record")
 _INVALID_COLUMNS: Final = (
     "connection text NOT NULL, entity text NOT NULL, id text, field text, reason text, "
     "request_id text, record jsonb, pulled_at timestamptz NOT NULL DEFAULT now()"
 )
 
 
-def _when(value: Any) -> dt.datetime | None:
-    """A record's ``updated_at``/``created_at`` as an aware datetime, or ``None``."""
-    if value is None or isinstance(value, dt.datetime):
-        return value
-    try:
-        return to_datetime(value)
-    except (TypeError, ValueError):
-        return None  # unreadable: the row still lands; ordering treats it as unknown
+class _SinkCheckpoint(PostgresCheckpoint):
+    """The sink's chain states: a save from outside a batch first lands the pages before it.
+
+    The pull saves a state itself only when a chain starts or starts again
+    (its cursor rejected): a batch still pending with that chain's earlier
+    cursor must not commit after it.
+    """
+
+    landing: Lanes | None = None
+
+    async def save(self, connection: str, entity: str, state: ChainState) -> None:
+        if self.landing is not None:
+            await self.landing.flush()
+        await super().save(connection, entity, state)
 
 
 class PostgresSink:
-    """Upserts into ``PREFIX + entity`` tables, each page in one transaction with its cursor."""
+    """Upserts into ``PREFIX + entity`` tables; pages and cursors group-committed.
+
+    ``max_batch_rows`` and ``max_batch_delay`` bound a batch (rows, seconds
+    after its first page); ``max_batch_delay=0`` commits each page as soon as
+    the previous batch is done.
+    """
 
     def __init__(
         self,
@@ -100,16 +124,30 @@ class PostgresSink:
         checkpoint_table: str = DEFAULT_TABLE,
         retry_deadline: float = DEFAULT_DISK_DEADLINE,
         command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        max_batch_rows: int = DEFAULT_MAX_ROWS,
+        max_batch_delay: float = DEFAULT_MAX_DELAY,
+        lanes: int = 2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         for name, value in (
             ("retry_deadline", retry_deadline),
             ("command_timeout", command_timeout),
+            ("max_batch_delay", max_batch_delay),
         ):
             if not value >= 0 or (name == "command_timeout" and not value > 0):
-                msg = f"{name} must be a number of seconds > 0, got {value!r}"
+                msg = f"{name} must be a number of seconds >= 0, got {value!r}"
                 raise UsageError(msg)
+        if isinstance(max_batch_rows, bool) or not isinstance(max_batch_rows, int):
+            msg = f"max_batch_rows must be an int >= 1, got {max_batch_rows!r}"
+            raise UsageError(msg)
+        if max_batch_rows < 1:
+            msg = f"max_batch_rows must be an int >= 1, got {max_batch_rows!r}"
+            raise UsageError(msg)
+        self._command_timeout = command_timeout
+        self._lanes = lanes
+        self._batches = (max_batch_rows, max_batch_delay)
+        self._landing: Lanes | None = None
         self._dsn = dsn
         self._prefix = check_identifier(table_prefix)
         self._retry = DiskRetry(
@@ -120,7 +158,7 @@ class PostgresSink:
             describe=self._describe,
         )
         # The sink's chain states wait out the database as its pages do.
-        self._store = PostgresCheckpoint(
+        self._store = _SinkCheckpoint(
             dsn, table=checkpoint_table, command_timeout=command_timeout, retry=self._retry
         )
         self._upserts: dict[Entity, str] = {}
@@ -192,110 +230,91 @@ class PostgresSink:
         except Exception as exc:  # noqa: BLE001 - asyncpg's errors, told without a password
             raise SinkError(postgres_error("cannot prepare tables", self._dsn, exc)) from None
 
+    def report_failures(self, callback: Callable[[str, Entity, SinkError], None]) -> None:
+        """Have ``callback`` told of a chain whose batch failed after its ``write`` returned."""
+        self._group().report_failures(callback)
+
+    def _group(self) -> Lanes:
+        if self._landing is None:
+            rows, delay = self._batches
+            self._landing = Lanes(self._commit, lanes=self._lanes, max_rows=rows, max_delay=delay)
+            self._store.landing = self._landing
+        return self._landing
+
     async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
-        ids, updated, created, docs = _rows(page)
-        invalid = _invalid_rows(page) if page.invalid else None
-        connection = without_nul(page.connection)
-        request_id = without_nul(page.request_id)
+        """Queue a page (and its chain's ``state``) for the next batch.
+
+        Returns once the page is in a batch, not once it is committed (see
+        :mod:`makini_async.sinks._group`); :meth:`flush` waits for that.
+        A record the database cannot hold raises here, for this page only.
+        """
+        rows, invalid, size = page_rows(page)
+        pending = Pending(
+            page.connection, page.entity, len(rows) + len(invalid), size, (rows, invalid, state)
+        )
+        await self._group().add(pending)
+
+    async def _commit(self, batch: list[Pending]) -> None:
+        """One transaction: every page's rows staged and upserted, every chain's cursor saved."""
+        merged, invalid, states = merge_batch(batch)
+        timeout = self._command_timeout
 
         async def store(db: Any) -> None:
-            if ids:
-                await db.execute(
-                    self._upserts[page.entity], connection, ids, updated, created, docs, request_id
+            await db.execute(_STAGE_DDL)
+            for n, (entity, latest) in enumerate(merged.items()):
+                if not latest:
+                    continue
+                if n:
+                    await db.execute(f"TRUNCATE {_STAGE}")
+                await db.copy_records_to_table(
+                    _STAGE, records=latest.values(), columns=_STAGE_COLUMNS, timeout=timeout
                 )
+                await db.execute(self._upserts[entity])
             if invalid:
-                await db.executemany(
-                    f"INSERT INTO {self._invalid_table} "  # noqa: S608
-                    "(connection, entity, id, field, reason, request_id, record) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-                    invalid,
+                await db.copy_records_to_table(
+                    self._invalid_table, records=invalid, columns=_INVALID_NAMES, timeout=timeout
                 )
-            if state is not None:
-                await self._store.save_in(db, page.connection, page.entity.value, state)
+            if states:
+                await self._store.save_many_in(db, [(c, e, s) for (c, e), s in states.items()])
 
+        first = batch[0]
+        what = f"a {first.entity.value} page"
+        if len(batch) > 1:
+            what = f"a batch of {len(batch)} pages"
         try:
-            await self._in_transaction(store, f"{page.entity.value} page to {self.location}")
+            await self._in_transaction(store, f"{what} to {self.location}")
         except SinkUnavailable as exc:
-            exc.request_id, exc.connection = page.request_id, page.connection
+            exc.connection = first.connection
             raise
         except Exception as exc:  # noqa: BLE001 - asyncpg's errors, told without a password
-            msg = postgres_error(f"cannot store a {page.entity.value} page", self._dsn, exc)
-            raise SinkError(msg, request_id=page.request_id, connection=page.connection) from None
+            msg = postgres_error(f"cannot store {what}", self._dsn, exc)
+            raise SinkError(msg, connection=first.connection) from None
 
     async def flush(self) -> None:
-        """Every page is committed by its own transaction."""
+        """Commit every page written so far (raises what could not be committed)."""
+        if self._landing is not None:
+            await self._landing.flush()
 
     async def close(self) -> None:
         try:
-            await self._store.close()
-        except CheckpointError as exc:  # pragma: no cover - closing a pool does not fail
-            raise SinkError(exc.message) from None
+            if self._landing is not None:
+                await self._landing.close()
+        finally:
+            try:
+                await self._store.close()
+            except CheckpointError as exc:  # pragma: no cover - closing a pool does not fail
+                raise SinkError(exc.message) from None
 
 
 def _upsert_sql(table: str) -> str:
     return (
         f"INSERT INTO {table} AS t "  # noqa: S608 - identifiers checked, values bound
         "(connection, id, updated_at, created_at, record, request_id, pulled_at) "
-        "SELECT $1, u.id, u.updated_at, u.created_at, u.record::jsonb, $6, now() "
-        "FROM unnest($2::text[], $3::timestamptz[], $4::timestamptz[], $5::text[]) "
-        "AS u(id, updated_at, created_at, record) "
+        "SELECT connection, id, updated_at, created_at, record, request_id, now() "
+        f"FROM {_STAGE} "
         "ON CONFLICT (connection, id) DO UPDATE SET updated_at = excluded.updated_at, "
         "created_at = excluded.created_at, record = excluded.record, "
         "request_id = excluded.request_id, pulled_at = excluded.pulled_at "
         # Never replace a row by an older copy; equal is the same copy again.
         "WHERE t.updated_at IS NULL OR excluded.updated_at >= t.updated_at"
     )
-
-
-def _rows(
-    page: PulledPage[Any],
-) -> tuple[list[str], list[dt.datetime | None], list[dt.datetime | None], list[str]]:
-    """Columns of the page's rows, one copy per id (the newest, if a page repeats an id)."""
-    latest: dict[str, tuple[dt.datetime | None, dt.datetime | None, str]] = {}
-    record: Any = None
-    try:
-        for record in page.records:
-            doc = as_json_dict(record)
-            text = orjson.dumps(doc).decode()
-            key = str(record_id(record))
-            if has_nul_escape(text):
-                doc, key = without_nul(doc), without_nul(key)
-                text = orjson.dumps(doc).decode()
-            updated = _when(doc.get("updated_at"))
-            previous = latest.get(key)
-            if previous is not None and _older(updated, previous[0]):
-                continue
-            latest[key] = (updated, _when(doc.get("created_at")), text)
-    except (TypeError, RecursionError, MakiniError) as exc:
-        raise unwritable(page, record, exc, what="JSONB") from None
-    ids = list(latest)
-    return (
-        ids,
-        [latest[i][0] for i in ids],
-        [latest[i][1] for i in ids],
-        [latest[i][2] for i in ids],
-    )
-
-
-def _older(new: dt.datetime | None, old: dt.datetime | None) -> bool:
-    return new is None or (old is not None and new < old)
-
-
-def _invalid_rows(page: PulledPage[Any]) -> list[tuple[Any, ...]]:
-    rows = []
-    for item in page.invalid:
-        try:
-            doc = orjson.dumps(without_nul(item.data)).decode()
-        except (TypeError, RecursionError) as exc:
-            raise unwritable(page, item.data, exc, what="JSONB") from None
-        rid = item.id
-        row = (
-            page.connection,
-            page.entity.value,
-            None if rid is None else str(rid),
-            item.field,
-            item.reason,
-            item.request_id,
-        )
-        rows.append((*without_nul(row), doc))
-    return rows

@@ -78,16 +78,22 @@ async def test_a_restart_mid_pull_is_waited_out_and_every_record_lands_once(
             MakiniPool(base_url=server.url, as_dicts=True, page_sizes=SIZES) as pool,
             pool.pull("assets", list(zip(NAMES, TOKENS, strict=True)), sink=sink) as pull,
         ):
-            pages = 0
+            pages = after = 0
             with caplog.at_level(logging.WARNING, logger="makini_async"):
                 async for _page in pull.pages():
                     pages += 1
+                    after += restart is not None and restart.done()
                     if pages == 20:
                         restart = asyncio.create_task(asyncio.to_thread(_pg_ctl, own_pg, "restart"))
+                    elif restart is not None and not restart.done():
+                        # A slow consumer while the server restarts: batches commit meanwhile.
+                        await asyncio.sleep(0.01)
             assert restart is not None
             await restart
     assert await _started_at(dsn) > before, "the server must have restarted"
-    assert any("retrying for up to" in r.getMessage() for r in caplog.records)
+    # The pull crossed the restart: pages landed after it (whether a batch met it
+    # mid-commit, and so logged a retry, is a matter of timing).
+    assert after > 0
     assert {c.outcome for c in pull.report.chains} == {Outcome.COMPLETED}
     rows = await fetch(dsn, "SELECT connection, id FROM makini_assets")
     assert len(rows) == N * RECORDS

@@ -1,4 +1,4 @@
-"""Kill -9 at random points, resume each time: what lands in PostgreSQL and Parquet is exact."""
+"""Kill -9 at random points, resume each time: what lands in each database sink is exact."""
 
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ CHILD = textwrap.dedent(
     import asyncio, sys
     from pathlib import Path
     from makini_async import MakiniPool, PageSizes, set_testing
-    from makini_async.sinks import ParquetSink, PostgresSink
+    from makini_async.sinks import DuckDBSink, ParquetSink, PostgresSink
 
     async def main(url, where, ready, first, count):
         set_testing(True)
         tokens = [(f"plant-{i:03d}", f"tok-secret-{i:04d}") for i in range(first, first + count)]
         if where.startswith("postgresql://"):
             sink = PostgresSink(where)
+        elif where.endswith(".duckdb"):
+            sink = DuckDBSink(where, max_batch_rows=500)  # small batches: many commits
         else:
             sink = ParquetSink(where, file_size=48_000)  # many small files: many commits
         sizes = PageSizes({"work-orders": 20, "assets": 20})
@@ -117,6 +119,38 @@ async def test_postgres_sink_exact_after_repeated_sigkill(tmp_path: Path, pg_dsn
     assert len(chain_states) == N_CONNECTIONS * len(ENTITIES)
     assert all(not s["in_progress"] and s["high_water"] for s in chain_states.values())
     assert not any("tok-secret" in repr(s) for s in chain_states.items())
+
+
+async def test_duckdb_sink_exact_after_repeated_sigkill(tmp_path: Path) -> None:
+    import duckdb
+
+    where = tmp_path / "warehouse.duckdb"
+    plan = FaultPlan(seed=5, error_503=0.03, drop=0.01, truncate=0.01)
+    async with MockMakini(records_per_entity=RECORDS, faults=plan) as server:
+        killed = await _kill_and_resume(server, str(where), tmp_path, seed=13)
+        want = _expected(server)
+    assert killed == KILLS
+    db = duckdb.connect(str(where), read_only=True)
+    try:
+        got: dict[tuple[str, str, str], dt.datetime] = {}
+        duplicates = 0
+        for entity in ENTITIES:
+            table = "makini_" + entity.replace("-", "_")
+            rows = db.execute(f"SELECT connection, id, updated_at FROM {table}").fetchall()  # noqa: S608
+            keys = Counter((r[0], r[1]) for r in rows)
+            duplicates += sum(n - 1 for n in keys.values())
+            for connection, rid, updated in rows:
+                got[(connection, entity, rid)] = updated
+        chain_states = db.execute("SELECT state FROM makini_checkpoints").fetchall()
+    finally:
+        db.close()
+    missing = set(want) - set(got)
+    older = [k for k, when in got.items() if k in want and when < _when(want[k])]
+    assert (len(missing), duplicates, len(older)) == (0, 0, 0)
+    assert set(got) == set(want)
+    assert len(chain_states) == N_CONNECTIONS * len(ENTITIES)
+    assert all(not orjson.loads(s)["in_progress"] for (s,) in chain_states)
+    assert not any("tok-secret" in s for (s,) in chain_states)
 
 
 async def test_parquet_sink_exact_after_repeated_sigkill(tmp_path: Path) -> None:

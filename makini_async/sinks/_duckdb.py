@@ -1,0 +1,313 @@
+"""The DuckDB sink: an embedded analytics database file, loaded through Arrow, exactly once.
+
+``DuckDBSink("warehouse.duckdb")`` (``duckdb:FILE`` on the command line)
+keeps the PostgreSQL sink's layout in one file a user opens with the
+``duckdb`` CLI or ``duckdb.connect()``: a table per entity
+(``makini_work_orders``: ``connection, id, updated_at, created_at, record
+JSON, request_id, pulled_at``, keyed by ``(connection, id)``, newest
+``updated_at`` wins), ``makini_invalid_records`` for records that do not fit
+their model, and ``makini_checkpoints`` with each chain's cursor.
+
+Guarantee: **exactly once**. Pages are group-committed
+(:mod:`makini_async.sinks._group`): a batch's rows go in as one Arrow table
+per entity (``INSERT ... SELECT ... ON CONFLICT DO UPDATE``) and its chains'
+cursors in the same transaction, so a process killed at any instant resumes
+after the last committed batch. DuckDB allows one writing process per file:
+a second pull into the same file gets a :class:`~makini_async.errors.SinkError`.
+U+0000 lands as U+FFFD, as in every sink.
+
+Needs the ``duckdb`` extra (``duckdb`` and ``pyarrow``). DuckDB's calls run
+on one thread of their own, so the pull keeps fetching while a batch commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+import orjson
+
+from makini_async.checkpoint import state_from_json, state_to_json
+from makini_async.errors import SinkError, UsageError
+from makini_async.sinks._group import DEFAULT_MAX_DELAY, DEFAULT_MAX_ROWS, Lanes, Pending
+from makini_async.sinks._rows import merge_batch, page_rows
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Sequence
+
+    from makini_async.bulk import PulledPage
+    from makini_async.checkpoint import ChainState
+    from makini_async.entities import Entity
+
+__all__ = ["DuckDBSink"]
+
+T = TypeVar("T")
+
+_ROWS: Final = (
+    "connection VARCHAR NOT NULL, id VARCHAR NOT NULL, updated_at TIMESTAMPTZ, "
+    "created_at TIMESTAMPTZ, record JSON NOT NULL, request_id VARCHAR, "
+    "pulled_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (connection, id)"
+)
+_INVALID: Final = (
+    "connection VARCHAR NOT NULL, entity VARCHAR NOT NULL, id VARCHAR, field VARCHAR, "
+    "reason VARCHAR, request_id VARCHAR, record JSON, "
+    "pulled_at TIMESTAMPTZ NOT NULL DEFAULT now()"
+)
+_STATES: Final = (
+    "connection VARCHAR NOT NULL, entity VARCHAR NOT NULL, state JSON NOT NULL, "
+    "saved_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (connection, entity)"
+)
+_STAGE: Final = "makini_stage"
+_NAMES: Final = ("connection", "id", "updated_at", "created_at", "record", "request_id")
+
+
+def _duckdb() -> Any:
+    try:
+        import duckdb  # noqa: PLC0415 - an optional extra
+        import pyarrow  # noqa: F401, PLC0415
+    except ImportError:
+        msg = "the DuckDB sink needs the duckdb extra: pip install 'makini-async[duckdb]'"
+        raise UsageError(msg) from None
+    return duckdb
+
+
+class DuckDBCheckpoint:
+    """The chain states in the sink's file, committed with the pages (its checkpoint store)."""
+
+    def __init__(self, sink: DuckDBSink) -> None:
+        self._sink = sink
+
+    @property
+    def location(self) -> str:
+        return f"{self._sink.location} table {self._sink.checkpoint_table}"
+
+    async def open(self) -> None:
+        await self._sink.connect()
+
+    async def load(self, connection: str, entity: str) -> ChainState | None:
+        sql = f"SELECT state FROM {self._sink.checkpoint_table} WHERE connection = ? AND entity = ?"  # noqa: S608
+        rows = await self._sink.run(lambda db: db.execute(sql, [connection, entity]).fetchall())
+        return state_from_json(orjson.loads(rows[0][0])) if rows else None
+
+    async def save(self, connection: str, entity: str, state: ChainState) -> None:
+        # Outside a batch (a chain's start, or start again): pages before it land first.
+        await self._sink.flush()
+        await self._sink.run(
+            lambda db: self._sink.save_states(db, [(connection, entity, state)]), commit=True
+        )
+
+    async def flush(self) -> None:
+        await self._sink.flush()
+
+    async def close(self) -> None:
+        """The sink closes the file."""
+
+
+class DuckDBSink:
+    """``PREFIX + entity`` tables in a DuckDB file; pages and cursors group-committed."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        table_prefix: str = "makini_",
+        max_batch_rows: int = DEFAULT_MAX_ROWS,
+        max_batch_delay: float = DEFAULT_MAX_DELAY,
+    ) -> None:
+        _duckdb()
+        if not table_prefix.replace("_", "a").isalnum() or not table_prefix[:1].isalpha():
+            msg = f"table_prefix must be letters, digits and '_', got {table_prefix!r}"
+            raise UsageError(msg)
+        if not max_batch_delay >= 0 or max_batch_rows < 1:
+            msg = "max_batch_rows must be >= 1 and max_batch_delay >= 0 seconds"
+            raise UsageError(msg)
+        self.path = Path(path)
+        self._prefix = table_prefix
+        self.checkpoint_table = f"{table_prefix}checkpoints"
+        self._invalid_table = f"{table_prefix}invalid_records"
+        self._batches = (max_batch_rows, max_batch_delay)
+        self._db: Any = None
+        self._thread: concurrent.futures.ThreadPoolExecutor | None = None
+        self._store = DuckDBCheckpoint(self)
+        self._landing: Lanes | None = None
+        self._upserts: dict[Entity, str] = {}
+        self.tables: dict[Entity, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<DuckDBSink {self.path}>"
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    @property
+    def destination(self) -> str:
+        return f"{self.location} tables {self._prefix}*"
+
+    @property
+    def checkpoint_store(self) -> DuckDBCheckpoint:
+        return self._store
+
+    def table(self, entity: Entity) -> str:
+        return self._prefix + entity.value.replace("-", "_")
+
+    # -- the file, on its own thread ---------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the file (once): a file another process writes is refused."""
+        if self._db is not None:
+            return
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="makini-duckdb")
+        duckdb = _duckdb()
+
+        def connect() -> Any:
+            db = duckdb.connect(str(self.path))
+            db.execute(f"CREATE TABLE IF NOT EXISTS {self.checkpoint_table} ({_STATES})")
+            db.execute(f"CREATE TABLE IF NOT EXISTS {self._invalid_table} ({_INVALID})")
+            return db
+
+        try:
+            self._db = await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+        except Exception as exc:  # noqa: BLE001 - duckdb's errors: a lock held, a bad file
+            self._thread.shutdown(wait=False)
+            self._thread = None
+            msg = f"cannot open DuckDB file {self.path}: {exc}"
+            raise SinkError(msg) from None
+
+    async def run(self, work: Callable[[Any], T], *, commit: bool = False) -> T:
+        """``work(db)`` on the file's thread (in a transaction if ``commit``)."""
+        if self._db is None or self._thread is None:
+            msg = f"the DuckDB sink {self.path} is not open"
+            raise SinkError(msg)
+        db = self._db
+
+        def call() -> T:
+            if not commit:
+                return work(db)
+            db.execute("BEGIN TRANSACTION")
+            try:
+                result = work(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    def save_states(self, db: Any, states: list[tuple[str, str, ChainState]]) -> None:
+        db.executemany(
+            f"INSERT INTO {self.checkpoint_table} (connection, entity, state, saved_at) "  # noqa: S608
+            "VALUES (?, ?, ?, now()) ON CONFLICT (connection, entity) "
+            "DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at",
+            [(c, e, orjson.dumps(state_to_json(s)).decode()) for c, e, s in states],
+        )
+
+    # -- the Sink protocol ---------------------------------------------------------
+
+    async def open(self, entities: Sequence[Entity]) -> None:
+        await self.connect()
+        tables = {entity: self.table(entity) for entity in entities}
+
+        def prepare(db: Any) -> None:
+            for table in tables.values():
+                db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({_ROWS})")
+
+        try:
+            await self.run(prepare, commit=True)
+        except SinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - duckdb's errors
+            msg = f"cannot prepare tables in {self.path}: {exc}"
+            raise SinkError(msg) from None
+        for entity, table in tables.items():
+            self.tables[entity] = table
+            self._upserts[entity] = _upsert_sql(table)
+
+    def report_failures(self, callback: Callable[[str, Entity, SinkError], None]) -> None:
+        self._group().report_failures(callback)
+
+    def _group(self) -> Lanes:
+        if self._landing is None:
+            rows, delay = self._batches
+            self._landing = Lanes(self._commit, lanes=1, max_rows=rows, max_delay=delay)
+        return self._landing
+
+    async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
+        """Queue a page for the next batch (see :class:`PostgresSink.write`)."""
+        rows, invalid, size = page_rows(page)
+        pending = Pending(
+            page.connection, page.entity, len(rows) + len(invalid), size, (rows, invalid, state)
+        )
+        await self._group().add(pending)
+
+    async def _commit(self, batch: list[Pending]) -> None:
+        import pyarrow as pa  # noqa: PLC0415 - the optional extra
+
+        merged, invalid, states = merge_batch(batch)
+        stamp = pa.timestamp("us", tz="UTC")
+        types = (pa.string(), pa.string(), stamp, stamp, pa.string(), pa.string())
+
+        def store(db: Any) -> None:
+            for entity, latest in merged.items():
+                rows = list(latest.values())
+                if not rows:
+                    continue
+                columns = [
+                    pa.array([row[i] for row in rows], type=kind) for i, kind in enumerate(types)
+                ]
+                db.register(_STAGE, pa.Table.from_arrays(columns, names=list(_NAMES)))
+                try:
+                    db.execute(self._upserts[entity])
+                finally:
+                    db.unregister(_STAGE)
+            if invalid:
+                db.executemany(
+                    f"INSERT INTO {self._invalid_table} "  # noqa: S608
+                    "(connection, entity, id, field, reason, request_id, record) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    invalid,
+                )
+            if states:
+                self.save_states(db, [(c, e, s) for (c, e), s in states.items()])
+
+        first = batch[0]
+        what = f"a {first.entity.value} page" if len(batch) == 1 else f"{len(batch)} pages"
+        try:
+            await self.run(store, commit=True)
+        except SinkError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - duckdb's and Arrow's errors
+            msg = f"cannot store {what} in {self.path}: {type(exc).__name__}: {exc}"
+            raise SinkError(msg, connection=first.connection) from None
+
+    async def flush(self) -> None:
+        if self._landing is not None:
+            await self._landing.flush()
+
+    async def close(self) -> None:
+        try:
+            if self._landing is not None:
+                await self._landing.close()
+        finally:
+            db, self._db = self._db, None
+            thread, self._thread = self._thread, None
+            if db is not None and thread is not None:
+                await asyncio.get_running_loop().run_in_executor(thread, db.close)
+            if thread is not None:
+                thread.shutdown(wait=True)
+
+
+def _upsert_sql(table: str) -> str:
+    return (
+        f"INSERT INTO {table} (connection, id, updated_at, created_at, record, request_id, "  # noqa: S608
+        f"pulled_at) SELECT connection, id, updated_at, created_at, record, request_id, now() "
+        f"FROM {_STAGE} ON CONFLICT (connection, id) DO UPDATE SET "
+        "updated_at = excluded.updated_at, created_at = excluded.created_at, "
+        "record = excluded.record, request_id = excluded.request_id, "
+        "pulled_at = excluded.pulled_at "
+        f"WHERE {table}.updated_at IS NULL OR excluded.updated_at >= {table}.updated_at"
+    )
