@@ -60,7 +60,7 @@ async def test_a_pull_lands_every_record_once_with_invalid_records_and_cursors(
         got.extend((c, entity, rid) for c, rid, _ in rows)
     invalid = read(
         where, "SELECT connection, entity, id, reason, record FROM makini_invalid_records"
-    )  # noqa: E501
+    )
     # A typed pull keeps what does not fit its model aside; a dict pull takes records as sent.
     assert bool(invalid) is not as_dicts
     assert all(orjson.loads(record)["id"] == rid for _, _, rid, _, record in invalid)
