@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from makini_async.sinks._parquet_schema import table_without_nul
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -37,12 +39,15 @@ def part_number(name: str) -> int:
 
 
 def encode(tables: list[Any]) -> Any:
-    """The tables as one Parquet file's bytes (an Arrow buffer): no disk involved."""
+    """The tables as one Parquet file's bytes (an Arrow buffer): no disk involved.
+
+    U+0000 becomes U+FFFD here, for the whole file at once.
+    """
     import pyarrow as pa  # noqa: PLC0415 - the optional extra
     import pyarrow.parquet as pq  # noqa: PLC0415
 
     out = pa.BufferOutputStream()
-    pq.write_table(pa.concat_tables(tables), out, compression="zstd")
+    pq.write_table(table_without_nul(pa.concat_tables(tables)), out, compression="zstd")
     return out.getvalue()
 
 

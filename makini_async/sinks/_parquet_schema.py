@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from makini_async.bulk import PulledPage
     from makini_async.entities import Entity
 
-__all__ = ["Columns", "columns_of", "table_of"]
+__all__ = ["Columns", "columns_of", "table_of", "table_without_nul"]
 
 _JSON: Final = "json"
 _DECIMAL: Final = "decimal"
@@ -151,15 +151,16 @@ def table_of(page: PulledPage[Any]) -> Any:
     data["_invalid_field"] = none + [item.field for item in invalid]
     data["_invalid_reason"] = none + [item.reason for item in invalid]
     data["_invalid_record"] = none + [_json(item.data) for item in invalid]
-    return _without_nul(pa.Table.from_pydict(data, schema=cols.schema))
+    return pa.Table.from_pydict(data, schema=cols.schema)
 
 
-def _without_nul(table: Any) -> Any:
+def table_without_nul(table: Any) -> Any:
     """U+0000 as U+FFFD, as every sink lands it (:mod:`makini_async.sinks._nul`).
 
-    Looked for column by column in Arrow (one vectorised pass each); only a
-    column that holds one is rewritten. JSON text columns hold the escape
-    ``\\u0000``, so their rows with it are decoded, cleaned and encoded again.
+    Looked for column by column in Arrow (one vectorised pass each), once per
+    file rather than per page; only a column that holds one is rewritten.
+    JSON text columns hold the escape ``\\u0000``, so their rows with it are
+    decoded, cleaned and encoded again.
     """
     import pyarrow as pa  # noqa: PLC0415 - the optional extra
     import pyarrow.compute as pc  # noqa: PLC0415
