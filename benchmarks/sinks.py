@@ -3,9 +3,12 @@
 Two measurements, both against the mock server in its own process:
 
 1. **records/s into each sink** against the same pull handing its pages to a
-   no-op consumer (``pull.pages()`` and nothing else). Every contender pulls
-   the same connections and records, dicts, on a fresh database or directory,
-   in rounds interleaved so that drift hits every contender alike.
+   no-op consumer (``pull.pages()`` and nothing else), and against each
+   destination's **bare load** of the same records with no pull and no
+   library (:mod:`benchmarks._sink_baselines`). Every contender pulls the
+   same connections and records, dicts, on a fresh database or directory,
+   in rounds interleaved so that drift hits every contender alike; the
+   light and the realistic record shapes each get their own table.
 2. **checkpoint cost per page at 100,000 chains** for each store: the store
    is first filled with 100,000 chains, then the time of one page's save
    (``save`` of one chain's new cursor) is measured over many pages. The JSON
@@ -16,16 +19,19 @@ Two measurements, both against the mock server in its own process:
 ::
 
     python -m benchmarks.sinks                    # 3 rounds, 40 connections x 2,500 records
+    python -m benchmarks.sinks --shape realistic  # ~850-byte nested work orders only
     python -m benchmarks.sinks --quick            # 1 round, small
     python -m benchmarks.sinks --chains 100000 --skip-sinks
 
-Needs the test extra (pyarrow, asyncpg, pgserver: PostgreSQL is started here).
+Needs the test extra (pyarrow, asyncpg, pgserver, duckdb: PostgreSQL is
+started here). Results go to ``benchmarks/results/sinks.{json,md}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
@@ -37,13 +43,26 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import mock_server
+from benchmarks import _sink_baselines as bare
+from benchmarks._common import library_version, machine, mock_server
 from makini_async import MakiniPool
 from makini_async.checkpoint import ChainState, JSONCheckpoint, SQLiteCheckpoint
 from makini_async.checkpoint_postgres import PostgresCheckpoint
-from makini_async.sinks import JsonLinesSink, ParquetSink, PostgresSink
+from makini_async.entities import Entity
+from makini_async.sinks import DuckDBSink, JsonLinesSink, ParquetSink, PostgresSink
 
 ENTITY = "work-orders"
+RESULTS = Path(__file__).resolve().parent / "results"
+SINKS = ["no-op", "jsonl", "jsonl+sqlite", "parquet", "duckdb", "postgresql"]
+BARES = ["parquet-bare", "duckdb-bare", "pg-bare"]
+#: What each sink is measured against: the pull into nothing, or its destination's bare load.
+BASELINE = {
+    "jsonl": "no-op",
+    "jsonl+sqlite": "no-op",
+    "parquet": "serial ideal",
+    "duckdb": "duckdb-bare",
+    "postgresql": "pg-bare",
+}
 
 
 def start_postgres(root: Path) -> Any:
@@ -71,6 +90,8 @@ async def one_pull(url: str, connections: int, contender: str, work: Path, pg: A
         checkpoint = work / "jsonl-sq.sqlite"
     elif contender == "parquet":
         sink = ParquetSink(work / "parquet")
+    elif contender == "duckdb":
+        sink = DuckDBSink(work / "bench.duckdb")
     elif contender == "postgresql":
         sink = PostgresSink(fresh_dsn(pg, "bench"))
     async with MakiniPool(base_url=url, as_dicts=True) as pool:
@@ -84,17 +105,62 @@ async def one_pull(url: str, connections: int, contender: str, work: Path, pg: A
     return records / elapsed
 
 
+def one_bare(contender: str, args: argparse.Namespace, pg: Any) -> float:
+    records = bare.records_of(Entity.WORK_ORDERS, args.records, args.shape_now)
+    if contender == "parquet-bare":
+        return bare.parquet_bare(records, args.connections)
+    rows = bare.pg_rows(records, args.connections)
+    if contender == "duckdb-bare":
+        return bare.duckdb_bare(rows)
+    return asyncio.run(bare.pg_bare(fresh_dsn(pg, "bare"), rows))
+
+
 def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
-    contenders = ["no-op", "jsonl", "jsonl+sqlite", "parquet", "postgresql"]
-    results: dict[str, list[float]] = {c: [] for c in contenders}
-    with mock_server(records=args.records) as url:
+    results: dict[str, list[float]] = {c: [] for c in SINKS + BARES}
+    extra = ["--shape", args.shape_now]
+    with mock_server(records=args.records, extra=extra) as url:
         for _round in range(args.rounds):
-            for contender in contenders:
-                with tempfile.TemporaryDirectory() as work:
-                    rate = asyncio.run(one_pull(url, args.connections, contender, Path(work), pg))
+            for contender in SINKS + BARES:
+                if contender in BARES:
+                    rate = one_bare(contender, args, pg)
+                else:
+                    with tempfile.TemporaryDirectory() as work:
+                        rate = asyncio.run(
+                            one_pull(url, args.connections, contender, Path(work), pg)
+                        )
                 results[contender].append(rate)
                 print(f"  {contender:<14} {rate:>10,.0f} records/s", flush=True)
     return results
+
+
+def table(results: dict[str, list[float]]) -> tuple[str, dict[str, Any]]:
+    """The Markdown table of one shape, and its figures (medians, ranges, ratios)."""
+    med = {name: statistics.median(rates) for name, rates in results.items()}
+    # The serial ideal: the pull into nothing, then the bare write, one after the other.
+    med["serial ideal"] = 1 / (1 / med["no-op"] + 1 / med["parquet-bare"])
+    lines = [
+        "| contender | records/s (median, min-max) | vs no-op | baseline | vs baseline |",
+        "|---|---|---|---|---|",
+    ]
+    figures: dict[str, Any] = {}
+    for name, rates in results.items():
+        base = BASELINE.get(name)
+        ratio = med[name] / med[base] if base else None
+        figures[name] = {
+            "median": med[name],
+            "min": min(rates),
+            "max": max(rates),
+            "vs_noop": med[name] / med["no-op"],
+            "baseline": base,
+            "vs_baseline": ratio,
+        }
+        shown = f"{ratio:.2f}" if ratio is not None else ""
+        lines.append(
+            f"| {name} | {med[name]:,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) "
+            f"| {med[name] / med['no-op']:.2f} | {base or ''} | {shown} |"
+        )
+    lines.append(f"| serial ideal | {med['serial ideal']:,.0f} | | | |")
+    return "\n".join(lines), figures
 
 
 def _states(chains: int) -> list[tuple[str, ChainState]]:
@@ -182,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chains", type=int, default=100_000)
     parser.add_argument("--pages", type=int, default=3000, help="saves timed per store")
+    parser.add_argument("--shape", choices=["light", "realistic", "both"], default="both")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-sinks", action="store_true")
     parser.add_argument("--skip-checkpoints", action="store_true")
@@ -193,16 +260,25 @@ def main(argv: list[str] | None = None) -> int:
         pg = start_postgres(Path(root))
         try:
             if not args.skip_sinks:
-                print(f"records/s, {args.connections} connections x {args.records} {ENTITY}:")
-                results = bench_sinks(args, pg)
-                base = statistics.median(results["no-op"])
-                print("\n| consumer | records/s (median, min-max) | vs no-op |\n|---|---|---|")
-                for name, rates in results.items():
-                    med = statistics.median(rates)
-                    print(
-                        f"| {name} | {med:,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) "
-                        f"| {med / base:.2f} |"
-                    )
+                shapes = ["light", "realistic"] if args.shape == "both" else [args.shape]
+                report: dict[str, Any] = {"machine": machine(), "library": library_version()}
+                markdown = []
+                for shape in shapes:
+                    args.shape_now = shape
+                    print(f"{shape}: {args.connections} connections x {args.records} {ENTITY}")
+                    shown, figures = table(bench_sinks(args, pg))
+                    print(shown)
+                    report[shape] = figures
+                    markdown.append(f"### {shape} records\n\n{shown}\n")
+                report["settings"] = {
+                    "connections": args.connections,
+                    "records": args.records,
+                    "rounds": args.rounds,
+                }
+                if not args.quick:
+                    RESULTS.mkdir(exist_ok=True)
+                    (RESULTS / "sinks.json").write_text(json.dumps(report, indent=2) + "\n")
+                    (RESULTS / "sinks.md").write_text("\n".join(markdown))
             if not args.skip_checkpoints:
                 print(f"\ncheckpoint cost per page at {args.chains:,} chains:")
                 for name, figures in bench_checkpoints(args, pg).items():
