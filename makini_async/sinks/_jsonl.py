@@ -209,15 +209,23 @@ def _encode_lines(page: PulledPage[Any]) -> bytes:
 
 def _lines(page: PulledPage[Any], *, clean: bool) -> bytes:
     name = page.connection
+    # ``"_connection"`` goes in as the last key, spliced into the record's JSON:
+    # no copy of the record (the consumer still gets it as the API sent it).
+    tail = b',"_connection":' + orjson.dumps(without_nul(name) if clean else name) + b"}"
+    dumps = orjson.dumps
     parts = []
     record: Any = None
     try:
         for record in page.records:
-            row = as_json_dict(record)
-            if row is record:
-                row = dict(row)  # the consumer still gets the record as the API sent it
-            row["_connection"] = name
-            parts.append(orjson.dumps(without_nul(row) if clean else row))
+            row = record if record.__class__ is dict else as_json_dict(record)
+            if clean:
+                row = without_nul(row)
+            if row and "_connection" not in row:
+                parts.append(dumps(row)[:-1] + tail)
+            else:  # empty, or a record with a key of that name: the key is replaced
+                row = dict(row)
+                row["_connection"] = name
+                parts.append(dumps(without_nul(row) if clean else row))
     except (TypeError, RecursionError, MakiniError) as exc:
         raise unwritable(page, record, exc, what="JSON") from None
     parts.append(b"")
