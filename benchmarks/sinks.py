@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,7 +80,7 @@ def fresh_dsn(server: Any, name: str) -> str:
     return server.get_uri().replace("/postgres?", f"/{name}?", 1)
 
 
-async def one_pull(url: str, connections: int, contender: str, work: Path, pg: Any) -> float:
+async def one_pull(url: str, connections: int, contender: str, work: Path, dsn: str) -> float:
     tokens = [(f"plant-{i:04d}", f"tok-bench-{i:04d}") for i in range(connections)]
     sink: Any = None
     checkpoint: Any = None
@@ -93,7 +94,7 @@ async def one_pull(url: str, connections: int, contender: str, work: Path, pg: A
     elif contender == "duckdb":
         sink = DuckDBSink(work / "bench.duckdb")
     elif contender == "postgresql":
-        sink = PostgresSink(fresh_dsn(pg, "bench"))
+        sink = PostgresSink(dsn)
     async with MakiniPool(base_url=url, as_dicts=True) as pool:
         started = time.perf_counter()
         records = 0
@@ -105,14 +106,23 @@ async def one_pull(url: str, connections: int, contender: str, work: Path, pg: A
     return records / elapsed
 
 
-def one_bare(contender: str, args: argparse.Namespace, pg: Any) -> float:
-    records = bare.records_of(Entity.WORK_ORDERS, args.records, args.shape_now)
+def one_bare(contender: str, shape: str, records_per: int, connections: int, dsn: str) -> float:
+    records = bare.records_of(Entity.WORK_ORDERS, records_per, shape)
     if contender == "parquet-bare":
-        return bare.parquet_bare(records, args.connections)
-    rows = bare.pg_rows(records, args.connections)
+        return bare.parquet_bare(records, connections)
+    rows = bare.pg_rows(records, connections)
     if contender == "duckdb-bare":
         return bare.duckdb_bare(rows)
-    return asyncio.run(bare.pg_bare(fresh_dsn(pg, "bare"), rows))
+    return asyncio.run(bare.pg_bare(dsn, rows))
+
+
+def one(argv: list[str]) -> float:
+    """One contender's run in this (fresh) process: ``CONTENDER URL SHAPE RECORDS CONNS DSN``."""
+    contender, url, shape, records, connections, dsn = argv
+    if contender in BARES:
+        return one_bare(contender, shape, int(records), int(connections), dsn)
+    with tempfile.TemporaryDirectory() as work:
+        return asyncio.run(one_pull(url, int(connections), contender, Path(work), dsn))
 
 
 def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
@@ -121,13 +131,15 @@ def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
     with mock_server(records=args.records, extra=extra) as url:
         for _round in range(args.rounds):
             for contender in SINKS + BARES:
-                if contender in BARES:
-                    rate = one_bare(contender, args, pg)
-                else:
-                    with tempfile.TemporaryDirectory() as work:
-                        rate = asyncio.run(
-                            one_pull(url, args.connections, contender, Path(work), pg)
-                        )
+                dsn = fresh_dsn(pg, "bench")
+                # A fresh process per run: no contender inherits another's heap or GC state.
+                out = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.sinks", "--one", contender, url,
+                     args.shape_now, str(args.records), str(args.connections), dsn],
+                    check=True, capture_output=True, text=True,
+                    cwd=str(Path(__file__).resolve().parent.parent),
+                )  # fmt: skip
+                rate = float(out.stdout.strip().splitlines()[-1])
                 results[contender].append(rate)
                 print(f"  {contender:<14} {rate:>10,.0f} records/s", flush=True)
     return results
@@ -250,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=3000, help="saves timed per store")
     parser.add_argument("--shape", choices=["light", "realistic", "both"], default="both")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--one", nargs=6, help=argparse.SUPPRESS)
     parser.add_argument("--skip-sinks", action="store_true")
     parser.add_argument("--skip-checkpoints", action="store_true")
     args = parser.parse_args(argv)
+    if args.one:
+        print(one(args.one))
+        return 0
     if args.quick:
         args.connections, args.records, args.rounds = 10, 500, 1
         args.chains, args.pages = 10_000, 500
