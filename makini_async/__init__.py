@@ -18,6 +18,7 @@ import logging as _logging
 
 from makini_async._config import (
     BreakerPolicy,
+    CallOptions,
     Limits,
     OutagePolicy,
     PageSizes,
@@ -27,7 +28,9 @@ from makini_async._config import (
 from makini_async._constants import VERSION as __version__  # noqa: N811
 from makini_async._directory import StatusChange
 from makini_async._fanout import ConnectionResult, FanOutReport
+from makini_async._options import ConnectionView, PoolView
 from makini_async._retry import is_testing, set_testing
+from makini_async._tokens import TokenProvider, TokenProviderError
 from makini_async._watch import Watch
 from makini_async.bulk import (
     ChainReport,
@@ -95,6 +98,7 @@ from makini_async.models import (
     Vendor,
     WorkOrder,
 )
+from makini_async.models import unstructure as to_dict
 from makini_async.pagination import Listing, Page
 from makini_async.pool import MakiniPool
 from makini_async.resources import (
@@ -107,6 +111,7 @@ from makini_async.resources import (
     Vendors,
     WorkOrders,
 )
+from makini_async.responses import Response
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 from makini_async.webhooks import (
     ConnectionStatusChangedEvent,
@@ -130,6 +135,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BreakerPolicy",
+    "CallOptions",
     "ChainReport",
     "ChainState",
     "CheckpointError",
@@ -145,6 +151,7 @@ __all__ = [
     "ConnectionStateEvent",
     "ConnectionStats",
     "ConnectionStatusChangedEvent",
+    "ConnectionView",
     "Entity",
     "EventStore",
     "FanOutReport",
@@ -175,6 +182,7 @@ __all__ = [
     "PageSizes",
     "PaginationError",
     "PermissionDenied",
+    "PoolView",
     "Pull",
     "PullReport",
     "PulledPage",
@@ -189,6 +197,7 @@ __all__ = [
     "RequestEvent",
     "RequestTimeout",
     "Resource",
+    "Response",
     "ResponseTooLarge",
     "RetryEvent",
     "RetryPolicy",
@@ -206,6 +215,8 @@ __all__ = [
     "SystemErrorEvent",
     "TLSError",
     "Timeouts",
+    "TokenProvider",
+    "TokenProviderError",
     "TransportError",
     "UnexpectedRedirect",
     "UsageError",
@@ -222,6 +233,7 @@ __all__ = [
     "__version__",
     "is_testing",
     "set_testing",
+    "to_dict",
 ]
 
 # A library's logger hands records on and prints nothing by itself: a service

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -15,7 +15,15 @@ from makini_async.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["BreakerPolicy", "Limits", "OutagePolicy", "PageSizes", "RetryPolicy", "Timeouts"]
+__all__ = [
+    "BreakerPolicy",
+    "CallOptions",
+    "Limits",
+    "OutagePolicy",
+    "PageSizes",
+    "RetryPolicy",
+    "Timeouts",
+]
 
 
 def _number(value: object) -> bool:
@@ -244,3 +252,47 @@ def check_options(
         problem = f"transport must have request() and close(), got {type(transport).__name__}"
     if problem is not None:
         raise UsageError(problem)
+
+
+def _optional_positive(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not (_number(value) and value > 0):
+        msg = f"{attr.name} must be a number of seconds > 0 or None, got {value!r}"
+        raise UsageError(msg)
+
+
+def _optional_count(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        msg = f"{attr.name} must be an int >= 0 or None, got {value!r}"
+        raise UsageError(msg)
+
+
+def _optional_policy(_inst: object, attr: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and not isinstance(value, RetryPolicy):
+        msg = f"{attr.name} must be a RetryPolicy or None, got {type(value).__name__}"
+        raise UsageError(msg)
+
+
+@attrs.frozen(kw_only=True)
+class CallOptions:
+    """Per-call overrides of a pool's retry policy (see ``with_options``).
+
+    ``timeout`` bounds the whole call, retries and waits included: past it the
+    call raises :class:`~makini_async.errors.RequestTimeout`. ``max_retries``
+    is the number of retries after the first attempt (``0``: none).
+    ``retry`` replaces the pool's :class:`RetryPolicy` for the call. ``None``
+    leaves each to the pool (or the view the options were added to).
+    """
+
+    timeout: float | None = attrs.field(default=None, validator=_optional_positive)
+    max_retries: int | None = attrs.field(default=None, validator=_optional_count)
+    retry: RetryPolicy | None = attrs.field(default=None, validator=_optional_policy)
+
+    def over(self, base: CallOptions | None) -> CallOptions:
+        """These options, with what they leave unset taken from ``base``."""
+        if base is None:
+            return self
+        return CallOptions(
+            timeout=base.timeout if self.timeout is None else self.timeout,
+            max_retries=base.max_retries if self.max_retries is None else self.max_retries,
+            retry=base.retry if self.retry is None else self.retry,
+        )

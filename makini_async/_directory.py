@@ -145,9 +145,9 @@ class ConnectionDirectory:
         self._status[conn.token] = new
         reason = f"{source}: connection status {new}"
         if new == "reauthorization_required":
-            await conn.mark_reauthorization(request_id, reason)
+            await conn._mark_reauthorization(request_id, reason)
         elif new == "disconnected":
-            await conn.set_sticky(ConnectionState.DISCONNECTED, reason, request_id)
+            await conn._set_sticky(ConnectionState.DISCONNECTED, reason, request_id)
         elif new == "active" and source == "watch" and conn.state in _MARKS:
             previous = conn.state
             conn.reset()

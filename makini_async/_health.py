@@ -15,8 +15,9 @@ outcome of each attempt and asks it whether a call may go out at all.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from makini_async.errors import (
     AuthenticationError,
@@ -83,12 +84,12 @@ class Health:
         return self._open_until is not None
 
     @property
-    def probe_at(self) -> float | None:
+    def _probe_at(self) -> float | None:
         """When an open breaker lets its next probe through (pool clock), else ``None``."""
         return self._open_until
 
     @property
-    def calm(self) -> bool:
+    def _calm(self) -> bool:
         """No mark, no open breaker, no pause: nothing would be lost by forgetting it."""
         return (
             self._sticky is None
@@ -96,7 +97,7 @@ class Health:
             and self._cooldown_until <= self._shared.clock()
         )
 
-    def cooldown_left(self) -> float:
+    def _cooldown_left(self) -> float:
         """Seconds until the connection's shared 429 pause ends (0 when none)."""
         return self._cooldown_until - self._shared.clock() if self._cooldown_until else 0.0
 
@@ -111,7 +112,7 @@ class Health:
 
     # -- before a call -------------------------------------------------------------
 
-    def guard(self) -> bool:
+    def _guard(self) -> bool:
         """Fail fast on a marked connection; return True if this call is the breaker probe."""
         sticky = self._sticky
         if sticky is ConnectionState.REAUTHORIZATION_REQUIRED:
@@ -133,11 +134,11 @@ class Health:
                 f"circuit breaker open after {self._failures} consecutive failures; "
                 f"next probe in {max(0.0, self._open_until - now):.1f}s"
             )
-            raise CircuitOpenError(msg, retry_at=self._open_until, connection=self.name)
+            raise CircuitOpenError(msg, **self._retry_at(), connection=self.name)
         self._probing = True
         return True
 
-    def breaker_error(self, error: MakiniError, *, while_waiting: bool) -> CircuitOpenError:
+    def _breaker_error(self, error: MakiniError, *, while_waiting: bool) -> CircuitOpenError:
         """The error that ends a call whose retries the open breaker cuts short."""
         if while_waiting:
             msg = f"circuit breaker opened while retrying; last: {type(error).__name__}"
@@ -147,20 +148,29 @@ class Health:
                 f"last: {type(error).__name__}: {error.message}"
             )
         return CircuitOpenError(
-            msg, retry_at=self._open_until, connection=self.name, request_id=error.request_id
+            msg, **self._retry_at(), connection=self.name, request_id=error.request_id
         )
 
-    def end_probe(self) -> None:
+    def _retry_at(self) -> dict[str, Any]:
+        """When the breaker lets a probe through: on the pool clock, and on the wall clock."""
+        until = self._open_until
+        if until is None:
+            return {}
+        left = max(0.0, until - self._shared.clock())
+        wall = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=left)
+        return {"retry_at": wall, "retry_at_monotonic": until}
+
+    def _end_probe(self) -> None:
         """A probe that ended without an answer (cancelled) frees the probe slot."""
         self._probing = False
 
     # -- after an attempt ----------------------------------------------------------
 
-    def succeeded(self) -> None:
+    def _succeeded(self) -> None:
         self._failures = 0
         self._shared.budget.on_success()
 
-    async def failed(
+    async def _failed(
         self, error: MakiniError, *, probe: bool, pause: float, blameless: bool = False
     ) -> None:
         """Record a failed attempt; ``pause`` is how long a 429 pauses the connection.
@@ -171,12 +181,12 @@ class Health:
         if probe and not (error.retryable and not isinstance(error, RateLimitError)):
             # The probe got an answer from Makini (a 429, a 4xx, a reauthorization
             # mark): the connection is reachable again, so the breaker closes.
-            await self.close_breaker(error.request_id)
+            await self._close_breaker(error.request_id)
         if isinstance(error, RateLimitError):
             await self._pause(pause, error.request_id)
             return
         if isinstance(error, ReauthorizationRequired):
-            await self.mark_reauthorization(error.request_id, "API error code")
+            await self._mark_reauthorization(error.request_id, "API error code")
             return
         if not error.retryable:
             # The connection answered: it is up, whatever the request's fault.
@@ -223,7 +233,7 @@ class Health:
                 error.request_id,
             )
 
-    async def close_breaker(self, request_id: str | None) -> None:
+    async def _close_breaker(self, request_id: str | None) -> None:
         self._probing = False
         if self._open_until is not None:
             self._open_until = None
@@ -233,7 +243,7 @@ class Health:
                 ConnectionState.CIRCUIT_OPEN, ConnectionState.ACTIVE, "probe succeeded", request_id
             )
 
-    async def mark_reauthorization(self, request_id: str | None, reason: str) -> None:
+    async def _mark_reauthorization(self, request_id: str | None, reason: str) -> None:
         if self._sticky is ConnectionState.REAUTHORIZATION_REQUIRED:
             return
         self._reauth_request_id = request_id
@@ -243,10 +253,10 @@ class Health:
             reason,
             request_id,
         )
-        await self.set_sticky(ConnectionState.REAUTHORIZATION_REQUIRED, reason, request_id)
+        await self._set_sticky(ConnectionState.REAUTHORIZATION_REQUIRED, reason, request_id)
         await self._shared.notify_reauthorization(self)
 
-    async def set_sticky(self, new: ConnectionState, reason: str, request_id: str | None) -> None:
+    async def _set_sticky(self, new: ConnectionState, reason: str, request_id: str | None) -> None:
         old = self.state
         self._sticky = new
         if old is not new:

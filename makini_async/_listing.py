@@ -17,6 +17,7 @@ from makini_async.errors import UsageError
 from makini_async.pagination import Page, RawPage
 
 if TYPE_CHECKING:
+    from makini_async._config import CallOptions
     from makini_async._transport import RawResponse
     from makini_async.entities import Entity
     from makini_async.errors import MakiniError
@@ -28,9 +29,9 @@ class ListingLink(Link, Protocol):
     """A connection as listing needs it: the send loop's view plus page-size memory."""
 
     @property
-    def secrets(self) -> tuple[str, ...]: ...
-    def learnt_page_size(self, entity: Entity) -> int | None: ...
-    def learn_page_size(self, entity: Entity, limit: int) -> None: ...
+    def _secrets(self) -> tuple[str, ...]: ...
+    def _learnt_page_size(self, entity: Entity) -> int | None: ...
+    def _learn_page_size(self, entity: Entity, limit: int) -> None: ...
 
 
 def page_size_for(conn: ListingLink, entity: Entity, page_size: int | None = None) -> int:
@@ -42,7 +43,7 @@ def page_size_for(conn: ListingLink, entity: Entity, page_size: int | None = Non
     else:
         msg = f"page_size must be an integer >= 1, got {page_size!r}"
         raise UsageError(msg)
-    learnt = conn.learnt_page_size(entity)
+    learnt = conn._learnt_page_size(entity)
     return size if learnt is None else min(size, learnt)
 
 
@@ -57,7 +58,7 @@ def sizing_for(conn: ListingLink, entity: Entity, largest: int) -> Sizing:
         slow=sizes.slow_page if sizes.slow_page is not None else read / 2,
         fast=sizes.fast_page if sizes.fast_page is not None else read / 10,
         grow_after=sizes.grow_after,
-        limit=lambda: conn.learnt_page_size(entity),
+        limit=lambda: conn._learnt_page_size(entity),
     )
 
 
@@ -104,6 +105,7 @@ async def fetch_page(
     as_dicts: bool = False,
     tally: Tally | None = None,
     patient: bool = False,
+    options: CallOptions | None = None,
 ) -> Page[Any]:
     """Fetch one page, parsed and finished (records that fit, and invalid ones)."""
     page: Page[Any] = await _fetch(
@@ -116,13 +118,14 @@ async def fetch_page(
         tally=tally,
         patient=patient,
         parse=True,
+        options=options,
     )
     return await finish(conn, page, as_dicts=as_dicts)
 
 
 async def finish(conn: ListingLink, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
     """Structure a parsed page (unless ``as_dicts``) and tell the ``on_page`` hooks."""
-    page = finish_page(page, as_dicts=as_dicts, connection=conn.name, secrets=conn.secrets)
+    page = finish_page(page, as_dicts=as_dicts, connection=conn.name, secrets=conn._secrets)
     await announce_page(conn.shared.hooks.on_page, conn.name, page)
     return page
 
@@ -138,12 +141,13 @@ async def _fetch(
     tally: Tally | None,
     patient: bool,
     parse: bool,
+    options: CallOptions | None = None,
 ) -> Any:
     params = list_params(page_size, cursor, modified_after, created_after)
     floor = min(conn.shared.page_sizes.min_page_size, page_size)
 
     def learn(limit: int) -> None:
-        conn.learn_page_size(entity, limit)
+        conn._learn_page_size(entity, limit)
 
     def adapt(error: MakiniError, params: dict[str, str]) -> bool:
         return adapt_page_size(error, params, floor=floor, learn=learn)
@@ -153,4 +157,6 @@ async def _fetch(
         return read_page(raw) if parse else raw
 
     call = Call("GET", "/" + entity.value, params)
-    return await send(conn, call, answer, adapt=adapt, tally=tally, patient=patient)
+    return await send(
+        conn, call, answer, adapt=adapt, tally=tally, patient=patient, options=options
+    )

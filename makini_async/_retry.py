@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from makini_async._config import RetryPolicy
 
-__all__ = ["RetryBudget", "WaitSchedule", "is_testing", "set_testing"]
+__all__ = ["RetryBudget", "TestingSwitch", "WaitSchedule", "is_testing", "set_testing"]
 
 
 @attrs.define
@@ -33,7 +33,24 @@ class _Testing:
 _TESTING = _Testing()
 
 
-def set_testing(enabled: bool, *, attempts: int | None = None) -> None:  # noqa: FBT001
+class TestingSwitch:
+    """What :func:`set_testing` returns: leaving it as a ``with`` block restores the switch."""
+
+    __test__ = False  # not a test class, whatever a test runner makes of its name
+
+    __slots__ = ("_before",)
+
+    def __init__(self, before: tuple[bool, int | None]) -> None:
+        self._before = before
+
+    def __enter__(self) -> TestingSwitch:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        _TESTING.enabled, _TESTING.attempts = self._before
+
+
+def set_testing(enabled: bool, *, attempts: int | None = None) -> TestingSwitch:  # noqa: FBT001
     """Testing mode for your own test suites: every wait becomes zero.
 
     With ``attempts`` set, it also overrides every policy's attempt count (for
@@ -43,9 +60,19 @@ def set_testing(enabled: bool, *, attempts: int | None = None) -> None:  # noqa:
     unchanged, and nothing else behaves differently: a Retry-After longer than
     the policy allows is still raised. ``set_testing(False)`` restores normal
     waits.
+
+    The switch is process-wide. Used as a ``with`` block it holds for the block
+    only, and the switch is then restored as it was::
+
+        with set_testing(True):
+            ...
+
+    ``MakiniPool(testing=True)`` puts one pool in testing mode and no other.
     """
+    before = (_TESTING.enabled, _TESTING.attempts)
     _TESTING.enabled = enabled
     _TESTING.attempts = attempts if enabled else None
+    return TestingSwitch(before)
 
 
 def is_testing() -> bool:

@@ -14,6 +14,7 @@ override the number of attempts, and changes nothing else.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
@@ -21,13 +22,20 @@ from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
 from makini_async._outage import Waiter, is_outage_class
 from makini_async._retry import WaitSchedule, effective_attempts, is_testing
 from makini_async._sansio import error_from_response, redirect_error
-from makini_async.errors import APIError, MakiniError, RateLimitError, TransportError
+from makini_async.errors import (
+    APIError,
+    AuthenticationError,
+    MakiniError,
+    RateLimitError,
+    RequestTimeout,
+    TransportError,
+)
 from makini_async.instrumentation import RequestEvent, RetryEvent, emit
 
 if TYPE_CHECKING:
-    import asyncio
     from collections.abc import Callable
 
+    from makini_async._config import CallOptions, RetryPolicy
     from makini_async._shared import Shared
     from makini_async._transport import RawResponse
     from makini_async.errors import CircuitOpenError
@@ -79,19 +87,21 @@ class Link(Protocol):
     def shared(self) -> Shared: ...
     @property
     def breaker_open(self) -> bool: ...
-    def headers(self, call: Call) -> dict[str, str]: ...
-    def guard(self) -> bool: ...
-    def begin(self, now: float) -> None: ...
-    def end(self) -> None: ...
-    def end_probe(self) -> None: ...
-    def slot(self) -> asyncio.Semaphore: ...
-    def cooldown_left(self) -> float: ...
-    def succeeded(self) -> None: ...
-    async def failed(
+    def _headers(self, call: Call, token: str | None = ...) -> dict[str, str]: ...
+    async def _authorization(self) -> str: ...
+    async def _refresh_token(self, used: str) -> bool: ...
+    def _guard(self) -> bool: ...
+    def _begin(self, now: float) -> None: ...
+    def _end(self) -> None: ...
+    def _end_probe(self) -> None: ...
+    def _slot(self) -> asyncio.Semaphore: ...
+    def _cooldown_left(self) -> float: ...
+    def _succeeded(self) -> None: ...
+    async def _failed(
         self, error: MakiniError, *, probe: bool, pause: float, blameless: bool = ...
     ) -> None: ...
-    async def close_breaker(self, request_id: str | None) -> None: ...
-    def breaker_error(self, error: MakiniError, *, while_waiting: bool) -> CircuitOpenError: ...
+    async def _close_breaker(self, request_id: str | None) -> None: ...
+    def _breaker_error(self, error: MakiniError, *, while_waiting: bool) -> CircuitOpenError: ...
 
 
 class Tally:
@@ -112,6 +122,7 @@ async def send(
     adapt: Callable[[MakiniError, dict[str, str]], bool] | None = None,
     tally: Tally | None = None,
     patient: bool = False,
+    options: CallOptions | None = None,
 ) -> T:
     """Send ``call`` with retries; return ``parse(response, request_id)``.
 
@@ -121,14 +132,50 @@ async def send(
     an outage of the whole API (see :mod:`makini_async._outage`) the call
     waits for the API instead of spending attempts, up to its own
     ``RetryPolicy.timeout``, or (``patient``, as bulk pulls do) up to the
-    pool's outage budget.
+    pool's outage budget. ``options`` (:class:`~makini_async.CallOptions`)
+    override the pool's policy for this call; their ``timeout`` bounds the
+    whole call, waits included, and raises :class:`RequestTimeout`.
     """
+    timeout = None if options is None else options.timeout
+    if timeout is None:
+        return await _traced(
+            conn, call, parse, adapt=adapt, tally=tally, patient=patient, options=options
+        )
+    try:
+        return await asyncio.wait_for(
+            _traced(conn, call, parse, adapt=adapt, tally=tally, patient=patient, options=options),
+            timeout,
+        )
+    except asyncio.TimeoutError:
+        msg = f"the call did not finish within {timeout:g} s (retries and waits included)"
+        raise RequestTimeout(msg, connection=conn.name) from None
+
+
+async def _traced(
+    conn: Link,
+    call: Call,
+    parse: Callable[[RawResponse, str | None], T],
+    *,
+    adapt: Callable[[MakiniError, dict[str, str]], bool] | None,
+    tally: Tally | None,
+    patient: bool,
+    options: CallOptions | None,
+) -> T:
     telemetry = conn.shared.telemetry
     if telemetry is None or not telemetry.live():
-        return await _send(conn, call, parse, adapt=adapt, tally=tally, patient=patient, tel=None)
+        return await _send(
+            conn, call, parse, adapt=adapt, tally=tally, patient=patient, tel=None, options=options
+        )
     with telemetry.call(conn.name, call):
         return await _send(
-            conn, call, parse, adapt=adapt, tally=tally, patient=patient, tel=telemetry
+            conn,
+            call,
+            parse,
+            adapt=adapt,
+            tally=tally,
+            patient=patient,
+            tel=telemetry,
+            options=options,
         )
 
 
@@ -141,21 +188,32 @@ async def _send(
     tally: Tally | None,
     patient: bool,
     tel: Telemetry | None,
+    options: CallOptions | None = None,
 ) -> T:
     shared = conn.shared
     shared.ensure_open()
     telemetry = tel
-    probe = conn.guard()
-    headers = conn.headers(call)
+    probe = conn._guard()
+    used = await conn._authorization()
+    headers = conn._headers(call, used)
+    refresh = True  # a 401 AUTHENTICATION_FAILED asks a token provider once per call
     url = shared.api_url + call.path
-    testing = is_testing()
-    attempts = effective_attempts(shared.retry)
+    testing = shared.testing or is_testing()
+    policy: RetryPolicy = shared.retry
+    attempts = effective_attempts(policy)
+    if options is not None:
+        if options.retry is not None:
+            policy = options.retry
+            attempts = effective_attempts(policy)
+        if options.max_retries is not None:
+            attempts = options.max_retries + 1  # asked for this call: wins over testing mode
+    limit = policy.timeout if options is None or options.timeout is None else options.timeout
     clock = shared.clock
     hooks = shared.hooks
     outage = shared.outage
     started = clock()
-    waiter = Waiter(math.inf if patient else started + shared.retry.timeout)
-    conn.begin(started)
+    waiter = Waiter(math.inf if patient else started + limit)
+    conn._begin(started)
     schedule: WaitSchedule | None = None
     attempt = 0
     try:
@@ -189,7 +247,7 @@ async def _send(
                 else:
                     if span is not None:
                         span.done(status=status, request_id=request_id)
-                    conn.succeeded()
+                    conn._succeeded()
                     if not outage.quiet:
                         await outage.answered(waiter, t0)
                     if hooks.on_request:
@@ -203,7 +261,7 @@ async def _send(
                         )
                     if probe:
                         probe = False
-                        await conn.close_breaker(request_id)
+                        await conn._close_breaker(request_id)
                     return result
             conn.failures += 1
             error.connection = conn.name
@@ -221,6 +279,14 @@ async def _send(
                     attempt=attempt,
                     error=type(error).__name__,
                 )
+            if refresh and type(error) is AuthenticationError:
+                refresh = False
+                if await conn._refresh_token(used):
+                    # A new token (from the connection's provider): this attempt again.
+                    used = await conn._authorization()
+                    headers = conn._headers(call, used)
+                    attempt -= 1
+                    continue
             if isinstance(error, RateLimitError):
                 conn.rate_limited += 1
                 if tally is not None:
@@ -237,7 +303,7 @@ async def _send(
                     outage.probe_failed(waiter)
             blameless = outage.since is not None and is_outage_class(error)
             pause = _pause(error, testing=testing)
-            await conn.failed(error, probe=probe, pause=pause, blameless=blameless)
+            await conn._failed(error, probe=probe, pause=pause, blameless=blameless)
             if blameless:
                 if call.may_retry:
                     # The API is down for everyone: wait for it (the next attempt
@@ -253,10 +319,12 @@ async def _send(
             if not (error.retryable and call.may_retry) or attempt >= attempts:
                 raise error
             if conn.breaker_open:
-                raise conn.breaker_error(error, while_waiting=False) from error
+                raise conn._breaker_error(error, while_waiting=False) from error
             if schedule is None:
-                schedule = WaitSchedule(shared.retry, shared.rng)
-            wait = _retry_wait(conn, error, started, schedule, testing=testing)
+                schedule = WaitSchedule(policy, shared.rng)
+            wait = _retry_wait(
+                conn, error, started, schedule, testing=testing, policy=policy, limit=limit
+            )
             conn.retries += 1
             if tally is not None:
                 tally.retries += 1
@@ -267,11 +335,11 @@ async def _send(
                 await shared.sleep(wait)
             if conn.breaker_open:
                 # Another task's failures opened the breaker while this one waited.
-                raise conn.breaker_error(error, while_waiting=True) from error
+                raise conn._breaker_error(error, while_waiting=True) from error
     finally:
-        conn.end()
+        conn._end()
         if probe:
-            conn.end_probe()
+            conn._end_probe()
         if waiter.ticket:
             outage.probe_ended(waiter)
 
@@ -308,10 +376,10 @@ async def _transmit(
     another connection's rate limit while every other request waits for it.
     """
     shared = conn.shared
-    async with conn.slot():
+    async with conn._slot():
         if not testing:
             # One shared pause per connection: every task waits out the same 429.
-            while (delay := conn.cooldown_left()) > 0:
+            while (delay := conn._cooldown_left()) > 0:
                 if delay > shared.retry.max_retry_after:
                     msg = f"connection paused by a 429 for another {delay:.0f}s"
                     raise RateLimitError(msg, status=429, retry_after=delay, connection=conn.name)
@@ -346,10 +414,11 @@ def _retry_wait(
     schedule: WaitSchedule,
     *,
     testing: bool,
+    policy: RetryPolicy,
+    limit: float,
 ) -> float:
     """The wait before the next attempt, or raise ``error`` to give up."""
     shared = conn.shared
-    policy = shared.retry
     wait = schedule.next_wait()
     retry_after: float | None = getattr(error, "retry_after", None)
     if retry_after is not None:
@@ -358,10 +427,10 @@ def _retry_wait(
         wait = max(wait, retry_after)
     if isinstance(error, RateLimitError):
         # Never earlier than the connection's shared cooldown.
-        wait = max(wait, conn.cooldown_left())
+        wait = max(wait, conn._cooldown_left())
     if testing:
         wait = 0.0
-    if shared.clock() + wait - started > policy.timeout:
+    if shared.clock() + wait - started > limit:
         raise error
     if not isinstance(error, RateLimitError) and not shared.budget.try_spend():
         logger.warning(

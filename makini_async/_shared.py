@@ -61,6 +61,7 @@ class Shared:
         "sleep",
         "state",
         "telemetry",
+        "testing",
         "timeouts",
         "transport_or_none",
     )
@@ -84,8 +85,11 @@ class Shared:
         on_reauthorization: Callable[[Any], Awaitable[None] | None] | None,
         transport: Transport | None,
         telemetry: Telemetry | None = None,
+        testing: bool = False,
     ) -> None:
         self.api_url = api_url
+        #: This pool's own testing mode (every wait zero), whatever the process-wide switch.
+        self.testing = testing
         #: OpenTelemetry's spans and metrics (``None``: off, or not installed).
         self.telemetry = telemetry
         self.timeouts = timeouts

@@ -21,6 +21,7 @@ from makini_async._health import Health
 from makini_async._sansio import parse_single
 from makini_async._scrub import clean
 from makini_async._send import Call, send
+from makini_async._tokens import Credentials
 from makini_async.entities import Entity
 from makini_async.errors import UsageError
 from makini_async.instrumentation import ConnectionState
@@ -42,9 +43,11 @@ from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 if TYPE_CHECKING:
     import builtins
     import datetime as dt
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
+    from makini_async._config import CallOptions, RetryPolicy
     from makini_async._invalid import InvalidRecord, OnInvalid
+    from makini_async._options import ConnectionView
     from makini_async._shared import Shared
     from makini_async._transport import RawResponse
     from makini_async._walk import Sizing
@@ -87,6 +90,7 @@ class Connection(Health):
     """The handle for one customer connection. Get it from :meth:`MakiniPool.connection`."""
 
     __slots__ = (
+        "_auth",
         "_in_flight",
         "_last_used",
         "_max_page",
@@ -94,7 +98,6 @@ class Connection(Health):
         "_named",
         "_per_connection",
         "_sem",
-        "_token",
         "connection_id",
         "failures",
         "rate_limited",
@@ -103,10 +106,16 @@ class Connection(Health):
     )
 
     def __init__(
-        self, shared: Shared, token: str, *, name: str | None, per_connection: int | None
+        self,
+        shared: Shared,
+        token: str | None,
+        *,
+        name: str | None,
+        per_connection: int | None,
+        provider: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__(shared)
-        self._token = token
+        self._auth = Credentials(token, provider)
         self._name = name
         self._named = name is not None
         self._per_connection = per_connection
@@ -128,10 +137,10 @@ class Connection(Health):
     def name(self) -> str:
         """Display name: the one given, or ``conn-`` and a hash prefix of the token."""
         if self._name is None:
-            self._name = default_name(self._token)
+            self._name = default_name(self._auth.token or "")
         return self._name
 
-    def rename(self, name: str) -> None:
+    def _rename(self, name: str) -> None:
         """Give a handle that had only its default name the ``name`` asked for now."""
         if name != self.name:
             if self._named:
@@ -150,12 +159,35 @@ class Connection(Health):
     @property
     def fingerprint(self) -> str:
         """A one-way hash of the token (checkpoints keep it to recognise the token)."""
-        return token_fingerprint(self._token)
+        token = self._auth.token
+        return token_fingerprint(token if token is not None else "provider:" + self.name)
 
     @property
-    def secrets(self) -> tuple[str, ...]:
-        """What must never appear in text this connection shows: its token."""
-        return (self._token,)
+    def _secrets(self) -> tuple[str, ...]:
+        """What must never appear in text this connection shows: its tokens, old and new."""
+        return self._auth.secrets
+
+    @property
+    def token_generation(self) -> int:
+        """How many times this connection's token changed (``0``: never)."""
+        return self._auth.generation
+
+    @property
+    def token_changed_at(self) -> float | None:
+        """When the token last changed, on the pool clock (``None``: never)."""
+        return self._auth.changed_at
+
+    def replace_token(self, token: str) -> bool:
+        """Send ``token`` from now on, keeping every state; whether it changed."""
+        return self._auth.replace(token, self._shared.clock())
+
+    async def _authorization(self) -> str:
+        """The token for the next attempt (a provider is asked for the first one)."""
+        return await self._auth.current(self.name)
+
+    async def _refresh_token(self, used: str) -> bool:
+        """A 401 answered ``used``: ask the provider once; whether there is a new token."""
+        return await self._auth.refresh(used, self.name, self._shared.clock())
 
     @property
     def stats(self) -> ConnectionStats:
@@ -173,14 +205,14 @@ class Connection(Health):
     def is_idle(self) -> bool:
         return self._in_flight == 0
 
-    def idle_since(self, horizon: float) -> bool:
+    def _idle_since(self, horizon: float) -> bool:
         """Idle, unused since ``horizon`` and without state worth keeping (evictable)."""
-        return self._in_flight == 0 and self._last_used <= horizon and self.calm
+        return self._in_flight == 0 and self._last_used <= horizon and self._calm
 
     # -- what the send loop uses -------------------------------------------------
 
-    def headers(self, call: Call) -> dict[str, str]:
-        headers = {"Authorization": "Bearer " + self._token}
+    def _headers(self, call: Call, token: str | None = None) -> dict[str, str]:
+        headers = {"Authorization": "Bearer " + (token or self._auth.token or "")}
         if call.body is not None:
             headers["Content-Type"] = "application/json"
         if call.idempotency_key is not None:
@@ -190,19 +222,19 @@ class Connection(Health):
     @property
     def token(self) -> str:
         """The token, for the send loop's headers and scrubbing; never shown anywhere."""
-        return self._token
+        return self._auth.token or ""
 
-    def begin(self, now: float) -> None:
+    def _begin(self, now: float) -> None:
         self._last_used = now
         self._in_flight += 1
 
-    def end(self) -> None:
+    def _end(self) -> None:
         self._in_flight -= 1
         if not self._in_flight:
             # Nothing holds or waits on the semaphore: an idle handle keeps none.
             self._sem = None
 
-    def slot(self) -> asyncio.Semaphore:
+    def _slot(self) -> asyncio.Semaphore:
         """The connection's concurrency limit (made when first needed)."""
         sem = self._sem
         if sem is None:
@@ -210,9 +242,9 @@ class Connection(Health):
             sem = self._sem = asyncio.Semaphore(limit)
         return sem
 
-    def cleaned(self, invalid: builtins.list[InvalidRecord]) -> tuple[InvalidRecord, ...]:
+    def _cleaned(self, invalid: builtins.list[InvalidRecord]) -> tuple[InvalidRecord, ...]:
         """Invalid records whose reasons (quoting server values) are scrubbed of the token."""
-        return tuple(attrs.evolve(i, reason=clean(i.reason, self.secrets)) for i in invalid)
+        return tuple(attrs.evolve(i, reason=clean(i.reason, self._secrets)) for i in invalid)
 
     # -- typed resources ---------------------------------------------------------
 
@@ -258,6 +290,8 @@ class Connection(Health):
         cursor: str | None = ...,
         as_dicts: Literal[False],
         on_invalid: Literal["raise", "skip"] = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> Listing[Record]: ...
 
     @overload
@@ -271,6 +305,8 @@ class Connection(Health):
         cursor: str | None = ...,
         as_dicts: bool | None = ...,
         on_invalid: OnInvalid = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> Listing[Any]: ...
 
     def list(
@@ -283,6 +319,8 @@ class Connection(Health):
         cursor: str | None = None,
         as_dicts: bool | None = None,
         on_invalid: OnInvalid = "raise",
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> Listing[Any]:
         """List ``entity`` records, oldest cursor first.
 
@@ -301,11 +339,27 @@ class Connection(Health):
             cursor=cursor,
             as_dicts=self._as_dicts(as_dicts),
             on_invalid=on_invalid,
+            timeout=timeout,
+            max_retries=max_retries,
         )
 
-    async def get(self, entity: EntityLike, id: str, *, as_dicts: bool | None = None) -> Any:
-        """``GET /{entity}/{id}``: one record (or dict). Raises :class:`NotFound`."""
-        return await self.resource(entity).get(id, as_dicts=self._as_dicts(as_dicts))
+    async def get(
+        self,
+        entity: EntityLike,
+        id: str,
+        *,
+        as_dicts: bool | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> Any:
+        """``GET /{entity}/{id}``: one record (or dict). Raises :class:`NotFound`.
+
+        ``timeout`` bounds the whole call, retries included; ``max_retries``
+        caps its retries (see :meth:`with_options`).
+        """
+        return await self.resource(entity).get(
+            id, as_dicts=self._as_dicts(as_dicts), timeout=timeout, max_retries=max_retries
+        )
 
     async def create(
         self,
@@ -314,10 +368,16 @@ class Connection(Health):
         *,
         idempotency_key: str | _Auto | None = AUTO,
         as_dicts: bool | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> Any:
         """``POST /{entity}``: see :meth:`Resource.create`."""
         return await self.resource(entity).create(
-            body, idempotency_key=idempotency_key, as_dicts=self._as_dicts(as_dicts)
+            body,
+            idempotency_key=idempotency_key,
+            as_dicts=self._as_dicts(as_dicts),
+            timeout=timeout,
+            max_retries=max_retries,
         )
 
     async def update(
@@ -328,22 +388,57 @@ class Connection(Health):
         *,
         idempotency_key: str | _Auto | None = AUTO,
         as_dicts: bool | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> Any:
         """``PATCH /{entity}/{id}`` with ``changes``; returns the updated record."""
         return await self.resource(entity).update(
-            id, changes, idempotency_key=idempotency_key, as_dicts=self._as_dicts(as_dicts)
+            id,
+            changes,
+            idempotency_key=idempotency_key,
+            as_dicts=self._as_dicts(as_dicts),
+            timeout=timeout,
+            max_retries=max_retries,
         )
 
-    async def delete(self, entity: EntityLike, id: str) -> None:
+    async def delete(
+        self,
+        entity: EntityLike,
+        id: str,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> None:
         """``DELETE /{entity}/{id}``. Many systems answer :class:`OperationNotSupported`."""
-        await self.resource(entity).delete(id)
+        await self.resource(entity).delete(id, timeout=timeout, max_retries=max_retries)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ConnectionView:
+        """This connection with per-call options: a cheap view sharing its every state.
+
+        ``timeout`` (seconds) bounds each call made through the view, retries
+        and waits included, and raises :class:`RequestTimeout` past it;
+        ``max_retries`` caps the retries after the first attempt (``0``:
+        none); ``retry`` replaces the pool's :class:`RetryPolicy`. By default
+        a call may retry for up to ``RetryPolicy.timeout`` (300 s): bound it
+        this way where a person is waiting.
+        """
+        from makini_async._options import ConnectionView, call_options  # noqa: PLC0415
+
+        opts = call_options(None, timeout=timeout, max_retries=max_retries, retry=retry)
+        return ConnectionView(self, opts)
 
     def _as_dicts(self, as_dicts: bool | None) -> bool:  # noqa: FBT001
         return self._shared.as_dicts if as_dicts is None else as_dicts
 
     # -- listing pages (see makini_async._listing) ---------------------------------
 
-    def page_size_for(self, entity: Entity, page_size: int | None = None) -> int:
+    def _page_size_for(self, entity: Entity, page_size: int | None = None) -> int:
         """The page size to ask for: ``page_size``, else the pool's, within any learnt limit."""
         return _listing.page_size_for(self, entity, page_size)
 
@@ -351,11 +446,11 @@ class Connection(Health):
         """How a walk of ``entity`` adapts its page size (see :class:`PageSizes`)."""
         return _listing.sizing_for(self, entity, largest)
 
-    def learnt_page_size(self, entity: Entity) -> int | None:
+    def _learnt_page_size(self, entity: Entity) -> int | None:
         """The page-size limit the API gave this connection for ``entity``, if any."""
         return None if self._max_page is None else self._max_page.get(entity)
 
-    def learn_page_size(self, entity: Entity, limit: int) -> None:
+    def _learn_page_size(self, entity: Entity, limit: int) -> None:
         if self._max_page is None:
             self._max_page = {}
         self._max_page[entity] = limit
@@ -369,6 +464,7 @@ class Connection(Health):
         modified_after: str | None = None,
         created_after: str | None = None,
         as_dicts: bool = False,
+        options: CallOptions | None = None,
     ) -> Page[Any]:
         """Fetch one page, parsed and finished (records that fit, and invalid ones)."""
         return await _listing.fetch_page(
@@ -379,6 +475,7 @@ class Connection(Health):
             modified_after=modified_after,
             created_after=created_after,
             as_dicts=as_dicts,
+            options=options,
         )
 
     # -- the connection itself ---------------------------------------------------
@@ -388,7 +485,7 @@ class Connection(Health):
         info = await send(self, Call("GET", "/connection"), _connection_info)
         self.connection_id = info.id
         if info.reauthorization_required:
-            await self.mark_reauthorization(info.request_id, "status endpoint")
+            await self._mark_reauthorization(info.request_id, "status endpoint")
         return info
 
     async def sync_status(self) -> SyncStatus:
@@ -404,7 +501,7 @@ class Connection(Health):
     async def disconnect(self) -> None:
         """``DELETE /connection``: the token stops working at once."""
         await send(self, Call("DELETE", "/connection"), _ignore)
-        await self.set_sticky(ConnectionState.DISCONNECTED, "disconnected by the client", None)
+        await self._set_sticky(ConnectionState.DISCONNECTED, "disconnected by the client", None)
 
 
 def _ignore(_resp: RawResponse, _request_id: str | None) -> None:

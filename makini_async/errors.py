@@ -46,6 +46,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    import datetime as dt
+
     from makini_async._invalid import InvalidRecord
 
 __all__ = [
@@ -300,13 +302,20 @@ class RecordStructureError(MakiniError):
     """A record in a response does not fit its model.
 
     ``field`` is the path to the bad value; ``invalid_record`` (when set)
-    holds the record as the API sent it, so raising never loses it.
+    holds the record as the API sent it, so raising never loses it. From a
+    listing, ``page_records`` holds the page's records that did fit,
+    ``page_invalid`` every record of the page that did not, and
+    ``next_cursor`` the cursor after that page: pass it as ``cursor=`` to go
+    on without fetching the page again (``None``: it was the last page).
     """
 
     def __init__(self, message: str, *, field: str | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.field = field
         self.invalid_record: InvalidRecord | None = None
+        self.page_records: list[Any] | None = None
+        self.page_invalid: list[InvalidRecord] | None = None
+        self.next_cursor: str | None = None
 
 
 class PaginationError(MakiniError):
@@ -316,10 +325,19 @@ class PaginationError(MakiniError):
 class CircuitOpenError(MakiniError):
     """The connection failed repeatedly; calls are refused until ``retry_at``."""
 
-    def __init__(self, message: str, *, retry_at: float | None = None, **kw: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_at: dt.datetime | None = None,
+        retry_at_monotonic: float | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(message, **kw)
-        #: When a probe will be let through, on the pool clock (``time.monotonic``).
+        #: When a probe will be let through: an aware UTC datetime, to show a person.
         self.retry_at = retry_at
+        #: The same moment on the pool clock (``time.monotonic`` unless injected).
+        self.retry_at_monotonic = retry_at_monotonic
 
 
 class CheckpointError(MakiniError):

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 import attrs
 
 from makini_async._walk import CursorGuard, Sizing, Walk
+from makini_async.errors import RecordStructureError
 from makini_async.models import invalid_record_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from makini_async._config import CallOptions
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async.entities import Entity
 
@@ -107,6 +109,7 @@ class Listing(Generic[R]):
         "_entity",
         "_modified_after",
         "_on_invalid",
+        "_options",
         "_page_size",
     )
 
@@ -121,8 +124,10 @@ class Listing(Generic[R]):
         created_after: str | None,
         as_dicts: bool,
         on_invalid: OnInvalid = "raise",
+        options: CallOptions | None = None,
     ) -> None:
         self._conn = conn
+        self._options = options
         self._entity = entity
         self._page_size = page_size
         self._cursor = cursor
@@ -162,6 +167,8 @@ class Listing(Generic[R]):
             connection=conn.name,
             sizing=conn.sizing(self._entity, self._page_size),
         )
+        # Per-call options only when given: a PageSource of the caller's need not take them.
+        extra: dict[str, Any] = {} if self._options is None else {"options": self._options}
         while not walk.done:
             page: Page[Any] = await conn.fetch_page(
                 self._entity,
@@ -170,9 +177,17 @@ class Listing(Generic[R]):
                 modified_after=self._modified_after,
                 created_after=self._created_after,
                 as_dicts=self._as_dicts,
+                **extra,
             )
             if page.invalid:
-                report_invalid(page.invalid, self._on_invalid)
+                try:
+                    report_invalid(page.invalid, self._on_invalid)
+                except RecordStructureError as exc:
+                    # The page's valid records and where to go on: nothing need be fetched twice.
+                    exc.page_records = list(page.records)
+                    exc.page_invalid = list(page.invalid)
+                    exc.next_cursor = page.next_cursor
+                    raise
             yield page
             walk.advance(page.next_cursor, page.page_size, page.request_id, page.elapsed)
 

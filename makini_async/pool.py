@@ -7,7 +7,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 from makini_async._config import (
     BreakerPolicy,
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from makini_async._directory import StatusChange
     from makini_async._fanout import FanOutReport
     from makini_async._invalid import OnInvalid
+    from makini_async._options import PoolView
+    from makini_async._tokens import TokenProvider
     from makini_async._transport import Transport
     from makini_async.bulk import ConnectionSpec
     from makini_async.bulk._sink import Sink
@@ -55,6 +57,20 @@ logger = logging.getLogger("makini_async")
 _R = TypeVar("_R")
 
 ReauthCallback = Callable[[Connection], "Awaitable[None] | None"]
+
+
+#: The key of a handle whose token comes from a provider (no token starts with NUL).
+_PROVIDED: Final = "\0provider:"
+
+
+def _check_concurrency(max_concurrency: object) -> None:
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        msg = f"max_concurrency must be an integer >= 1, got {max_concurrency!r}"
+        raise UsageError(msg)
 
 
 class MakiniPool:
@@ -78,7 +94,9 @@ class MakiniPool:
     ``transport`` are injection points for tests. With ``opentelemetry-api``
     installed (the ``otel`` extra) the pool emits spans and metrics through the
     global providers (:mod:`makini_async.telemetry`); ``telemetry=False`` turns
-    that off.
+    that off. ``testing=True`` makes this pool's waits zero (retry backoff,
+    Retry-After, 429 cooldowns), as :func:`~makini_async.set_testing` does for
+    every pool, without changing any other pool.
     """
 
     def __init__(
@@ -100,6 +118,7 @@ class MakiniPool:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         telemetry: bool = True,
+        testing: bool = False,
     ) -> None:
         check_options(
             hooks=hooks,
@@ -107,6 +126,7 @@ class MakiniPool:
                 "as_dicts": as_dicts,
                 "allow_insecure_http": allow_insecure_http,
                 "telemetry": telemetry,
+                "testing": testing,
             },
             callables={
                 "clock": clock,
@@ -153,8 +173,10 @@ class MakiniPool:
             on_reauthorization=on_reauthorization_required,
             transport=transport,
             telemetry=self.telemetry,
+            testing=testing,
         )
         self._connections: dict[str, Connection] = {}
+        self._by_name: dict[str, Connection] = {}  # named handles: a new token replaces in place
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -216,32 +238,89 @@ class MakiniPool:
     # -- connections ------------------------------------------------------------------
 
     def connection(
-        self, token: str, *, name: str | None = None, max_concurrency: int | None = None
+        self,
+        token: str | TokenProvider,
+        *,
+        name: str | None = None,
+        max_concurrency: int | None = None,
     ) -> Connection:
         """The handle for ``token`` (the same token always gives the same handle).
 
         ``name`` is how logs, errors, reports and output files refer to the
-        connection; by default a hash prefix of the token. ``max_concurrency``
-        overrides the pool's per-connection limit for this connection.
+        connection; by default a hash prefix of the token. A ``name`` the pool
+        already has, given with another token, is that connection's new token
+        (a customer reconnected): the handle's token is replaced in place and
+        its cooldown, breaker and counters are kept. ``token`` may also be a
+        sync or async callable returning the current token (``name`` is then
+        required): it is asked before the first call and once more when the
+        API answers 401 ``AUTHENTICATION_FAILED`` (see :mod:`makini_async._tokens`).
+        ``max_concurrency`` overrides the pool's per-connection limit.
         """
+        if callable(token):
+            return self._provided(token, name, max_concurrency)
         conn = self._connections.get(token) if isinstance(token, str) else None
         if conn is not None:
             if name is not None:
-                conn.rename(name)
+                conn._rename(name)
+                self._by_name[name] = conn
             return conn
         check_token(token)
-        if max_concurrency is not None and (
-            not isinstance(max_concurrency, int) or max_concurrency < 1
-        ):
-            msg = f"max_concurrency must be an integer >= 1, got {max_concurrency!r}"
-            raise UsageError(msg)
+        _check_concurrency(max_concurrency)
         if self.closed:
             self.ensure_open()
+        known = None if name is None else self._by_name.get(name)
+        if known is not None:
+            # The same connection with a new token: replaced in place, its state kept.
+            old = known.token
+            known.replace_token(token)
+            if self._connections.get(old) is known:
+                del self._connections[old]
+            self._connections[token] = known
+            return known
         conn = Connection(self.shared, token, name=name, per_connection=max_concurrency)
-        self._connections[token] = conn
+        self._add(token, conn)
+        return conn
+
+    def _provided(
+        self, provider: TokenProvider, name: str | None, max_concurrency: int | None
+    ) -> Connection:
+        if name is None:
+            msg = "a connection whose token comes from a provider needs name="
+            raise UsageError(msg)
+        known = self._by_name.get(name)
+        if known is not None:
+            return known
+        _check_concurrency(max_concurrency)
+        if self.closed:
+            self.ensure_open()
+        conn = Connection(
+            self.shared, None, name=name, per_connection=max_concurrency, provider=provider
+        )
+        self._add(_PROVIDED + name, conn)
+        return conn
+
+    def _add(self, key: str, conn: Connection) -> None:
+        self._connections[key] = conn
+        if conn._named:
+            self._by_name[conn.name] = conn
         if self.telemetry is not None:
             self.telemetry.handle_opened()
-        return conn
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> PoolView:
+        """The pool seen with per-call options: its connections' calls use them.
+
+        See :meth:`Connection.with_options`; the handles are the pool's own.
+        """
+        from makini_async._options import PoolView, call_options  # noqa: PLC0415
+
+        opts = call_options(None, timeout=timeout, max_retries=max_retries, retry=retry)
+        return PoolView(self, opts)
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -257,9 +336,11 @@ class MakiniPool:
         lost. Returns how many were evicted.
         """
         horizon = self.clock() - (self.limits.idle_evict_after if idle_for is None else idle_for)
-        drop = [token for token, conn in self._connections.items() if conn.idle_since(horizon)]
+        drop = [token for token, conn in self._connections.items() if conn._idle_since(horizon)]
         for token in drop:
             conn = self._connections.pop(token)
+            if self._by_name.get(conn.name) is conn:
+                del self._by_name[conn.name]
             if self.telemetry is not None:
                 self.telemetry.handle_closed(conn.state)
         return len(drop)
@@ -397,7 +478,7 @@ class MakiniPool:
 
     def _live_handle(self, conn: Connection) -> Connection | None:
         """The pool's handle for ``conn``'s token, made again (same name) if it was evicted."""
-        live = self._connections.get(conn.token)
+        live = self._connections.get(conn.token) or self._by_name.get(conn.name)
         if live is not None or self.closed:
             return live
         name = None if conn.name == default_name(conn.token) else conn.name

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVa
 
 import orjson
 
+from makini_async._config import CallOptions
 from makini_async._invalid import ON_INVALID
 from makini_async._listing import ListingLink
 from makini_async._sansio import check_record_id, format_when, parse_single
@@ -46,9 +47,11 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping
 
+    from makini_async._config import RetryPolicy
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async._invalid import InvalidRecord as _Invalid
     from makini_async._transport import RawResponse
+    from makini_async.responses import RawResource
 
 __all__ = [
     "AUTO",
@@ -62,6 +65,7 @@ __all__ = [
 ]
 
 R = TypeVar("R", bound=Record)
+_Res = TypeVar("_Res", bound="Resource[Any]")
 
 
 class _Auto:
@@ -76,18 +80,21 @@ AUTO: Final = _Auto()
 class ResourceLink(ListingLink, PageSource, Protocol):
     """A connection as a resource needs it (:class:`~makini_async.Connection` is one)."""
 
-    def page_size_for(self, entity: Entity, page_size: int | None = None) -> int: ...
-    def cleaned(self, invalid: list[_Invalid]) -> tuple[_Invalid, ...]: ...
+    def _page_size_for(self, entity: Entity, page_size: int | None = None) -> int: ...
+    def _cleaned(self, invalid: list[_Invalid]) -> tuple[_Invalid, ...]: ...
 
 
 class Resource(Generic[R]):
     """One entity of one connection: list, get, create, update, delete."""
 
-    __slots__ = ("_conn", "entity")
+    __slots__ = ("_conn", "_options", "entity")
 
-    def __init__(self, conn: ResourceLink, entity: Entity) -> None:
+    def __init__(
+        self, conn: ResourceLink, entity: Entity, options: CallOptions | None = None
+    ) -> None:
         self._conn = conn
         self.entity = entity
+        self._options = options
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} of {self._conn.name!r}>"
@@ -104,6 +111,8 @@ class Resource(Generic[R]):
         cursor: str | None = ...,
         as_dicts: Literal[False] = ...,
         on_invalid: Literal["raise", "skip"] = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> Listing[R]: ...
 
     @overload
@@ -116,6 +125,8 @@ class Resource(Generic[R]):
         cursor: str | None = ...,
         as_dicts: Literal[False] = ...,
         on_invalid: Literal["deliver"],
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> Listing[R | InvalidRecord]: ...
 
     @overload
@@ -128,6 +139,8 @@ class Resource(Generic[R]):
         cursor: str | None = ...,
         as_dicts: Literal[True],
         on_invalid: Literal["raise", "skip"] = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> Listing[dict[str, Any]]: ...
 
     @overload
@@ -140,6 +153,8 @@ class Resource(Generic[R]):
         cursor: str | None = ...,
         as_dicts: Literal[True],
         on_invalid: Literal["deliver"],
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> Listing[dict[str, Any] | InvalidRecord]: ...
 
     @overload
@@ -152,6 +167,8 @@ class Resource(Generic[R]):
         cursor: str | None = ...,
         as_dicts: bool = ...,
         on_invalid: OnInvalid = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> Listing[Any]: ...
 
     def list(
@@ -163,8 +180,14 @@ class Resource(Generic[R]):
         cursor: str | None = None,
         as_dicts: bool = False,
         on_invalid: OnInvalid = "raise",
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> Listing[Any]:
-        """List records, oldest cursor first (see :meth:`Connection.list`)."""
+        """List records, oldest cursor first (see :meth:`Connection.list`).
+
+        ``timeout`` and ``max_retries`` bound each page's call (see
+        :meth:`with_options`).
+        """
         check_on_invalid(on_invalid)
         if not isinstance(as_dicts, bool):
             msg = f"as_dicts must be True or False, got {as_dicts!r}"
@@ -172,27 +195,56 @@ class Resource(Generic[R]):
         return Listing(
             self._conn,
             self.entity,
-            page_size=self._conn.page_size_for(self.entity, page_size),
+            page_size=self._conn._page_size_for(self.entity, page_size),
             cursor=_cursor(cursor),
             modified_after=_when(modified_after, "modified_after"),
             created_after=_when(created_after, "created_after"),
             as_dicts=as_dicts,
             on_invalid=on_invalid,
+            options=self._options_for(timeout, max_retries),
         )
 
     # -- single records ---------------------------------------------------------
 
     @overload
-    async def get(self, id: str, *, as_dicts: Literal[False] = ...) -> R: ...
+    async def get(
+        self,
+        id: str,
+        *,
+        as_dicts: Literal[False] = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> R: ...
     @overload
-    async def get(self, id: str, *, as_dicts: Literal[True]) -> dict[str, Any]: ...
+    async def get(
+        self,
+        id: str,
+        *,
+        as_dicts: Literal[True],
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> dict[str, Any]: ...
     @overload
-    async def get(self, id: str, *, as_dicts: bool) -> R | dict[str, Any]: ...
+    async def get(
+        self,
+        id: str,
+        *,
+        as_dicts: bool,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
+    ) -> R | dict[str, Any]: ...
 
-    async def get(self, id: str, *, as_dicts: bool = False) -> R | dict[str, Any]:
+    async def get(
+        self,
+        id: str,
+        *,
+        as_dicts: bool = False,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+    ) -> R | dict[str, Any]:
         """``GET /{entity}/{id}``: one record (or dict). Raises :class:`NotFound`."""
-        path = self._record_path(id)
-        return self._shape(await send(self._conn, Call("GET", path), _single), as_dicts)
+        answer = await self._call(Call("GET", self._record_path(id)), timeout, max_retries)
+        return self._shape(answer, as_dicts)
 
     @overload
     async def create(
@@ -201,6 +253,8 @@ class Resource(Generic[R]):
         *,
         idempotency_key: str | _Auto | None = ...,
         as_dicts: Literal[False] = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> R: ...
     @overload
     async def create(
@@ -209,6 +263,8 @@ class Resource(Generic[R]):
         *,
         idempotency_key: str | _Auto | None = ...,
         as_dicts: Literal[True],
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> dict[str, Any]: ...
     @overload
     async def create(
@@ -217,6 +273,8 @@ class Resource(Generic[R]):
         *,
         idempotency_key: str | _Auto | None = ...,
         as_dicts: bool,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> R | dict[str, Any]: ...
 
     async def create(
@@ -225,17 +283,18 @@ class Resource(Generic[R]):
         *,
         idempotency_key: str | _Auto | None = AUTO,
         as_dicts: bool = False,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> R | dict[str, Any]:
         """``POST /{entity}``: create a record, return it as the API stored it.
 
         An idempotency key is generated unless one is given, and kept
         identical across retries, so a retried create never creates twice.
-        ``idempotency_key=None`` sends none and disables retries.
+        ``idempotency_key=None`` sends none and disables retries. The key
+        used and the request ID are on :attr:`with_raw_response`'s answer.
         """
-        call = Call(
-            "POST", "/" + self.entity.value, None, encode(body), _idempotency_key(idempotency_key)
-        )
-        return self._shape(await send(self._conn, call, _single), as_dicts)
+        call = self._create_call(body, idempotency_key)
+        return self._shape(await self._call(call, timeout, max_retries), as_dicts)
 
     @overload
     async def update(
@@ -245,6 +304,8 @@ class Resource(Generic[R]):
         *,
         idempotency_key: str | _Auto | None = ...,
         as_dicts: Literal[False] = ...,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> R: ...
     @overload
     async def update(
@@ -254,6 +315,8 @@ class Resource(Generic[R]):
         *,
         idempotency_key: str | _Auto | None = ...,
         as_dicts: Literal[True],
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> dict[str, Any]: ...
     @overload
     async def update(
@@ -263,6 +326,8 @@ class Resource(Generic[R]):
         *,
         idempotency_key: str | _Auto | None = ...,
         as_dicts: bool,
+        timeout: float | None = ...,
+        max_retries: int | None = ...,
     ) -> R | dict[str, Any]: ...
 
     async def update(
@@ -272,25 +337,73 @@ class Resource(Generic[R]):
         *,
         idempotency_key: str | _Auto | None = AUTO,
         as_dicts: bool = False,
+        timeout: float | None = None,
+        max_retries: int | None = None,
     ) -> R | dict[str, Any]:
         """``PATCH /{entity}/{id}`` with ``changes``; returns the updated record."""
-        path = self._record_path(id)
-        call = Call("PATCH", path, None, encode(changes), _idempotency_key(idempotency_key))
-        return self._shape(await send(self._conn, call, _single), as_dicts)
+        call = self._update_call(id, changes, idempotency_key)
+        return self._shape(await self._call(call, timeout, max_retries), as_dicts)
 
-    async def delete(self, id: str) -> None:
+    async def delete(
+        self, id: str, *, timeout: float | None = None, max_retries: int | None = None
+    ) -> None:
         """``DELETE /{entity}/{id}``. Many systems answer :class:`OperationNotSupported`."""
-        await send(self._conn, Call("DELETE", self._record_path(id)), _ignore)
+        await self._call(Call("DELETE", self._record_path(id)), timeout, max_retries, body=False)
+
+    # -- options and raw answers ----------------------------------------------------
+
+    def with_options(
+        self: _Res,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> _Res:
+        """This resource with per-call options (a cheap view sharing the connection's state).
+
+        ``timeout`` bounds each call, retries and waits included
+        (:class:`~makini_async.errors.RequestTimeout` past it);
+        ``max_retries`` is the retries after the first attempt (``0``: none);
+        ``retry`` replaces the pool's :class:`RetryPolicy`. The connection's
+        cooldown, breaker and reauthorization state are the same for every view.
+        """
+        options = CallOptions(timeout=timeout, max_retries=max_retries, retry=retry)
+        return type(self)(self._conn, self.entity, options.over(self._options))
+
+    @property
+    def with_raw_response(self) -> RawResource[R]:
+        """The same calls, answering :class:`Response` (status, headers, request ID, key)."""
+        from makini_async.responses import RawResource  # noqa: PLC0415 - built on this module
+
+        return RawResource(self)
+
+    def _options_for(self, timeout: float | None, max_retries: int | None) -> CallOptions | None:
+        if timeout is None and max_retries is None:
+            return self._options
+        return CallOptions(timeout=timeout, max_retries=max_retries).over(self._options)
+
+    async def _call(
+        self, call: Call, timeout: float | None, max_retries: int | None, *, body: bool = True
+    ) -> tuple[dict[str, Any], str | None, int, Mapping[str, str]]:
+        options = self._options_for(timeout, max_retries)
+        return await send(self._conn, call, _answer if body else _no_body, options=options)
+
+    def _create_call(self, body: Mapping[str, Any] | Record, key: str | _Auto | None) -> Call:
+        return Call("POST", "/" + self.entity.value, None, encode(body), _idempotency_key(key))
+
+    def _update_call(self, id: str, changes: Mapping[str, Any], key: str | _Auto | None) -> Call:
+        path = self._record_path(id)
+        return Call("PATCH", path, None, encode(changes), _idempotency_key(key))
 
     def _record_path(self, id: str) -> str:
         return f"/{self.entity.value}/{check_record_id(id)}"
 
     def _shape(
         self,
-        answer: tuple[dict[str, Any], str | None],
+        answer: tuple[dict[str, Any], str | None, int, Mapping[str, str]],
         as_dicts: bool,  # noqa: FBT001
     ) -> R | dict[str, Any]:
-        data, request_id = answer
+        data, request_id, _status, _headers = answer
         if as_dicts:
             return data
         conn = self._conn
@@ -298,7 +411,7 @@ class Resource(Generic[R]):
             self.entity, [data], request_id=request_id, connection=conn.name
         )
         if invalid:
-            raise invalid_record_error(conn.cleaned(invalid)[0])
+            raise invalid_record_error(conn._cleaned(invalid)[0])
         return cast("R", records[0])
 
 
@@ -405,9 +518,15 @@ def _default(value: object) -> object:
     raise TypeError(msg)
 
 
-def _single(resp: RawResponse, request_id: str | None) -> tuple[dict[str, Any], str | None]:
-    return parse_single(resp.body, request_id=request_id), request_id
+def _answer(
+    resp: RawResponse, request_id: str | None
+) -> tuple[dict[str, Any], str | None, int, Mapping[str, str]]:
+    """A single record's answer: the record, its request ID, the status and the headers."""
+    return parse_single(resp.body, request_id=request_id), request_id, resp.status, resp.headers
 
 
-def _ignore(_resp: RawResponse, _request_id: str | None) -> None:
-    return None
+def _no_body(
+    resp: RawResponse, request_id: str | None
+) -> tuple[dict[str, Any], str | None, int, Mapping[str, str]]:
+    """An answer whose body does not matter (a delete)."""
+    return {}, request_id, resp.status, resp.headers

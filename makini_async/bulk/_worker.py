@@ -74,7 +74,7 @@ async def _defer(chain: Chain, error: MakiniError, run: RunSettings) -> None:
     the breaker's error.
     """
     now = run.clock()
-    probe_at = chain.conn.probe_at
+    probe_at = chain.conn._probe_at
     wait = max(_MIN_DEFERRAL, (probe_at if probe_at is not None else now) - now)
     if chain.deferred_for + wait > run.patience:
         raise error
@@ -125,7 +125,7 @@ async def _walk(
     loop = asyncio.get_running_loop()
     try:
         cursor, modified_after, learnt = await checkpoints.plan(chain)
-        largest = conn.page_size_for(entity)
+        largest = conn._page_size_for(entity)
         sizing = _listing.sizing_for(conn, entity, largest)
         walk = Walk(
             cursor,

@@ -107,6 +107,18 @@ class Record:
     raw: dict[str, Any] | None = attrs.field(default=None, hash=False)
     extra: dict[str, Any] = attrs.field(factory=dict, hash=False)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The record in the API's JSON shape: what a web framework can serialise.
+
+        Date-times as ``...Z`` strings, dates as ``YYYY-MM-DD``, decimals as
+        strings, ``extra`` back at the top level (see
+        :func:`makini_async.models.unstructure`). Return it from a FastAPI or
+        aiohttp handler, or ``orjson.dumps`` it.
+        """
+        from makini_async.models import unstructure  # noqa: PLC0415 - built on this module
+
+        return unstructure(self)
+
 
 @attrs.define(frozen=True, slots=True, kw_only=True)
 class PurchaseOrder(Record):

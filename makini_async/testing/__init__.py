@@ -15,7 +15,11 @@ drift from the contract (see ``VARIATION_KINDS`` and
 
 from __future__ import annotations
 
-from makini_async.testing._aioresponses import aioresponses_needs_shim, mock_aiohttp
+from makini_async.testing._aioresponses import (
+    UnmatchedRequest,
+    aioresponses_needs_shim,
+    mock_aiohttp,
+)
 from makini_async.testing._data import parse_instant
 from makini_async.testing._faults import FAULT_KINDS, FaultPlan, RateLimit
 from makini_async.testing._measure import measure_page_cost
@@ -42,6 +46,7 @@ __all__ = [
     "RateLimit",
     "RequestLogEntry",
     "ServerStats",
+    "UnmatchedRequest",
     "WebhookDelivery",
     "WebhookSender",
     "aioresponses_needs_shim",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import re
 import threading
 from typing import TYPE_CHECKING, Any
 from unittest import mock
@@ -39,7 +40,16 @@ if TYPE_CHECKING:
 
     from aioresponses import aioresponses as Aioresponses
 
-__all__ = ["aioresponses_needs_shim", "mock_aiohttp"]
+__all__ = ["UnmatchedRequest", "aioresponses_needs_shim", "mock_aiohttp"]
+
+
+class UnmatchedRequest(AssertionError):
+    """A request reached :func:`mock_aiohttp` that no registered URL answers.
+
+    Raised at once, naming the method and URL (query included), instead of
+    aioresponses' "Connection refused", which a client retries for seconds.
+    """
+
 
 # aioresponses' own body-reader limit (aioresponses.compat.stream_reader_factory).
 _READER_LIMIT = 2**16
@@ -261,6 +271,13 @@ def _core() -> Any:
     return core
 
 
+def _any_query(url: Any) -> Any:
+    """A plain URL without a query as a pattern matching it with any query."""
+    if isinstance(url, (str, URL)) and not URL(str(url)).query_string:
+        return re.compile(re.escape(str(URL(str(url)))) + r"(\?.*)?$")
+    return url
+
+
 @functools.cache
 def _shim_class() -> type[Aioresponses]:
     _core()  # the clear ImportError when aioresponses is missing
@@ -286,6 +303,28 @@ def _shim_class() -> type[Aioresponses]:
                 super().stop()
             finally:
                 self._release_fixes()
+
+        def add(self, url: Any, method: str = "GET", *args: Any, **kwargs: Any) -> None:
+            # The client adds ?page_size= (and cursors, filters): a URL registered
+            # without a query answers whatever query comes; one with a query, only it.
+            super().add(_any_query(url), method, *args, **kwargs)
+
+        async def match(
+            self,
+            method: str,
+            url: URL,
+            allow_redirects: bool = True,  # noqa: FBT001, FBT002 - aioresponses' signature
+            **kwargs: Any,
+        ) -> Any:
+            response = await super().match(method, url, allow_redirects, **kwargs)
+            if response is None and not self.passthrough_unmatched:
+                registered = len(self._matches)
+                msg = (
+                    f"no mocked answer for {method} {url} ({registered} registered "
+                    "answer(s) left; register this URL, or one without its query)"
+                )
+                raise UnmatchedRequest(msg)
+            return response
 
         def _release_fixes(self) -> None:
             # Per instance, so a stop() without a start() cannot remove another's fixes.

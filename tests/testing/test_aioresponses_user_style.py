@@ -117,3 +117,35 @@ async def test_an_expired_token_is_reported(mocked: aioresponses, pool: MakiniPo
 
     assert caught.value.request_id == "req_401"
     assert caught.value.connection == "plant-7"
+
+
+async def test_a_url_registered_without_its_query_answers_the_listing() -> None:
+    with mock_aiohttp() as mocked:
+        mocked.get(
+            "https://makini.test/api/v1/work-orders",
+            payload={"data": [{"id": "wo_1"}], "next_cursor": None},
+        )
+        async with MakiniPool(base_url="https://makini.test", as_dicts=True) as pool:
+            rows = [r async for r in pool.connection("tok-query-1").list("work-orders")]
+    assert rows == [{"id": "wo_1"}]
+
+
+async def test_a_url_registered_with_a_query_answers_only_that_query() -> None:
+    with mock_aiohttp() as mocked:
+        mocked.get(
+            "https://makini.test/api/v1/work-orders?page_size=200",
+            payload={"data": [{"id": "wo_2"}], "next_cursor": None},
+        )
+        async with MakiniPool(base_url="https://makini.test", as_dicts=True) as pool:
+            conn = pool.connection("tok-query-2")
+            assert [r async for r in conn.list("work-orders")] == [{"id": "wo_2"}]
+
+
+async def test_an_unregistered_request_fails_at_once_naming_its_url() -> None:
+    with mock_aiohttp() as mocked:
+        mocked.get("https://makini.test/api/v1/assets/ast_1", payload={"data": {"id": "ast_1"}})
+        async with MakiniPool(base_url="https://makini.test") as pool:
+            conn = pool.connection("tok-query-3")
+            with pytest.raises(AssertionError, match=r"GET https://makini.test/api/v1/assets/ast_2"):
+                await conn.assets.get("ast_2")
+            assert conn.requests == 1  # not retried

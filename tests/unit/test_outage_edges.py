@@ -177,7 +177,7 @@ async def test_the_probe_never_sits_out_a_rate_limited_connections_pause(
     ):
         limited = pool.connection("tok-limited", name="limited")
         await asyncio.gather(limited.get("assets", "a"), return_exceptions=True)
-        assert limited.cooldown_left() > 150
+        assert limited._cooldown_left() > 150
         outage = pool.shared.outage
         admit = Outage.admit
         paused_at_admission: list[float] = []
@@ -185,7 +185,7 @@ async def test_the_probe_never_sits_out_a_rate_limited_connections_pause(
         async def watched(self: Outage, waiter: Waiter) -> None:
             task = asyncio.current_task()
             if task is not None and task.get_name() == "limited":
-                paused_at_admission.append(limited.cooldown_left())
+                paused_at_admission.append(limited._cooldown_left())
             await admit(self, waiter)
 
         monkeypatch.setattr(Outage, "admit", watched)

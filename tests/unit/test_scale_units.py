@@ -99,7 +99,9 @@ def test_rows_and_results_pickle_with_their_errors() -> None:
     converted = portable_error(RuntimeError("disk on fire"))
     assert isinstance(converted, MakiniError)
     assert str(converted) == "RuntimeError: disk on fire"
-    assert isinstance(portable_error(CircuitOpenError("open", retry_at=1.0)), CircuitOpenError)
+    assert isinstance(
+        portable_error(CircuitOpenError("open", retry_at_monotonic=1.0)), CircuitOpenError
+    )
 
 
 def test_after_a_broken_pool_only_the_dead_workers_units_are_charged() -> None:

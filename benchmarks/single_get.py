@@ -1,0 +1,114 @@
+"""One awaited ``get`` on loopback: the library against hand-written aiohttp + orjson.
+
+Both sides call the same mock server (in its own process) for the same
+record, one call at a time, interleaved in rounds so drift hits both alike;
+reported is µs per call (median of the rounds' medians) and the difference.
+Variants: a typed call, a dict call, a call through a ``with_options`` view,
+and a call on a connection whose token comes from a provider::
+
+    python -m benchmarks.single_get              # 2,000 calls x 5 rounds
+    python -m benchmarks.single_get --calls 500 --rounds 3
+
+Writes ``benchmarks/results/single_get.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import RESULTS, library_version, machine, mock_server
+from makini_async import MakiniPool
+
+TOKEN = "tok-single-get-0001"  # noqa: S105 - the mock accepts any token
+PATH = "/api/v1/work-orders/wo_000001"
+
+
+async def _aiohttp(url: str, calls: int) -> list[float]:
+    times = []
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(calls):
+            t = time.perf_counter()
+            async with session.get(url + PATH, headers=headers) as resp:
+                body = await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(resp.status)
+                orjson.loads(body)["data"]
+            times.append(time.perf_counter() - t)
+    return times
+
+
+async def _library(url: str, calls: int, way: str) -> list[float]:
+    times = []
+    async with MakiniPool(base_url=url, as_dicts=way == "dicts") as pool:
+        if way == "provider":
+            conn: Any = pool.connection(name="acme", token=lambda: TOKEN)
+        else:
+            conn = pool.connection(TOKEN)
+        if way == "with_options":
+            conn = conn.with_options(timeout=2.0, max_retries=0)
+        orders = conn.work_orders
+        for _ in range(calls):
+            t = time.perf_counter()
+            if way == "dicts":
+                await orders.get("wo_000001", as_dicts=True)
+            else:
+                await orders.get("wo_000001")
+            times.append(time.perf_counter() - t)
+    return times
+
+
+WAYS = ("aiohttp", "typed", "dicts", "with_options", "provider")
+
+
+async def _round(url: str, calls: int) -> dict[str, float]:
+    out = {}
+    for way in WAYS:
+        run = _aiohttp(url, calls) if way == "aiohttp" else _library(url, calls, way)
+        times = await run
+        out[way] = statistics.median(times[calls // 10 :]) * 1e6  # after warm-up
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=RESULTS / "single_get.json")
+    args = parser.parse_args(argv)
+    with mock_server(records=10) as url:
+        rounds = [asyncio.run(_round(url, args.calls)) for _ in range(args.rounds)]
+    med = {w: statistics.median(r[w] for r in rounds) for w in WAYS}
+    for way in WAYS:
+        extra = "" if way == "aiohttp" else f"  (+{med[way] - med['aiohttp']:.1f} µs)"
+        lo = min(r[way] for r in rounds)
+        hi = max(r[way] for r in rounds)
+        print(f"{way:<13} {med[way]:7.1f} µs per call ({lo:.1f}-{hi:.1f}){extra}")
+    report = {
+        "machine": machine(),
+        "library": library_version(),
+        "calls": args.calls,
+        "rounds": rounds,
+        "median_us": med,
+        "over_aiohttp_us": {w: med[w] - med["aiohttp"] for w in WAYS},
+    }
+    args.out.parent.mkdir(exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
