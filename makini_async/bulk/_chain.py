@@ -328,11 +328,16 @@ def entities_of(value: EntityLike | Iterable[EntityLike]) -> list[Entity]:
 def connections_of(pool: ConnectionSource, specs: Iterable[ConnectionSpec]) -> list[Connection]:
     out: list[Connection] = []
     names: set[str] = set()
+    given: dict[object, object] = {}  # name -> token, as this pull's specs pair them
     for spec in specs:
         if isinstance(spec, Connection):
             conn = spec
         elif isinstance(spec, tuple) and len(spec) == 2:
             name, token = spec
+            if given.setdefault(name, token) != token:
+                # Not a rotation: two tokens under one name in one pull is a mistake.
+                msg = f"two connections share the name {name!r}; names must be unique"
+                raise UsageError(msg)
             conn = pool.connection(token, name=name)
         elif isinstance(spec, str):
             conn = pool.connection(spec)

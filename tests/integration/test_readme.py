@@ -5,12 +5,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCKS = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+# Fenced blocks, at the margin or indented under a list item (dedented to run).
+BLOCKS = [
+    textwrap.dedent(block)
+    for block in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+]
 
 
 def test_readme_has_examples() -> None:

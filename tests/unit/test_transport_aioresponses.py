@@ -37,7 +37,7 @@ from makini_async import (
     WorkOrder,
     set_testing,
 )
-from makini_async.testing import mock_aiohttp
+from makini_async.testing import UnmatchedRequest, mock_aiohttp
 from tests.unit.conftest import TOKEN
 
 if TYPE_CHECKING:
@@ -323,13 +323,13 @@ async def test_aioresponses_timeout_flag_is_a_request_timeout(
         await conn.get("work-orders", "wo_1")
 
 
-async def test_an_unmocked_url_is_a_connection_failure(
+async def test_an_unmocked_url_fails_at_once_naming_it(
     mocked: aioresponses, conn: Connection
 ) -> None:
-    # aioresponses refuses the connection for any URL nothing was registered for.
-    set_testing(True, attempts=1)
-    with pytest.raises(ConnectionFailed):
+    # The shim says which request nothing was registered for, and nothing retries it.
+    with pytest.raises(UnmatchedRequest, match="work-orders/wo_unknown"):
         await conn.get("work-orders", "wo_unknown")
+    assert conn.stats.requests == 1
 
 
 async def test_a_dropped_connection_is_retried(mocked: aioresponses, conn: Connection) -> None:
