@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import time
@@ -77,9 +78,12 @@ WAYS = ("aiohttp", "typed", "dicts", "with_options", "provider")
 async def _round(url: str, calls: int) -> dict[str, float]:
     out = {}
     for way in WAYS:
+        # CPU time per call as well: what the client itself spends, without the wait.
+        cpu = time.process_time()
         run = _aiohttp(url, calls) if way == "aiohttp" else _library(url, calls, way)
         times = await run
         out[way] = statistics.median(times[calls // 10 :]) * 1e6  # after warm-up
+        out[f"{way} cpu"] = (time.process_time() - cpu) / calls * 1e6
     return out
 
 
@@ -89,14 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "single_get.json")
     args = parser.parse_args(argv)
-    with mock_server(records=10) as url:
+    # The server on one core, this client on the other: neither takes the other's time.
+    client, server = ({0}, {1}) if len(os.sched_getaffinity(0)) >= 2 else (None, None)
+    with mock_server(records=10, cpus=server) as url:
+        if client is not None:
+            os.sched_setaffinity(0, client)
         rounds = [asyncio.run(_round(url, args.calls)) for _ in range(args.rounds)]
-    med = {w: statistics.median(r[w] for r in rounds) for w in WAYS}
+    med = {w: statistics.median(r[w] for r in rounds) for w in rounds[0]}
     for way in WAYS:
         extra = "" if way == "aiohttp" else f"  (+{med[way] - med['aiohttp']:.1f} µs)"
         lo = min(r[way] for r in rounds)
         hi = max(r[way] for r in rounds)
-        print(f"{way:<13} {med[way]:7.1f} µs per call ({lo:.1f}-{hi:.1f}){extra}")
+        cpu = med[f"{way} cpu"]
+        print(
+            f"{way:<13} {med[way]:7.1f} µs per call ({lo:.1f}-{hi:.1f}){extra}; "
+            f"client CPU {cpu:.1f} µs (+{cpu - med['aiohttp cpu']:.1f})"
+        )
     report = {
         "machine": machine(),
         "library": library_version(),
@@ -104,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": rounds,
         "median_us": med,
         "over_aiohttp_us": {w: med[w] - med["aiohttp"] for w in WAYS},
+        "client_cpu_over_aiohttp_us": {w: med[f"{w} cpu"] - med["aiohttp cpu"] for w in WAYS},
     }
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

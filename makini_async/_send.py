@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
 from makini_async._outage import Waiter, is_outage_class
 from makini_async._retry import WaitSchedule, effective_attempts, is_testing
@@ -141,14 +141,29 @@ async def send(
         return await _traced(
             conn, call, parse, adapt=adapt, tally=tally, patient=patient, options=options
         )
+    traced = _traced(conn, call, parse, adapt=adapt, tally=tally, patient=patient, options=options)
+    if _TIMEOUT is None:  # Python 3.10: wait_for (a task of its own)
+        try:
+            return await asyncio.wait_for(traced, timeout)
+        except asyncio.TimeoutError:
+            raise _call_timeout(conn, timeout) from None
+    scope = _TIMEOUT(timeout)
     try:
-        return await asyncio.wait_for(
-            _traced(conn, call, parse, adapt=adapt, tally=tally, patient=patient, options=options),
-            timeout,
-        )
-    except asyncio.TimeoutError:
-        msg = f"the call did not finish within {timeout:g} s (retries and waits included)"
-        raise RequestTimeout(msg, connection=conn.name) from None
+        async with scope:
+            return await traced
+    except TimeoutError:
+        if scope.expired():
+            raise _call_timeout(conn, timeout) from None
+        raise
+
+
+#: ``asyncio.timeout`` (3.11+): bounds a call in its own task, at no task's cost.
+_TIMEOUT: Any = getattr(asyncio, "timeout", None)
+
+
+def _call_timeout(conn: Link, timeout: float) -> RequestTimeout:
+    msg = f"the call did not finish within {timeout:g} s (retries and waits included)"
+    return RequestTimeout(msg, connection=conn.name)
 
 
 async def _traced(

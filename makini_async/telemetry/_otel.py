@@ -7,6 +7,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, Final
 
 from opentelemetry import metrics, propagate, trace
+from opentelemetry.metrics import _internal as _metrics_globals
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from makini_async._constants import VERSION
@@ -116,10 +117,31 @@ class Telemetry:
             "server.port": parts.port or default_port,
         }
         self.hook = _Hook(self)
+        self._live = False
+        self._env_read = False
 
     def live(self) -> bool:
-        """Whether an SDK would record anything (a provider set by the application)."""
-        return not (_unset(trace.get_tracer_provider()) and _unset(metrics.get_meter_provider()))
+        """Whether an SDK would record anything (a provider set by the application).
+
+        Asked on every call: once a provider is set (it cannot be unset) the
+        answer is kept; until then the API's globals are read directly, since
+        ``get_tracer_provider()`` looks in ``os.environ`` each time (about 2 µs
+        a call), and the environment is read once, here, the first time.
+        """
+        if self._live:
+            return True
+        if not self._env_read:
+            self._env_read = True  # a provider named in the environment is loaded now
+            live = not (
+                _unset(trace.get_tracer_provider()) and _unset(metrics.get_meter_provider())
+            )
+        else:
+            live = (
+                getattr(trace, "_TRACER_PROVIDER", None) is not None
+                or getattr(_metrics_globals, "_METER_PROVIDER", None) is not None
+            )
+        self._live = live
+        return live
 
     # -- calls and attempts -------------------------------------------------------
 
