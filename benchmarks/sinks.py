@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def one(argv: list[str]) -> float:
 
 def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {c: [] for c in SINKS + BARES}
+    args.peak_rss = dict.fromkeys(SINKS + BARES, 0.0)
     extra = ["--shape", args.shape_now]
     with mock_server(records=args.records, extra=extra) as url:
         for _round in range(args.rounds):
@@ -139,20 +141,25 @@ def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
                     check=True, capture_output=True, text=True,
                     cwd=str(Path(__file__).resolve().parent.parent),
                 )  # fmt: skip
-                rate = float(out.stdout.strip().splitlines()[-1])
+                rate_text, rss_text = out.stdout.strip().splitlines()[-1].split()
+                rate = float(rate_text)
                 results[contender].append(rate)
+                args.peak_rss[contender] = max(args.peak_rss[contender], float(rss_text))
                 print(f"  {contender:<14} {rate:>10,.0f} records/s", flush=True)
     return results
 
 
-def table(results: dict[str, list[float]]) -> tuple[str, dict[str, Any]]:
-    """The Markdown table of one shape, and its figures (medians, ranges, ratios)."""
+def table(results: dict[str, list[float]], peak: dict[str, float]) -> tuple[str, dict[str, Any]]:
+    """The Markdown table of one shape, and its figures (medians, ranges, ratios, peak RSS)."""
     med = {name: statistics.median(rates) for name, rates in results.items()}
     # The serial ideal: the pull into nothing, then the bare write, one after the other.
     med["serial ideal"] = 1 / (1 / med["no-op"] + 1 / med["parquet-bare"])
     lines = [
-        "| contender | records/s (median, min-max) | vs no-op | baseline | vs baseline |",
-        "|---|---|---|---|---|",
+        (
+            "| contender | records/s (median, min-max) | vs no-op | baseline | vs baseline "
+            "| peak RSS MiB |"
+        ),
+        "|---|---|---|---|---|---|",
     ]
     figures: dict[str, Any] = {}
     for name, rates in results.items():
@@ -165,13 +172,14 @@ def table(results: dict[str, list[float]]) -> tuple[str, dict[str, Any]]:
             "vs_noop": med[name] / med["no-op"],
             "baseline": base,
             "vs_baseline": ratio,
+            "peak_rss_mib": peak[name],
         }
         shown = f"{ratio:.2f}" if ratio is not None else ""
         lines.append(
             f"| {name} | {med[name]:,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) "
-            f"| {med[name] / med['no-op']:.2f} | {base or ''} | {shown} |"
+            f"| {med[name] / med['no-op']:.2f} | {base or ''} | {shown} | {peak[name]:.0f} |"
         )
-    lines.append(f"| serial ideal | {med['serial ideal']:,.0f} | | | |")
+    lines.append(f"| serial ideal | {med['serial ideal']:,.0f} | | | | |")
     return "\n".join(lines), figures
 
 
@@ -267,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-checkpoints", action="store_true")
     args = parser.parse_args(argv)
     if args.one:
-        print(one(args.one))
+        rate = one(args.one)
+        # Peak RSS of this process (the run's own): KiB on Linux.
+        print(rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         return 0
     if args.quick:
         args.connections, args.records, args.rounds = 10, 500, 1
@@ -282,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                 for shape in shapes:
                     args.shape_now = shape
                     print(f"{shape}: {args.connections} connections x {args.records} {ENTITY}")
-                    shown, figures = table(bench_sinks(args, pg))
+                    rates = bench_sinks(args, pg)
+                    shown, figures = table(rates, args.peak_rss)
                     print(shown)
                     report[shape] = figures
                     markdown.append(f"### {shape} records\n\n{shown}\n")
