@@ -146,6 +146,8 @@ async def test_an_unregistered_request_fails_at_once_naming_its_url() -> None:
         mocked.get("https://makini.test/api/v1/assets/ast_1", payload={"data": {"id": "ast_1"}})
         async with MakiniPool(base_url="https://makini.test") as pool:
             conn = pool.connection("tok-query-3")
-            with pytest.raises(AssertionError, match=r"GET https://makini.test/api/v1/assets/ast_2"):
+            with pytest.raises(
+                AssertionError, match=r"GET https://makini.test/api/v1/assets/ast_2"
+            ):
                 await conn.assets.get("ast_2")
             assert conn.requests == 1  # not retried
