@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", choices=["light", "realistic", "both"], default="both")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--one", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where sinks.{md,json} go")
     parser.add_argument("--skip-sinks", action="store_true")
     parser.add_argument("--skip-checkpoints", action="store_true")
     args = parser.parse_args(argv)
@@ -303,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
                     "rounds": args.rounds,
                 }
                 if not args.quick:
-                    RESULTS.mkdir(exist_ok=True)
-                    (RESULTS / "sinks.json").write_text(json.dumps(report, indent=2) + "\n")
-                    (RESULTS / "sinks.md").write_text("\n".join(markdown))
+                    args.out.mkdir(exist_ok=True)
+                    (args.out / "sinks.json").write_text(json.dumps(report, indent=2) + "\n")
+                    (args.out / "sinks.md").write_text("\n".join(markdown))
             if not args.skip_checkpoints:
                 print(f"\ncheckpoint cost per page at {args.chains:,} chains:")
                 for name, figures in bench_checkpoints(args, pg).items():
