@@ -170,11 +170,6 @@ class GroupCommit:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    def drop(self) -> None:
-        """Forget every pending page (the pull was abandoned with its sink)."""
-        self._batch, self._rows, self._bytes = [], 0, 0
-        self._idle.set()
-
     def _due(self, first_at: float) -> None:
         # A timer of a batch already taken (it filled up first) is a no-op.
         if self._batch and self._first_at == first_at:
@@ -219,15 +214,14 @@ class GroupCommit:
 
     async def _isolate(self, batch: list[Pending]) -> None:
         """Commit each page alone, in order: only the chains whose page fails are failed."""
-        for item in batch:
+        for n, item in enumerate(batch):
             if (item.connection, item.entity) in self._failed:
                 continue  # never past a page of this chain that failed
             try:
                 await self._commit([item])
             except SinkUnavailable as exc:
                 self._down = exc
-                self._fail_all([p for p in batch if p is not item], exc)
-                self._fail(item, exc)
+                self._fail_all(batch[n:], exc)  # the pages committed before it stand
                 return
             except SinkError as exc:
                 self._fail(item, exc)

@@ -155,3 +155,31 @@ async def test_lanes_keep_a_chain_in_order_and_commit_side_by_side() -> None:
         mine = [n for conn, n in landed if conn == f"c{c}"]
         assert mine == sorted(mine)
     assert dest.most_running == 2
+
+
+async def test_a_destination_lost_while_isolating_fails_only_the_pages_not_yet_committed() -> None:
+    dest = Destination()
+    dest.refuse = {("a", 1)}
+    failed: list[str] = []
+    group = GroupCommit(dest.commit, max_rows=1000, max_delay=10.0)
+    group.report_failures(lambda c, e, err: failed.append(c))
+    calls = 0
+    commit = dest.commit
+
+    async def flaky(batch: list[Pending]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:  # the whole batch, page "b" alone, then the database goes away
+            dest.down = True
+        await commit(batch)
+
+    group._commit = flaky  # type: ignore[method-assign]
+    for key in (("b", 0), ("a", 1), ("c", 2)):
+        await group.add(page(*key))
+    with pytest.raises(SinkUnavailable):
+        await group.flush()
+    await asyncio.sleep(0)
+    assert dest.landed() == [("b", 0)]
+    assert sorted(failed) == ["a", "c"]  # "b" landed: its chain is not failed
+    with pytest.raises(SinkUnavailable):
+        await group.close()
