@@ -31,16 +31,16 @@ import orjson
 
 from makini_async.checkpoint import state_from_json, state_to_json
 from makini_async.errors import SinkError, UsageError
-from makini_async.sinks._group import Lanes, Pending
-from makini_async.sinks._rows import merge_batch, page_rows
+from makini_async.sinks._batched import BatchedRows
+from makini_async.sinks._rows import merge_batch
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Sequence
 
-    from makini_async.bulk import PulledPage
     from makini_async.checkpoint import ChainState
     from makini_async.entities import Entity
+    from makini_async.sinks._group import Pending
 
 __all__ = ["DEFAULT_DUCKDB_BATCH_ROWS", "DEFAULT_MEMORY_LIMIT", "DuckDBSink"]
 
@@ -114,7 +114,7 @@ class DuckDBCheckpoint:
         """The sink closes the file."""
 
 
-class DuckDBSink:
+class DuckDBSink(BatchedRows):
     """``PREFIX + entity`` tables in a DuckDB file; pages and cursors group-committed.
 
     ``memory_limit`` is DuckDB's own (``"128MB"`` by default; ``None``: DuckDB's
@@ -141,7 +141,7 @@ class DuckDBSink:
         self._prefix = table_prefix
         self.checkpoint_table = f"{table_prefix}checkpoints"
         self._invalid_table = f"{table_prefix}invalid_records"
-        self._batches = (max_batch_rows, max_batch_delay)
+        self._batch_settings = (max_batch_rows, max_batch_delay, 1)
         # DuckDB's buffer manager takes up to 80 % of the machine's memory by default.
         self._config: dict[str, Any] = (
             {} if memory_limit is None else {"memory_limit": memory_limit}
@@ -149,7 +149,6 @@ class DuckDBSink:
         self._db: Any = None
         self._thread: concurrent.futures.ThreadPoolExecutor | None = None
         self._store = DuckDBCheckpoint(self)
-        self._landing: Lanes | None = None
         self._upserts: dict[Entity, str] = {}
         self.tables: dict[Entity, str] = {}
 
@@ -249,23 +248,6 @@ class DuckDBSink:
             self.tables[entity] = table
             self._upserts[entity] = _upsert_sql(table)
 
-    def report_failures(self, callback: Callable[[str, Entity, SinkError], None]) -> None:
-        self._group().report_failures(callback)
-
-    def _group(self) -> Lanes:
-        if self._landing is None:
-            rows, delay = self._batches
-            self._landing = Lanes(self._commit, lanes=1, max_rows=rows, max_delay=delay)
-        return self._landing
-
-    async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
-        """Queue a page for the next batch (see :class:`PostgresSink.write`)."""
-        rows, invalid, size = page_rows(page)
-        pending = Pending(
-            page.connection, page.entity, len(rows) + len(invalid), size, (rows, invalid, state)
-        )
-        await self._group().add(pending)
-
     async def _commit(self, batch: list[Pending]) -> None:
         import pyarrow as pa  # noqa: PLC0415 - the optional extra
 
@@ -308,14 +290,9 @@ class DuckDBSink:
             msg = f"cannot store {what} in {self.path}: {type(exc).__name__}: {exc}"
             raise SinkError(msg, connection=first.connection) from None
 
-    async def flush(self) -> None:
-        if self._landing is not None:
-            await self._landing.flush()
-
     async def close(self) -> None:
         try:
-            if self._landing is not None:
-                await self._landing.close()
+            await self._close_batches()
         finally:
             db, self._db = self._db, None
             thread, self._thread = self._thread, None

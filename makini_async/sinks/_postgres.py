@@ -53,6 +53,7 @@ from makini_async.checkpoint._postgres import (
     safe_dsn,
 )
 from makini_async.errors import CheckpointError, SinkError, SinkUnavailable, UsageError
+from makini_async.sinks._batched import BatchedRows
 from makini_async.sinks._disk import DEFAULT_DISK_DEADLINE, DiskRetry
 from makini_async.sinks._group import (
     DEFAULT_MAX_DELAY,
@@ -60,12 +61,11 @@ from makini_async.sinks._group import (
     Lanes,
     Pending,
 )
-from makini_async.sinks._rows import merge_batch, page_rows
+from makini_async.sinks._rows import merge_batch
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    from makini_async.bulk import PulledPage
     from makini_async.checkpoint import ChainState
     from makini_async.entities import Entity
 
@@ -108,7 +108,7 @@ class _SinkCheckpoint(PostgresCheckpoint):
         await super().save(connection, entity, state)
 
 
-class PostgresSink:
+class PostgresSink(BatchedRows):
     """Upserts into ``PREFIX + entity`` tables; pages and cursors group-committed.
 
     ``max_batch_rows`` and ``max_batch_delay`` bound a batch (rows, seconds
@@ -145,9 +145,7 @@ class PostgresSink:
             msg = f"max_batch_rows must be an int >= 1, got {max_batch_rows!r}"
             raise UsageError(msg)
         self._command_timeout = command_timeout
-        self._lanes = lanes
-        self._batches = (max_batch_rows, max_batch_delay)
-        self._landing: Lanes | None = None
+        self._batch_settings = (max_batch_rows, max_batch_delay, lanes)
         self._dsn = dsn
         self._prefix = check_identifier(table_prefix)
         self._retry = DiskRetry(
@@ -230,29 +228,8 @@ class PostgresSink:
         except Exception as exc:  # noqa: BLE001 - asyncpg's errors, told without a password
             raise SinkError(postgres_error("cannot prepare tables", self._dsn, exc)) from None
 
-    def report_failures(self, callback: Callable[[str, Entity, SinkError], None]) -> None:
-        """Have ``callback`` told of a chain whose batch failed after its ``write`` returned."""
-        self._group().report_failures(callback)
-
-    def _group(self) -> Lanes:
-        if self._landing is None:
-            rows, delay = self._batches
-            self._landing = Lanes(self._commit, lanes=self._lanes, max_rows=rows, max_delay=delay)
-            self._store.landing = self._landing
-        return self._landing
-
-    async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
-        """Queue a page (and its chain's ``state``) for the next batch.
-
-        Returns once the page is in a batch, not once it is committed (see
-        :mod:`makini_async.sinks._group`); :meth:`flush` waits for that.
-        A record the database cannot hold raises here, for this page only.
-        """
-        rows, invalid, size = page_rows(page)
-        pending = Pending(
-            page.connection, page.entity, len(rows) + len(invalid), size, (rows, invalid, state)
-        )
-        await self._group().add(pending)
+    def _lanes_made(self, lanes: Lanes) -> None:
+        self._store.landing = lanes  # a chain's own save lands the pages before it first
 
     async def _commit(self, batch: list[Pending]) -> None:
         """One transaction: every page's rows staged and upserted, every chain's cursor saved."""
@@ -290,15 +267,9 @@ class PostgresSink:
             msg = postgres_error(f"cannot store {what}", self._dsn, exc)
             raise SinkError(msg, connection=first.connection) from None
 
-    async def flush(self) -> None:
-        """Commit every page written so far (raises what could not be committed)."""
-        if self._landing is not None:
-            await self._landing.flush()
-
     async def close(self) -> None:
         try:
-            if self._landing is not None:
-                await self._landing.close()
+            await self._close_batches()
         finally:
             try:
                 await self._store.close()
