@@ -271,10 +271,10 @@ class MakiniPool:
         known = None if name is None else self._by_name.get(name)
         if known is not None:
             # The same connection with a new token: replaced in place, its state kept.
-            old = known.token
             known.replace_token(token)
-            if self._connections.get(old) is known:
-                del self._connections[old]
+            # Under its new token only (a handle from a provider had a key of its own).
+            for key in [k for k, c in self._connections.items() if c is known]:
+                del self._connections[key]
             self._connections[token] = known
             return known
         conn = Connection(self.shared, token, name=name, per_connection=max_concurrency)

@@ -101,6 +101,18 @@ async def test_a_new_token_for_a_known_name_replaces_it_in_place() -> None:
         assert "tok-acme-new" not in repr(old)
 
 
+async def test_a_provided_connection_given_a_token_by_name_stays_one_handle() -> None:
+    async with MockMakini() as server, MakiniPool(base_url=server.url) as pool:
+        conn = pool.connection(name="acme", token=lambda: "tok-provided-a")
+        await conn.assets.get("ast_000001")
+        again = pool.connection("tok-provided-b", name="acme")
+        assert again is conn
+        assert len(pool) == 1
+        assert list(pool) == [conn]
+        await conn.assets.get("ast_000001")
+        assert server.stats("tok-provided-b").requests == 1
+
+
 async def test_a_token_provider_is_asked_again_once_after_a_401() -> None:
     tokens = ["tok-provided-1", "tok-provided-2"]
     asked: list[str] = []
