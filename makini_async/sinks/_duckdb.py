@@ -32,7 +32,7 @@ import orjson
 from makini_async.checkpoint import state_from_json, state_to_json
 from makini_async.errors import SinkError, UsageError
 from makini_async.sinks._batched import BatchedRows
-from makini_async.sinks._rows import merge_batch
+from makini_async.sinks._rows import INVALID_COLUMNS, ROW_COLUMNS, merge_batch
 
 if TYPE_CHECKING:
     import os
@@ -69,7 +69,6 @@ _STATES: Final = (
     "saved_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (connection, entity)"
 )
 _STAGE: Final = "makini_stage"
-_NAMES: Final = ("connection", "id", "updated_at", "created_at", "record", "request_id")
 
 
 def _duckdb() -> Any:
@@ -253,29 +252,20 @@ class DuckDBSink(BatchedRows):
 
         merged, invalid, states = merge_batch(batch)
         stamp = pa.timestamp("us", tz="UTC")
-        types = (pa.string(), pa.string(), stamp, stamp, pa.string(), pa.string())
+        row_types = (pa.string(), pa.string(), stamp, stamp, pa.string(), pa.string())
 
         def store(db: Any) -> None:
             for entity, latest in merged.items():
-                rows = list(latest.values())
-                if not rows:
-                    continue
-                columns = [
-                    pa.array([row[i] for row in rows], type=kind) for i, kind in enumerate(types)
-                ]
-                db.register(_STAGE, pa.Table.from_arrays(columns, names=list(_NAMES)))
-                try:
-                    db.execute(self._upserts[entity])
-                finally:
-                    db.unregister(_STAGE)
+                if latest:
+                    sql = self._upserts[entity]
+                    _insert_arrow(db, sql, list(latest.values()), ROW_COLUMNS, row_types)
             if invalid:
-                names = ("connection", "entity", "id", "field", "reason", "request_id", "record")
                 _insert_arrow(
                     db,
-                    f"INSERT INTO {self._invalid_table} ({', '.join(names)}) "  # noqa: S608
+                    f"INSERT INTO {self._invalid_table} ({', '.join(INVALID_COLUMNS)}) "  # noqa: S608
                     f"SELECT * FROM {_STAGE}",
                     invalid,
-                    names,
+                    INVALID_COLUMNS,
                 )
             if states:
                 self.save_states(db, [(c, e, s) for (c, e), s in states.items()])
@@ -302,11 +292,18 @@ class DuckDBSink(BatchedRows):
                 thread.shutdown(wait=True)
 
 
-def _insert_arrow(db: Any, sql: str, rows: list[tuple[Any, ...]], names: Sequence[str]) -> None:
-    """Run ``sql`` with ``rows`` (text columns) registered as the staging table."""
+def _insert_arrow(
+    db: Any,
+    sql: str,
+    rows: list[tuple[Any, ...]],
+    names: Sequence[str],
+    types: Sequence[Any] | None = None,
+) -> None:
+    """Run ``sql`` with ``rows`` registered as the staging table (text columns by default)."""
     import pyarrow as pa  # noqa: PLC0415 - the optional extra
 
-    columns = [pa.array([row[i] for row in rows], type=pa.string()) for i in range(len(names))]
+    kinds = types or [pa.string()] * len(names)
+    columns = [pa.array([row[i] for row in rows], type=kind) for i, kind in enumerate(kinds)]
     db.register(_STAGE, pa.Table.from_arrays(columns, names=list(names)))
     try:
         db.execute(sql)

@@ -61,7 +61,7 @@ from makini_async.sinks._group import (
     Lanes,
     Pending,
 )
-from makini_async.sinks._rows import merge_batch
+from makini_async.sinks._rows import INVALID_COLUMNS, ROW_COLUMNS, merge_batch
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -84,8 +84,6 @@ _STAGE_DDL: Final = (
     "updated_at timestamptz, created_at timestamptz, record jsonb, request_id text) "
     "ON COMMIT DELETE ROWS"
 )
-_STAGE_COLUMNS: Final = ("connection", "id", "updated_at", "created_at", "record", "request_id")
-_INVALID_NAMES: Final = ("connection", "entity", "id", "field", "reason", "request_id", "record")
 _INVALID_COLUMNS: Final = (
     "connection text NOT NULL, entity text NOT NULL, id text, field text, reason text, "
     "request_id text, record jsonb, pulled_at timestamptz NOT NULL DEFAULT now()"
@@ -244,12 +242,12 @@ class PostgresSink(BatchedRows):
                 if n:
                     await db.execute(f"TRUNCATE {_STAGE}")
                 await db.copy_records_to_table(
-                    _STAGE, records=latest.values(), columns=_STAGE_COLUMNS, timeout=timeout
+                    _STAGE, records=latest.values(), columns=ROW_COLUMNS, timeout=timeout
                 )
                 await db.execute(self._upserts[entity])
             if invalid:
                 await db.copy_records_to_table(
-                    self._invalid_table, records=invalid, columns=_INVALID_NAMES, timeout=timeout
+                    self._invalid_table, records=invalid, columns=INVALID_COLUMNS, timeout=timeout
                 )
             if states:
                 await self._store.save_many_in(db, [(c, e, s) for (c, e), s in states.items()])

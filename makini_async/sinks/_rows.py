@@ -9,14 +9,14 @@ lands, and ordering treats its age as unknown).
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
 from makini_async.errors import MakiniError
 from makini_async.models._fields import to_datetime
 from makini_async.sinks._encode import as_json_dict, record_id, unwritable
-from makini_async.sinks._nul import without_nul
+from makini_async.sinks._nul import has_nul_escape, without_nul
 
 if TYPE_CHECKING:
     from makini_async.bulk import PulledPage
@@ -24,7 +24,12 @@ if TYPE_CHECKING:
     from makini_async.entities import Entity
     from makini_async.sinks._group import Pending
 
-__all__ = ["Merged", "merge_batch", "page_rows"]
+__all__ = ["INVALID_COLUMNS", "ROW_COLUMNS", "Merged", "merge_batch", "page_rows"]
+
+#: The columns of a row, in order (what :func:`page_rows` builds).
+ROW_COLUMNS: Final = ("connection", "id", "updated_at", "created_at", "record", "request_id")
+#: The columns of an invalid record's row, in order.
+INVALID_COLUMNS: Final = ("connection", "entity", "id", "field", "reason", "request_id", "record")
 
 Row = tuple[Any, ...]
 #: Per entity, one row per ``(connection, id)``; the invalid rows; each chain's last state.
@@ -58,7 +63,7 @@ def page_rows(page: PulledPage[Any]) -> tuple[list[Row], list[Row], int]:
             key = doc.get("id")
             if key.__class__ is not str:
                 key = str(record_id(record))
-            if "\\u0000" in text:
+            if has_nul_escape(text):
                 doc, key = without_nul(doc), without_nul(key)
                 text = dumps(doc).decode()
             size += len(text)
