@@ -209,7 +209,8 @@ async def _send(
     shared.ensure_open()
     telemetry = tel
     probe = conn._guard()
-    used = await conn._authorization()
+    # A provider is asked only for a connection's first token: no await once it is known.
+    used = conn.token or await conn._authorization()
     headers = conn._headers(call, used)
     refresh = True  # a 401 AUTHENTICATION_FAILED asks a token provider once per call
     url = shared.api_url + call.path
