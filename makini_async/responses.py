@@ -8,8 +8,9 @@
     answer.idempotency_key  # "order-7" (or the one generated for the call)
     answer.status, answer.headers
 
-Every call of a resource has its raw form here, with the same arguments; the
-call itself (retries, the connection's cooldown and breaker) is the same.
+Every call of a resource has its raw form here, with the same arguments and
+defaults (``idempotency_key=None`` sends none, as on the resource); the call
+itself (retries, the connection's cooldown and breaker) is the same.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import attrs
 
 from makini_async._send import Call
 from makini_async.models import Record
+from makini_async.resources import AUTO
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -108,15 +110,12 @@ class RawResource(Generic[R]):
         self,
         body: Mapping[str, Any] | Record,
         *,
-        idempotency_key: str | _Auto | None = None,
+        idempotency_key: str | _Auto | None = AUTO,
         as_dicts: bool = False,
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> Response[Any]:
-        from makini_async.resources import AUTO  # noqa: PLC0415 - no cycle at import
-
-        key = AUTO if idempotency_key is None else idempotency_key
-        call = self._res._create_call(body, key)
+        call = self._res._create_call(body, idempotency_key)
         return await self._send(call, as_dicts, timeout, max_retries)
 
     @overload
@@ -147,15 +146,12 @@ class RawResource(Generic[R]):
         id: str,
         changes: Mapping[str, Any],
         *,
-        idempotency_key: str | _Auto | None = None,
+        idempotency_key: str | _Auto | None = AUTO,
         as_dicts: bool = False,
         timeout: float | None = None,
         max_retries: int | None = None,
     ) -> Response[Any]:
-        from makini_async.resources import AUTO  # noqa: PLC0415
-
-        key = AUTO if idempotency_key is None else idempotency_key
-        call = self._res._update_call(id, changes, key)
+        call = self._res._update_call(id, changes, idempotency_key)
         return await self._send(call, as_dicts, timeout, max_retries)
 
     async def delete(

@@ -231,6 +231,9 @@ async def test_a_write_hands_back_its_request_id_and_idempotency_key() -> None:
         generated = await conn.work_orders.with_raw_response.create(body)
         assert generated.idempotency_key is not None
         assert len(generated.idempotency_key) >= 16
+        # As on the resource: None sends no key (and the create is not retried).
+        keyless = await conn.work_orders.with_raw_response.create(body, idempotency_key=None)
+        assert keyless.idempotency_key is None
         read = await conn.work_orders.with_raw_response.get(answer.data.id, as_dicts=True)
         assert read.data["id"] == answer.data.id
         assert read.idempotency_key is None
