@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from multidict import CIMultiDict, CIMultiDictProxy
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import RESULTS, library_version, machine
+from benchmarks._instant import InstantTransport
 from makini_async import MakiniPool
 from makini_async._transport import RawResponse
 from makini_async.entities import Entity
@@ -43,15 +43,13 @@ if TYPE_CHECKING:
 PAGE = 200
 
 
-class ChainTransport:
+class ChainTransport(InstantTransport):
     """Page ``n`` of one connection: ``PAGE`` records with ids of their own, then the next."""
 
     def __init__(self, records: int) -> None:
+        super().__init__(())  # its headers and close(); the pages are made on request
         self.pages = (records + PAGE - 1) // PAGE
         self.template = generate_records(Entity.WORK_ORDERS, 0, PAGE)
-        self.headers = CIMultiDictProxy(
-            CIMultiDict({"Content-Type": "application/json", "X-Request-Id": "req_0123456789ab"})
-        )
 
     async def request(
         self,
@@ -67,9 +65,6 @@ class ChainTransport:
         data = [{**r, "id": f"wo_{n * PAGE + i:010d}"} for i, r in enumerate(self.template)]
         nxt = f"p{n + 1}" if n + 1 < self.pages else None
         return RawResponse(200, self.headers, orjson.dumps({"data": data, "next_cursor": nxt}))
-
-    async def close(self) -> None:
-        return None
 
 
 def _rss_kib() -> int:
