@@ -29,6 +29,8 @@
     ├── PaginationError              a listing whose cursors loop or never end
     ├── CircuitOpenError             the connection's breaker is open (retry_at)
     ├── CheckpointError              a checkpoint store could not be read or written
+    │   ├── CheckpointInUse          another driver holds the checkpoint's lease
+    │   └── LeaseLost                a newer driver took the lease: this unit stops writing
     ├── SinkError                    a page could not be stored (fails only its chain)
     │   └── SinkUnavailable          the destination is down (retried; then ends the pull once)
     ├── WebhookVerificationError     a webhook whose signature does not verify
@@ -55,11 +57,13 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "CheckpointError",
+    "CheckpointInUse",
     "CircuitOpenError",
     "ConflictError",
     "ConnectedSystemError",
     "ConnectionFailed",
     "InvalidPageSizeError",
+    "LeaseLost",
     "MakiniError",
     "MalformedResponse",
     "NotFound",
@@ -342,6 +346,14 @@ class CircuitOpenError(MakiniError):
 
 class CheckpointError(MakiniError):
     """A checkpoint store failed; a pull stops rather than lose its place."""
+
+
+class CheckpointInUse(CheckpointError):
+    """Another driver holds the checkpoint's lease: two pulls never run on one checkpoint."""
+
+
+class LeaseLost(CheckpointError):
+    """A newer driver took the checkpoint's lease: this (older) unit may no longer write."""
 
 
 class SinkError(MakiniError):

@@ -34,6 +34,12 @@ A store opened from a path takes an exclusive lock on ``PATH.lock`` (with
 run on the same checkpoint fails at once with :class:`CheckpointError`
 instead of pulling everything a second time. Pass ``lock=False`` where
 several processes of one pull share a store on purpose.
+
+In PostgreSQL, a sharded pull's driver takes a :class:`PullLease` instead: a
+session advisory lock (a second driver gets
+:class:`~makini_async.errors.CheckpointInUse`; a driver that dies releases it
+at once) and a new epoch, which every unit's commits check as a
+:class:`Fence` (units of a dead driver cannot write once another took over).
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ from makini_async.checkpoint._identity import (
     StateUse,
     default_state_name,
 )
+from makini_async.checkpoint._fence import Fence
+from makini_async.checkpoint._lease import PullLease
 from makini_async.checkpoint._postgres import PostgresCheckpoint
 from makini_async.checkpoint._sqlite import SQLiteCheckpoint
 from makini_async.checkpoint._stores import (
@@ -69,8 +77,10 @@ __all__ = [
     "ChainState",
     "CheckpointMismatch",
     "CheckpointStore",
+    "Fence",
     "JSONCheckpoint",
     "PostgresCheckpoint",
+    "PullLease",
     "SQLiteCheckpoint",
     "StateIdentity",
     "StateUse",

@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from makini_async.checkpoint import _pg_faults
+from makini_async.checkpoint._fence import check_fence
 from makini_async.checkpoint._postgres_states import PostgresStates
 from makini_async.checkpoint._stores import ChainState, state_from_json, state_to_json
 from makini_async.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from makini_async.checkpoint._fence import Fence
 
 __all__ = [
     "DEFAULT_COMMAND_TIMEOUT",
@@ -171,6 +174,8 @@ class PostgresCheckpoint(PostgresStates):
         self._pool = pool
         self._owns_pool = pool is None
         self._ready = False
+        #: The lease this store's saves are fenced by (a unit of a sharded pull), or None.
+        self._fence: Any = None
         self._upsert = (
             f"INSERT INTO {self.table} (connection, entity, state, saved_at) "  # noqa: S608
             "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (connection, entity) "
@@ -239,15 +244,31 @@ class PostgresCheckpoint(PostgresStates):
         )
         return None if raw is None else _state(raw)
 
+    def fence(self, fence: Fence | None) -> None:
+        """Fence every save by ``fence`` (a sharded pull's lease): it fails once the lease moved."""
+        self._fence = fence
+
     async def save(self, connection: str, entity: str, state: ChainState) -> None:
-        await self._guarded("write", lambda: self.save_in(self._pool, connection, entity, state))
+        if self._fence is None:
+            await self._guarded(
+                "write", lambda: self.save_in(self._pool, connection, entity, state)
+            )
+            return
+
+        async def fenced() -> None:
+            async with self._pool.acquire() as db, db.transaction():
+                await self.save_in(db, connection, entity, state)
+
+        await self._guarded("write", fenced)
 
     async def save_in(self, db: Any, connection: str, entity: str, state: ChainState) -> None:
         """Save through ``db``: a connection inside the caller's transaction."""
+        await check_fence(db, self._fence)
         await db.execute(self._upsert, self.key(connection), entity, _stored(state))
 
     async def save_many_in(self, db: Any, states: list[tuple[str, str, ChainState]]) -> None:
         """Save several chains' states through ``db``, in the caller's transaction."""
+        await check_fence(db, self._fence)
         rows = [(self.key(c), e, _stored(s)) for c, e, s in states]
         await db.executemany(self._upsert, rows)
 

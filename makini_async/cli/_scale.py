@@ -9,7 +9,7 @@ from makini_async.bulk import DEFAULT_PATIENCE
 from makini_async.cli._args import CliError
 from makini_async.cli._interrupt import stoppable_run
 from makini_async.cli._run import PullResult, showing_progress
-from makini_async.errors import UsageError
+from makini_async.errors import CheckpointInUse, UsageError
 from makini_async.scale import ProcessEngine, ShardedPull
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ async def run_sharded(
                 await pull.run()
             else:
                 await stoppable_run(pull, interrupts)
-    except UsageError as exc:
+    except (UsageError, CheckpointInUse) as exc:
         raise CliError(exc.message) from None
     per_entity: Counter[Entity] = Counter()
     invalid: Counter[Entity] = Counter()

@@ -16,7 +16,7 @@ from makini_async._retry import is_testing
 from makini_async._sansio import format_when
 from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, ChainReport, Outcome, PullReport
 from makini_async.bulk._chain import entities_of
-from makini_async.checkpoint import open_checkpoint
+from makini_async.checkpoint import PullLease, open_checkpoint
 from makini_async.connection import default_name
 from makini_async.errors import MakiniError, UsageError, WorkerLost
 from makini_async.scale._layout import layout_name, prepare, resolve_buckets
@@ -229,14 +229,24 @@ class ShardedPull:
         self.report.started_at = self._clock()
         self._prepare_folder()
         lock = None
+        lease = None
+        jobs = self._jobs
         if self._checkpoint is not None and not is_dsn(self._checkpoint):
             # The coordinator holds the run lock; workers open the file unlocked.
             lock = open_checkpoint(self._checkpoint)
+        elif (dsn := self._lease_dsn()) is not None:
+            # One driver at a time, and units fenced by its epoch (see PullLease).
+            lease = PullLease(dsn, f"pull {self.location}")
+            fence = await lease.acquire()
+            settings = attrs.evolve(jobs[0].settings, fence=fence)
+            jobs = [attrs.evolve(job, settings=settings) for job in jobs]
         try:
-            await self.engine.run(self._jobs, _Events(self))
+            await self.engine.run(jobs, _Events(self))
         finally:
             if lock is not None:
                 lock.close()
+            if lease is not None:
+                await lease.release()
             now = self._clock()
             for chain in self.report.chains:
                 if not chain.done:
@@ -244,6 +254,14 @@ class ShardedPull:
                     chain.finished_at = now if chain.started_at is not None else None
             self.report.finished_at = now
         return self.report
+
+    def _lease_dsn(self) -> str | None:
+        """The database that holds this pull's checkpoints, if it is PostgreSQL."""
+        if self._checkpoint is not None and is_dsn(self._checkpoint):
+            return self._checkpoint
+        if isinstance(self._sink, str) and is_dsn(self._sink):
+            return self._sink
+        return None
 
     def stop(self) -> bool:
         """Stop gracefully, where the engine can: no unit starts, running ones land and report.

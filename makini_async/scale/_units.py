@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 import attrs
 
 from makini_async.bulk import ChainReport, Outcome
+from makini_async.checkpoint import Fence
 from makini_async.errors import MakiniError
 
 if TYPE_CHECKING:
@@ -133,6 +134,8 @@ class WorkerSettings:
     #: How connections map to buckets, recorded in each bucket's checkpoint state
     #: (``None`` for PostgreSQL, one destination whatever the layout).
     layout: str | None = None
+    #: The driver's lease on a PostgreSQL checkpoint: every commit of a unit checks it.
+    fence: Fence | None = None
 
 
 @attrs.frozen
@@ -159,6 +162,8 @@ class UnitResult:
     rows: list[Row]
     #: Whether the worker ran tuned (as observed in it: the collector's threshold raised).
     tuned: bool = False
+    #: The Ray node it ran on (``None`` for a local process).
+    node: str | None = None
 
 
 def bucket_of(name: str, buckets: int) -> int:

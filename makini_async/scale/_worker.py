@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from makini_async import tuning
 from makini_async._retry import set_testing
 from makini_async.bulk import ChainReport, Outcome, Pull
-from makini_async.checkpoint import open_checkpoint
+from makini_async.checkpoint import PostgresCheckpoint, open_checkpoint
 from makini_async.entities import Entity
 from makini_async.pool import MakiniPool
 from makini_async.scale._units import UnitJob, UnitResult, chain_row
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from makini_async.bulk import Sink
+    from makini_async.checkpoint import Fence
     from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
     from makini_async.scale._units import Row
 
@@ -60,11 +61,15 @@ def unit_sink(spec: str | Callable[[int], Sink], bucket: int, *, append: bool) -
     return open_sink(spec, append=append, folder=f"bucket-{bucket:05d}")
 
 
-def _open_store(spec: str | None) -> CheckpointStore | AsyncCheckpointStore | None:
+def _open_store(
+    spec: str | None, fence: Fence | None
+) -> CheckpointStore | AsyncCheckpointStore | None:
     if spec is None:
         return None
     if is_dsn(spec):
-        return open_checkpoint(spec)
+        store = open_checkpoint(spec)
+        _fence(store, fence)
+        return store
     # The coordinator holds the run lock; its workers share the file on purpose.
     return open_checkpoint(spec, lock=False)
 
@@ -97,7 +102,7 @@ async def run_unit(
     chains: list[ChainReport] = [
         ChainReport(connection=name, entity=Entity(e)) for name, _ in connections for e in entities
     ]
-    store = _open_store(checkpoint)
+    store = _open_store(checkpoint, settings.fence)
     try:
         async with MakiniPool(**settings.pool_options) as pool:
             reporter = asyncio.create_task(
@@ -145,6 +150,7 @@ async def _run_buckets(
         nonlocal busy
         try:
             sink = unit_sink(settings.sink.value, bucket, append=append)
+            _fence(sink.checkpoint_store, settings.fence)
             pull: Pull[Any] = Pull(
                 pool,
                 list(settings.entities),
@@ -188,6 +194,12 @@ async def _run_buckets(
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+
+
+def _fence(store: object, fence: Fence | None) -> None:
+    """Fence a PostgreSQL store's saves by the driver's lease (other stores have none)."""
+    if fence is not None and isinstance(store, PostgresCheckpoint):
+        store.fence(fence)
 
 
 class _Halt:
