@@ -150,6 +150,8 @@ class PullResult:
     sink_unavailable: str | None = None
     #: Whether the pull ran tuned (``tuning.tuned()``; ``None``: not said).
     tuned: bool | None = None
+    #: A sharded pull's units: ``(unit, attempts, node)`` (node: a Ray node's id, or None).
+    units: tuple[tuple[int, int, str | None], ...] | None = None
 
 
 def make_sink(settings: PullSettings) -> Sink:

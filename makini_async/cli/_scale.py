@@ -89,4 +89,5 @@ async def run_sharded(
         dict(invalid),
         kind,
         tuned=pull.tuned,
+        units=tuple((u.unit, u.attempts, u.node) for u in pull.units),
     )

@@ -216,6 +216,36 @@ def _tuning_lines(outcome: PullResult) -> list[str]:
 
 
 #: The summary's sections, in order: each makes its lines from the outcome.
+def _unit_lines(outcome: PullResult) -> list[str]:
+    """A sharded pull's units: where they ran, and which ran again after a lost worker."""
+    if not outcome.units:
+        return []
+    nodes = {node for _, _, node in outcome.units if node is not None}
+    where = f" on {_plural(len(nodes), 'Ray node')}" if nodes else ""
+    again = [(unit, attempts) for unit, attempts, _ in outcome.units if attempts > 1]
+    line = f"Units: {len(outcome.units):,}{where}"
+    if not again:
+        return [f"{line}; none ran again"]
+    shown = ", ".join(f"{unit} ({attempts} attempts)" for unit, attempts in again[:EXAMPLES])
+    more = f" and {len(again) - EXAMPLES} more" if len(again) > EXAMPLES else ""
+    lost = f"{_plural(len(again), 'unit')} ran again after a lost worker or node"
+    return [f"{line}; {lost}:", *_wrapped(f"{shown}{more}", WIDTH, "  ", "  ")]
+
+
+def _units_json(outcome: PullResult) -> dict[str, Any] | None:
+    if outcome.units is None:
+        return None
+    nodes: dict[str, int] = {}
+    for _, _, node in outcome.units:
+        if node is not None:
+            nodes[node] = nodes.get(node, 0) + 1
+    return {
+        "total": len(outcome.units),
+        "ran_again": {str(unit): n for unit, n, _ in outcome.units if n > 1},
+        "by_node": nodes,
+    }
+
+
 SECTIONS: Final[tuple[Callable[[PullResult], list[str]], ...]] = (
     _outcome_lines,
     _start_lines,
@@ -225,6 +255,7 @@ SECTIONS: Final[tuple[Callable[[PullResult], list[str]], ...]] = (
     _outage_lines,
     _interrupt_lines,
     _total_lines,
+    _unit_lines,
     _where_lines,
     _tuning_lines,
 )
@@ -289,6 +320,7 @@ def summary_json(outcome: PullResult, tokens: Sequence[str]) -> bytes:
         "failures": failures(report),
         "failure_groups": [_group_json(g) for g in report.failure_groups()],
         "tuned": outcome.tuned,
+        "units": _units_json(outcome),
         "checkpoint": None if report.state is None else report.state.to_json(),
     }
     text = orjson.dumps(data, option=orjson.OPT_INDENT_2).decode()

@@ -61,6 +61,8 @@ class UnitStatus:
     attempt: str | None = None
     attempts: int = 0
     pid: int | None = None
+    #: The Ray node its last attempt ran on (``None`` for a local process, or until it ends).
+    node: str | None = None
     done: bool = False
     #: Whether its worker ran tuned, as the worker observed (``None`` until it finished).
     tuned: bool | None = None
@@ -382,6 +384,7 @@ class _Events:
             self._pull._apply(status, result.rows)
             status.done = True
             status.tuned = result.tuned
+            status.node = result.node
 
     def lost(self, unit: int, error: BaseException) -> None:
         self._pull._lose(self._pull.units[unit], error)

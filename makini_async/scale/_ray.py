@@ -7,8 +7,16 @@ across machines), never from the dead worker's memory. Progress comes back
 through a small actor (``_Inbox``) that workers post rows to without
 waiting; the coordinator collects them between waits.
 
-Tokens travel inside :class:`~makini_async.scale.Hidden`, whose repr hides
-them; task names carry only the unit's number.
+The inbox lives on the driver's node (the head, through Ray Client), so
+losing any other node loses no progress. A unit whose node died is re-run
+by Ray on another; a unit no live node can run (every node offering its
+resources gone) waits ``node_wait`` seconds, then fails with
+:class:`~makini_async.errors.WorkerLost` naming what it needs, so a pull
+never hangs on a cluster that shrank.
+
+Tokens travel inside :class:`~makini_async.scale.Hidden` in the task's
+arguments, which Ray keeps in its object store and never logs or lists;
+task names carry only the unit's number.
 """
 
 from __future__ import annotations
@@ -16,9 +24,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import time
 from typing import TYPE_CHECKING, Any, Final
 
-from makini_async.errors import UsageError, WorkerLost
+import attrs
+
+from makini_async.errors import MakiniError, UsageError, WorkerLost
 from makini_async.scale._worker import run_unit_sync
 
 if TYPE_CHECKING:
@@ -30,6 +41,12 @@ __all__ = ["RayEngine"]
 
 #: Ray's own default for tasks: retried three times after a worker or node dies.
 DEFAULT_MAX_RETRIES: Final = 3
+#: Seconds a unit may wait for a live node that can run it before it fails.
+DEFAULT_NODE_WAIT: Final = 300.0
+#: Tries at connecting to a cluster before the pull fails.
+CONNECT_ATTEMPTS: Final = 3
+#: Seconds between looks at which nodes are alive (only while units wait or run).
+NODE_CHECK_INTERVAL: Final = 1.0
 
 
 def _ray() -> Any:
@@ -59,13 +76,32 @@ def _run_task(job: UnitJob, inbox: Any) -> UnitResult:
     def send(message: tuple[int, str, int, list[Row]]) -> None:
         inbox.put.remote(message)  # fire and forget: one caller's calls arrive in order
 
-    return run_unit_sync(job, send)
+    result = run_unit_sync(job, send)
+    return attrs.evolve(result, node=_ray().get_runtime_context().get_node_id())
 
 
 @functools.cache
 def _remote() -> tuple[Any, Any]:
     ray = _ray()
     return ray.remote(_run_task), ray.remote(num_cpus=0)(_Inbox)
+
+
+def _needs(options: dict[str, Any]) -> dict[str, float]:
+    """The resources one unit's task asks for (Ray's default: one CPU)."""
+    needs = {"CPU": float(options.get("num_cpus", 1))}
+    if options.get("num_gpus"):
+        needs["GPU"] = float(options["num_gpus"])
+    needs.update({k: float(v) for k, v in (options.get("resources") or {}).items()})
+    return {k: v for k, v in needs.items() if v > 0}
+
+
+def _runnable(nodes: list[dict[str, Any]], needs: dict[str, float]) -> bool:
+    """Whether some live node offers everything a unit needs."""
+    return any(
+        node.get("Alive")
+        and all(node.get("Resources", {}).get(k, 0) >= v for k, v in needs.items())
+        for node in nodes
+    )
 
 
 class RayEngine:
@@ -86,13 +122,25 @@ class RayEngine:
         workers: int | None = None,
         max_retries: int = DEFAULT_MAX_RETRIES,
         init_options: dict[str, Any] | None = None,
+        task_options: dict[str, Any] | None = None,
+        node_wait: float = DEFAULT_NODE_WAIT,
     ) -> None:
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise UsageError(f"workers must be an integer >= 1, got {workers!r}")
+        if not node_wait > 0:
+            raise UsageError(f"node_wait must be a number of seconds > 0, got {node_wait!r}")
+        task_options = dict(task_options or {})
+        reserved = {"name", "max_retries"} & set(task_options)
+        if reserved:
+            msg = f"task_options cannot set {', '.join(sorted(reserved))}: the engine sets it"
+            raise UsageError(msg)
         self.address = address
         self._workers = workers
         self.max_retries = max_retries
         self.init_options = dict(init_options or {})
+        #: Options of every unit's task (``num_cpus``, ``resources``, ``scheduling_strategy``).
+        self.task_options = task_options
+        self.node_wait = node_wait
         #: Seconds between collections of progress rows.
         self.poll_interval = 0.2
 
@@ -118,8 +166,20 @@ class RayEngine:
             options["address"] = self.address
         elif self._workers is not None:
             options.setdefault("num_cpus", self._workers)
-        ray.init(**options)
-        return True
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                ray.init(**options)
+            except ConnectionError as exc:
+                # Ray Client's server may fail a session as it starts it (a race in its
+                # proxy); a new session is the cure. Blocking: nothing runs before this.
+                if attempt + 1 == CONNECT_ATTEMPTS:
+                    where = self.address or "a local Ray"
+                    msg = f"cannot connect to Ray at {where}: {type(exc).__name__}: {exc}"
+                    raise MakiniError(msg.splitlines()[0]) from None
+                time.sleep(1.0 + attempt)
+            else:
+                return True
+        return True  # pragma: no cover - the loop returns or raises
 
     async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
         ray = _ray()
@@ -133,41 +193,107 @@ class RayEngine:
 
     async def _run(self, ray: Any, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
         task, inbox_class = _remote()
-        inbox = inbox_class.remote()
+        inbox = self._inbox(ray, inbox_class)
         slots = self.workers + 1  # one queued ahead, so a freed worker starts at once
         todo = list(reversed(jobs))
         running: dict[Any, UnitJob] = {}
+        watch = _NodeWatch(ray, _needs(self.task_options), self.node_wait)
         try:
             while todo or running:
                 while todo and len(running) < slots:
                     job = todo.pop()
                     ref = task.options(
-                        name=f"makini-unit-{job.unit}", max_retries=self.max_retries
+                        name=f"makini-unit-{job.unit}",
+                        max_retries=self.max_retries,
+                        **self.task_options,
                     ).remote(job, inbox)
                     running[ref] = job
                 done, _ = await asyncio.to_thread(
                     ray.wait, list(running), num_returns=1, timeout=self.poll_interval
                 )
-                for message in await asyncio.to_thread(ray.get, inbox.take.remote()):
+                for message in await self._take(ray, inbox):
                     events.progress(message)
                 for ref in done:
-                    job = running.pop(ref)
-                    try:
-                        result = await asyncio.to_thread(ray.get, ref)
-                    except ray.exceptions.RayTaskError as exc:
-                        # The unit itself raised: its error, unwrapped, is the cause.
-                        events.lost(job.unit, exc.cause if exc.cause is not None else exc)
-                    except ray.exceptions.RayError as exc:
-                        lost = WorkerLost(
-                            f"unit {job.unit}: its Ray worker died "
-                            f"{self.max_retries + 1} times ({type(exc).__name__})"
-                        )
-                        events.lost(job.unit, lost)
-                    else:
-                        events.finished(result)
-            for message in await asyncio.to_thread(ray.get, inbox.take.remote()):
+                    await self._settle(ray, running.pop(ref), ref, events)
+                stranded = await watch.stranded()
+                if stranded is not None:
+                    for job in [*running.values(), *reversed(todo)]:
+                        events.lost(job.unit, WorkerLost(f"unit {job.unit}: {stranded}"))
+                    todo.clear()
+                    break
+            for message in await self._take(ray, inbox):
                 events.progress(message)
         finally:
             for ref in running:
                 ray.cancel(ref, force=True)
             ray.kill(inbox)
+
+    @staticmethod
+    def _inbox(ray: Any, inbox_class: Any) -> Any:
+        """The progress inbox, on the driver's node: a lost worker node takes none of it."""
+        from ray.util.scheduling_strategies import (  # noqa: PLC0415 - the optional extra
+            NodeAffinitySchedulingStrategy,
+        )
+
+        here = ray.get_runtime_context().get_node_id()
+        where = NodeAffinitySchedulingStrategy(here, soft=True)
+        return inbox_class.options(scheduling_strategy=where).remote()
+
+    @staticmethod
+    async def _take(ray: Any, inbox: Any) -> list[Any]:
+        """Progress rows posted so far; none if the inbox cannot answer (its rows are late, not
+        lost: each unit's result carries every chain's final row)."""
+        try:
+            return list(await asyncio.to_thread(ray.get, inbox.take.remote(), timeout=30))
+        except ray.exceptions.RayError:
+            return []
+
+    async def _settle(self, ray: Any, job: UnitJob, ref: Any, events: UnitEvents) -> None:
+        try:
+            result = await asyncio.to_thread(ray.get, ref)
+        except ray.exceptions.RayTaskError as exc:
+            # The unit itself raised: its error, unwrapped, is the cause.
+            events.lost(job.unit, exc.cause if exc.cause is not None else exc)
+        except ray.exceptions.RayError as exc:
+            lost = WorkerLost(
+                f"unit {job.unit}: its Ray worker died "
+                f"{self.max_retries + 1} times ({type(exc).__name__})"
+            )
+            events.lost(job.unit, lost)
+        else:
+            events.finished(result)
+
+
+class _NodeWatch:
+    """Notices a cluster where no live node can run a unit, for longer than ``wait``."""
+
+    def __init__(self, ray: Any, needs: dict[str, float], wait: float) -> None:
+        self._ray = ray
+        self._needs = needs
+        self._wait = wait
+        self._checked = -NODE_CHECK_INTERVAL
+        self._since: float | None = None
+
+    async def stranded(self) -> str | None:
+        """Why the waiting units cannot run, once that has lasted ``wait`` seconds."""
+        now = time.monotonic()
+        if now - self._checked < NODE_CHECK_INTERVAL:
+            return None
+        self._checked = now
+        try:
+            nodes = await asyncio.to_thread(self._ray.nodes)
+        except self._ray.exceptions.RayError:
+            return None  # the cluster's state is unknown: keep waiting
+        if _runnable(nodes, self._needs):
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = now
+        if now - self._since < self._wait:
+            return None
+        needs = ", ".join(f"{k} {v:g}" for k, v in self._needs.items())
+        alive = sum(bool(n.get("Alive")) for n in nodes)
+        return (
+            f"no live Ray node could run it for {self._wait:g}s (it needs {needs}; "
+            f"{alive} node(s) alive, none offering that)"
+        )
