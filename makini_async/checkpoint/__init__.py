@@ -49,13 +49,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from makini_async.checkpoint._fence import Fence
 from makini_async.checkpoint._identity import (
     CheckpointMismatch,
     StateIdentity,
     StateUse,
     default_state_name,
 )
-from makini_async.checkpoint._fence import Fence
 from makini_async.checkpoint._lease import PullLease
 from makini_async.checkpoint._postgres import PostgresCheckpoint
 from makini_async.checkpoint._sqlite import SQLiteCheckpoint

@@ -93,7 +93,7 @@ class PullLease:
             got = await db.fetchval(
                 "SELECT pg_try_advisory_lock($1, hashtext($2))", _LOCK_CLASS, self.name
             )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - asyncpg's errors, told without a password
             await self._drop()
             raise CheckpointError(postgres_error("cannot take the lease", self._dsn, exc)) from None
         if not got:

@@ -169,7 +169,7 @@ class RayEngine:
         for attempt in range(CONNECT_ATTEMPTS):
             try:
                 ray.init(**options)
-            except ConnectionError as exc:
+            except ConnectionError as exc:  # noqa: PERF203 - a retry loop
                 # Ray Client's server may fail a session as it starts it (a race in its
                 # proxy); a new session is the cure. Blocking: nothing runs before this.
                 if attempt + 1 == CONNECT_ATTEMPTS:

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 import attrs
 
 from makini_async.bulk import ChainReport, Outcome
-from makini_async.checkpoint import Fence
 from makini_async.errors import MakiniError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from makini_async.checkpoint import Fence
 
 __all__ = [
     "COUNTERS",

@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from makini_async.bulk import Sink
-    from makini_async.checkpoint import Fence
-    from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
+    from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore, Fence
     from makini_async.scale._units import Row
 
 __all__ = ["STOP_POLL", "is_dsn", "run_unit", "run_unit_sync", "unit_sink"]

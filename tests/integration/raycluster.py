@@ -10,6 +10,7 @@ noticed in about two seconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -157,10 +158,8 @@ class LocalCluster:
 
     def _kill_session(self, session: int) -> None:
         for pid in _processes(session):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def stop(self) -> None:
         """Kill every process of every node this cluster started, and only those."""

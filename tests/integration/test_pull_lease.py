@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -58,21 +57,20 @@ async def test_a_driver_that_dies_releases_its_lease_at_once(pg_dsn: str) -> Non
         asyncio.run(main())
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", holder], stdout=subprocess.PIPE)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", holder, stdout=asyncio.subprocess.PIPE
+    )
     try:
         assert child.stdout is not None
-        line = await asyncio.to_thread(child.stdout.readline)
+        line = await asyncio.wait_for(child.stdout.readline(), 30)
         assert line.strip() == b"held"
         with pytest.raises(CheckpointInUse):
             await PullLease(pg_dsn, "pull K").acquire()
         os.kill(child.pid, signal.SIGKILL)
-        await asyncio.to_thread(child.wait, 10)
     finally:
-        if child.poll() is None:
+        if child.returncode is None:
             child.kill()
-            child.wait()
-        if child.stdout is not None:
-            child.stdout.close()
+        await child.wait()
     # PostgreSQL ends the dead driver's session as its socket closes.
     for _ in range(50):
         lease = PullLease(pg_dsn, "pull K")
@@ -157,7 +155,8 @@ async def test_two_sharded_pulls_on_one_postgres_destination_the_second_is_refus
 
         first = pull()
         running = asyncio.create_task(first.run())
-        while first.units[0].attempt is None:  # its lease is taken before any unit starts
+        # Polled: its lease is taken before any unit starts.
+        while first.units[0].attempt is None:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         second = pull()
         with pytest.raises(CheckpointInUse):

@@ -128,9 +128,11 @@ async def test_a_pull_through_ray_client_lands_on_every_node(
         want = expected(server, tokens)
     got = await rows(pg_dsn)
     assert report.ok, report.summary()
-    assert len(got) == len(set(got)) and set(got) == want
+    assert len(got) == len(set(got))
+    assert set(got) == want
     live = {n.node_id for n in cluster.nodes if _alive(n.raylet)}
-    assert {u.node for u in pull.units} == live and len(live) == 2  # work on both nodes
+    assert {u.node for u in pull.units} == live
+    assert len(live) == 2
     states = await fetch(pg_dsn, "SELECT count(*) FROM makini_checkpoints")
     assert states[0][0] == len(tokens) * len(ENTITIES)
     # Nothing Ray records shows a token: task listings (names, arguments, errors), logs.
@@ -180,7 +182,8 @@ async def test_a_lost_node_loses_nothing_and_its_units_run_again(
             finished = time.monotonic() - killed_at
     got = await rows(pg_dsn)
     assert report.ok, report.summary()
-    assert len(got) == len(set(got)) and set(got) == want  # every record, exactly once
+    assert len(got) == len(set(got))
+    assert set(got) == want
     assert doomed.node_id not in {u.node for u in pull.units if u.attempts > 1}
     if loss == "node":
         assert any(u.attempts >= 2 for u in pull.units)  # the lost node's units ran again
@@ -295,7 +298,8 @@ async def test_a_killed_driver_resumes_from_postgres_and_a_second_driver_is_refu
     assert again.returncode == 0, text[-3000:]
     assert "Units:" in text
     got = await rows(pg_dsn)
-    assert len(got) == len(set(got)) and set(got) == want  # resumed; nothing twice
+    assert len(got) == len(set(got))
+    assert set(got) == want
     assert "tok_secret_" not in text
 
 

@@ -1,0 +1,62 @@
+"""RayEngine's checks, what a unit needs from a node, and the summary of a sharded pull's units."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from makini_async.bulk import ChainReport, Outcome, PullReport
+from makini_async.cli._run import PullResult
+from makini_async.cli._summary import summary, summary_json
+from makini_async.entities import Entity
+from makini_async.errors import UsageError
+from makini_async.scale import RayEngine
+from makini_async.scale._ray import _needs, _runnable
+
+
+def test_options_the_engine_sets_itself_are_refused() -> None:
+    with pytest.raises(UsageError, match="task_options cannot set max_retries, name"):
+        RayEngine(task_options={"name": "x", "max_retries": 9})
+    with pytest.raises(UsageError, match="node_wait must be"):
+        RayEngine(node_wait=0)
+    engine = RayEngine("ray://head:10001", task_options={"resources": {"pullers": 1}})
+    assert engine.task_options == {"resources": {"pullers": 1}}
+    assert "head:10001" in repr(engine)
+
+
+def test_a_unit_needs_one_cpu_unless_told_and_every_resource_it_names() -> None:
+    assert _needs({}) == {"CPU": 1.0}
+    assert _needs({"num_cpus": 0, "resources": {"pullers": 2}}) == {"pullers": 2.0}
+    assert _needs({"num_cpus": 2, "num_gpus": 1}) == {"CPU": 2.0, "GPU": 1.0}
+
+
+def test_only_a_live_node_offering_every_resource_can_run_a_unit() -> None:
+    needs = {"CPU": 1.0, "pullers": 1.0}
+    dead = {"Alive": False, "Resources": {"CPU": 4.0, "pullers": 1.0}}
+    short = {"Alive": True, "Resources": {"CPU": 4.0}}
+    assert not _runnable([dead, short], needs)
+    assert _runnable([dead, short, {"Alive": True, "Resources": {"CPU": 1, "pullers": 3}}], needs)
+    assert not _runnable([], {"CPU": 1.0})
+
+
+def _result(units: tuple[tuple[int, int, str | None], ...]) -> PullResult:
+    chain = ChainReport(connection="a", entity=Entity.ASSETS, outcome=Outcome.COMPLETED)
+    report = PullReport([chain], clock=lambda: 1.0)
+    return PullResult(report, "db", {}, {Entity.ASSETS: 0}, {}, {}, "postgresql", units=units)
+
+
+def test_the_summary_says_where_units_ran_and_which_ran_again() -> None:
+    units = ((0, 1, "n1"), (1, 3, "n2"), (2, 2, "n2"), (3, 1, "n1"))
+    text = summary(_result(units), [])
+    assert "Units: 4 on 2 Ray nodes; 2 units ran again after a lost worker or node:" in text
+    assert "1 (3 attempts), 2 (2 attempts)" in text
+    data = orjson.loads(summary_json(_result(units), []))
+    assert data["units"] == {
+        "total": 4,
+        "ran_again": {"1": 3, "2": 2},
+        "by_node": {"n1": 2, "n2": 2},
+    }
+    local = summary(_result(((0, 1, None), (1, 1, None))), [])
+    assert "Units: 2; none ran again" in local
+    assert "Units:" not in summary(_result(()), [])
+    assert orjson.loads(summary_json(_result(()), []))["units"] is not None
