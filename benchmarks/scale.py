@@ -20,6 +20,7 @@ Two measurements, against the mock server in its own process (``--server-process
     python -m benchmarks.scale                       # 3 rounds
     python -m benchmarks.scale --quick               # 1 round, small
     python -m benchmarks.scale --skip-throughput     # only the coordinator at 100,000
+    python -m benchmarks.scale --engine ray --address ray://HOST:10001   # a running cluster
 """
 
 from __future__ import annotations
@@ -294,7 +295,7 @@ def _ceilings(
 # -- the coordinator at 100,000 connections --------------------------------------------------
 
 
-def _coordinator_pass(url: str, count: int, *, trace: bool) -> dict[str, Any]:
+def _coordinator_pass(url: str, count: int, *, trace: bool, engine: Any = None) -> dict[str, Any]:
     """One sharded pull of ``count`` one-record connections, measured from the coordinator."""
     from makini_async.scale import ProcessEngine, ShardedPull
 
@@ -307,7 +308,7 @@ def _coordinator_pass(url: str, count: int, *, trace: bool) -> dict[str, Any]:
         [ENTITY],
         conns,
         sink=CountingSink,
-        engine=ProcessEngine(2),
+        engine=ProcessEngine(2) if engine is None else engine,
         pool_options={"base_url": url, "as_dicts": True},
         as_dicts=True,
     )
@@ -331,12 +332,12 @@ def _coordinator_pass(url: str, count: int, *, trace: bool) -> dict[str, Any]:
     return measured
 
 
-def coordinator(opts: argparse.Namespace) -> dict[str, Any]:
+def coordinator(opts: argparse.Namespace, engine: Any = None) -> dict[str, Any]:
     """Time and RSS from a pass without tracing, Python memory from a traced pass."""
     count = opts.coordinator_connections
     with mock_server(records=1, processes=opts.server_processes) as url:
-        plain = _coordinator_pass(url, count, trace=False)
-        traced = _coordinator_pass(url, count, trace=True)
+        plain = _coordinator_pass(url, count, trace=False, engine=engine)
+        traced = _coordinator_pass(url, count, trace=True, engine=engine)
     units = plain["units"]
     report = plain["report"]
     return {
@@ -367,6 +368,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--server-processes", type=int, default=2)
     parser.add_argument("--coordinator-connections", type=int, default=100_000)
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument(
+        "--engine",
+        choices=("processes", "ray"),
+        default="processes",
+        help="ray with --address: measure a running Ray cluster (benchmarks.scale_cluster)",
+    )
+    parser.add_argument("--address", default=None, help="the cluster, ray://HOST:10001")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-coordinator", action="store_true")
     parser.add_argument("--quick", action="store_true")
@@ -382,6 +390,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.engine == "ray" and opts.address is not None:
+        from benchmarks.scale_cluster import main as cluster_main
+
+        return cluster_main(opts)
     doc: dict[str, Any] = {"machine": machine(), "options": vars(opts) | {"out": str(opts.out)}}
     if not opts.skip_throughput:
         doc["throughput"] = throughput(opts)
