@@ -22,6 +22,7 @@ task names carry only the unit's number.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import time
@@ -189,7 +190,8 @@ class RayEngine:
             await self._run(ray, jobs, events)
         finally:
             if started:
-                await asyncio.to_thread(ray.shutdown)
+                with contextlib.suppress(ConnectionError):  # a cluster already gone
+                    await asyncio.to_thread(ray.shutdown)
 
     async def _run(self, ray: Any, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
         task, inbox_class = _remote()
@@ -223,10 +225,21 @@ class RayEngine:
                     break
             for message in await self._take(ray, inbox):
                 events.progress(message)
+        except ConnectionError as exc:
+            # Ray Client lost its server (the head died, or the network): no unit can be
+            # told about any more. Their chains fail; a rerun resumes them from the store.
+            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            for job in [*running.values(), *reversed(todo)]:
+                lost = WorkerLost(f"unit {job.unit}: lost the Ray cluster ({cause})")
+                events.lost(job.unit, lost)
+            running.clear()
         finally:
-            for ref in running:
-                ray.cancel(ref, force=True)
-            ray.kill(inbox)
+            # Not after the connection is gone: Ray would start a local Ray to run them.
+            if ray.is_initialized():
+                with contextlib.suppress(ConnectionError, ray.exceptions.RayError):
+                    for ref in running:
+                        ray.cancel(ref, force=True)
+                    ray.kill(inbox)
 
     @staticmethod
     def _inbox(ray: Any, inbox_class: Any) -> Any:

@@ -309,3 +309,28 @@ async def _start(
     return await asyncio.create_subprocess_exec(
         *command, env=cluster.env(), stdout=out, stderr=asyncio.subprocess.STDOUT
     )
+
+
+# -- last: it ends the module's cluster ----------------------------------------------------
+
+
+async def test_a_lost_head_ends_the_pull_with_its_units_lost_never_hanging(
+    cluster: LocalCluster, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_testing(True)
+    # Ray Client waits this long for its server to come back (30 s by default).
+    monkeypatch.setenv("RAY_CLIENT_RECONNECT_GRACE_PERIOD", "2")
+    tokens = named_tokens(12)
+    async with MockMakini(records_per_entity=1000, faults=FaultPlan(latency=0.1)) as server:
+        with client(cluster):
+            pull = sharded(server, tokens, pg_dsn)
+            task = asyncio.create_task(pull.run())
+            await _until(lambda: landed_count(pg_dsn), 1, task)
+            assert cluster.head is not None
+            cluster.kill_node(cluster.head)
+            report = await asyncio.wait_for(task, 90)  # never hangs
+    assert not report.ok
+    errors = {str(c.error) for c in report.chains if c.error is not None}
+    assert any("lost the Ray cluster" in e for e in errors), errors
+    # What had landed stays, with its checkpoints: a rerun resumes from there.
+    assert await landed_count(pg_dsn) > 0
