@@ -37,6 +37,8 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Ray's own imports may warn (deprecations of its deps)
     ray = pytest.importorskip("ray")
 
+pytestmark = pytest.mark.ray_cluster
+
 TABLES = ("makini_work_orders", "makini_assets")
 
 
