@@ -48,8 +48,7 @@ if __package__ in (None, ""):
 from benchmarks import _sink_baselines as bare
 from benchmarks._common import library_version, machine, mock_server
 from makini_async import MakiniPool
-from makini_async.checkpoint import ChainState, JSONCheckpoint, SQLiteCheckpoint
-from makini_async.checkpoint_postgres import PostgresCheckpoint
+from makini_async.checkpoint import ChainState, JSONCheckpoint, PostgresCheckpoint, SQLiteCheckpoint
 from makini_async.entities import Entity
 from makini_async.sinks import DuckDBSink, JsonLinesSink, ParquetSink, PostgresSink
 

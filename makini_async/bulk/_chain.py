@@ -47,7 +47,7 @@ __all__ = [
 logger = logging.getLogger("makini_async")
 
 
-@attrs.define(slots=True, kw_only=True, eq=False, weakref_slot=False)
+@attrs.define(slots=True, kw_only=True, eq=False, weakref_slot=False, repr=False)
 class Chain(ChainReport):
     """A chain's report plus the pull's working state: one object per chain."""
 
@@ -64,9 +64,10 @@ class Chain(ChainReport):
     #: The chain's OpenTelemetry span while it runs (``makini_async.telemetry``).
     span: Any = attrs.field(default=None, repr=False, eq=False)
 
-
-# Users see these objects in PullReport.chains: they print as what they are to them.
-Chain.__qualname__ = "ChainReport"
+    def __repr__(self) -> str:
+        # Users see these objects in PullReport.chains: they print as the report they are.
+        shown = (a for a in attrs.fields(ChainReport) if a.repr)
+        return f"ChainReport({', '.join(f'{a.name}={getattr(self, a.name)!r}' for a in shown)})"
 
 
 class ChainEnded(Exception):

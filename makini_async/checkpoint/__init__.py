@@ -57,7 +57,7 @@ from makini_async.checkpoint._identity import (
     default_state_name,
 )
 from makini_async.checkpoint._lease import PullLease
-from makini_async.checkpoint._postgres import PostgresCheckpoint
+from makini_async.checkpoint._postgres import PostgresCheckpoint, safe_dsn
 from makini_async.checkpoint._sqlite import SQLiteCheckpoint
 from makini_async.checkpoint._stores import (
     AsyncCheckpointStore,
@@ -86,6 +86,7 @@ __all__ = [
     "StateUse",
     "default_state_name",
     "open_checkpoint",
+    "safe_dsn",
     "state_from_json",
     "state_to_json",
 ]

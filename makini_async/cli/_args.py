@@ -12,7 +12,7 @@ import attrs
 
 from makini_async._constants import VERSION
 from makini_async._sansio import valid_token
-from makini_async.checkpoint_postgres import safe_dsn
+from makini_async.checkpoint._postgres import safe_dsn
 from makini_async.connection import default_name
 from makini_async.entities import Entity, to_entity
 

@@ -6,7 +6,7 @@ transaction, once it holds ``max_batch_rows`` rows or ``max_batch_delay``
 seconds after its first page. The transaction ``COPY``s the rows into a
 temporary staging table, upserts them with one statement per entity, and
 writes the checkpoint row of every chain in the batch (a
-:class:`~makini_async.checkpoint_postgres.PostgresCheckpoint` in the same
+:class:`~makini_async.checkpoint.PostgresCheckpoint` in the same
 database), so data and cursors are durable together or not at all: a
 process killed at any instant resumes after the last committed batch, and
 no page is applied twice. The pull keeps fetching while a batch commits.

@@ -17,8 +17,7 @@ import pytest
 
 from makini_async import MakiniPool, SinkError, UsageError, set_testing
 from makini_async.bulk import Outcome, PulledPage
-from makini_async.checkpoint import ChainState
-from makini_async.checkpoint_postgres import PostgresCheckpoint, safe_dsn
+from makini_async.checkpoint import ChainState, PostgresCheckpoint, safe_dsn
 from makini_async.entities import Entity
 from makini_async.sinks import JsonLinesSink, ParquetSink, PostgresSink, Sink, open_sink
 from makini_async.testing import FaultPlan, MockMakini
@@ -186,7 +185,7 @@ SHARED_CHILD = textwrap.dedent(
     """
     import asyncio, sys
     from makini_async import MakiniPool, PageSizes, set_testing
-    from makini_async.checkpoint_postgres import PostgresCheckpoint
+    from makini_async.checkpoint import PostgresCheckpoint
 
     async def main(url, dsn, first, count):
         set_testing(True)
