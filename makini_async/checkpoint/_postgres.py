@@ -261,6 +261,10 @@ class PostgresCheckpoint(PostgresStates):
 
         await self._guarded("write", fenced)
 
+    async def check_fence_in(self, db: Any) -> None:
+        """Raise ``LeaseLost`` unless this store's fence holds, in ``db``'s transaction."""
+        await check_fence(db, self._fence)
+
     async def save_in(self, db: Any, connection: str, entity: str, state: ChainState) -> None:
         """Save through ``db``: a connection inside the caller's transaction."""
         await check_fence(db, self._fence)

@@ -229,7 +229,6 @@ class ShardedPull:
             raise UsageError("a ShardedPull runs once; start a new one")
         self._ran = True
         self.report.started_at = self._clock()
-        self._prepare_folder()
         lock = None
         lease = None
         jobs = self._jobs
@@ -243,6 +242,7 @@ class ShardedPull:
             settings = attrs.evolve(jobs[0].settings, fence=fence)
             jobs = [attrs.evolve(job, settings=settings) for job in jobs]
         try:
+            self._prepare_folder()  # only once the run is this driver's
             await self.engine.run(jobs, _Events(self))
         finally:
             if lock is not None:

@@ -251,6 +251,8 @@ class PostgresSink(BatchedRows):
                 )
             if states:
                 await self._store.save_many_in(db, [(c, e, s) for (c, e), s in states.items()])
+            else:  # no cursor moves, yet the rows are fenced as well
+                await self._store.check_fence_in(db)
 
         first = batch[0]
         what = f"a {first.entity.value} page"

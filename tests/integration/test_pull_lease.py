@@ -107,7 +107,10 @@ async def test_a_store_fenced_by_an_old_epoch_writes_nothing(pg_dsn: str) -> Non
         await store.close()
 
 
-async def test_a_sink_fenced_by_an_old_epoch_lands_no_rows(pg_dsn: str) -> None:
+@pytest.mark.parametrize("state", [ChainState(cursor="c1"), None], ids=["cursor", "no-cursor"])
+async def test_a_sink_fenced_by_an_old_epoch_lands_no_rows(
+    pg_dsn: str, state: ChainState | None
+) -> None:
     old = PullLease(pg_dsn, "pull S")
     fence = await old.acquire()
     await old.release()
@@ -121,7 +124,7 @@ async def test_a_sink_fenced_by_an_old_epoch_lands_no_rows(pg_dsn: str) -> None:
         await sink.open([Entity.WORK_ORDERS])
         record = {"id": "w1", "updated_at": "2026-01-01T00:00:00Z"}
         page = PulledPage("acme", Entity.WORK_ORDERS, [record], None, "c1", "req_1")
-        await sink.write(page, ChainState(cursor="c1"))
+        await sink.write(page, state)
         try:
             await sink.flush()
         except SinkError as exc:
