@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import machine, median_range, mock_server
-from benchmarks.scale import coordinator, run_sharded, tokens
+from benchmarks._scale_common import coordinator, run_sharded, tokens
 
 
 def _nodes(ray: Any) -> list[dict[str, Any]]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from makini_async._reading import announce_page, finish_page, read_page
-from makini_async._sansio import list_params
 from makini_async._send import Call, Link, Tally, send
 from makini_async._walk import Sizing, adapt_page_size
+from makini_async._wire.requests import list_params
 from makini_async.errors import UsageError
 from makini_async.pagination import Page, RawPage
 

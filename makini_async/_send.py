@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
 from makini_async._outage import Waiter, is_outage_class
 from makini_async._retry import WaitSchedule, effective_attempts, is_testing
-from makini_async._sansio import error_from_response, redirect_error
+from makini_async._wire.responses import error_from_response, redirect_error
 from makini_async.errors import (
     APIError,
     AuthenticationError,

@@ -23,7 +23,7 @@ import asyncio
 import inspect
 from typing import TYPE_CHECKING, Any, Union
 
-from makini_async._sansio import check_token, valid_token
+from makini_async._wire.requests import check_token, valid_token
 from makini_async.errors import MakiniError
 
 if TYPE_CHECKING:

@@ -129,7 +129,7 @@ class AiohttpTransport:
                 request_id = resp.headers.get("X-Request-Id")
                 if 300 <= resp.status < 400:
                     # Never followed, and its body never read: the send loop makes
-                    # it an UnexpectedRedirect (see _sansio.redirect_error).
+                    # it an UnexpectedRedirect (see _wire.responses.redirect_error).
                     resp.close()
                     return RawResponse(resp.status, _safe_headers(resp.headers, secrets), b"")
                 data = await self._read(resp, method, url)

@@ -23,8 +23,8 @@ import math
 from typing import TYPE_CHECKING
 
 from makini_async._directory import STATUSES, ConnectionDirectory, StatusChange
-from makini_async._sansio import parse_single
 from makini_async._send import Call, send
+from makini_async._wire.responses import parse_single
 from makini_async._workers import run_workers
 from makini_async.connection import Connection
 from makini_async.errors import (

@@ -18,10 +18,10 @@ import attrs
 
 from makini_async import _keys, _listing
 from makini_async._health import Health
-from makini_async._sansio import parse_single
 from makini_async._scrub import clean
 from makini_async._send import Call, send
 from makini_async._tokens import Credentials
+from makini_async._wire.responses import parse_single
 from makini_async.entities import Entity
 from makini_async.errors import UsageError
 from makini_async.instrumentation import ConnectionState

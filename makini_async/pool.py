@@ -23,9 +23,9 @@ from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._directory import ConnectionDirectory
 from makini_async._fanout import fan_out, resolve
 from makini_async._retry import RetryBudget
-from makini_async._sansio import check_base_url, check_token
 from makini_async._shared import Shared
 from makini_async._watch import Watch
+from makini_async._wire.requests import check_base_url, check_token
 from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
 from makini_async.connection import Connection, default_name
 from makini_async.errors import UsageError

@@ -25,8 +25,9 @@ import orjson
 from makini_async._config import CallOptions
 from makini_async._invalid import ON_INVALID
 from makini_async._listing import ListingLink
-from makini_async._sansio import check_record_id, format_when, parse_single
 from makini_async._send import Call, send
+from makini_async._wire.requests import check_record_id, format_when
+from makini_async._wire.responses import parse_single
 from makini_async.entities import Entity, EntityLike, to_entity
 from makini_async.errors import UsageError
 from makini_async.models import (

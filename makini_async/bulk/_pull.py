@@ -9,7 +9,7 @@ import weakref
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from makini_async._sansio import format_when
+from makini_async._wire.requests import format_when
 from makini_async.bulk._chain import (
     Chain,
     ChainEnded,

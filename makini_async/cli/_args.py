@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Final, NoReturn
 import attrs
 
 from makini_async._constants import VERSION
-from makini_async._sansio import valid_token
+from makini_async._wire.requests import valid_token
 from makini_async.checkpoint._postgres import safe_dsn
 from makini_async.connection import default_name
 from makini_async.entities import Entity, to_entity

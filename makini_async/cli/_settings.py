@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from makini_async._config import RetryPolicy, Timeouts
-from makini_async._sansio import check_base_url, format_when
+from makini_async._wire.requests import check_base_url, format_when
 from makini_async.checkpoint import open_checkpoint
 from makini_async.checkpoint._identity import check_state_name
 from makini_async.cli._args import CliError, PullSettings, load_tokens, parse_entities

@@ -13,7 +13,7 @@ import attrs
 
 from makini_async._constants import DEFAULT_MAX_IN_FLIGHT
 from makini_async._retry import is_testing
-from makini_async._sansio import format_when
+from makini_async._wire.requests import format_when
 from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, ChainReport, Outcome, PullReport
 from makini_async.bulk._chain import entities_of
 from makini_async.checkpoint import PullLease, open_checkpoint

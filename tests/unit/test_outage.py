@@ -19,7 +19,7 @@ from makini_async import (
     RetryPolicy,
 )
 from makini_async._outage import is_outage_class
-from makini_async._sansio import error_from_response
+from makini_async._wire.responses import error_from_response
 from tests.fakes import Call, FakeClock, error, page, respond
 
 NGINX_502 = (

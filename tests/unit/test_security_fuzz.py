@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from makini_async import errors
-from makini_async._sansio import decode_json, error_from_response, parse_page, parse_single
+from makini_async._wire.responses import decode_json, error_from_response, parse_page, parse_single
 from makini_async.status import ConnectionInfo, SyncStatus
 from makini_async.webhooks import parse_event, verify
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from makini_async import Limits, MakiniPool, Timeouts, errors
-from makini_async._sansio import check_base_url, is_loopback, valid_token
+from makini_async._wire.requests import check_base_url, is_loopback, valid_token
 from tests.fakes import respond
 from tests.unit.conftest import TOKEN
 

@@ -10,8 +10,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from makini_async import errors
-from makini_async._sansio import decode_json, error_from_response, parse_single
 from makini_async._scrub import REDACTED, clean, escape, scrub, scrub_data
+from makini_async._wire.responses import decode_json, error_from_response, parse_single
 from makini_async.status import ConnectionInfo
 from tests.fakes import respond
 from tests.unit.conftest import TOKEN

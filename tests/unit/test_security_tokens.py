@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from makini_async import RetryPolicy, errors
-from makini_async._sansio import error_from_response
+from makini_async._wire.responses import error_from_response
 from tests.conftest import find_leaks
 from tests.fakes import error, page, respond
 from tests.unit.conftest import TOKEN

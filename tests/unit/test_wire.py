@@ -8,13 +8,8 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from makini_async import errors
-from makini_async._sansio import (
-    error_from_response,
-    format_when,
-    list_params,
-    parse_page,
-    parse_retry_after,
-)
+from makini_async._wire.requests import format_when, list_params
+from makini_async._wire.responses import error_from_response, parse_page, parse_retry_after
 
 
 def test_retry_after_seconds_and_http_date() -> None:
