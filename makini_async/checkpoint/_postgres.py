@@ -175,7 +175,7 @@ class PostgresCheckpoint(PostgresStates):
         self._owns_pool = pool is None
         self._ready = False
         #: The lease this store's saves are fenced by (a unit of a sharded pull), or None.
-        self._fence: Any = None
+        self._fence: Fence | None = None
         self._upsert = (
             f"INSERT INTO {self.table} (connection, entity, state, saved_at) "  # noqa: S608
             "VALUES ($1, $2, $3::jsonb, now()) ON CONFLICT (connection, entity) "

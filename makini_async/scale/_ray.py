@@ -167,20 +167,19 @@ class RayEngine:
             options["address"] = self.address
         elif self._workers is not None:
             options.setdefault("num_cpus", self._workers)
-        for attempt in range(CONNECT_ATTEMPTS):
+        for attempt in range(1, CONNECT_ATTEMPTS + 1):
             try:
                 ray.init(**options)
-            except ConnectionError as exc:  # noqa: PERF203 - a retry loop
+                break
+            except ConnectionError as exc:
                 # Ray Client's server may fail a session as it starts it (a race in its
                 # proxy); a new session is the cure. Blocking: nothing runs before this.
-                if attempt + 1 == CONNECT_ATTEMPTS:
+                if attempt == CONNECT_ATTEMPTS:
                     where = self.address or "a local Ray"
                     msg = f"cannot connect to Ray at {where}: {type(exc).__name__}: {exc}"
                     raise MakiniError(msg.splitlines()[0]) from None
-                time.sleep(1.0 + attempt)
-            else:
-                return True
-        return True  # pragma: no cover - the loop returns or raises
+                time.sleep(float(attempt))
+        return True
 
     async def run(self, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
         ray = _ray()
@@ -219,9 +218,7 @@ class RayEngine:
                     await self._settle(ray, running.pop(ref), ref, events)
                 stranded = await watch.stranded()
                 if stranded is not None:
-                    for job in [*running.values(), *reversed(todo)]:
-                        events.lost(job.unit, WorkerLost(f"unit {job.unit}: {stranded}"))
-                    todo.clear()
+                    _lose_all(running, todo, events, stranded)
                     break
             for message in await self._take(ray, inbox):
                 events.progress(message)
@@ -229,10 +226,8 @@ class RayEngine:
             # Ray Client lost its server (the head died, or the network): no unit can be
             # told about any more. Their chains fail; a rerun resumes them from the store.
             cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            for job in [*running.values(), *reversed(todo)]:
-                lost = WorkerLost(f"unit {job.unit}: lost the Ray cluster ({cause})")
-                events.lost(job.unit, lost)
-            running.clear()
+            _lose_all(running, todo, events, f"lost the Ray cluster ({cause})")
+            running.clear()  # nothing to cancel on a cluster that is gone
         finally:
             # Not after the connection is gone: Ray would start a local Ray to run them.
             if ray.is_initialized():
@@ -275,6 +270,15 @@ class RayEngine:
             events.lost(job.unit, lost)
         else:
             events.finished(result)
+
+
+def _lose_all(
+    running: dict[Any, UnitJob], todo: list[UnitJob], events: UnitEvents, why: str
+) -> None:
+    """Every unit not finished ends as lost, for ``why``; none is left to start."""
+    for job in [*running.values(), *reversed(todo)]:
+        events.lost(job.unit, WorkerLost(f"unit {job.unit}: {why}"))
+    todo.clear()
 
 
 class _NodeWatch:
