@@ -162,14 +162,15 @@ async def test_a_lost_node_loses_nothing_and_its_units_run_again(
     set_testing(True)
     cluster.add_node(num_cpus=1)
     tokens = named_tokens(30)
-    plan = FaultPlan(seed=8, latency=0.03)
-    async with MockMakini(records_per_entity=400, faults=plan) as server:
+    # Chains of 16 slow pages: a unit is mid-way for long enough to lose its node then.
+    plan = FaultPlan(seed=8, latency=0.1)
+    async with MockMakini(records_per_entity=800, faults=plan) as server:
         want = expected(server, tokens)
         with client(cluster):
             pull = sharded(server, tokens, pg_dsn, workers=3)
             task = asyncio.create_task(pull.run())
             await _until(lambda: landed_count(pg_dsn), len(want) // 5, task)
-            doomed = await _node_running_a_unit(cluster, pull, task)
+            doomed = await _node_running_a_unit(cluster, pull, task, per_chain=800)
             if loss == "node":  # a machine that dies: every process of the node at once
                 cluster.kill_node(doomed)
             else:  # only its raylet: workers already running may still finish their unit
@@ -188,19 +189,26 @@ async def test_a_lost_node_loses_nothing_and_its_units_run_again(
     assert set(got) == want
     assert doomed.node_id not in {u.node for u in pull.units if u.attempts > 1}
     if loss == "node":
-        assert any(u.attempts >= 2 for u in pull.units)  # the lost node's units ran again
-        assert doomed.node_id not in {u.node for u in pull.units}
+        # The lost node's unit ran again (units it finished before stay counted there).
+        assert any(u.attempts >= 2 for u in pull.units)
     # Measured, for the record (pytest -s): how soon a lost unit ran again.
     print(f"lost {loss}: a unit ran again after {rerun}s; the pull ended {finished:.1f}s after")
 
 
 async def _node_running_a_unit(
-    cluster: LocalCluster, pull: ShardedPull, task: asyncio.Task[Any]
+    cluster: LocalCluster, pull: ShardedPull, task: asyncio.Task[Any], per_chain: int
 ) -> Node:
-    """A worker node (not the head) whose worker process runs a unit now."""
+    """A worker node (not the head) whose worker process runs a unit less than half done.
+
+    Only an early unit: progress arrives a little late, so a unit about to end may
+    already have handed its result back, and then nothing needs to run again.
+    """
     while not task.done():
         for status in pull.units:
             if status.done or status.pid is None:
+                continue
+            chains = pull.unit_chains(status.unit)
+            if sum(c.records for c in chains) >= len(chains) * per_chain / 2:
                 continue
             node = cluster.node_of(status.pid)
             if node is not None and node is not cluster.head:
