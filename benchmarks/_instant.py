@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from makini_async._transport import RawResponse
+from makini_async._client.transport import RawResponse
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -151,7 +151,7 @@ class _LatencyHook:
 async def run_makini(
     opts: argparse.Namespace, tally: Tally, *, as_dicts: bool, pages: bool = False
 ) -> dict[str, Any]:
-    from makini_async._config import Limits, PageSizes, RetryPolicy
+    from makini_async._client.config import Limits, PageSizes, RetryPolicy
     from makini_async.pool import MakiniPool
 
     kwargs: dict[str, Any] = {
@@ -388,8 +388,8 @@ def _preload(kind: str) -> None:
         [
             "makini_async.pool",
             "makini_async.bulk",
-            "makini_async._config",
-            "makini_async._transport",
+            "makini_async._client.config",
+            "makini_async._client.transport",
             "makini_async.tuning",
         ],
     )

@@ -33,7 +33,7 @@ if __package__ in (None, ""):
 from benchmarks._common import RESULTS, library_version, machine
 from benchmarks._instant import InstantTransport
 from makini_async import MakiniPool
-from makini_async._transport import RawResponse
+from makini_async._client.transport import RawResponse
 from makini_async.entities import Entity
 from makini_async.testing._data import generate_records
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging as _logging
 
-from makini_async._config import (
+from makini_async._client.config import (
     BreakerPolicy,
     CallOptions,
     Limits,
@@ -25,13 +25,13 @@ from makini_async._config import (
     RetryPolicy,
     Timeouts,
 )
-from makini_async._constants import VERSION as __version__  # noqa: N811
-from makini_async._directory import StatusChange
-from makini_async._fanout import ConnectionResult, FanOutReport
+from makini_async._client.retry import is_testing, set_testing
+from makini_async._client.tokens import TokenProvider, TokenProviderError
 from makini_async._options import ConnectionView, PoolView
-from makini_async._retry import is_testing, set_testing
-from makini_async._tokens import TokenProvider, TokenProviderError
-from makini_async._watch import Watch
+from makini_async._pool.directory import StatusChange
+from makini_async._pool.fanout import ConnectionResult, FanOutReport
+from makini_async._pool.watch import Watch
+from makini_async._wire.constants import VERSION as __version__  # noqa: N811
 from makini_async.bulk import (
     ChainReport,
     Outcome,

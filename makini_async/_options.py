@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from makini_async._config import CallOptions
+from makini_async._client.config import CallOptions
 from makini_async.entities import Entity
 from makini_async.resources import (
     RESOURCE_TYPES,
@@ -28,8 +28,8 @@ from makini_async.resources import (
 )
 
 if TYPE_CHECKING:
-    from makini_async._config import RetryPolicy
-    from makini_async._tokens import TokenProvider
+    from makini_async._client.config import RetryPolicy
+    from makini_async._client.tokens import TokenProvider
     from makini_async.connection import Connection
     from makini_async.entities import EntityLike
     from makini_async.models import Record

@@ -2,7 +2,7 @@
 
 A :class:`Connection` is a cheap handle owned by a :class:`MakiniPool`. Its
 health (concurrency limit, rate-limit cooldown, circuit breaker,
-reauthorization mark; see :mod:`makini_async._health`) and its counters are
+reauthorization mark; see :mod:`makini_async._client.health`) and its counters are
 shared by every task that uses it. Each entity is a typed resource
 (``conn.work_orders``); the string-entity calls (``conn.list("work-orders")``)
 stay for code that picks the entity at run time.
@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import attrs
 
-from makini_async import _keys, _listing
-from makini_async._health import Health
-from makini_async._scrub import clean
-from makini_async._send import Call, send
-from makini_async._tokens import Credentials
+from makini_async._client import keys as _keys
+from makini_async._client import listing as _listing
+from makini_async._client.health import Health
+from makini_async._client.send import Call, send
+from makini_async._client.tokens import Credentials
 from makini_async._wire.responses import parse_single
+from makini_async._wire.scrub import clean
 from makini_async.entities import Entity
 from makini_async.errors import UsageError
 from makini_async.instrumentation import ConnectionState
@@ -45,12 +46,12 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Callable, Mapping
 
-    from makini_async._config import CallOptions, RetryPolicy
+    from makini_async._client.config import CallOptions, RetryPolicy
+    from makini_async._client.shared import Shared
+    from makini_async._client.transport import RawResponse
+    from makini_async._client.walk import Sizing
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async._options import ConnectionView
-    from makini_async._shared import Shared
-    from makini_async._transport import RawResponse
-    from makini_async._walk import Sizing
     from makini_async.entities import EntityLike
     from makini_async.models import Record
     from makini_async.pagination import Listing, Page
@@ -76,7 +77,7 @@ def default_name(token: str) -> str:
     """A stable display name for a token that reveals nothing of it.
 
     ``conn-`` and 16 hex digits of an HMAC of the token under the
-    installation's key (see :mod:`makini_async._keys`).
+    installation's key (see :mod:`makini_async._client.keys`).
     """
     return _keys.name_of(token)
 
@@ -436,7 +437,7 @@ class Connection(Health):
     def _as_dicts(self, as_dicts: bool | None) -> bool:  # noqa: FBT001
         return self._shared.as_dicts if as_dicts is None else as_dicts
 
-    # -- listing pages (see makini_async._listing) ---------------------------------
+    # -- listing pages (see makini_async._client.listing) ---------------------------------
 
     def _page_size_for(self, entity: Entity, page_size: int | None = None) -> int:
         """The page size to ask for: ``page_size``, else the pool's, within any learnt limit."""

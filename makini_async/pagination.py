@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import attrs
 
-from makini_async._walk import CursorGuard, Sizing, Walk
+from makini_async._client.walk import CursorGuard, Sizing, Walk
 from makini_async.errors import RecordStructureError
 from makini_async.models import invalid_record_error
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from makini_async._config import CallOptions
+    from makini_async._client.config import CallOptions
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async.entities import Entity
 

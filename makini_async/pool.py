@@ -9,7 +9,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
-from makini_async._config import (
+from makini_async._client.config import (
     BreakerPolicy,
     Limits,
     OutagePolicy,
@@ -19,12 +19,12 @@ from makini_async._config import (
     check_options,
     option,
 )
-from makini_async._constants import API_PREFIX, DEFAULT_BASE_URL
-from makini_async._directory import ConnectionDirectory
-from makini_async._fanout import fan_out, resolve
-from makini_async._retry import RetryBudget
-from makini_async._shared import Shared
-from makini_async._watch import Watch
+from makini_async._client.retry import RetryBudget
+from makini_async._client.shared import Shared
+from makini_async._pool.directory import ConnectionDirectory
+from makini_async._pool.fanout import fan_out, resolve
+from makini_async._pool.watch import Watch
+from makini_async._wire.constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._wire.requests import check_base_url, check_token
 from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
 from makini_async.connection import Connection, default_name
@@ -37,12 +37,12 @@ if TYPE_CHECKING:
     import os
     from types import TracebackType
 
-    from makini_async._directory import StatusChange
-    from makini_async._fanout import FanOutReport
+    from makini_async._client.tokens import TokenProvider
+    from makini_async._client.transport import Transport
     from makini_async._invalid import OnInvalid
     from makini_async._options import PoolView
-    from makini_async._tokens import TokenProvider
-    from makini_async._transport import Transport
+    from makini_async._pool.directory import StatusChange
+    from makini_async._pool.fanout import FanOutReport
     from makini_async.bulk import ConnectionSpec
     from makini_async.bulk._sink import Sink
     from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
@@ -199,7 +199,7 @@ class MakiniPool:
             msg = "this MakiniPool is closed; create a new one"
             raise UsageError(msg)
         if shared.transport_or_none is None:
-            from makini_async._transport import AiohttpTransport  # noqa: PLC0415
+            from makini_async._client.transport import AiohttpTransport  # noqa: PLC0415
 
             check_base_url(self.base_url, allow_insecure_http=self.allow_insecure_http)
             shared.transport_or_none = AiohttpTransport(
@@ -253,7 +253,7 @@ class MakiniPool:
         its cooldown, breaker and counters are kept. ``token`` may also be a
         sync or async callable returning the current token (``name`` is then
         required): it is asked before the first call and once more when the
-        API answers 401 ``AUTHENTICATION_FAILED`` (see :mod:`makini_async._tokens`).
+        API answers 401 ``AUTHENTICATION_FAILED`` (see :mod:`makini_async._client.tokens`).
         ``max_concurrency`` overrides the pool's per-connection limit.
         """
         if callable(token):

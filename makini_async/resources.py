@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVa
 
 import orjson
 
-from makini_async._config import CallOptions
+from makini_async._client.config import CallOptions
+from makini_async._client.listing import ListingLink
+from makini_async._client.send import Call, send
 from makini_async._invalid import ON_INVALID
-from makini_async._listing import ListingLink
-from makini_async._send import Call, send
 from makini_async._wire.requests import check_record_id, format_when
 from makini_async._wire.responses import parse_single
 from makini_async.entities import Entity, EntityLike, to_entity
@@ -48,10 +48,10 @@ if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping
 
-    from makini_async._config import RetryPolicy
+    from makini_async._client.config import RetryPolicy
+    from makini_async._client.transport import RawResponse
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async._invalid import InvalidRecord as _Invalid
-    from makini_async._transport import RawResponse
     from makini_async.responses import RawResource
 
 __all__ = [

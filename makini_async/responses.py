@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 import attrs
 
-from makini_async._send import Call
+from makini_async._client.send import Call
 from makini_async.models import Record
 from makini_async.resources import AUTO
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from makini_async._scrub import clean
+from makini_async._wire.scrub import clean
 from makini_async.errors import MalformedResponse
 from makini_async.models._fields import to_datetime
 

@@ -16,7 +16,7 @@ import attrs
 import orjson
 from multidict import CIMultiDict
 
-from makini_async._transport import RawResponse
+from makini_async._client.transport import RawResponse
 
 
 @attrs.define

@@ -1,1 +1,1 @@
-"""The wire: pure request building (``requests``) and response reading (``responses``), no I/O."""
+"""The wire: constants, pure request building, response reading, scrubbing; no I/O."""

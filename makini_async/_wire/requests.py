@@ -9,8 +9,8 @@ import unicodedata
 from typing import Final
 from urllib.parse import quote, urlsplit
 
-from makini_async._constants import MAX_TOKEN_LENGTH
-from makini_async._scrub import clean
+from makini_async._wire.constants import MAX_TOKEN_LENGTH
+from makini_async._wire.scrub import clean
 from makini_async.errors import UsageError
 from makini_async.models._fields import to_date, to_datetime
 

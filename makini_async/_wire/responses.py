@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from makini_async._scrub import clean, scrub_data
+from makini_async._wire.scrub import clean, scrub_data
 from makini_async.errors import (
     APIError,
     MalformedResponse,

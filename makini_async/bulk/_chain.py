@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from makini_async._keys import recover_legacy
+from makini_async._client.keys import recover_legacy
 from makini_async.bulk._dedupe import RecentIds, fresh
 from makini_async.bulk._marks import FUTURE, canonical, earlier, newest
 from makini_async.bulk._report import ChainReport
@@ -28,7 +28,7 @@ from makini_async.errors import CheckpointError, UsageError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    from makini_async._shared import Shared
+    from makini_async._client.shared import Shared
     from makini_async.bulk._sink import Sink
     from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
 

@@ -11,7 +11,7 @@ import inspect
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from makini_async import _keys
+from makini_async._client import keys as _keys
 from makini_async.bulk._sink import Sink, forget
 from makini_async.checkpoint import AsyncCheckpointStore, ChainState, CheckpointStore
 from makini_async.checkpoint._identity import (

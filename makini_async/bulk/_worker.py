@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from makini_async import _listing
-from makini_async._reading import read_page
-from makini_async._send import Tally
-from makini_async._walk import Walk
+from makini_async._client import listing as _listing
+from makini_async._client.reading import read_page
+from makini_async._client.send import Tally
+from makini_async._client.walk import Walk
 from makini_async.bulk._chain import Chain, ChainEnded, Checkpoints
 from makini_async.bulk._report import Outcome
 from makini_async.errors import CircuitOpenError, MakiniError, MalformedResponse

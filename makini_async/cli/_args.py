@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Final, NoReturn
 
 import attrs
 
-from makini_async._constants import VERSION
+from makini_async._wire.constants import VERSION
 from makini_async._wire.requests import valid_token
 from makini_async.checkpoint._postgres import safe_dsn
 from makini_async.connection import default_name
@@ -19,7 +19,7 @@ from makini_async.entities import Entity, to_entity
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from makini_async._config import RetryPolicy, Timeouts
+    from makini_async._client.config import RetryPolicy, Timeouts
 
 __all__ = [
     "DEFAULT_TOKENS_ENV",

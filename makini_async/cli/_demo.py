@@ -7,7 +7,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from makini_async._config import RetryPolicy, Timeouts
+from makini_async._client.config import RetryPolicy, Timeouts
 from makini_async._files import write_atomic
 from makini_async.cli._args import (
     EXIT_FAILED,

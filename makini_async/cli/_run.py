@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import attrs
 
-from makini_async._config import RetryPolicy, Timeouts
-from makini_async._progress import Progress
+from makini_async._client.config import RetryPolicy, Timeouts
 from makini_async.bulk import DEFAULT_PATIENCE, Pull, PullReport
 from makini_async.checkpoint import CheckpointMismatch
 from makini_async.cli._args import PROG, CliError, PullSettings
+from makini_async.cli._progress import Progress
 from makini_async.cli._summary import failures, summary, summary_json
 from makini_async.errors import (
     ConnectionFailed,

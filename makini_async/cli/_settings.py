@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from makini_async._config import RetryPolicy, Timeouts
+from makini_async._client.config import RetryPolicy, Timeouts
 from makini_async._wire.requests import check_base_url, format_when
 from makini_async.checkpoint import open_checkpoint
 from makini_async.checkpoint._identity import check_state_name

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from makini_async._constants import DEFAULT_MAX_IN_FLIGHT
-from makini_async._retry import is_testing
+from makini_async._client.retry import is_testing
+from makini_async._wire.constants import DEFAULT_MAX_IN_FLIGHT
 from makini_async._wire.requests import format_when
 from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, ChainReport, Outcome, PullReport
 from makini_async.bulk._chain import entities_of

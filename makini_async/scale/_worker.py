@@ -15,7 +15,7 @@ import secrets
 from typing import TYPE_CHECKING, Any, Final
 
 from makini_async import tuning
-from makini_async._retry import set_testing
+from makini_async._client.retry import set_testing
 from makini_async.bulk import ChainReport, Outcome, Pull
 from makini_async.checkpoint import PostgresCheckpoint, open_checkpoint
 from makini_async.entities import Entity

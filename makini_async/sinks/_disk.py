@@ -1,7 +1,7 @@
 """Disk faults a file sink waits out: a full disk, an I/O error, an interrupted call.
 
 A transient ``OSError`` (:data:`TRANSIENT`) is retried with exponential
-backoff (``backoff.expo`` behind :mod:`makini_async._retry`)::
+backoff (``backoff.expo`` behind :mod:`makini_async._client.retry`)::
 
     wait n = min(wait_max, wait_initial * 2 ** (n - 1)), less up to 20 % jitter
 
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import attrs
 
-from makini_async._config import RetryPolicy
-from makini_async._retry import WaitSchedule
+from makini_async._client.config import RetryPolicy
+from makini_async._client.retry import WaitSchedule
 from makini_async.errors import SinkUnavailable
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.metrics import _internal as _metrics_globals
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from makini_async._constants import VERSION
+from makini_async._wire.constants import VERSION
 from makini_async.entities import Entity
 from makini_async.errors import APIError, MakiniError, RequestTimeout
 from makini_async.instrumentation import ConnectionState, ConnectionStateEvent, Hook, PageEvent
@@ -18,7 +18,7 @@ from makini_async.instrumentation import ConnectionState, ConnectionStateEvent, 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from makini_async._send import Call
+    from makini_async._client.send import Call
     from makini_async.bulk._chain import Chain
     from makini_async.bulk._report import PullReport
 

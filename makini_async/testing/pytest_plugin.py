@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from makini_async._retry import set_testing
+from makini_async._client.retry import set_testing
 from makini_async.testing._server import MockMakini
 
 try:
@@ -37,7 +37,7 @@ ServerFactory = Callable[..., Awaitable[MockMakini]]
 @pytest.fixture(autouse=True)
 def _makini_testing_restored() -> Iterator[None]:
     """Whatever a test does to the process-wide testing switch ends with the test."""
-    from makini_async._retry import _TESTING  # noqa: PLC0415 - the switch itself
+    from makini_async._client.retry import _TESTING  # noqa: PLC0415 - the switch itself
 
     before = (_TESTING.enabled, _TESTING.attempts)
     try:

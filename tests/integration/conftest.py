@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from makini_async import _retry
+from makini_async._client import retry as _retry
 
 
 @pytest.fixture(autouse=True)

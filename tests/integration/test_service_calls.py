@@ -22,7 +22,7 @@ from makini_async import (
     set_testing,
     to_dict,
 )
-from makini_async._config import BreakerPolicy
+from makini_async._client.config import BreakerPolicy
 from makini_async.errors import AuthenticationError
 from makini_async.testing import FaultPlan, MockMakini, RateLimit
 

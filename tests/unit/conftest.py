@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from makini_async import _retry
+from makini_async._client import retry as _retry
 from makini_async.pool import MakiniPool
 from tests.fakes import FakeClock, FakeTransport, Handler
 

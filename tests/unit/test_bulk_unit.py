@@ -311,7 +311,7 @@ async def test_a_listing_record_that_is_not_an_object_names_its_connection(
 
 
 def test_finish_page_structures_a_tuple_of_records() -> None:
-    from makini_async._reading import finish_page
+    from makini_async._client.reading import finish_page
 
     dicts = Page(Entity.ASSETS, ({"id": "a"},), None, None, None, "req_1", 100)  # type: ignore[arg-type]
     typed = finish_page(dicts, as_dicts=False, connection="acme")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from makini_async import errors
-from makini_async._config import BreakerPolicy, Limits, OutagePolicy, PageSizes, RetryPolicy
-from makini_async._retry import set_testing
+from makini_async._client.config import BreakerPolicy, Limits, OutagePolicy, PageSizes, RetryPolicy
+from makini_async._client.retry import set_testing
 from makini_async.entities import Entity
 from makini_async.instrumentation import ConnectionState, Hook
 from makini_async.pool import MakiniPool

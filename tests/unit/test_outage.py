@@ -18,7 +18,7 @@ from makini_async import (
     Outcome,
     RetryPolicy,
 )
-from makini_async._outage import is_outage_class
+from makini_async._client.outage import is_outage_class
 from makini_async._wire.responses import error_from_response
 from tests.fakes import Call, FakeClock, error, page, respond
 

@@ -17,7 +17,7 @@ from makini_async import (
     Outcome,
     RetryPolicy,
 )
-from makini_async._outage import Outage, Waiter
+from makini_async._client.outage import Outage, Waiter
 from makini_async.errors import RequestTimeout
 from makini_async.instrumentation import HookSet
 from tests.fakes import Call, FakeClock, error, page, respond

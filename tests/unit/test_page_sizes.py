@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from makini_async import PageSizes, RequestTimeout, RetryPolicy, Timeouts
-from makini_async._walk import Sizing, Walk
+from makini_async._client.walk import Sizing, Walk
 from makini_async.checkpoint import SQLiteCheckpoint
 from tests.fakes import Call, FakeClock, page
 from tests.unit.conftest import TOKEN

@@ -6,8 +6,8 @@ import io
 
 import orjson
 
-from makini_async._progress import Progress, estimate
 from makini_async.bulk import ChainReport, Outcome, PullReport
+from makini_async.cli._progress import Progress, estimate
 from makini_async.cli._run import PullResult
 from makini_async.cli._summary import causes, failures, summary, summary_json
 from makini_async.entities import Entity

@@ -29,7 +29,8 @@ def test_all_names_exist(name: str) -> None:
 
 
 def test_every_error_and_config_class_is_exported_at_the_top() -> None:
-    from makini_async import _config, errors
+    from makini_async import errors
+    from makini_async._client import config as _config
 
     for module in (errors, _config):
         for name in module.__all__:

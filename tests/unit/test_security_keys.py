@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from makini_async import CheckpointError, UsageError, _keys
+from makini_async import CheckpointError, UsageError
+from makini_async._client import keys as _keys
 from makini_async.checkpoint import ChainState, SQLiteCheckpoint
 from makini_async.connection import default_name, token_fingerprint
 from makini_async.sinks import JsonLinesSink

@@ -10,8 +10,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from makini_async import errors
-from makini_async._scrub import REDACTED, clean, escape, scrub, scrub_data
 from makini_async._wire.responses import decode_json, error_from_response, parse_single
+from makini_async._wire.scrub import REDACTED, clean, escape, scrub, scrub_data
 from makini_async.status import ConnectionInfo
 from tests.fakes import respond
 from tests.unit.conftest import TOKEN
@@ -162,7 +162,7 @@ def test_a_plain_request_id_that_holds_the_token_is_still_scrubbed() -> None:
 
 
 def test_short_token_is_not_cut_out_of_other_words() -> None:
-    from makini_async._scrub import clean, scrub
+    from makini_async._wire.scrub import clean, scrub
 
     text = "ClientConnectionError: token t refused"
     assert scrub(text, ["t"]) == "ClientConnectionError: token <redacted> refused"

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from makini_async._reading import announce_page, finish_page, read_page
-from makini_async._send import Call, Link, Tally, send
-from makini_async._walk import Sizing, adapt_page_size
+from makini_async._client.reading import announce_page, finish_page, read_page
+from makini_async._client.send import Call, Link, Tally, send
+from makini_async._client.walk import Sizing, adapt_page_size
 from makini_async._wire.requests import list_params
 from makini_async.errors import UsageError
 from makini_async.pagination import Page, RawPage
 
 if TYPE_CHECKING:
-    from makini_async._config import CallOptions
-    from makini_async._transport import RawResponse
+    from makini_async._client.config import CallOptions
+    from makini_async._client.transport import RawResponse
     from makini_async.entities import Entity
     from makini_async.errors import MakiniError
 
@@ -75,7 +75,7 @@ async def fetch_raw(
 ) -> RawPage:
     """Fetch one listing page's bytes, unparsed (a bulk pull parses in its consumer).
 
-    If :func:`~makini_async._reading.read_page` then finds the body is not the
+    If :func:`~makini_async._client.reading.read_page` then finds the body is not the
     contract's JSON, fetch the page again with :func:`fetch_page`, which
     retries such a body like a failed request. ``patient`` calls wait out an
     outage of the API for the pool's whole outage budget.

@@ -14,13 +14,13 @@ import aiohttp
 import attrs
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from makini_async._constants import (
+from makini_async._wire.constants import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_ERROR_BODY_BYTES,
     USER_AGENT,
     VERSION,
 )
-from makini_async._scrub import clean
+from makini_async._wire.scrub import clean
 from makini_async.errors import (
     ConnectionFailed,
     MakiniError,
@@ -34,7 +34,7 @@ from makini_async.errors import (
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from makini_async._config import Timeouts
+    from makini_async._client.config import Timeouts
 
 __all__ = ["AiohttpTransport", "RawResponse", "Transport"]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
-from makini_async import _constants as C
+from makini_async._wire import constants as C
 from makini_async.entities import DEFAULT_PAGE_SIZE, Entity, EntityLike, to_entity
 from makini_async.errors import UsageError
 

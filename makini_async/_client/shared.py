@@ -14,14 +14,14 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
-from makini_async._outage import Outage
+from makini_async._client.outage import Outage
 from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
     import random
     from collections.abc import Awaitable, Callable
 
-    from makini_async._config import (
+    from makini_async._client.config import (
         BreakerPolicy,
         Limits,
         OutagePolicy,
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
         RetryPolicy,
         Timeouts,
     )
-    from makini_async._retry import RetryBudget
-    from makini_async._transport import Transport
+    from makini_async._client.retry import RetryBudget
+    from makini_async._client.transport import Transport
     from makini_async.instrumentation import HookSet
     from makini_async.telemetry._otel import Telemetry
 

@@ -19,8 +19,8 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
-from makini_async._outage import Waiter, is_outage_class
-from makini_async._retry import WaitSchedule, effective_attempts, is_testing
+from makini_async._client.outage import Waiter, is_outage_class
+from makini_async._client.retry import WaitSchedule, effective_attempts, is_testing
 from makini_async._wire.responses import error_from_response, redirect_error
 from makini_async.errors import (
     APIError,
@@ -35,9 +35,9 @@ from makini_async.instrumentation import RequestEvent, RetryEvent, emit
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from makini_async._config import CallOptions, RetryPolicy
-    from makini_async._shared import Shared
-    from makini_async._transport import RawResponse
+    from makini_async._client.config import CallOptions, RetryPolicy
+    from makini_async._client.shared import Shared
+    from makini_async._client.transport import RawResponse
     from makini_async.errors import CircuitOpenError
     from makini_async.telemetry._otel import Telemetry
 
@@ -70,7 +70,7 @@ class Call(NamedTuple):
 class Link(Protocol):
     """A connection as the send loop sees it (:class:`~makini_async.Connection` is one).
 
-    Its counters, its health (:class:`~makini_async._health.Health`) and its
+    Its counters, its health (:class:`~makini_async._client.health.Health`) and its
     concurrency slot; the loop needs nothing else of it.
     """
 
@@ -129,7 +129,7 @@ async def send(
     ``adapt`` may correct the call's parameters after an error (a page size
     the API refused) and return True to send it again without counting an
     attempt. ``tally`` counts retries and 429 answers for its caller. During
-    an outage of the whole API (see :mod:`makini_async._outage`) the call
+    an outage of the whole API (see :mod:`makini_async._client.outage`) the call
     waits for the API instead of spending attempts, up to its own
     ``RetryPolicy.timeout``, or (``patient``, as bulk pulls do) up to the
     pool's outage budget. ``options`` (:class:`~makini_async.CallOptions`)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Iterator
 
-    from makini_async._config import RetryPolicy
+    from makini_async._client.config import RetryPolicy
 
 __all__ = ["RetryBudget", "TestingSwitch", "WaitSchedule", "is_testing", "set_testing"]
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from makini_async._scrub import clean
 from makini_async._wire.responses import parse_page
+from makini_async._wire.scrub import clean
 from makini_async.instrumentation import PageEvent, emit
 from makini_async.models import split_objects, structure_page
 from makini_async.pagination import Page

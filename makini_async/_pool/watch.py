@@ -22,10 +22,10 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from makini_async._directory import STATUSES, ConnectionDirectory, StatusChange
-from makini_async._send import Call, send
+from makini_async._client.send import Call, send
+from makini_async._pool.directory import STATUSES, ConnectionDirectory, StatusChange
+from makini_async._pool.workers import run_workers
 from makini_async._wire.responses import parse_single
-from makini_async._workers import run_workers
 from makini_async.connection import Connection
 from makini_async.errors import (
     AuthenticationError,
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-    from makini_async._transport import RawResponse
+    from makini_async._client.transport import RawResponse
 
 __all__ = ["Watch"]
 

@@ -29,7 +29,7 @@ from makini_async.errors import (
 from makini_async.instrumentation import ConnectionState, ConnectionStateEvent, emit
 
 if TYPE_CHECKING:
-    from makini_async._shared import Shared
+    from makini_async._client.shared import Shared
 
 __all__ = ["Health"]
 

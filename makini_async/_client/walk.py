@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from makini_async._constants import MAX_PAGES_PER_LISTING
+from makini_async._wire.constants import MAX_PAGES_PER_LISTING
 from makini_async.errors import InvalidPageSizeError, PaginationError, RequestTimeout
 
 if TYPE_CHECKING:

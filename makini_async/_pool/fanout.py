@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 import attrs
 
-from makini_async._workers import run_workers
+from makini_async._pool.workers import run_workers
 from makini_async.bulk._chain import connections_of
 from makini_async.bulk._report import Outcome
 from makini_async.connection import Connection  # noqa: TC001 - attrs field type at run time

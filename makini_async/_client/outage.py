@@ -39,7 +39,7 @@ from makini_async.instrumentation import OutageEvent, emit
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from makini_async._config import OutagePolicy
+    from makini_async._client.config import OutagePolicy
     from makini_async.errors import MakiniError
     from makini_async.instrumentation import HookSet
 

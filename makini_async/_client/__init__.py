@@ -1,0 +1,1 @@
+"""One connection's machinery: transport, retries, tokens, shared state, sending, listing."""

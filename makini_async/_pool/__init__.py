@@ -1,0 +1,1 @@
+"""What a pool does across its connections: the directory of ids, the health watch, fan-out."""
