@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 from typing import Any, Final
 
+from makini_async.checkpoint import _pg_faults
 from makini_async.checkpoint._fence import LEASES_TABLE, Fence
 from makini_async.checkpoint._postgres import (
-    _asyncpg,
     check_identifier,
     create_table_once,
     postgres_error,
@@ -82,7 +82,7 @@ class PullLease:
         return self.fence
 
     async def _lock(self) -> Any:
-        asyncpg = _asyncpg()
+        asyncpg = _pg_faults.asyncpg_module()
         try:
             db = await asyncpg.connect(self._dsn, timeout=30, command_timeout=60)
         except Exception as exc:  # noqa: BLE001 - told without the password

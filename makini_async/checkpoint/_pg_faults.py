@@ -20,9 +20,11 @@ page's own fault and fails its chain at once.
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["breaks_connection", "is_transient"]
+from makini_async.errors import UsageError
+
+__all__ = ["asyncpg_module", "breaks_connection", "is_transient"]
 
 _RETRY_STATES: Final = frozenset({"40001", "40P01", "57014", "57P01", "57P02", "57P03", "57P04"})
 _RETRY_CLASSES: Final = ("08", "53", "58")
@@ -58,3 +60,13 @@ def breaks_connection(exc: BaseException) -> bool:
     if state is not None:
         return state.startswith(("08", "57P"))
     return _client_side(exc)
+
+
+def asyncpg_module() -> Any:
+    """The asyncpg module, or a :class:`UsageError` naming the extra that brings it."""
+    try:
+        import asyncpg  # noqa: PLC0415 - an optional extra
+    except ImportError:
+        msg = "PostgreSQL needs the postgresql extra: pip install 'makini-async[postgresql]'"
+        raise UsageError(msg) from None
+    return asyncpg

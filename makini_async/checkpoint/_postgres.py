@@ -106,15 +106,6 @@ def check_identifier(name: str) -> str:
     return name
 
 
-def _asyncpg() -> Any:
-    try:
-        import asyncpg  # noqa: PLC0415 - an optional extra
-    except ImportError:
-        msg = "PostgreSQL needs the postgresql extra: pip install 'makini-async[postgresql]'"
-        raise UsageError(msg) from None
-    return asyncpg
-
-
 #: Seconds any one database command may take before it counts as failed (and is retried).
 DEFAULT_COMMAND_TIMEOUT: Final = 60.0
 
@@ -123,7 +114,7 @@ async def create_pool(
     dsn: str, *, max_size: int = 4, command_timeout: float = DEFAULT_COMMAND_TIMEOUT
 ) -> Any:
     """An asyncpg pool whose every command and connection attempt has a timeout."""
-    asyncpg = _asyncpg()
+    asyncpg = _pg_faults.asyncpg_module()
     return await asyncpg.create_pool(
         dsn,
         min_size=1,
@@ -137,7 +128,7 @@ async def connect_pool(
     dsn: str, *, max_size: int = 4, command_timeout: float = DEFAULT_COMMAND_TIMEOUT
 ) -> Any:
     """An asyncpg pool, or :class:`CheckpointError` naming the server without its password."""
-    asyncpg = _asyncpg()
+    asyncpg = _pg_faults.asyncpg_module()
     try:
         return await create_pool(dsn, max_size=max_size, command_timeout=command_timeout)
     except (
@@ -219,7 +210,7 @@ class PostgresCheckpoint(PostgresStates):
     async def _open(self) -> None:
         if self._pool is None:
             self._pool = await connect_pool(self._dsn, command_timeout=self._command_timeout)
-        asyncpg = _asyncpg()
+        asyncpg = _pg_faults.asyncpg_module()
         try:
             async with self._pool.acquire() as db, db.transaction():
                 await create_table_once(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from makini_async.checkpoint import _pg_faults
 from makini_async.checkpoint._identity import SEPARATOR
 
 if TYPE_CHECKING:
@@ -74,9 +75,7 @@ class PostgresStates:
         """
         import asyncio  # noqa: PLC0415
 
-        from makini_async.checkpoint._postgres import _asyncpg  # noqa: PLC0415 - no cycle
-
-        asyncpg = _asyncpg()
+        asyncpg = _pg_faults.asyncpg_module()
         try:
             if self._retry is not None:
                 return await self._retry.run(call, f"checkpoint to {self.location}")

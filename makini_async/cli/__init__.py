@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from makini_async.cli._args import PullSettings
-    from makini_async.cli._run import PullResult
+    from makini_async.cli._summary import PullResult
 
 __all__ = ["main"]
 

@@ -9,14 +9,12 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-import attrs
-
 from makini_async._client.config import RetryPolicy, Timeouts
 from makini_async.bulk import DEFAULT_PATIENCE, Pull, PullReport
 from makini_async.checkpoint import CheckpointMismatch
 from makini_async.cli._args import PROG, CliError, PullSettings
 from makini_async.cli._progress import Progress
-from makini_async.cli._summary import failures, summary, summary_json
+from makini_async.cli._summary import PullResult, failures, summary, summary_json
 from makini_async.errors import (
     ConnectionFailed,
     MakiniError,
@@ -131,27 +129,6 @@ async def showing_progress(
     finally:
         await progress.stop(final=completed)
         logger.removeHandler(handler)
-
-
-@attrs.frozen
-class PullResult:
-    """What a pull left behind, for the summary."""
-
-    report: PullReport
-    where: str  # the sink's location: a directory, or a database without its password
-    paths: dict[Entity, Path]
-    per_entity: dict[Entity, int]
-    invalid_paths: dict[Entity, Path]
-    invalid_per_entity: dict[Entity, int]
-    sink_kind: str = "jsonl"
-    #: The signal that stopped the pull (``"SIGINT"``, ``"SIGTERM"``), if one did.
-    interrupted: str | None = None
-    #: The sink outage that ended the pull, if one did (its message).
-    sink_unavailable: str | None = None
-    #: Whether the pull ran tuned (``tuning.tuned()``; ``None``: not said).
-    tuned: bool | None = None
-    #: A sharded pull's units: ``(unit, attempts, node)`` (node: a Ray node's id, or None).
-    units: tuple[tuple[int, int, str | None], ...] | None = None
 
 
 def make_sink(settings: PullSettings) -> Sink:

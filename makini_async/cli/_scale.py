@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from makini_async.bulk import DEFAULT_PATIENCE
 from makini_async.cli._args import CliError
 from makini_async.cli._interrupt import stoppable_run
-from makini_async.cli._run import PullResult, showing_progress
+from makini_async.cli._run import showing_progress
+from makini_async.cli._summary import PullResult
 from makini_async.errors import CheckpointInUse, UsageError
 from makini_async.scale import ProcessEngine, ShardedPull
 

@@ -11,23 +11,25 @@ failure besides the groups.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path  # noqa: TC003 - attrs field type
 from typing import TYPE_CHECKING, Any, Final
 
+import attrs
 import orjson
 
-from makini_async.bulk import Outcome
+from makini_async.bulk import Outcome, PullReport
 from makini_async.bulk._report import FailureGroup, error_fields, first_sentence
 from makini_async.errors import SinkUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from makini_async.bulk import PullReport
-    from makini_async.cli._run import PullResult
     from makini_async.entities import Entity
+
 
 __all__ = [
     "SECTIONS",
+    "PullResult",
     "causes",
     "failures",
     "report_entities",
@@ -35,6 +37,28 @@ __all__ = [
     "summary",
     "summary_json",
 ]
+
+
+@attrs.frozen
+class PullResult:
+    """What a pull left behind, for the summary."""
+
+    report: PullReport
+    where: str  # the sink's location: a directory, or a database without its password
+    paths: dict[Entity, Path]
+    per_entity: dict[Entity, int]
+    invalid_paths: dict[Entity, Path]
+    invalid_per_entity: dict[Entity, int]
+    sink_kind: str = "jsonl"
+    #: The signal that stopped the pull (``"SIGINT"``, ``"SIGTERM"``), if one did.
+    interrupted: str | None = None
+    #: The sink outage that ended the pull, if one did (its message).
+    sink_unavailable: str | None = None
+    #: Whether the pull ran tuned (``tuning.tuned()``; ``None``: not said).
+    tuned: bool | None = None
+    #: A sharded pull's units: ``(unit, attempts, node)`` (node: a Ray node's id, or None).
+    units: tuple[tuple[int, int, str | None], ...] | None = None
+
 
 #: Columns the summary's failure details wrap at (well inside a 120-column terminal).
 WIDTH: Final = 100

@@ -248,6 +248,9 @@ def unstructure(record: Record) -> dict[str, Any]:
     return result
 
 
+Record._unstructure = unstructure
+
+
 def _invalid(
     entity: Entity,
     item: Any,

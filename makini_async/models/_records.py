@@ -13,8 +13,9 @@ exported as ``Literal`` aliases and ``frozenset`` constants.
 from __future__ import annotations
 
 import datetime as _dt  # noqa: TC003 - attrs.resolve_types needs it at runtime
+from collections.abc import Callable  # noqa: TC003 - same (resolve_types reads every annotation)
 from decimal import Decimal  # noqa: TC003 - same
-from typing import Any, Final, Literal
+from typing import Any, ClassVar, Final, Literal
 
 import attrs
 
@@ -115,9 +116,11 @@ class Record:
         :func:`makini_async.models.unstructure`). Return it from a FastAPI or
         aiohttp handler, or ``orjson.dumps`` it.
         """
-        from makini_async.models import unstructure  # noqa: PLC0415 - built on this module
+        return Record._unstructure(self)
 
-        return unstructure(self)
+    #: :func:`makini_async.models.unstructure`, which installs itself here: the
+    #: converter is built over these classes, so this module cannot import it.
+    _unstructure: ClassVar[Callable[[Record], dict[str, Any]]]
 
 
 @attrs.define(frozen=True, slots=True, kw_only=True)

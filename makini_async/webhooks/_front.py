@@ -15,7 +15,7 @@ counted in the receiver's stats and its :class:`~makini_async.webhooks._limits.D
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from makini_async.webhooks._asgi import (
     ASGIReceive,
@@ -25,20 +25,40 @@ from makini_async.webhooks._asgi import (
     content_length,
     read_body,
 )
-from makini_async.webhooks._limits import Dropped, Refused, read_aiohttp, refuse_aiohttp
+from makini_async.webhooks._limits import (
+    DropLog,
+    Dropped,
+    ReceiverStats,
+    Refused,
+    read_aiohttp,
+    refuse_aiohttp,
+)
 from makini_async.webhooks._signature import SIGNATURE_HEADER
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from makini_async.webhooks._receiver import WebhookReceiver
+__all__ = ["Gate", "serve_aiohttp", "serve_asgi"]
 
-__all__ = ["serve_aiohttp", "serve_asgi"]
+
+class Gate(Protocol):
+    """What a front end needs of a receiver (a :class:`WebhookReceiver` is one)."""
+
+    stats: ReceiverStats
+    drop_log: DropLog
+    max_body: int
+    read_timeout: float
+    max_in_flight: int
+    #: Bodies being read now, counted against ``max_in_flight``.
+    reading: int
+
+    async def receive(self, body: bytes, signature: str | None) -> int: ...
+
 
 _HEADER = SIGNATURE_HEADER.lower().encode()
 
 
-def _refused(receiver: WebhookReceiver, status: int) -> None:
+def _refused(receiver: Gate, status: int) -> None:
     stats = receiver.stats
     if status == 413:
         stats.too_large += 1
@@ -49,12 +69,12 @@ def _refused(receiver: WebhookReceiver, status: int) -> None:
     receiver.drop_log.note(status)
 
 
-def _dropped(receiver: WebhookReceiver) -> None:
+def _dropped(receiver: Gate) -> None:
     receiver.stats.dropped += 1
     receiver.drop_log.note("dropped")
 
 
-async def serve_aiohttp(receiver: WebhookReceiver, request: web.Request) -> web.StreamResponse:
+async def serve_aiohttp(receiver: Gate, request: web.Request) -> web.StreamResponse:
     """Read ``request`` by ``receiver``'s limits and answer it."""
     from aiohttp import web  # noqa: PLC0415 - importing the library must not load aiohttp
 
@@ -82,7 +102,7 @@ async def serve_aiohttp(receiver: WebhookReceiver, request: web.Request) -> web.
 
 
 async def serve_asgi(
-    receiver: WebhookReceiver, scope: ASGIScope, receive: ASGIReceive, send: ASGISend
+    receiver: Gate, scope: ASGIScope, receive: ASGIReceive, send: ASGISend
 ) -> None:
     """Answer one ASGI ``http`` request by ``receiver``'s limits."""
     status = 405
@@ -97,7 +117,7 @@ async def serve_asgi(
     await send({"type": "http.response.body", "body": answer(status)})
 
 
-async def _deliver_asgi(receiver: WebhookReceiver, scope: ASGIScope, receive: ASGIReceive) -> int:
+async def _deliver_asgi(receiver: Gate, scope: ASGIScope, receive: ASGIReceive) -> int:
     """The status to answer; 0 when the client went away."""
     length = content_length(scope)
     if length is not None and length > receiver.max_body:

@@ -26,6 +26,8 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Final, Protocol
 
+import attrs
+
 from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "DEFAULT_READ_TIMEOUT",
     "DropLog",
     "Dropped",
+    "ReceiverStats",
     "Refused",
     "Tally",
     "check_limits",
@@ -60,6 +63,26 @@ _WHAT: Final = {
     413: "sent a body over the cap (413)",
     503: "refused while the receiver was reading its limit of bodies (503)",
 }
+
+
+@attrs.define
+class ReceiverStats:
+    """Counters of one receiver since it was made."""
+
+    received: int = 0  # deliveries that reached receive()
+    rejected: int = 0  # 400: bad signature or body
+    duplicates: int = 0  # 200, already accepted before
+    refused: int = 0  # 503: queue full or closing
+    accepted: int = 0  # 200 and queued
+    too_large: int = 0  # 413: over max_body
+    timed_out: int = 0  # 408: body not all there within read_timeout
+    busy: int = 0  # 503: max_in_flight bodies were being read already
+    dropped: int = 0  # the peer went away before its body was read
+    bytes_read: int = 0  # body bytes read off the wire, refused bodies included
+    handled: int = 0  # handler returned
+    failed: int = 0  # handler raised or timed out
+    unhandled: int = 0  # still queued when close() gave up waiting
+    max_queued: int = 0
 
 
 class Tally(Protocol):

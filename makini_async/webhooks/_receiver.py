@@ -33,8 +33,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import attrs
-
 from makini_async.errors import MakiniError, UsageError, WebhookVerificationError
 from makini_async.webhooks._asgi import MAX_BODY, ASGIReceive, ASGIScope, ASGISend
 from makini_async.webhooks._events import typed_event
@@ -43,6 +41,7 @@ from makini_async.webhooks._limits import (
     DEFAULT_MAX_IN_FLIGHT,
     DEFAULT_READ_TIMEOUT,
     DropLog,
+    ReceiverStats,
     check_limits,
 )
 from makini_async.webhooks._signature import (
@@ -73,26 +72,6 @@ class PoolBinding(Protocol):
     async def apply_webhook(self, event: WebhookEvent) -> object:
         """Update the state of the connection ``event`` is about."""
         ...
-
-
-@attrs.define
-class ReceiverStats:
-    """Counters of one receiver since it was made."""
-
-    received: int = 0  # deliveries that reached receive()
-    rejected: int = 0  # 400: bad signature or body
-    duplicates: int = 0  # 200, already accepted before
-    refused: int = 0  # 503: queue full or closing
-    accepted: int = 0  # 200 and queued
-    too_large: int = 0  # 413: over max_body
-    timed_out: int = 0  # 408: body not all there within read_timeout
-    busy: int = 0  # 503: max_in_flight bodies were being read already
-    dropped: int = 0  # the peer went away before its body was read
-    bytes_read: int = 0  # body bytes read off the wire, refused bodies included
-    handled: int = 0  # handler returned
-    failed: int = 0  # handler raised or timed out
-    unhandled: int = 0  # still queued when close() gave up waiting
-    max_queued: int = 0
 
 
 async def _ignore(_event: WebhookEvent) -> None:
