@@ -27,7 +27,6 @@ from makini_async._client.config import (
 )
 from makini_async._client.retry import is_testing, set_testing
 from makini_async._client.tokens import TokenProvider, TokenProviderError
-from makini_async._options import ConnectionView, PoolView
 from makini_async._pool.directory import StatusChange
 from makini_async._pool.fanout import ConnectionResult, FanOutReport
 from makini_async._pool.watch import Watch
@@ -38,10 +37,11 @@ from makini_async.bulk import (
     Pull,
     PulledPage,
     PulledRecord,
+    PullOptions,
     PullReport,
 )
 from makini_async.checkpoint import ChainState, CheckpointStore, JSONCheckpoint, SQLiteCheckpoint
-from makini_async.connection import Connection, ConnectionStats
+from makini_async.connection import Connection, ConnectionStats, ConnectionView
 from makini_async.entities import MAX_PAGE_SIZE, Entity
 from makini_async.errors import (
     APIError,
@@ -102,7 +102,7 @@ from makini_async.models import (
 )
 from makini_async.models import unstructure as to_dict
 from makini_async.pagination import Listing, Page
-from makini_async.pool import MakiniPool
+from makini_async.pool import MakiniPool, PoolView
 from makini_async.resources import (
     AUTO,
     Assets,
@@ -188,6 +188,7 @@ __all__ = [
     "PermissionDenied",
     "PoolView",
     "Pull",
+    "PullOptions",
     "PullReport",
     "PulledPage",
     "PulledRecord",

@@ -12,52 +12,44 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from makini_async._calls import EntityCalls
 from makini_async._client import keys as _keys
 from makini_async._client import listing as _listing
+from makini_async._client.config import CallOptions
 from makini_async._client.health import Health
 from makini_async._client.send import Call, send
 from makini_async._client.tokens import Credentials
+from makini_async._wire.arguments import AUTO, encode, entity_of
 from makini_async._wire.responses import parse_single
 from makini_async._wire.scrub import clean
-from makini_async.entities import Entity
 from makini_async.errors import UsageError
 from makini_async.instrumentation import ConnectionState
-from makini_async.resources import (
-    AUTO,
-    RESOURCE_TYPES,
-    Assets,
-    InventoryItems,
-    Locations,
-    PurchaseOrders,
-    Resource,
-    Vendors,
-    WorkOrders,
-    encode,
-    entity_of,
-)
 from makini_async.status import ConnectionInfo, SyncJob, SyncStatus
 
 if TYPE_CHECKING:
     import builtins
-    import datetime as dt
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
-    from makini_async._client.config import CallOptions, RetryPolicy
+    from makini_async._client.config import RetryPolicy
     from makini_async._client.shared import Shared
     from makini_async._client.transport import RawResponse
     from makini_async._client.walk import Sizing
-    from makini_async._invalid import InvalidRecord, OnInvalid
-    from makini_async._options import ConnectionView
-    from makini_async.entities import EntityLike
-    from makini_async.models import Record
-    from makini_async.pagination import Listing, Page
-    from makini_async.resources import _Auto
+    from makini_async._invalid import InvalidRecord
+    from makini_async.entities import Entity, EntityLike
+    from makini_async.pagination import Page
 
-__all__ = ["AUTO", "Connection", "ConnectionStats", "default_name", "token_fingerprint"]
+__all__ = [
+    "AUTO",
+    "Connection",
+    "ConnectionStats",
+    "ConnectionView",
+    "default_name",
+    "token_fingerprint",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -87,7 +79,7 @@ def token_fingerprint(token: str) -> str:
     return _keys.fingerprint_of(token)
 
 
-class Connection(Health):
+class Connection(Health, EntityCalls):
     """The handle for one customer connection. Get it from :meth:`MakiniPool.connection`."""
 
     __slots__ = (
@@ -247,172 +239,6 @@ class Connection(Health):
         """Invalid records whose reasons (quoting server values) are scrubbed of the token."""
         return tuple(attrs.evolve(i, reason=clean(i.reason, self._secrets)) for i in invalid)
 
-    # -- typed resources ---------------------------------------------------------
-
-    @property
-    def purchase_orders(self) -> PurchaseOrders:
-        return PurchaseOrders(self, Entity.PURCHASE_ORDERS)
-
-    @property
-    def work_orders(self) -> WorkOrders:
-        return WorkOrders(self, Entity.WORK_ORDERS)
-
-    @property
-    def assets(self) -> Assets:
-        return Assets(self, Entity.ASSETS)
-
-    @property
-    def inventory_items(self) -> InventoryItems:
-        return InventoryItems(self, Entity.INVENTORY_ITEMS)
-
-    @property
-    def vendors(self) -> Vendors:
-        return Vendors(self, Entity.VENDORS)
-
-    @property
-    def locations(self) -> Locations:
-        return Locations(self, Entity.LOCATIONS)
-
-    def resource(self, entity: EntityLike) -> Resource[Record]:
-        """The resource of ``entity`` given as an :class:`Entity` or a path name."""
-        ent = entity_of(entity)
-        return RESOURCE_TYPES[ent](self, ent)
-
-    # -- the string-entity API (the entity chosen at run time) --------------------
-
-    @overload
-    def list(
-        self,
-        entity: EntityLike,
-        *,
-        page_size: int | None = ...,
-        modified_after: dt.datetime | dt.date | str | None = ...,
-        created_after: dt.datetime | dt.date | str | None = ...,
-        cursor: str | None = ...,
-        as_dicts: Literal[False],
-        on_invalid: Literal["raise", "skip"] = ...,
-        timeout: float | None = ...,
-        max_retries: int | None = ...,
-    ) -> Listing[Record]: ...
-
-    @overload
-    def list(
-        self,
-        entity: EntityLike,
-        *,
-        page_size: int | None = ...,
-        modified_after: dt.datetime | dt.date | str | None = ...,
-        created_after: dt.datetime | dt.date | str | None = ...,
-        cursor: str | None = ...,
-        as_dicts: bool | None = ...,
-        on_invalid: OnInvalid = ...,
-        timeout: float | None = ...,
-        max_retries: int | None = ...,
-    ) -> Listing[Any]: ...
-
-    def list(
-        self,
-        entity: EntityLike,
-        *,
-        page_size: int | None = None,
-        modified_after: dt.datetime | dt.date | str | None = None,
-        created_after: dt.datetime | dt.date | str | None = None,
-        cursor: str | None = None,
-        as_dicts: bool | None = None,
-        on_invalid: OnInvalid = "raise",
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> Listing[Any]:
-        """List ``entity`` records, oldest cursor first.
-
-        ``page_size`` defaults to the pool's size for the entity (the
-        contract's maximum). ``modified_after``/``created_after`` filter
-        incrementally; ``cursor`` resumes at a page's ``next_cursor``;
-        ``as_dicts`` yields plain dicts (``None``: the pool's default).
-        ``on_invalid`` (:data:`~makini_async.OnInvalid`) says what happens to a
-        record that does not fit its model: by default it raises
-        :class:`RecordStructureError`, which carries the record.
-        """
-        return self.resource(entity).list(
-            page_size=page_size,
-            modified_after=modified_after,
-            created_after=created_after,
-            cursor=cursor,
-            as_dicts=self._as_dicts(as_dicts),
-            on_invalid=on_invalid,
-            timeout=timeout,
-            max_retries=max_retries,
-        )
-
-    async def get(
-        self,
-        entity: EntityLike,
-        id: str,
-        *,
-        as_dicts: bool | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> Any:
-        """``GET /{entity}/{id}``: one record (or dict). Raises :class:`NotFound`.
-
-        ``timeout`` bounds the whole call, retries included; ``max_retries``
-        caps its retries (see :meth:`with_options`).
-        """
-        return await self.resource(entity).get(
-            id, as_dicts=self._as_dicts(as_dicts), timeout=timeout, max_retries=max_retries
-        )
-
-    async def create(
-        self,
-        entity: EntityLike,
-        body: Mapping[str, Any] | Any,
-        *,
-        idempotency_key: str | _Auto | None = AUTO,
-        as_dicts: bool | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> Any:
-        """``POST /{entity}``: see :meth:`Resource.create`."""
-        return await self.resource(entity).create(
-            body,
-            idempotency_key=idempotency_key,
-            as_dicts=self._as_dicts(as_dicts),
-            timeout=timeout,
-            max_retries=max_retries,
-        )
-
-    async def update(
-        self,
-        entity: EntityLike,
-        id: str,
-        changes: Mapping[str, Any],
-        *,
-        idempotency_key: str | _Auto | None = AUTO,
-        as_dicts: bool | None = None,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> Any:
-        """``PATCH /{entity}/{id}`` with ``changes``; returns the updated record."""
-        return await self.resource(entity).update(
-            id,
-            changes,
-            idempotency_key=idempotency_key,
-            as_dicts=self._as_dicts(as_dicts),
-            timeout=timeout,
-            max_retries=max_retries,
-        )
-
-    async def delete(
-        self,
-        entity: EntityLike,
-        id: str,
-        *,
-        timeout: float | None = None,
-        max_retries: int | None = None,
-    ) -> None:
-        """``DELETE /{entity}/{id}``. Many systems answer :class:`OperationNotSupported`."""
-        await self.resource(entity).delete(id, timeout=timeout, max_retries=max_retries)
-
     def with_options(
         self,
         *,
@@ -429,10 +255,11 @@ class Connection(Health):
         a call may retry for up to ``RetryPolicy.timeout`` (300 s): bound it
         this way where a person is waiting.
         """
-        from makini_async._options import ConnectionView, call_options  # noqa: PLC0415
-
-        opts = call_options(None, timeout=timeout, max_retries=max_retries, retry=retry)
+        opts = CallOptions(timeout=timeout, max_retries=max_retries, retry=retry)
         return ConnectionView(self, opts)
+
+    def _target(self, entity: Entity) -> tuple[Connection, Entity, CallOptions | None]:
+        return self, entity, None
 
     def _as_dicts(self, as_dicts: bool | None) -> bool:  # noqa: FBT001
         return self._shared.as_dicts if as_dicts is None else as_dicts
@@ -503,6 +330,54 @@ class Connection(Health):
         """``DELETE /connection``: the token stops working at once."""
         await send(self, Call("DELETE", "/connection"), _ignore)
         await self._set_sticky(ConnectionState.DISCONNECTED, "disconnected by the client", None)
+
+
+class ConnectionView(EntityCalls):
+    """A connection whose calls all use ``options`` (see :meth:`Connection.with_options`).
+
+    A view holds the options and the connection it was made from and makes
+    nothing of its own: every call made through it uses the connection's one
+    state (429 cooldown, circuit breaker, reauthorization mark, counters), so
+    a latency-sensitive route can bound its calls without a second pool::
+
+        fast = conn.with_options(timeout=2.0, max_retries=0)
+        order = await fast.work_orders.get("wo_1")  # at most 2 s, one attempt
+    """
+
+    __slots__ = ("_conn", "options")
+
+    def __init__(self, conn: Connection, options: CallOptions) -> None:
+        self._conn = conn
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"<ConnectionView {self._conn.name!r} {self.options!r}>"
+
+    @property
+    def connection(self) -> Connection:
+        """The connection itself (its state is this view's)."""
+        return self._conn
+
+    @property
+    def name(self) -> str:
+        return self._conn.name
+
+    def with_options(
+        self,
+        *,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> ConnectionView:
+        """This view with more options (what they leave unset stays as it is)."""
+        opts = CallOptions(timeout=timeout, max_retries=max_retries, retry=retry)
+        return ConnectionView(self._conn, opts.over(self.options))
+
+    def _target(self, entity: Entity) -> tuple[Connection, Entity, CallOptions | None]:
+        return self._conn, entity, self.options
+
+    def _as_dicts(self, as_dicts: bool | None) -> bool:  # noqa: FBT001
+        return self._conn._as_dicts(as_dicts)
 
 
 def _ignore(_resp: RawResponse, _request_id: str | None) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, overload
 
 from makini_async._client.config import (
     BreakerPolicy,
+    CallOptions,
     Limits,
     OutagePolicy,
     PageSizes,
@@ -21,36 +22,28 @@ from makini_async._client.config import (
 )
 from makini_async._client.retry import RetryBudget
 from makini_async._client.shared import Shared
-from makini_async._pool.directory import ConnectionDirectory
-from makini_async._pool.fanout import fan_out, resolve
-from makini_async._pool.watch import Watch
+from makini_async._pool.status import PoolStatus
 from makini_async._wire.constants import API_PREFIX, DEFAULT_BASE_URL
 from makini_async._wire.requests import check_base_url, check_token
-from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
-from makini_async.connection import Connection, default_name
+from makini_async.bulk import Pull
+from makini_async.connection import Connection, ConnectionView
 from makini_async.errors import UsageError
 from makini_async.instrumentation import HookSet
 from makini_async.telemetry import telemetry_for
 
 if TYPE_CHECKING:
-    import datetime as dt
-    import os
     from types import TracebackType
+
+    from typing_extensions import Unpack
 
     from makini_async._client.tokens import TokenProvider
     from makini_async._client.transport import Transport
-    from makini_async._invalid import OnInvalid
-    from makini_async._options import PoolView
-    from makini_async._pool.directory import StatusChange
-    from makini_async._pool.fanout import FanOutReport
-    from makini_async.bulk import ConnectionSpec
-    from makini_async.bulk._sink import Sink
-    from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
+    from makini_async.bulk import ConnectionSpec, PullKeywords, PullOptions, Sink
+    from makini_async.bulk._options import CheckpointSpec
     from makini_async.entities import EntityLike
     from makini_async.models import Record
-    from makini_async.webhooks import WebhookEvent
 
-__all__ = ["MakiniPool"]
+__all__ = ["MakiniPool", "PoolView"]
 
 logger = logging.getLogger("makini_async")
 
@@ -73,7 +66,7 @@ def _check_concurrency(max_concurrency: object) -> None:
         raise UsageError(msg)
 
 
-class MakiniPool:
+class MakiniPool(PoolStatus):
     """Every customer connection, over one aiohttp connector.
 
     Use as ``async with MakiniPool() as pool:``; get a handle per token with
@@ -317,10 +310,7 @@ class MakiniPool:
 
         See :meth:`Connection.with_options`; the handles are the pool's own.
         """
-        from makini_async._options import PoolView, call_options  # noqa: PLC0415
-
-        opts = call_options(None, timeout=timeout, max_retries=max_retries, retry=retry)
-        return PoolView(self, opts)
+        return PoolView(self, CallOptions(timeout=timeout, max_retries=max_retries, retry=retry))
 
     def __len__(self) -> int:
         return len(self._connections)
@@ -355,20 +345,11 @@ class MakiniPool:
         entities: EntityLike | Iterable[EntityLike],
         connections: Iterable[ConnectionSpec],
         *,
-        modified_after: dt.datetime | dt.date | str | None = ...,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = ...,
+        checkpoint: CheckpointSpec = ...,
         sink: Sink | None = ...,
-        concurrency: int | None = ...,
         as_dicts: Literal[True],
-        dedupe: bool = ...,
-        raise_on_error: bool = ...,
-        on_invalid: OnInvalid = ...,
-        since_sync_status: bool = ...,
-        overlap: float = ...,
-        patience: float = ...,
-        wall_clock: Callable[[], dt.datetime] | None = ...,
-        state_name: str | None = ...,
-        fresh: bool = ...,
+        options: PullOptions | None = ...,
+        **keywords: Unpack[PullKeywords],
     ) -> Pull[dict[str, Any]]: ...
 
     @overload
@@ -377,20 +358,11 @@ class MakiniPool:
         entities: EntityLike | Iterable[EntityLike],
         connections: Iterable[ConnectionSpec],
         *,
-        modified_after: dt.datetime | dt.date | str | None = ...,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = ...,
+        checkpoint: CheckpointSpec = ...,
         sink: Sink | None = ...,
-        concurrency: int | None = ...,
         as_dicts: Literal[False],
-        dedupe: bool = ...,
-        raise_on_error: bool = ...,
-        on_invalid: OnInvalid = ...,
-        since_sync_status: bool = ...,
-        overlap: float = ...,
-        patience: float = ...,
-        wall_clock: Callable[[], dt.datetime] | None = ...,
-        state_name: str | None = ...,
-        fresh: bool = ...,
+        options: PullOptions | None = ...,
+        **keywords: Unpack[PullKeywords],
     ) -> Pull[Record]: ...
 
     @overload
@@ -399,20 +371,11 @@ class MakiniPool:
         entities: EntityLike | Iterable[EntityLike],
         connections: Iterable[ConnectionSpec],
         *,
-        modified_after: dt.datetime | dt.date | str | None = ...,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = ...,
+        checkpoint: CheckpointSpec = ...,
         sink: Sink | None = ...,
-        concurrency: int | None = ...,
         as_dicts: bool | None = ...,
-        dedupe: bool = ...,
-        raise_on_error: bool = ...,
-        on_invalid: OnInvalid = ...,
-        since_sync_status: bool = ...,
-        overlap: float = ...,
-        patience: float = ...,
-        wall_clock: Callable[[], dt.datetime] | None = ...,
-        state_name: str | None = ...,
-        fresh: bool = ...,
+        options: PullOptions | None = ...,
+        **keywords: Unpack[PullKeywords],
     ) -> Pull[Any]: ...
 
     def pull(
@@ -420,117 +383,68 @@ class MakiniPool:
         entities: EntityLike | Iterable[EntityLike],
         connections: Iterable[ConnectionSpec],
         *,
-        modified_after: dt.datetime | dt.date | str | None = None,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = None,
+        checkpoint: CheckpointSpec = None,
         sink: Sink | None = None,
-        concurrency: int | None = None,
         as_dicts: bool | None = None,
-        dedupe: bool = True,
-        raise_on_error: bool = False,
-        on_invalid: OnInvalid = "deliver",
-        since_sync_status: bool = False,
-        overlap: float = DEFAULT_OVERLAP,
-        patience: float = DEFAULT_PATIENCE,
-        wall_clock: Callable[[], dt.datetime] | None = None,
-        state_name: str | None = None,
-        fresh: bool = False,
+        options: PullOptions | None = None,
+        **keywords: Unpack[PullKeywords],
     ) -> Pull[Any]:
         """Pull ``entities`` from every one of ``connections``: see :class:`~makini_async.Pull`.
 
         ``connections`` are tokens, ``(name, token)`` pairs or handles. The
         pull's records are typed (``Pull[Record]``) or plain dicts
         (``as_dicts=True``: ``Pull[dict[str, Any]]``); ``None`` uses the pool's
-        default. A record that does not fit its model arrives as an
-        :class:`~makini_async.InvalidRecord` (``on_invalid``). ``sink`` lands
-        every page in a :mod:`makini_async.sinks` sink before its checkpoint moves.
-        ``state_name`` and ``fresh`` choose the checkpoint's state (see the README).
+        default. ``sink`` lands every page in a :mod:`makini_async.sinks` sink
+        before its checkpoint moves. How the pull reads is a
+        :class:`~makini_async.PullOptions`, given whole (``options=``) or as
+        keywords (``modified_after=``, ``patience=``, ...) over it.
         """
-        extra: dict[str, Any] = {} if wall_clock is None else {"wall_clock": wall_clock}
         return Pull(
             self,
             entities,
             connections,
-            modified_after=modified_after,
             checkpoint=checkpoint,
             sink=sink,
-            concurrency=concurrency,
             as_dicts=as_dicts,
-            dedupe=dedupe,
-            raise_on_error=raise_on_error,
-            on_invalid=on_invalid,
-            since_sync_status=since_sync_status,
-            overlap=overlap,
-            patience=patience,
-            state_name=state_name,
-            fresh=fresh,
-            **extra,
+            options=options,
+            **keywords,
         )
 
-    # -- connection status: webhooks, the watch, fan-out --------------------------------
 
-    _directory_or_none: ConnectionDirectory | None = None
+class PoolView:
+    """A pool whose connections' calls all use ``options`` (see :meth:`MakiniPool.with_options`)."""
+
+    __slots__ = ("_pool", "options")
+
+    def __init__(self, pool: MakiniPool, options: CallOptions) -> None:
+        self._pool = pool
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"<PoolView {self._pool!r} {self.options!r}>"
 
     @property
-    def _directory(self) -> ConnectionDirectory:
-        if self._directory_or_none is None:
-            self._directory_or_none = ConnectionDirectory(self.__iter__, self._live_handle)
-        return self._directory_or_none
+    def pool(self) -> MakiniPool:
+        return self._pool
 
-    def _live_handle(self, conn: Connection) -> Connection | None:
-        """The pool's handle for ``conn``'s token, made again (same name) if it was evicted."""
-        live = self._connections.get(conn.token) or self._by_name.get(conn.name)
-        if live is not None or self.closed:
-            return live
-        name = None if conn.name == default_name(conn.token) else conn.name
-        return self.connection(conn.token, name=name)
-
-    def bind_connection_id(self, connection: Connection | str, connection_id: str) -> Connection:
-        """Say which Makini connection id (webhooks' ``connection_id``) a handle or token is."""
-        conn = connection if isinstance(connection, Connection) else self.connection(connection)
-        self._directory.bind(conn, connection_id)
-        return conn
-
-    def find_connection(self, connection_id: str) -> Connection | None:
-        """The handle whose Makini connection id is ``connection_id``, if known."""
-        return self._directory.find(connection_id)
-
-    def connection_status(self, connection: Connection) -> str:
-        """The last status known at Makini, from webhooks, the watch and the handle's marks."""
-        return self._directory.status(connection)
-
-    async def apply_webhook(self, event: WebhookEvent) -> StatusChange | None:
-        """Apply a verified status event to its connection's handle (receivers call it)."""
-        return await self._directory.apply_webhook(event)
-
-    def watch(
+    def with_options(
         self,
-        connections: Iterable[ConnectionSpec],
         *,
-        interval: float = 60.0,
-        concurrency: int = 10,
-        jitter: float = 0.1,
-    ) -> Watch:
-        """Poll every connection's status; see :class:`~makini_async.Watch`."""
-        return Watch(
-            self._directory,
-            resolve(self, connections, "watch"),
-            interval=interval,
-            concurrency=concurrency,
-            jitter=jitter,
-            sleep=self.sleep,
-            rng=self.rng,
-        )
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> PoolView:
+        """This view with more options (what they leave unset stays as it is)."""
+        opts = CallOptions(timeout=timeout, max_retries=max_retries, retry=retry)
+        return PoolView(self._pool, opts.over(self.options))
 
-    async def fan_out(
+    def connection(
         self,
-        connections: Iterable[ConnectionSpec],
-        fn: Callable[[Connection], Awaitable[_R]],
+        token: str | TokenProvider,
         *,
-        concurrency: int | None = None,
-    ) -> FanOutReport[_R]:
-        """Run ``await fn(conn)`` on every connection, ``concurrency`` (default: the
-        pool's ``max_in_flight``) at a time; one failure never stops the others."""
-        self.ensure_open()
-        limit = self.limits.max_in_flight if concurrency is None else concurrency
-        conns = resolve(self, connections, "fan_out")
-        return await fan_out(conns, fn, concurrency=limit, clock=self.clock)
+        name: str | None = None,
+        max_concurrency: int | None = None,
+    ) -> ConnectionView:
+        """The pool's own handle (as :meth:`MakiniPool.connection`), seen with these options."""
+        conn = self._pool.connection(token, name=name, max_concurrency=max_concurrency)
+        return ConnectionView(conn, self.options)

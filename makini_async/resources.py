@@ -16,19 +16,16 @@ passed (the pool's ``as_dicts`` default applies to the string-entity calls,
 
 from __future__ import annotations
 
-import uuid
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar, cast, overload
-
-import orjson
 
 from makini_async._client.config import CallOptions
 from makini_async._client.listing import ListingLink
 from makini_async._client.send import Call, send
-from makini_async._invalid import ON_INVALID
-from makini_async._wire.requests import check_record_id, format_when
+from makini_async._wire import arguments as args
+from makini_async._wire.arguments import AUTO
+from makini_async._wire.requests import check_record_id
 from makini_async._wire.responses import parse_single
-from makini_async.entities import Entity, EntityLike, to_entity
+from makini_async.entities import Entity
 from makini_async.errors import UsageError
 from makini_async.models import (
     Asset,
@@ -40,9 +37,9 @@ from makini_async.models import (
     WorkOrder,
     invalid_record_error,
     structure_page,
-    unstructure,
 )
 from makini_async.pagination import Listing, PageSource
+from makini_async.responses import Answer, RawResource
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -52,7 +49,7 @@ if TYPE_CHECKING:
     from makini_async._client.transport import RawResponse
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async._invalid import InvalidRecord as _Invalid
-    from makini_async.responses import RawResource
+    from makini_async._wire.arguments import _Auto
 
 __all__ = [
     "AUTO",
@@ -67,15 +64,6 @@ __all__ = [
 
 R = TypeVar("R", bound=Record)
 _Res = TypeVar("_Res", bound="Resource[Any]")
-
-
-class _Auto:
-    def __repr__(self) -> str:
-        return "AUTO"
-
-
-#: Generate an idempotency key (the default for ``create`` and ``update``).
-AUTO: Final = _Auto()
 
 
 class ResourceLink(ListingLink, PageSource, Protocol):
@@ -189,7 +177,7 @@ class Resource(Generic[R]):
         ``timeout`` and ``max_retries`` bound each page's call (see
         :meth:`with_options`).
         """
-        check_on_invalid(on_invalid)
+        args.check_on_invalid(on_invalid)
         if not isinstance(as_dicts, bool):
             msg = f"as_dicts must be True or False, got {as_dicts!r}"
             raise UsageError(msg)
@@ -197,9 +185,9 @@ class Resource(Generic[R]):
             self._conn,
             self.entity,
             page_size=self._conn._page_size_for(self.entity, page_size),
-            cursor=_cursor(cursor),
-            modified_after=_when(modified_after, "modified_after"),
-            created_after=_when(created_after, "created_after"),
+            cursor=args.cursor(cursor),
+            modified_after=args.when(modified_after, "modified_after"),
+            created_after=args.when(created_after, "created_after"),
             as_dicts=as_dicts,
             on_invalid=on_invalid,
             options=self._options_for(timeout, max_retries),
@@ -374,8 +362,6 @@ class Resource(Generic[R]):
     @property
     def with_raw_response(self) -> RawResource[R]:
         """The same calls, answering :class:`Response` (status, headers, request ID, key)."""
-        from makini_async.responses import RawResource  # noqa: PLC0415 - built on this module
-
         return RawResource(self)
 
     def _options_for(self, timeout: float | None, max_retries: int | None) -> CallOptions | None:
@@ -385,23 +371,25 @@ class Resource(Generic[R]):
 
     async def _call(
         self, call: Call, timeout: float | None, max_retries: int | None, *, body: bool = True
-    ) -> tuple[dict[str, Any], str | None, int, Mapping[str, str]]:
+    ) -> Answer:
         options = self._options_for(timeout, max_retries)
         return await send(self._conn, call, _answer if body else _no_body, options=options)
 
     def _create_call(self, body: Mapping[str, Any] | Record, key: str | _Auto | None) -> Call:
-        return Call("POST", "/" + self.entity.value, None, encode(body), _idempotency_key(key))
+        return Call(
+            "POST", "/" + self.entity.value, None, args.encode(body), args.idempotency_key(key)
+        )
 
     def _update_call(self, id: str, changes: Mapping[str, Any], key: str | _Auto | None) -> Call:
         path = self._record_path(id)
-        return Call("PATCH", path, None, encode(changes), _idempotency_key(key))
+        return Call("PATCH", path, None, args.encode(changes), args.idempotency_key(key))
 
     def _record_path(self, id: str) -> str:
         return f"/{self.entity.value}/{check_record_id(id)}"
 
     def _shape(
         self,
-        answer: tuple[dict[str, Any], str | None, int, Mapping[str, str]],
+        answer: Answer,
         as_dicts: bool,  # noqa: FBT001
     ) -> R | dict[str, Any]:
         data, request_id, _status, _headers = answer
@@ -462,72 +450,11 @@ RESOURCE_TYPES: Final[dict[Entity, type[Resource[Any]]]] = {
 }
 
 
-# -- arguments -------------------------------------------------------------------
-
-
-def entity_of(entity: EntityLike) -> Entity:
-    """The :class:`Entity` for an argument, or :class:`UsageError`."""
-    try:
-        return to_entity(entity)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def check_on_invalid(on_invalid: object) -> None:
-    """Raise :class:`UsageError` unless ``on_invalid`` is one of the policies."""
-    if on_invalid not in ON_INVALID:
-        msg = f"on_invalid must be one of {sorted(ON_INVALID)}, got {on_invalid!r}"
-        raise UsageError(msg)
-
-
-def _when(value: dt.datetime | dt.date | str | None, name: str) -> str | None:
-    return None if value is None else format_when(value, name=name)
-
-
-def _cursor(value: object) -> str | None:
-    if value is None or (isinstance(value, str) and value):
-        return value
-    msg = f"cursor must be a page's next_cursor (a non-empty string) or None, got {value!r}"
-    raise UsageError(msg)
-
-
-def _idempotency_key(value: str | _Auto | None) -> str | None:
-    if value is AUTO:
-        return uuid.uuid4().hex
-    if value is None or (isinstance(value, str) and value):
-        return value
-    msg = "idempotency_key must be a non-empty string, AUTO or None"
-    raise UsageError(msg)
-
-
-def encode(body: object) -> bytes:
-    """A JSON request body: decimals as strings, records in the API's shape."""
-    try:
-        return orjson.dumps(body, default=_default, option=orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC)
-    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
-        msg = f"cannot send this body as JSON: {exc}"
-        raise UsageError(msg) from None
-
-
-def _default(value: object) -> object:
-    # Decimals go out as strings: the API's money and quantities are decimal strings.
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, Record):
-        return unstructure(value)
-    msg = f"cannot send a {type(value).__name__} in a JSON body"
-    raise TypeError(msg)
-
-
-def _answer(
-    resp: RawResponse, request_id: str | None
-) -> tuple[dict[str, Any], str | None, int, Mapping[str, str]]:
+def _answer(resp: RawResponse, request_id: str | None) -> Answer:
     """A single record's answer: the record, its request ID, the status and the headers."""
     return parse_single(resp.body, request_id=request_id), request_id, resp.status, resp.headers
 
 
-def _no_body(
-    resp: RawResponse, request_id: str | None
-) -> tuple[dict[str, Any], str | None, int, Mapping[str, str]]:
+def _no_body(resp: RawResponse, request_id: str | None) -> Answer:
     """An answer whose body does not matter (a delete)."""
     return {}, request_id, resp.status, resp.headers

@@ -15,23 +15,41 @@ itself (retries, the connection's cooldown and breaker) is the same.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, overload
 
 import attrs
 
 from makini_async._client.send import Call
+from makini_async._wire.arguments import AUTO
 from makini_async.models import Record
-from makini_async.resources import AUTO
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from makini_async.resources import Resource, _Auto
+    from makini_async._wire.arguments import _Auto
 
 __all__ = ["RawResource", "Response"]
 
 T = TypeVar("T")
 R = TypeVar("R", bound=Record)
+R_co = TypeVar("R_co", bound=Record, covariant=True)
+
+#: A single record's answer: the record, its request ID, the status and the headers.
+Answer = tuple[dict[str, Any], str | None, int, "Mapping[str, str]"]
+
+
+class Calls(Protocol[R_co]):
+    """What a raw resource needs of its resource (a :class:`~makini_async.resources.Resource`)."""
+
+    async def _call(
+        self, call: Call, timeout: float | None, max_retries: int | None, *, body: bool = True
+    ) -> Answer: ...
+    def _create_call(self, body: Mapping[str, Any] | Record, key: str | _Auto | None) -> Call: ...
+    def _update_call(
+        self, id: str, changes: Mapping[str, Any], key: str | _Auto | None
+    ) -> Call: ...
+    def _record_path(self, id: str) -> str: ...
+    def _shape(self, answer: Answer, as_dicts: bool) -> R_co | dict[str, Any]: ...  # noqa: FBT001
 
 
 @attrs.frozen
@@ -51,7 +69,7 @@ class RawResource(Generic[R]):
 
     __slots__ = ("_res",)
 
-    def __init__(self, resource: Resource[R]) -> None:
+    def __init__(self, resource: Calls[R]) -> None:
         self._res = resource
 
     @overload

@@ -39,7 +39,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from makini_async.bulk._chain import ConnectionSource, ConnectionSpec
-from makini_async.bulk._pull import DEFAULT_OVERLAP, DEFAULT_PATIENCE, Pull
+from makini_async.bulk._options import DEFAULT_OVERLAP, DEFAULT_PATIENCE, PullKeywords, PullOptions
+from makini_async.bulk._pull import Pull
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
 from makini_async.bulk._sink import Sink
 
@@ -56,6 +57,8 @@ __all__ = [
     "ConnectionSpec",
     "Outcome",
     "Pull",
+    "PullKeywords",
+    "PullOptions",
     "PullReport",
     "PulledPage",
     "PulledRecord",

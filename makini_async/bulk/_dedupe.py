@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import logging
 import operator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from makini_async._invalid import InvalidRecord
 from makini_async.models import unstructure
 
 if TYPE_CHECKING:
-    from makini_async.bulk._chain import Chain
+    from makini_async.entities import Entity
 
 __all__ = ["PAGES_PER_GENERATION", "RecentIds", "fresh"]
 
@@ -68,6 +68,18 @@ class RecentIds:
             self.older = self.newer
             self.newer = ids
             self.pages = 1
+
+
+class Chain(Protocol):
+    """What de-duplication reads and counts of a chain (a ``bulk._chain.Chain`` is one)."""
+
+    seen: RecentIds | None
+    duplicates: int
+
+    @property
+    def connection(self) -> str: ...
+    @property
+    def entity(self) -> Entity: ...
 
 
 def fresh(

@@ -7,9 +7,8 @@ import datetime as dt
 import logging
 import weakref
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from makini_async._wire.requests import format_when
 from makini_async.bulk._chain import (
     Chain,
     ChainEnded,
@@ -20,6 +19,7 @@ from makini_async.bulk._chain import (
     entities_of,
     fresh,
 )
+from makini_async.bulk._options import PullKeywords, PullOptions, options_of
 from makini_async.bulk._records import records_of
 from makini_async.bulk._report import ChainReport, Outcome, PulledPage, PulledRecord, PullReport
 from makini_async.bulk._sink import report_failures
@@ -50,10 +50,8 @@ from makini_async.errors import (
     UsageError,
 )
 from makini_async.pagination import report_invalid
-from makini_async.resources import check_on_invalid
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import (
         AsyncIterator,
         Awaitable,
@@ -62,18 +60,16 @@ if TYPE_CHECKING:
     )
     from types import TracebackType
 
+    from typing_extensions import Unpack
+
     from makini_async._invalid import InvalidRecord, OnInvalid
+    from makini_async.bulk._options import CheckpointSpec
     from makini_async.bulk._sink import Sink
     from makini_async.entities import Entity, EntityLike
 
-__all__ = ["DEFAULT_OVERLAP", "DEFAULT_PATIENCE", "Pull"]
+__all__ = ["Pull"]
 
 logger = logging.getLogger("makini_async")
-
-#: Seconds an incremental run reaches back before the last run's start.
-DEFAULT_OVERLAP: Final = 300.0
-#: Seconds a chain may wait, in all, for its connection's open breaker.
-DEFAULT_PATIENCE: Final = 300.0
 
 
 R = TypeVar("R")
@@ -106,57 +102,41 @@ class Pull(Generic[R]):
         entities: EntityLike | Iterable[EntityLike],
         connections: Iterable[ConnectionSpec],
         *,
-        modified_after: dt.datetime | dt.date | str | None = None,
-        checkpoint: str | os.PathLike[str] | CheckpointStore | AsyncCheckpointStore | None = None,
+        checkpoint: CheckpointSpec = None,
         sink: Sink | None = None,
-        concurrency: int | None = None,
         as_dicts: bool | None = None,
-        dedupe: bool = True,
-        raise_on_error: bool = False,
-        on_invalid: OnInvalid = "deliver",
-        since_sync_status: bool = False,
-        overlap: float = DEFAULT_OVERLAP,
-        patience: float = DEFAULT_PATIENCE,
-        wall_clock: Callable[[], dt.datetime] = _utc_now,
-        state_name: str | None = None,
-        fresh: bool = False,
+        options: PullOptions | None = None,
         layout: str | None = None,
+        **keywords: Unpack[PullKeywords],
     ) -> None:
         shared = pool.shared
         ents = entities_of(entities)
         conns = connections_of(pool, connections)
-        if concurrency is not None and (not isinstance(concurrency, int) or concurrency < 1):
-            msg = f"concurrency must be an integer >= 1, got {concurrency!r}"
-            raise UsageError(msg)
-        check_on_invalid(on_invalid)
-        if not isinstance(patience, (int, float)) or not patience >= 0:
-            msg = f"patience must be a number of seconds >= 0, got {patience!r}"
-            raise UsageError(msg)
-        since = (
-            None if modified_after is None else format_when(modified_after, name="modified_after")
-        )
+        opts = options_of(options, keywords)
+        #: The options this pull runs with.
+        self.options = opts
         self._shared = shared
         self._clock = shared.clock
-        self._on_invalid: OnInvalid = on_invalid
+        self._on_invalid: OnInvalid = opts.on_invalid
         checkpoint, sink_commits = checkpoint_of(sink, checkpoint)
         self._sink = sink
         self._identity = identity_of(
             sink,
             checkpoint,
             ents,
-            name=state_name,
-            since=since,
-            since_sync_status=since_sync_status,
+            name=opts.state_name,
+            since=opts.modified_after,
+            since_sync_status=opts.since_sync_status,
             layout=layout,
         )
-        self._fresh = bool(fresh)
+        self._fresh = opts.fresh
         self._owns_store = checkpoint is not None and not isinstance(
             checkpoint, (CheckpointStore, AsyncCheckpointStore)
         )
         self._as_dicts = shared.as_dicts if as_dicts is None else as_dicts
-        self._run = RunSettings(self._as_dicts, shared.clock, shared.sleep, float(patience))
-        self._dedupe = dedupe
-        self._raise = raise_on_error
+        self._run = RunSettings(self._as_dicts, shared.clock, shared.sleep, float(opts.patience))
+        self._dedupe = opts.dedupe
+        self._raise = opts.raise_on_error
         clock = self._clock
         self._chains = tuple(
             Chain(conn=conn, connection=conn.name, entity=ent, clock=clock)
@@ -165,7 +145,7 @@ class Pull(Generic[R]):
         )
         # The report's list is the user's to sort or filter; workers keep their own tuple.
         self.report = PullReport(list[ChainReport](self._chains), clock=clock)
-        limit = concurrency or shared.limits.max_in_flight
+        limit = opts.concurrency or shared.limits.max_in_flight
         self._concurrency = min(limit, len(self._chains)) or 1
         # Unbounded, yet bounded by the protocol: each worker has at most one page
         # in it, and waits until the consumer has parsed that page.
@@ -185,10 +165,10 @@ class Pull(Generic[R]):
         self._checkpoints = Checkpoints(
             None if checkpoint is None else open_checkpoint(checkpoint, clock=shared.clock),
             sink_commits=sink_commits,
-            modified_after=since,
-            overlap=overlap,
-            since_sync_status=since_sync_status,
-            wall_clock=wall_clock,
+            modified_after=opts.modified_after,
+            overlap=opts.overlap,
+            since_sync_status=opts.since_sync_status,
+            wall_clock=opts.wall_clock or _utc_now,
         )
         self._closed = False
 

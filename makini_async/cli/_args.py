@@ -12,6 +12,7 @@ import attrs
 
 from makini_async._wire.constants import VERSION
 from makini_async._wire.requests import valid_token
+from makini_async.bulk import PullOptions
 from makini_async.checkpoint._postgres import safe_dsn
 from makini_async.connection import default_name
 from makini_async.entities import Entity, to_entity
@@ -327,18 +328,15 @@ class PullSettings:
     summary_json: Path | None = None
     base_url: str | None = None
     allow_insecure_http: bool = False
-    modified_after: str | None = None
     checkpoint: Path | str | None = attrs.field(default=None, repr=False)
-    #: The checkpoint state to use (``None``: the destination's own) and whether to start over.
-    state_name: str | None = None
-    fresh: bool = False
-    concurrency: int | None = None
+    #: How the pull reads: ``--modified-after``, ``--concurrency``, ``--patience``,
+    #: ``--state-name`` and ``--fresh``.
+    options: PullOptions = attrs.field(factory=PullOptions)
     typed: bool = False
     strict: bool = False
     timeouts: Timeouts | None = None
     retry: RetryPolicy | None = None
     progress_interval: float | None = None
-    patience: float | None = None
     #: Seconds a sink waits out its destination (``None``: the sink's default).
     sink_deadline: float | None = None
     #: Sharding: worker count and engine (``None`` for both: one process, no shards).

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final
 
 from makini_async._client.config import RetryPolicy, Timeouts
 from makini_async._files import write_atomic
+from makini_async.bulk import PullOptions
 from makini_async.cli._args import (
     EXIT_FAILED,
     EXIT_OK,
@@ -92,15 +93,14 @@ async def demo(args: argparse.Namespace, out: Path) -> int:
             connections=connections,
             out=out,
             base_url=server.url,
-            concurrency=args.concurrency,
+            # The stalled connection's breaker opens; a chain waits for it this long.
+            options=PullOptions(concurrency=args.concurrency, patience=2.0),
             typed=not args.dicts,
             # Short timeouts so the stalled connection gives up in seconds; enough
             # attempts that the random faults (about 1 request in 10) never win.
             timeouts=Timeouts(connect=2.0, read=1.0, total=5.0),
             retry=RetryPolicy(attempts=6, wait_initial=0.05, wait_max=0.5, timeout=4.0),
             progress_interval=args.progress_interval,
-            # The stalled connection's breaker opens; a chain waits for it this long.
-            patience=2.0,
         )
         print(
             f"Demo: mock Makini at {server.url}, {len(connections)} connections x "

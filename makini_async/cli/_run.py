@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from makini_async._client.config import RetryPolicy, Timeouts
-from makini_async.bulk import DEFAULT_PATIENCE, Pull, PullReport
+from makini_async.bulk import Pull, PullReport
 from makini_async.checkpoint import CheckpointMismatch
 from makini_async.cli._args import PROG, CliError, PullSettings
 from makini_async.cli._progress import Progress
@@ -133,7 +133,7 @@ async def showing_progress(
 
 def make_sink(settings: PullSettings) -> Sink:
     """The pull's sink: JSON Lines for ``--out`` (appending when resumable), else ``--sink``."""
-    append = settings.checkpoint is not None and not settings.fresh
+    append = settings.checkpoint is not None and not settings.options.fresh
     if settings.sink is None:
         assert settings.out is not None  # noqa: S101 - the settings hold one of the two
         return JsonLinesSink(settings.out, append=append)
@@ -164,14 +164,10 @@ async def run_pull(
             pool,
             list(settings.entities),
             list(settings.connections),
-            modified_after=settings.modified_after,
             checkpoint=settings.checkpoint,
             sink=sink,
-            concurrency=settings.concurrency,
             as_dicts=not settings.typed,
-            patience=DEFAULT_PATIENCE if settings.patience is None else settings.patience,
-            state_name=settings.state_name,
-            fresh=settings.fresh,
+            options=settings.options,
         )
         try:
             async with (

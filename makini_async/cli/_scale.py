@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from makini_async.bulk import DEFAULT_PATIENCE
 from makini_async.cli._args import CliError
 from makini_async.cli._interrupt import stoppable_run
 from makini_async.cli._run import showing_progress
@@ -57,10 +56,8 @@ async def run_sharded(
             engine=_engine(settings),
             checkpoint=settings.checkpoint,
             pool_options=_pool_options(settings),
-            modified_after=settings.modified_after,
-            concurrency=settings.concurrency,
             as_dicts=not settings.typed,
-            patience=DEFAULT_PATIENCE if settings.patience is None else settings.patience,
+            options=settings.options,
             tune=settings.tune,
         )
     except UsageError as exc:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from makini_async._client.config import RetryPolicy, Timeouts
 from makini_async._wire.requests import check_base_url, format_when
+from makini_async.bulk import PullOptions
 from makini_async.checkpoint import open_checkpoint
 from makini_async.checkpoint._identity import check_state_name
 from makini_async.cli._args import CliError, PullSettings, load_tokens, parse_entities
@@ -77,17 +78,19 @@ def pull_settings(args: argparse.Namespace) -> PullSettings:
         summary_json=None if args.summary_json is None else Path(args.summary_json),
         base_url=base_url,
         allow_insecure_http=args.allow_insecure_http,
-        modified_after=modified_after,
         checkpoint=checkpoint,
-        state_name=state_name,
-        fresh=args.fresh,
-        concurrency=args.concurrency,
+        options=PullOptions(
+            modified_after=modified_after,
+            concurrency=args.concurrency,
+            state_name=state_name,
+            fresh=args.fresh,
+            **({} if args.patience is None else {"patience": args.patience}),
+        ),
         typed=args.typed,
         strict=args.strict,
         timeouts=timeouts,
         retry=retry,
         progress_interval=args.progress_interval,
-        patience=args.patience,
         sink_deadline=args.sink_deadline,
         workers=args.workers,
         engine=args.engine,

@@ -13,9 +13,9 @@ import attrs
 
 from makini_async._client.retry import is_testing
 from makini_async._wire.constants import DEFAULT_MAX_IN_FLIGHT
-from makini_async._wire.requests import format_when
-from makini_async.bulk import DEFAULT_OVERLAP, DEFAULT_PATIENCE, ChainReport, Outcome, PullReport
+from makini_async.bulk import ChainReport, Outcome, PullReport
 from makini_async.bulk._chain import entities_of
+from makini_async.bulk._options import sharded_options
 from makini_async.checkpoint import PullLease, open_checkpoint
 from makini_async.connection import default_name
 from makini_async.errors import MakiniError, UsageError, WorkerLost
@@ -36,11 +36,11 @@ from makini_async.scale._worker import is_dsn, unit_sink
 from makini_async.sinks import open_sink
 
 if TYPE_CHECKING:
-    import datetime as dt
     from collections.abc import Callable, Iterable, Mapping
 
-    from makini_async._invalid import OnInvalid
-    from makini_async.bulk import Sink
+    from typing_extensions import Unpack
+
+    from makini_async.bulk import PullKeywords, PullOptions, Sink
     from makini_async.entities import EntityLike
     from makini_async.scale._units import Row
 
@@ -108,17 +108,12 @@ class ShardedPull:
         units: int | None = None,
         buckets: int | None = None,
         pool_options: Mapping[str, Any] | None = None,
-        modified_after: dt.datetime | dt.date | str | None = None,
-        concurrency: int | None = None,
         as_dicts: bool | None = None,
-        dedupe: bool = True,
-        on_invalid: OnInvalid = "deliver",
-        since_sync_status: bool = False,
-        overlap: float = DEFAULT_OVERLAP,
-        patience: float = DEFAULT_PATIENCE,
+        options: PullOptions | None = None,
         progress_interval: float = 0.5,
         tune: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        **keywords: Unpack[PullKeywords],
     ) -> None:
         if engine is None:
             from makini_async.scale._process import ProcessEngine  # noqa: PLC0415
@@ -126,6 +121,9 @@ class ShardedPull:
             engine = ProcessEngine()
         self.engine = engine
         ents = entities_of(entities)
+        opts = sharded_options(options, keywords)
+        #: The options every unit's pull runs with.
+        self.options = opts
         conns = tuple(
             (default_name(c), c) if isinstance(c, str) else (str(c[0]), str(c[1]))
             for c in connections
@@ -160,25 +158,14 @@ class ShardedPull:
         self.buckets = resolve_buckets(self._root, buckets)
         #: The placement of connections as one string (for a checkpoint's identity).
         self.layout = layout_name(self.buckets)
-        options: dict[str, Any] = {
-            "dedupe": dedupe,
-            # None: the workers' pools decide (``pool_options["as_dicts"]``), as pool.pull does.
-            "as_dicts": as_dicts,
-            "on_invalid": on_invalid,
-            "since_sync_status": since_sync_status,
-            "overlap": overlap,
-            "patience": patience,
-        }
-        if modified_after is not None:
-            options["modified_after"] = format_when(modified_after, name="modified_after")
-        if concurrency is not None:
-            options["concurrency"] = concurrency
         settings = WorkerSettings(
             entities=tuple(e.value for e in ents),
             sink=Hidden(sink),
             checkpoint=None if self._checkpoint is None else Hidden(self._checkpoint),
             pool_options=dict(pool_options or {}),
-            pull_options=options,
+            # None: the workers' pools decide (``pool_options["as_dicts"]``), as pool.pull does.
+            as_dicts=as_dicts,
+            options=opts,
             testing=is_testing(),
             progress_interval=progress_interval,
             tune=bool(tune),
@@ -193,7 +180,7 @@ class ShardedPull:
             )
             raise UsageError(msg) from None
         # Enough chains per unit to fill one pool's requests in flight (its concurrency).
-        in_flight = concurrency or _max_in_flight((pool_options or {}).get("limits"))
+        in_flight = opts.concurrency or _max_in_flight((pool_options or {}).get("limits"))
         min_size = math.ceil(in_flight / len(ents))
         count = (
             units

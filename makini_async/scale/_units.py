@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import attrs
 
-from makini_async.bulk import ChainReport, Outcome
+from makini_async.bulk import ChainReport, Outcome, PullOptions
 from makini_async.errors import MakiniError
 
 if TYPE_CHECKING:
@@ -126,7 +126,9 @@ class WorkerSettings:
     #: An SQLite path or a ``postgresql://`` DSN, or ``None``.
     checkpoint: Hidden[str] | None = None
     pool_options: dict[str, Any] = attrs.field(factory=dict)
-    pull_options: dict[str, Any] = attrs.field(factory=dict)
+    #: The records' shape (``None``: the pool's) and how every unit's pull reads.
+    as_dicts: bool | None = None
+    options: PullOptions = attrs.field(factory=PullOptions)
     #: The coordinator's testing mode (zero waits), carried to each worker.
     testing: bool = False
     progress_interval: float = 0.5

@@ -142,7 +142,7 @@ async def _run_buckets(
     settings = job.settings
     connections = job.connections.value
     per = len(settings.entities)
-    wanted = settings.pull_options.get("concurrency") or pool.limits.max_in_flight
+    wanted = settings.options.concurrency or pool.limits.max_in_flight
     busy = 0  # chains of the running Pulls
 
     async def one(bucket: int, start: int, count: int) -> None:
@@ -157,7 +157,8 @@ async def _run_buckets(
                 sink=sink,
                 checkpoint=store,
                 layout=settings.layout,
-                **settings.pull_options,
+                as_dicts=settings.as_dicts,
+                options=settings.options,
             )
             chains[start * per : (start + count) * per] = pull.report.chains
             halt.pulls.add(pull)

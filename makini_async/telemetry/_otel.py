@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.metrics import _internal as _metrics_globals
@@ -16,13 +16,54 @@ from makini_async.errors import APIError, MakiniError, RequestTimeout
 from makini_async.instrumentation import ConnectionState, ConnectionStateEvent, Hook, PageEvent
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
-    from makini_async._client.send import Call
-    from makini_async.bulk._chain import Chain
-    from makini_async.bulk._report import PullReport
+    import enum
+    from collections.abc import Mapping, Sequence, Sized
 
 __all__ = ["Attempt", "Telemetry", "url_template"]
+
+
+# What telemetry reads of the client's calls and of a pull, as protocols: the
+# client and the bulk layer sit above telemetry and hand it these objects.
+
+
+class Call(Protocol):
+    """One API call (a ``_client.send.Call`` is one)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+
+
+class Chain(Protocol):
+    """One (connection, entity) of a pull (a ``bulk._chain.Chain`` is one)."""
+
+    span: Any
+
+    @property
+    def connection(self) -> str: ...
+    @property
+    def entity(self) -> Entity: ...
+    @property
+    def records(self) -> int: ...
+    @property
+    def pages(self) -> int: ...
+    @property
+    def outcome(self) -> enum.Enum: ...
+    @property
+    def error(self) -> BaseException | None: ...
+
+
+class PullReport(Protocol):
+    """A pull's report (a :class:`~makini_async.bulk.PullReport` is one)."""
+
+    @property
+    def records(self) -> int: ...
+    @property
+    def pages(self) -> int: ...
+    @property
+    def failed_connections(self) -> Sized: ...
+
 
 _ENTITIES: Final = frozenset(e.value for e in Entity)
 _API: Final = "/api/v1"
