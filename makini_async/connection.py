@@ -19,9 +19,10 @@ import attrs
 from makini_async._calls import EntityCalls
 from makini_async._client import keys as _keys
 from makini_async._client import listing as _listing
+from makini_async._client.call import Call
 from makini_async._client.config import CallOptions
 from makini_async._client.health import Health
-from makini_async._client.send import Call, send
+from makini_async._client.send import send
 from makini_async._client.tokens import Credentials
 from makini_async._wire.arguments import AUTO, encode, entity_of
 from makini_async._wire.responses import parse_single

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-import attrs
-
 from makini_async._client.walk import CursorGuard, Sizing, Walk
+from makini_async._wire.pages import Page, RawPage
 from makini_async.errors import RecordStructureError
 from makini_async.models import invalid_record_error
 
@@ -23,45 +22,6 @@ __all__ = ["CursorGuard", "Listing", "Page", "PageSource", "RawPage", "report_in
 logger = logging.getLogger("makini_async")
 
 R = TypeVar("R")
-
-
-@attrs.frozen(slots=True)
-class Page(Generic[R]):
-    """One page of a listing.
-
-    ``cursor`` is the cursor that fetched this page (``None`` for the first),
-    ``next_cursor`` the one that fetches the next (``None`` on the last page).
-    A caller that checkpoints by page stores ``next_cursor`` once it has
-    handled ``records``, and resumes with ``list(..., cursor=next_cursor)``.
-    ``invalid`` holds the page's records that do not fit their model, as the
-    API sent them (never dropped; see :class:`~makini_async.models.InvalidRecord`).
-    """
-
-    entity: Entity
-    records: list[R]
-    cursor: str | None
-    next_cursor: str | None
-    total_count: int | None
-    request_id: str | None
-    page_size: int
-    invalid: tuple[InvalidRecord, ...] = ()
-    #: Seconds the page took to arrive (its last attempt, on the wire).
-    elapsed: float = 0.0
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-
-@attrs.frozen(slots=True)
-class RawPage:
-    """A listing answer not parsed yet: its body bytes and what fetched it."""
-
-    entity: Entity
-    body: bytes
-    cursor: str | None
-    request_id: str | None
-    page_size: int
-    elapsed: float = 0.0
 
 
 class PageSource(Protocol):

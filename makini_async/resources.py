@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Protocol, TypeVar, cast, overload
 
+from makini_async._client.call import Call
 from makini_async._client.config import CallOptions
 from makini_async._client.listing import ListingLink
-from makini_async._client.send import Call, send
+from makini_async._client.send import send
 from makini_async._wire import arguments as args
 from makini_async._wire.arguments import AUTO
 from makini_async._wire.requests import check_record_id
-from makini_async._wire.responses import parse_single
 from makini_async.entities import Entity
 from makini_async.errors import UsageError
 from makini_async.models import (
@@ -39,14 +39,13 @@ from makini_async.models import (
     structure_page,
 )
 from makini_async.pagination import Listing, PageSource
-from makini_async.responses import Answer, RawResource
+from makini_async.responses import Answer, RawResource, answer, no_body
 
 if TYPE_CHECKING:
     import datetime as dt
     from collections.abc import Mapping
 
     from makini_async._client.config import RetryPolicy
-    from makini_async._client.transport import RawResponse
     from makini_async._invalid import InvalidRecord, OnInvalid
     from makini_async._invalid import InvalidRecord as _Invalid
     from makini_async._wire.arguments import _Auto
@@ -373,7 +372,7 @@ class Resource(Generic[R]):
         self, call: Call, timeout: float | None, max_retries: int | None, *, body: bool = True
     ) -> Answer:
         options = self._options_for(timeout, max_retries)
-        return await send(self._conn, call, _answer if body else _no_body, options=options)
+        return await send(self._conn, call, answer if body else no_body, options=options)
 
     def _create_call(self, body: Mapping[str, Any] | Record, key: str | _Auto | None) -> Call:
         return Call(
@@ -448,13 +447,3 @@ RESOURCE_TYPES: Final[dict[Entity, type[Resource[Any]]]] = {
     Entity.VENDORS: Vendors,
     Entity.LOCATIONS: Locations,
 }
-
-
-def _answer(resp: RawResponse, request_id: str | None) -> Answer:
-    """A single record's answer: the record, its request ID, the status and the headers."""
-    return parse_single(resp.body, request_id=request_id), request_id, resp.status, resp.headers
-
-
-def _no_body(resp: RawResponse, request_id: str | None) -> Answer:
-    """An answer whose body does not matter (a delete)."""
-    return {}, request_id, resp.status, resp.headers

@@ -19,13 +19,15 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, over
 
 import attrs
 
-from makini_async._client.send import Call
+from makini_async._client.call import Call
 from makini_async._wire.arguments import AUTO
+from makini_async._wire.responses import parse_single
 from makini_async.models import Record
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from makini_async._client.transport import RawResponse
     from makini_async._wire.arguments import _Auto
 
 __all__ = ["RawResource", "Response"]
@@ -193,3 +195,13 @@ class RawResource(Generic[R]):
         _data, request_id, status, headers = answer
         data = res._shape(answer, as_dicts)
         return Response(data, status, headers, request_id, call.idempotency_key)
+
+
+def answer(resp: RawResponse, request_id: str | None) -> Answer:
+    """A single record's answer: the record, its request ID, the status and the headers."""
+    return parse_single(resp.body, request_id=request_id), request_id, resp.status, resp.headers
+
+
+def no_body(resp: RawResponse, request_id: str | None) -> Answer:
+    """An answer whose body does not matter (a delete)."""
+    return {}, request_id, resp.status, resp.headers

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from makini_async._client.call import Call, Link, Tally
 from makini_async._client.reading import announce_page, finish_page, read_page
-from makini_async._client.send import Call, Link, Tally, send
+from makini_async._client.send import send
 from makini_async._client.walk import Sizing, adapt_page_size
+from makini_async._wire.pages import Page, RawPage
 from makini_async._wire.requests import list_params
 from makini_async.errors import UsageError
-from makini_async.pagination import Page, RawPage
 
 if TYPE_CHECKING:
     from makini_async._client.config import CallOptions

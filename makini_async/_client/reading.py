@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from makini_async._wire.pages import Page
 from makini_async._wire.responses import parse_page
 from makini_async._wire.scrub import clean
 from makini_async.instrumentation import PageEvent, emit
 from makini_async.models import split_objects, structure_page
-from makini_async.pagination import Page
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from makini_async._wire.pages import RawPage
     from makini_async.instrumentation import Listener
-    from makini_async.pagination import RawPage
 
 __all__ = ["announce_page", "finish_page", "page_event", "read_page"]
 

@@ -22,7 +22,8 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
-from makini_async._client.send import Call, send
+from makini_async._client.call import Call
+from makini_async._client.send import send
 from makini_async._pool.directory import STATUSES, ConnectionDirectory, StatusChange
 from makini_async._pool.workers import run_workers
 from makini_async._wire.responses import parse_single

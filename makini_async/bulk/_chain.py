@@ -18,12 +18,18 @@ import attrs
 from makini_async._client.keys import recover_legacy
 from makini_async.bulk._dedupe import RecentIds, fresh
 from makini_async.bulk._marks import FUTURE, canonical, earlier, newest
-from makini_async.bulk._report import ChainReport
+from makini_async.bulk._report import ChainReport, Outcome
 from makini_async.bulk._sink import forget
 from makini_async.checkpoint import ChainState
 from makini_async.connection import Connection
 from makini_async.entities import Entity, EntityLike, to_entity
-from makini_async.errors import CheckpointError, UsageError
+from makini_async.errors import (
+    CheckpointError,
+    CircuitOpenError,
+    MakiniError,
+    ReauthorizationRequired,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
     from makini_async._client.shared import Shared
     from makini_async.bulk._sink import Sink
     from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore
+    from makini_async.telemetry._otel import Telemetry
 
 __all__ = [
     "Chain",
@@ -68,6 +75,35 @@ class Chain(ChainReport):
         # Users see these objects in PullReport.chains: they print as the report they are.
         shown = (a for a in attrs.fields(ChainReport) if a.repr)
         return f"ChainReport({', '.join(f'{a.name}={getattr(self, a.name)!r}' for a in shown)})"
+
+    def complete(self, now: float, telemetry: Telemetry | None) -> None:
+        """The chain reached its last page and saved it."""
+        self.outcome = Outcome.COMPLETED
+        self._ended(now, telemetry)
+
+    def fail(self, error: BaseException, now: float, telemetry: Telemetry | None) -> None:
+        """The chain ends with ``error``: failed, skipped (an open breaker) or reauthorization."""
+        self.error = error
+        if isinstance(error, ReauthorizationRequired):
+            self.outcome = Outcome.REAUTHORIZATION_REQUIRED
+        elif isinstance(error, CircuitOpenError) and error.__cause__ is None:
+            self.outcome = Outcome.SKIPPED
+        else:
+            self.outcome = Outcome.FAILED
+        self._ended(now, telemetry)
+        if not isinstance(error, MakiniError):
+            logger.error(
+                "chain %s %s failed with an unexpected error",
+                self.connection,
+                self.entity.value,
+                exc_info=error,
+            )
+
+    def _ended(self, now: float, telemetry: Telemetry | None) -> None:
+        self.finished_at = now
+        self.seen = None
+        if self.span is not None and telemetry is not None:
+            telemetry.end_chain(self)
 
 
 class ChainEnded(Exception):

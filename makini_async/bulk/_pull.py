@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from makini_async.bulk._chain import (
     Chain,
-    ChainEnded,
     Checkpoints,
     ConnectionSource,
     ConnectionSpec,
     connections_of,
     entities_of,
-    fresh,
 )
 from makini_async.bulk._options import PullKeywords, PullOptions, options_of
 from makini_async.bulk._records import records_of
@@ -36,20 +34,17 @@ from makini_async.bulk._worker import (
     PAGE,
     RESTART,
     RunSettings,
-    parse,
+    receive,
     restart,
     run_chain,
 )
 from makini_async.checkpoint import AsyncCheckpointStore, CheckpointStore, open_checkpoint
 from makini_async.errors import (
     CheckpointError,
-    CircuitOpenError,
     MakiniError,
-    ReauthorizationRequired,
     SinkError,
     UsageError,
 )
-from makini_async.pagination import report_invalid
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -320,51 +315,20 @@ class Pull(Generic[R]):
                 kind, chain, payload = await queue.get()
                 if kind == PAGE:
                     assert chain is not None  # noqa: S101 - invariant of the queue protocol
-                    raw, handed = payload
-                    if chain.done:  # ended by the consumer (fail): stop its worker
-                        handed.set_exception(ChainEnded())
-                        continue
-                    try:
-                        page = await parse(chain, raw, as_dicts=as_dicts)
-                        records, invalid = page.records, page.invalid
-                        if self._dedupe:
-                            records, invalid = fresh(
-                                chain,
-                                records,
-                                invalid,
-                                as_dicts=as_dicts,
-                                request_id=page.request_id,
-                            )
-                        if invalid:
-                            report_invalid(invalid, self._on_invalid)
-                    except Exception as exc:  # noqa: BLE001 - the chain's failure, not the pull's
-                        # The worker fetches again (malformed) or reports the chain.
-                        if not handed.done():
-                            handed.set_exception(exc)
-                        continue
-                    # Let the chain fetch its next page while this one is consumed.
-                    if not handed.done():
-                        handed.set_result((page.next_cursor, page.page_size, page.request_id))
-                    if chain.pages == 0 and page.total_count is not None:
-                        chain.total = max(0, page.total_count - chain.resumed_records)
-                    chain.records += len(records)
-                    chain.pages += 1
-                    if invalid:
-                        chain.invalid += len(invalid)
-                    next_cursor = page.next_cursor
-                    pulled: PulledPage[R] = PulledPage(
-                        chain.connection,
-                        chain.entity,
-                        records,
-                        page.cursor,
-                        next_cursor,
-                        page.request_id,
-                        invalid,
-                        page.total_count,
+                    got = await receive(
+                        chain,
+                        payload,
+                        as_dicts=as_dicts,
+                        dedupe=self._dedupe,
+                        on_invalid=self._on_invalid,
                     )
-                    page_size = page.page_size
-                    # No reference to a parsed page may outlive this step (see _parse).
-                    del page, records, invalid, payload, raw
+                    # No reference to a parsed page may outlive this step (see parse).
+                    del payload
+                    if got is None:
+                        continue
+                    pulled, page_size = got
+                    del got
+                    next_cursor = pulled.next_cursor
                     state = (
                         checkpoints.after(chain, next_cursor, page_size, pulled.records)
                         if has_store
@@ -382,7 +346,7 @@ class Pull(Generic[R]):
                         state is None or await self._commit(checkpoints, chain, state)
                     )
                     if committed and next_cursor is None:
-                        self._complete(chain)
+                        chain.complete(self._clock(), self._telemetry)
                 elif kind == FAILED:
                     assert chain is not None  # noqa: S101
                     if chain.done:
@@ -433,32 +397,8 @@ class Pull(Generic[R]):
                     self._fail(chain, error)
                 return
 
-    def _complete(self, chain: Chain) -> None:
-        chain.outcome = Outcome.COMPLETED
-        chain.finished_at = self._clock()
-        chain.seen = None
-        if chain.span is not None and self._telemetry is not None:
-            self._telemetry.end_chain(chain)
-
     def _fail(self, chain: Chain, error: BaseException) -> None:
-        chain.error = error
-        chain.finished_at = self._clock()
-        chain.seen = None
-        if isinstance(error, ReauthorizationRequired):
-            chain.outcome = Outcome.REAUTHORIZATION_REQUIRED
-        elif isinstance(error, CircuitOpenError) and error.__cause__ is None:
-            chain.outcome = Outcome.SKIPPED
-        else:
-            chain.outcome = Outcome.FAILED
-        if chain.span is not None and self._telemetry is not None:
-            self._telemetry.end_chain(chain)
-        if not isinstance(error, MakiniError):
-            logger.error(
-                "chain %s %s failed with an unexpected error",
-                chain.connection,
-                chain.entity.value,
-                exc_info=error,
-            )
+        chain.fail(error, self._clock(), self._telemetry)
 
     async def _shutdown(self) -> None:
         if self._closed:

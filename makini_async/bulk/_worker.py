@@ -23,17 +23,18 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from makini_async._client import listing as _listing
+from makini_async._client.call import Tally
 from makini_async._client.reading import read_page
-from makini_async._client.send import Tally
 from makini_async._client.walk import Walk
-from makini_async.bulk._chain import Chain, ChainEnded, Checkpoints
-from makini_async.bulk._report import Outcome
+from makini_async.bulk._chain import Chain, ChainEnded, Checkpoints, fresh
+from makini_async.bulk._report import Outcome, PulledPage
 from makini_async.errors import CircuitOpenError, MakiniError, MalformedResponse
-from makini_async.pagination import Page, RawPage
+from makini_async.pagination import Page, RawPage, report_invalid
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from makini_async._invalid import OnInvalid
     from makini_async.bulk._sink import Sink
 
 __all__ = ["END", "FAILED", "PAGE", "RESTART", "RunSettings", "parse", "restart", "run_chain"]
@@ -254,3 +255,52 @@ async def parse(chain: Chain, raw: RawPage | Page[Any], *, as_dicts: bool) -> Pa
     if isinstance(raw, Page):
         return raw  # fetched again by the worker with fetch_page: finished already
     return await _listing.finish(chain.conn, read_page(raw), as_dicts=as_dicts)
+
+
+async def receive(
+    chain: Chain, payload: Any, *, as_dicts: bool, dedupe: bool, on_invalid: OnInvalid
+) -> tuple[PulledPage[Any], int] | None:
+    """A chain's queued page parsed, de-duplicated and counted, with its page size.
+
+    ``payload`` is what the worker queued: the raw page and the future that
+    hands the next cursor back, at once, so that the chain fetches its next
+    page while this one is consumed. A page that fails goes back to the
+    worker as its exception (it fetches again, or reports the chain), and
+    this returns ``None``, as it does for a chain the consumer ended.
+    """
+    raw, handed = payload
+    if chain.done:  # ended by the consumer (fail): stop its worker
+        handed.set_exception(ChainEnded())
+        return None
+    try:
+        page = await parse(chain, raw, as_dicts=as_dicts)
+        records, invalid = page.records, page.invalid
+        if dedupe:
+            records, invalid = fresh(
+                chain, records, invalid, as_dicts=as_dicts, request_id=page.request_id
+            )
+        if invalid:
+            report_invalid(invalid, on_invalid)
+    except Exception as exc:  # noqa: BLE001 - the chain's failure, not the pull's
+        if not handed.done():
+            handed.set_exception(exc)
+        return None
+    if not handed.done():
+        handed.set_result((page.next_cursor, page.page_size, page.request_id))
+    if chain.pages == 0 and page.total_count is not None:
+        chain.total = max(0, page.total_count - chain.resumed_records)
+    chain.records += len(records)
+    chain.pages += 1
+    if invalid:
+        chain.invalid += len(invalid)
+    pulled = PulledPage(
+        chain.connection,
+        chain.entity,
+        records,
+        page.cursor,
+        page.next_cursor,
+        page.request_id,
+        invalid,
+        page.total_count,
+    )
+    return pulled, page.page_size

@@ -27,7 +27,7 @@ __all__ = ["Attempt", "Telemetry", "url_template"]
 
 
 class Call(Protocol):
-    """One API call (a ``_client.send.Call`` is one)."""
+    """One API call (a ``_client.call.Call`` is one)."""
 
     @property
     def method(self) -> str: ...

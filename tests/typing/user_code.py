@@ -14,6 +14,7 @@ from makini_async import (
     MakiniPool,
     Page,
     Pull,
+    PullOptions,
     WebhookEvent,
     WebhookReceiver,
     WorkOrder,
@@ -49,6 +50,10 @@ async def typical(pool: MakiniPool) -> None:
     reveal_type(landed)  # Pull[Any]
     into_lake = pool.pull("assets", ["t"], sink=ParquetSink("lake"), as_dicts=False)
     reveal_type(into_lake)  # Pull[Record]
+    nightly = PullOptions(modified_after="2024-01-01", patience=60.0)
+    optioned = pool.pull("assets", ["t"], options=nightly, concurrency=4, as_dicts=True)
+    reveal_type(optioned)  # Pull[dict[str, Any]]
+    reveal_type(optioned.options)  # PullOptions
 
 
 async def mistakes(pool: MakiniPool) -> None:
@@ -59,6 +64,9 @@ async def mistakes(pool: MakiniPool) -> None:
     page: Page[Any] = await conn.work_orders.get("w")  # error: WorkOrder is not a Page
     pull: Pull[WorkOrder] = pool.pull("assets", ["t"], as_dicts=True)  # error: dicts
     pool.pull("assets", ["t"], sink="parquet:lake")  # error: a spec is not a Sink
+    pool.pull("assets", ["t"], patince=5.0)  # error: patince
+    pool.pull("assets", ["t"], concurrency="8")  # error: concurrency is an int
+    PullOptions(pateince=5.0)  # error: pateince
     _ = (order, page, pull, InvalidRecord)
 
 
