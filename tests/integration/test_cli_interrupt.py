@@ -107,7 +107,7 @@ async def _interrupt_then_resume(
         assert stopped
         # The rerun resumes: every record. A chain the signal stopped repeats nothing
         # (its landed pages had their checkpoint); a chain that had completed runs
-        # incrementally, so JSON Lines may repeat its overlap, as the README says.
+        # incrementally, so JSON Lines may repeat its overlap, as the documentation says.
         proc = await _start(args)
         _, stderr = await asyncio.wait_for(proc.communicate(), 60)
         assert proc.returncode == 0, stderr.decode()

@@ -80,7 +80,7 @@ def _expected(server: MockMakini) -> set[tuple[str, str]]:
 
 
 def _landed(directory: Path) -> Counter[tuple[str, str]]:
-    """Each (connection, id) as a reader of the dataset sees it (the README's way)."""
+    """Each (connection, id) as a reader of the dataset sees it (the documented way)."""
     rows = pq.read_table(directory / "assets", columns=["_connection", "id"]).to_pylist()
     return Counter((r["_connection"], r["id"]) for r in rows)
 

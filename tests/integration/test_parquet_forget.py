@@ -1,6 +1,6 @@
 """A chain started again (its cursor rejected): the Parquet sink forgets what its run landed.
 
-A reader who reads the dataset as the README says
+A reader who reads the dataset as the documentation says
 (``pyarrow.parquet.read_table(DIR/ENTITY)``) never sees that chain's records
 twice, the chain's earlier runs stay, and a forget killed at any point is
 finished on the next open.

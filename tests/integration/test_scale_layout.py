@@ -22,7 +22,7 @@ from .scaleutil import ENTITIES, expected, landed, named_tokens, pool_options
 
 
 def landed_parquet(out: Path, buckets: str = "bucket-*") -> Counter[tuple[str, str, str]]:
-    """``(connection, entity, id)`` of every row of every entity, read as the README says."""
+    """``(connection, entity, id)`` of every row of every entity, read as the documentation says."""
     pq = pytest.importorskip("pyarrow.parquet")
     got: Counter[tuple[str, str, str]] = Counter()
     for entity in ENTITIES:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from makini_async import Connection
 
-#: Listed in the README ("A connection's public names"); a change here is a change of API.
+#: Listed in the service developer's guide (docs/services.md, "A connection's public names");
+#: a change here is a change of API.
 PUBLIC = {
     # identity and state
     "name", "state", "stats", "needs_reauthorization", "breaker_open", "reset", "is_idle",
