@@ -36,9 +36,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.util._once import Once
 
+from benchmarks._baselines import MAX_PAGE_SIZE
 from benchmarks._common import RESULTS, machine
 from benchmarks._instant import InstantTransport
-from benchmarks.contenders import MAX_PAGE_SIZE
 from benchmarks.overhead import page_bodies
 from makini_async import Entity, MakiniPool
 

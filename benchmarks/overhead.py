@@ -34,9 +34,9 @@ if __package__ in (None, ""):
 
 import orjson
 
+from benchmarks._baselines import MAX_PAGE_SIZE
 from benchmarks._common import RESULTS, machine
 from benchmarks._instant import InstantTransport
-from benchmarks.contenders import MAX_PAGE_SIZE
 from makini_async import Entity, MakiniPool
 from makini_async.testing._data import generate_records
 from makini_async.testing._realistic import widen

@@ -72,7 +72,7 @@ def test_runner_reports_complete_results_for_every_contender(tmp_path: Path) -> 
 
 
 def test_the_tally_counts_each_record_once() -> None:
-    from benchmarks.contenders import Tally
+    from benchmarks._baselines import Tally
 
     tally = Tally(3, 10, "work-orders")
     tally.mark_page("c00001", [{"id": "wo_000000"}, {"id": "wo_000009"}, {"id": "wo_000009"}])
