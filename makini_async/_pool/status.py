@@ -1,8 +1,9 @@
-"""A pool's view of its connections' status: ids, webhooks, the health watch, fan-out.
+"""A pool's connections over time: ids, webhooks, the health watch, fan-out and the sync.
 
 :class:`PoolStatus` is the part of :class:`~makini_async.MakiniPool` that
-knows which Makini connection each handle is and what state it is in; the
-pool supplies its handles through the members declared at the top.
+knows which Makini connection each handle is and what state it is in, and
+keeps them in sync; the pool supplies its handles through the members
+declared at the top.
 """
 
 from __future__ import annotations
@@ -13,17 +14,22 @@ from makini_async._pool.directory import ConnectionDirectory
 from makini_async._pool.fanout import fan_out, resolve
 from makini_async._pool.watch import Watch
 from makini_async.connection import Connection, default_name
+from makini_async.sync import DEFAULT_EVERY, Sync
 
 if TYPE_CHECKING:
     import random
     from collections.abc import Awaitable, Callable, Iterable, Iterator
+
+    from typing_extensions import Unpack
 
     from makini_async._client.config import Limits
     from makini_async._client.shared import Shared
     from makini_async._client.tokens import TokenProvider
     from makini_async._pool.directory import StatusChange
     from makini_async._pool.fanout import FanOutReport
-    from makini_async.bulk import ConnectionSpec
+    from makini_async.bulk import ConnectionSpec, PullKeywords, PullOptions
+    from makini_async.entities import EntityLike
+    from makini_async.sync._service import ReauthHook
     from makini_async.webhooks import WebhookEvent
 
 __all__ = ["PoolStatus"]
@@ -128,3 +134,35 @@ class PoolStatus:
         limit = self.limits.max_in_flight if concurrency is None else concurrency
         conns = resolve(self, connections, "fan_out")
         return await fan_out(conns, fn, concurrency=limit, clock=self.clock)
+
+    def sync(
+        self,
+        entities: EntityLike | Iterable[EntityLike],
+        connections: Iterable[tuple[str, str]],
+        *,
+        sink: str,
+        every: float = DEFAULT_EVERY,
+        options: PullOptions | None = None,
+        webhook_secret: str | bytes | list[str | bytes] | None = None,
+        on_reauthorization: ReauthHook | None = None,
+        instance: str | None = None,
+        lease: float = 60.0,
+        **keywords: Unpack[PullKeywords],
+    ) -> Sync:
+        """Keep ``entities`` of every ``(name, token)`` mirrored into ``sink``: see :class:`Sync`.
+
+        Use it as ``async with pool.sync(...) as sync:``; it runs until closed.
+        """
+        return Sync(
+            self,
+            entities,
+            connections,
+            sink=sink,
+            every=every,
+            options=options,
+            webhook_secret=webhook_secret,
+            on_reauthorization=on_reauthorization,
+            instance=instance,
+            lease=lease,
+            **keywords,
+        )

@@ -79,7 +79,8 @@ def sink_kind(sink: object | None) -> str:
     """``jsonl``, ``parquet``, ``postgresql``, ``consumer`` (no sink) or the sink's class name."""
     if sink is None:
         return "consumer"
-    name = type(sink).__name__
+    # A sink that stands for another (a sync's view of its one sink) says whose kind it has.
+    name = getattr(sink, "stands_for", None) or type(sink).__name__
     return _KINDS.get(name, name)
 
 

@@ -53,6 +53,7 @@ from makini_async.cli._interrupt import Interrupts
 from makini_async.cli._run import preflight, progress_stream, run_pull
 from makini_async.cli._settings import pull_settings
 from makini_async.cli._summary import sink_outage, summary, summary_json
+from makini_async.cli._sync import add_sync_parser, cmd_sync
 from makini_async.cli._tokens_file import check_tokens_file
 from makini_async.errors import MakiniError
 
@@ -144,7 +145,7 @@ def _cmd_mock_server(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``makini-async``; returns the exit code."""
-    parser = build_parser()
+    parser = build_parser(add_sync_parser)
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments and arguments[0] == "mock-server":
         # Everything after the command belongs to the mock server's own parser,
@@ -172,7 +173,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(arguments)
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    commands = {"pull": _cmd_pull, "demo": cmd_demo, "mock-server": _cmd_mock_server}
+    commands = {
+        "pull": _cmd_pull,
+        "sync": cmd_sync,
+        "demo": cmd_demo,
+        "mock-server": _cmd_mock_server,
+    }
     return _guard(lambda: commands[args.command](args))
 
 

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import attrs
 
@@ -18,7 +18,7 @@ from makini_async.connection import default_name
 from makini_async.entities import Entity, to_entity
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from makini_async._client.config import RetryPolicy, Timeouts
 
@@ -94,7 +94,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*more: Callable[[Any], None]) -> argparse.ArgumentParser:
+    """The command's parser; each of ``more`` adds a command to its subparsers."""
     parser = Parser(
         prog=PROG,
         description="Command-line tools for makini_async: bulk pulls, a demo, a mock server.",
@@ -251,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pull plain dicts instead of typed records (faster; no record is validated)",
     )
+
+    for add in more:
+        add(commands)
 
     mock = commands.add_parser(
         "mock-server",

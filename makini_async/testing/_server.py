@@ -458,6 +458,27 @@ class MockMakini(_Routes):
         """Change a record (bumps ``updated_at``); :class:`KeyError` if unknown."""
         return self._update(self._conn(token), to_entity(entity), id, changes)
 
+    async def change(
+        self,
+        token: str,
+        entity: EntityLike,
+        id: str,
+        changes: Mapping[str, Any],
+        *,
+        announce: bool = True,
+    ) -> dict[str, Any]:
+        """A record changes now in the customer's system, and Makini says so.
+
+        :meth:`update` (``updated_at`` moves to now), then, with ``announce``,
+        a ``sync.completed`` event for the record's entity to every registered
+        webhook, as Makini sends once it has synced the change.
+        """
+        ent = to_entity(entity)
+        record = self.update(token, ent, id, changes)
+        if announce:
+            await self.notify(token, [("sync.completed", {"entity": ent.value, "records": 1})])
+        return record
+
     def delete(self, token: str, entity: EntityLike, id: str) -> None:
         """Remove a record (any entity); :class:`KeyError` if unknown."""
         self._store(self._conn(token), to_entity(entity), write=True).remove(id)
