@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import math
 import random
 from typing import Final
 
@@ -81,13 +82,7 @@ class Schedule:
         """Schedule a new key: at once (it has no state yet), else on its phase."""
         if key in self._entries:
             return
-        if at_once:
-            due = now
-        else:
-            start = now - now % self.every
-            due = start + phase_of(key, self.every)
-            if due < now:
-                due += self.every
+        due = now if at_once else self._on_phase(key, now)
         entry = _Entry(due)
         self._entries[key] = entry
         self._push(key, entry)
@@ -131,10 +126,15 @@ class Schedule:
             entry.again = False
             self._reschedule(key, entry, now)
             return
-        backoff = 1 if ok else min(2 ** (entry.failures - 1), MAX_BACKOFF)
-        delay = self.every * backoff
-        spread = delay * self.jitter
-        self._reschedule(key, entry, now + delay + self._rng.uniform(-spread, spread))
+        if ok:
+            # Back on its phase, at least half an interval on: a chain pulled off its
+            # phase (its first pull, a trigger) rejoins the spread instead of a herd.
+            due = self._on_phase(key, now + self.every / 2)
+            spread = self.every * self.jitter
+        else:
+            delay = self.every * min(2 ** (entry.failures - 1), MAX_BACKOFF)
+            due, spread = now + delay, delay * self.jitter
+        self._reschedule(key, entry, due + self._rng.uniform(-spread, spread))
 
     def not_run(self, key: Key, now: float, *, soon: float = 2.0) -> None:
         """A due key could not be started: once ``soon`` after (its row was locked for a
@@ -185,6 +185,11 @@ class Schedule:
     def failures(self, key: Key) -> int:
         entry = self._entries.get(key)
         return 0 if entry is None else entry.failures
+
+    def _on_phase(self, key: Key, after: float) -> float:
+        """The first time at or after ``after`` that is on ``key``'s phase."""
+        phase = phase_of(key, self.every)
+        return phase + math.ceil((after - phase) / self.every) * self.every
 
     # -- the heap ------------------------------------------------------------------
 

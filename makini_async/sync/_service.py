@@ -86,6 +86,7 @@ class SyncService:
         instance: str | None = None,
         lease: float = 60.0,
         table_prefix: str = "makini_",
+        learn_ids: bool = True,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], dt.datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -105,6 +106,8 @@ class SyncService:
             else SyncTable(dsn, prefix=table_prefix, owner=self.instance, lease=lease)
         )
         self._hook = on_reauthorization
+        #: Learn connections' Makini ids (``GET /connection``): webhooks name them by it.
+        self.learn_ids = learn_ids
         self._clock = clock
         self._wall = wall_clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._sleep = sleep
@@ -203,7 +206,7 @@ class SyncService:
                 "sync: %d connections (%d added, %d removed)", len(wanted), len(keys), len(removed)
             )
         self._poke()
-        if self._learning is None or self._learning.done():
+        if self.learn_ids and (self._learning is None or self._learning.done()):
             self._learning = asyncio.create_task(self._learn_ids(), name="makini-sync-ids")
 
     async def _learn_ids(self) -> None:
@@ -363,7 +366,14 @@ class SyncService:
                 task.add_done_callback(self._tasks.discard)
 
     async def _pull(self, entity: Entity, names: list[str]) -> None:
-        handles = [self._handle(name) for name in names]
+        chains, failure = await self._run_pull(entity, [self._handle(name) for name in names])
+        self.pulls_run += 1
+        await self._ended(chains, failure)
+
+    async def _run_pull(
+        self, entity: Entity, handles: list[Connection]
+    ) -> tuple[Sequence[ChainReport], BaseException | None]:
+        """One pull of ``entity`` from ``handles``: its chains, and what failed it whole."""
         pull: Pull[Any] = Pull(
             self.pool,
             [entity],
@@ -373,17 +383,15 @@ class SyncService:
             options=self.options,
         )
         self._pulls.add(pull)
-        failure: BaseException | None = None
         try:
             async with pull:
                 await pull.run()
         except Exception as exc:  # noqa: BLE001 - a pull's failure fails its chains, not the sync
-            failure = exc
             logger.warning("sync: a pull of %s failed: %s", entity.value, exc)
+            return pull.report.chains, exc
         finally:
             self._pulls.discard(pull)
-        self.pulls_run += 1
-        await self._ended(pull.report.chains, failure)
+        return pull.report.chains, None
 
     async def _ended(self, chains: Sequence[ChainReport], failure: BaseException | None) -> None:
         now, wall = self._clock(), self._wall()

@@ -100,6 +100,7 @@ class Sync:
             wall_clock=utc_now,
             sleep=sleep,
             rng=rng,
+            learn_ids=webhook_secret is not None,
         )
         self.receiver = (
             None if webhook_secret is None else make_receiver(self.service, webhook_secret)
