@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from makini_async.bulk import ConnectionSpec, PullKeywords, PullOptions
     from makini_async.entities import EntityLike
     from makini_async.sync._service import ReauthHook
+    from makini_async.telemetry._otel import Telemetry
     from makini_async.webhooks import WebhookEvent
 
 __all__ = ["PoolStatus"]
@@ -43,6 +44,7 @@ class PoolStatus:
     # What the pool supplies.
     limits: Limits
     shared: Shared
+    telemetry: Telemetry | None
     clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[None]]
     rng: random.Random

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from makini_async.bulk import ChainReport, Sink
     from makini_async.connection import Connection
     from makini_async.entities import Entity
+    from makini_async.telemetry._otel import Telemetry
     from makini_async.webhooks import WebhookEvent
 
     ReauthHook = Callable[[str], "Awaitable[None] | None"]
@@ -60,6 +61,8 @@ def _utc(text: str | None) -> dt.datetime | None:
 
 class SyncPool(ConnectionSource, Protocol):
     """What a sync needs of its pool (a :class:`~makini_async.MakiniPool` is one)."""
+
+    telemetry: Telemetry | None
 
     def bind_connection_id(
         self, connection: Connection | str, connection_id: str
@@ -106,6 +109,7 @@ class SyncService:
             else SyncTable(dsn, prefix=table_prefix, owner=self.instance, lease=lease)
         )
         self._hook = on_reauthorization
+        self._telemetry = pool.telemetry
         #: Learn connections' Makini ids (``GET /connection``): webhooks name them by it.
         self.learn_ids = learn_ids
         self._clock = clock
@@ -419,6 +423,9 @@ class SyncService:
                 newest = _utc(getattr(chain, "newest", None))
                 if newest is not None and (record.newest is None or newest > record.newest):
                     record.newest = newest
+                lag = record.lag(wall)
+                if ok and lag is not None and self._telemetry is not None:
+                    self._telemetry.sync_lag(entity, lag)
             state = REAUTHORIZATION_REQUIRED if name in reauth else ACTIVE
             results.append(((name, entity), error, chain.records, state))
             self.schedule.finished((name, entity), now, ok=ok)

@@ -146,6 +146,11 @@ class Telemetry:
         self._retries = meter.create_counter(
             "makini.client.retries", unit="{retry}", description="Attempts retried, by reason."
         )
+        self._lag = meter.create_histogram(
+            "makini.sync.lag",
+            unit="s",
+            description="A sync's lag after each pull: now minus the newest change landed.",
+        )
         self._connections = meter.create_up_down_counter(
             "makini.client.connections",
             unit="{connection}",
@@ -257,6 +262,9 @@ class Telemetry:
         trace.get_current_span().add_event(name, attributes)
 
     # -- handles --------------------------------------------------------------------
+
+    def sync_lag(self, entity: str, seconds: float) -> None:
+        self._lag.record(seconds, {"makini.entity": entity})
 
     def handle_opened(self) -> None:
         self._connections.add(1, {"makini.connection.state": ConnectionState.ACTIVE.value})

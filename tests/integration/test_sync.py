@@ -165,3 +165,77 @@ async def test_reload_adds_and_removes_connections_and_takes_a_rotated_token(pg_
             TOKENS[2][0],
             TOKENS[3][0],
         }
+
+
+async def test_status_events_late_or_twice_change_nothing_they_should_not(pg_dsn: str) -> None:
+    import orjson
+
+    from makini_async.webhooks import SIGNATURE_HEADER, sign
+
+    async with (
+        MockMakini(records_per_entity=10) as server,
+        MakiniPool(base_url=server.url, as_dicts=True) as pool,
+        pool.sync("work-orders", TOKENS, sink=pg_dsn, every=60.0, webhook_secret=SECRET) as sync,
+    ):
+        url = await sync.serve()
+        await sync.idle(timeout=30)
+
+        async def ids_known() -> bool:
+            return all(pool.connection(t, name=n).connection_id for n, t in TOKENS)
+
+        await wait_for(ids_known)
+        name, token = TOKENS[3]
+        cid = server.connection_id(token)
+
+        def event(eid: str, kind: str, created: str, data: dict[str, Any]) -> bytes:
+            return orjson.dumps(
+                {"id": eid, "type": kind, "created_at": created, "connection_id": cid, "data": data}
+            )
+
+        older = event(
+            "evt_1",
+            "connection.reauthorization_required",
+            "2026-01-01T10:00:00Z",
+            {"status": "reauthorization_required"},
+        )
+        newer = event(
+            "evt_2",
+            "connection.status_changed",
+            "2026-01-01T10:05:00Z",
+            {"status": "active", "previous_status": "reauthorization_required"},
+        )
+        async with aiohttp.ClientSession() as http:
+            for body in (newer, older, older, newer):  # late, and twice
+                headers = {SIGNATURE_HEADER: sign(SECRET, body, int(time.time()))}
+                async with http.post(f"{url}/webhooks/makini", data=body, headers=headers) as r:
+                    assert r.status == 200
+        assert sync.receiver is not None
+        await sync.receiver.join()
+        state = {c["name"]: c["state"] for c in sync.status()["connections"]}
+        assert state[name] == "active"  # the late reauthorization event changed nothing
+        assert not pool.connection(token, name=name).needs_reauthorization
+        assert sync.receiver.stats.duplicates == 2
+
+        before = server.stats(token).requests
+        target = server.records(token, "work-orders")[0]["id"]
+        await server.change(token, "work-orders", target, {"title": "still synced"}, announce=False)
+        sync.trigger(name)
+        await sync.idle(timeout=10)
+        assert server.stats(token).requests > before
+
+
+async def test_lag_is_a_histogram_by_entity_when_opentelemetry_is_on(pg_dsn: str) -> None:
+    from .otelutil import installed
+
+    for otel in installed():
+        async with (
+            MockMakini(records_per_entity=10) as server,
+            MakiniPool(base_url=server.url, as_dicts=True) as pool,
+            pool.sync(["work-orders", "assets"], TOKENS[:2], sink=pg_dsn, every=60.0) as sync,
+        ):
+            await sync.idle(timeout=30)
+        points = otel.points("makini.sync.lag")
+        by_entity = {p.attributes["makini.entity"]: p for p in points}
+        assert set(by_entity) == {"work-orders", "assets"}
+        assert all(p.count == 2 for p in by_entity.values())  # one a chain
+        assert all(p.sum > 0 for p in by_entity.values())
