@@ -149,6 +149,7 @@ class PoolStatus:
         on_reauthorization: ReauthHook | None = None,
         instance: str | None = None,
         lease: float = 60.0,
+        sink_deadline: float | None = None,
         **keywords: Unpack[PullKeywords],
     ) -> Sync:
         """Keep ``entities`` of every ``(name, token)`` mirrored into ``sink``: see :class:`Sync`.
@@ -166,5 +167,6 @@ class PoolStatus:
             on_reauthorization=on_reauthorization,
             instance=instance,
             lease=lease,
+            sink_deadline=sink_deadline,
             **keywords,
         )

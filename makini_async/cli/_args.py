@@ -266,7 +266,7 @@ def build_parser(*more: Callable[[Any], None]) -> argparse.ArgumentParser:
     return parser
 
 
-def _add_client_options(parser: argparse.ArgumentParser) -> None:
+def _add_client_options(parser: argparse.ArgumentParser, *, progress: bool = True) -> None:
     parser.add_argument(
         "--base-url", default=None, metavar="URL", help="API base URL (default the library's)"
     )
@@ -312,6 +312,8 @@ def _add_client_options(parser: argparse.ArgumentParser) -> None:
         help="how long a Parquet or PostgreSQL sink waits out a full disk or a database that "
         "went away before the pull ends with exit code 3 (default 120)",
     )
+    if not progress:
+        return
     parser.add_argument(
         "--progress-interval",
         type=_positive_float,

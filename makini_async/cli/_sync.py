@@ -96,7 +96,7 @@ def add_sync_parser(commands: Any) -> None:
         "--lease", type=_positive_float, default=60.0, metavar="SECONDS", help="claim lease"
     )
     sync.add_argument("--no-tune", action="store_true", help="leave this process untuned")
-    _add_client_options(sync)
+    _add_client_options(sync, progress=False)
 
 
 def _secret(value: str | None) -> str | None:
@@ -174,6 +174,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
                     on_reauthorization=_hook(args.on_reauthorization),
                     instance=args.instance,
                     lease=args.lease,
+                    sink_deadline=args.sink_deadline,
                 )
             except UsageError as exc:
                 raise CliError(exc.message) from None

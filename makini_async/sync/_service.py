@@ -116,8 +116,9 @@ class SyncService:
         self._wall = wall_clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._sleep = sleep
         self.schedule = Schedule(self.every, rng=rng)
-        #: Pull a key due within this many seconds with the ones due now (fewer, larger pulls).
-        self.gather = min(1.0, self.every / 100)
+        #: Pull a key due within this many seconds with the ones due now: fewer, larger
+        #: pulls (1% of the interval, at most 10 s early).
+        self.gather = min(10.0, self.every / 100)
         self._tokens: dict[str, str] = {}
         self.connections: dict[str, ConnectionStatus] = {}
         self._tasks: set[asyncio.Task[None]] = set()

@@ -52,6 +52,9 @@ class Sync:
     :class:`~makini_async.PullOptions` (``options=`` or keywords), as for a
     pull. ``on_reauthorization(name)`` is called when a connection must be
     reconnected; a status change back to ``active`` resumes it.
+    ``sink_deadline`` (seconds) bounds how long a pull waits out a destination
+    that went away before it fails (its chains then back off, and the sync
+    goes on).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class Sync:
         on_reauthorization: ReauthHook | None = None,
         instance: str | None = None,
         lease: float = 60.0,
+        sink_deadline: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         utc_now: Callable[[], dt.datetime] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -89,7 +93,7 @@ class Sync:
             pool,
             entities_of(entities),
             connections,
-            sink=open_sink(sink),
+            sink=open_sink(sink, retry_deadline=sink_deadline),
             dsn=sink if postgres else None,
             every=float(every),
             options=opts,
