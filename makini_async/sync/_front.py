@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WEBHOOK_PATH", "make_app", "make_receiver"]
 
+#: Where deliveries are POSTed (the receiver's sub-application at ``/webhooks/``).
 WEBHOOK_PATH = "/webhooks/makini"
 _PAUSED = frozenset({"reauthorization_required", "disconnected"})
 
@@ -68,14 +69,6 @@ def make_app(service: SyncService, receiver: WebhookReceiver | None) -> web.Appl
     app.router.add_get("/status", status)
     app.router.add_get("/healthz", healthz)
     if receiver is not None:
-        app.router.add_post(WEBHOOK_PATH, receiver.handle)
-
-        async def started(_app: web.Application) -> None:
-            await receiver.start()
-
-        async def cleanup(_app: web.Application) -> None:
-            await receiver.close()
-
-        app.on_startup.append(started)
-        app.on_cleanup.append(cleanup)
+        # The receiver's own sub-application: it starts and drains the receiver with the server.
+        app.add_subapp("/webhooks/", receiver.app("/makini"))
     return app

@@ -12,7 +12,6 @@ Webhooks and a reload only change the schedule and wake the loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import inspect
 import logging
@@ -31,6 +30,7 @@ from makini_async.sync._state import (
     ChainStatus,
     ConnectionStatus,
     chain_error,
+    parse_utc,
 )
 from makini_async.sync._table import SyncTable
 
@@ -49,14 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["SyncPool", "SyncService"]
 
 logger = logging.getLogger("makini_async")
-
-
-def _utc(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    with contextlib.suppress(ValueError):
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return None
 
 
 class SyncPool(ConnectionSource, Protocol):
@@ -421,7 +413,7 @@ class SyncService:
                 record.last_error = error
                 if ok:
                     record.last_success = wall
-                newest = _utc(getattr(chain, "newest", None))
+                newest = parse_utc(getattr(chain, "newest", None))
                 if newest is not None and (record.newest is None or newest > record.newest):
                     record.newest = newest
                 lag = record.lag(wall)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from makini_async.bulk import ChainReport
     from makini_async.sync._table import ChainRow
 
-__all__ = ["ChainStatus", "ConnectionStatus", "chain_error"]
+__all__ = ["ChainStatus", "ConnectionStatus", "chain_error", "parse_utc"]
 
 #: A connection's states on the status page.
 ACTIVE = "active"
@@ -24,6 +25,15 @@ DISCONNECTED = "disconnected"
 
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.astimezone(dt.timezone.utc).isoformat()
+
+
+def parse_utc(text: str | None) -> dt.datetime | None:
+    """A canonical ``...Z`` time, or ``None``."""
+    if not text:
+        return None
+    with contextlib.suppress(ValueError):
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return None
 
 
 def chain_error(chain: ChainReport) -> str | None:
