@@ -184,3 +184,33 @@ async def test_sighup_adds_and_removes_connections(pg_dsn: str, tmp_path: Path) 
             code = await asyncio.wait_for(process.wait(), 30)
     assert code == 0
     assert "Traceback" not in log.read_text()
+
+
+async def test_the_reauthorization_command_is_run_once_with_the_name_never_the_token(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "sync.log"
+    told = tmp_path / "told.txt"
+    write_tokens(tmp_path, TOKENS[:3])
+    hook = f"sh -c 'echo \"$MAKINI_CONNECTION\" >> {told}'"
+    async with MockMakini(records_per_entity=10) as server:
+        server.configure_connection(TOKENS[1][1], status="reauthorization_required")
+        argv, env = sync_command(
+            tmp_path, server, pg_dsn, "--every", "1", "--on-reauthorization", hook
+        )
+        process = await start(argv, env, log)
+        try:
+
+            async def was_told() -> bool:
+                return told.exists() and told.read_text().strip() != ""
+
+            await until(was_told)
+            calls = server.stats(TOKENS[1][1]).requests
+            await asyncio.sleep(3)  # three intervals: paused, and told once
+            assert server.stats(TOKENS[1][1]).requests == calls
+        finally:
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 30)
+    assert code == 0
+    assert told.read_text().split() == [TOKENS[1][0]]
+    assert TOKENS[1][1] not in told.read_text() + log.read_text()
