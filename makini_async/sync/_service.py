@@ -30,6 +30,7 @@ from makini_async.sync._state import (
     ChainStatus,
     ConnectionStatus,
     chain_error,
+    connection_pairs,
     parse_utc,
 )
 from makini_async.sync._table import SyncTable
@@ -168,7 +169,7 @@ class SyncService:
         A known name with a new token keeps its handle and state (the token is
         replaced in place, as ``pool.connection`` does).
         """
-        wanted = dict(connections)
+        wanted = connection_pairs(connections)
         removed = set(self._tokens) - set(wanted)
         for name in removed:
             del self._tokens[name]

@@ -10,12 +10,15 @@ import attrs
 
 from makini_async.bulk import Outcome
 from makini_async.bulk._report import error_fields, first_sentence
+from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from makini_async.bulk import ChainReport
     from makini_async.sync._table import ChainRow
 
-__all__ = ["ChainStatus", "ConnectionStatus", "chain_error", "parse_utc"]
+__all__ = ["ChainStatus", "ConnectionStatus", "chain_error", "connection_pairs", "parse_utc"]
 
 #: A connection's states on the status page.
 ACTIVE = "active"
@@ -34,6 +37,24 @@ def parse_utc(text: str | None) -> dt.datetime | None:
     with contextlib.suppress(ValueError):
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     return None
+
+
+def connection_pairs(connections: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``{name: token}``, or :class:`UsageError` for anything but unique (name, token) pairs."""
+    wanted: dict[str, str] = {}
+    for item in connections:
+        if not (
+            isinstance(item, (tuple, list))
+            and len(item) == 2
+            and all(isinstance(part, str) and part for part in item)
+        ):
+            msg = f"a sync takes (name, token) pairs, got a {type(item).__name__}"
+            raise UsageError(msg)
+        name, token = item
+        if name in wanted:
+            raise UsageError(f"connection names must be unique: {name!r} is given twice")
+        wanted[name] = token
+    return wanted
 
 
 def chain_error(chain: ChainReport) -> str | None:

@@ -13,6 +13,7 @@ from makini_async.errors import UsageError
 from makini_async.sinks import open_sink
 from makini_async.sync._front import make_app, make_receiver
 from makini_async.sync._service import SyncPool, SyncService
+from makini_async.sync._state import connection_pairs
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -86,6 +87,8 @@ class Sync:
         postgres = sink.startswith(("postgresql://", "postgres://"))
         if not postgres and not sink.startswith("duckdb:"):
             raise UsageError(f"a sync lands in postgresql://... or duckdb:FILE, not {sink!r}")
+        connections = list(connections)
+        connection_pairs(connections)  # bad input fails here, not in the running sync
         # Each pull of a sync keeps the destination's own state; none raises.
         opts = sharded_options(options, keywords)
         self.location = safe_dsn(sink)
