@@ -1,10 +1,12 @@
-"""The ``makini-async`` command line: bulk pulls into sinks, a demo, the mock server.
+"""The ``makini-async`` command line: bulk pulls into sinks, a sync, a demo, the mock server.
 
 ::
 
     makini-async demo                                   # mock server + pull, exits 0
     makini-async pull --entity work-orders --entity assets \\
         --tokens-file tokens.txt --out ./out --checkpoint pull.sqlite
+    makini-async sync --entity work-orders --tokens-file tokens.txt \\
+        --sink env:WAREHOUSE_DSN --every 900              # until SIGTERM (see _sync.py)
     makini-async mock-server --port 8080
     makini-async --version
 

@@ -98,7 +98,7 @@ def build_parser(*more: Callable[[Any], None]) -> argparse.ArgumentParser:
     """The command's parser; each of ``more`` adds a command to its subparsers."""
     parser = Parser(
         prog=PROG,
-        description="Command-line tools for makini_async: bulk pulls, a demo, a mock server.",
+        description="Tools for makini_async: bulk pulls, a sync, a demo, a mock server.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
     commands = parser.add_subparsers(
