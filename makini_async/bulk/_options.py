@@ -149,13 +149,16 @@ LOCAL_ONLY: Final = ("raise_on_error", "state_name", "fresh", "wall_clock")
 
 
 def sharded_options(
-    options: PullOptions | None, keywords: PullKeywords | dict[str, Any]
+    options: PullOptions | None,
+    keywords: PullKeywords | dict[str, Any],
+    *,
+    what: str = "a sharded pull",
 ) -> PullOptions:
-    """As :func:`options_of`, refusing the :data:`LOCAL_ONLY` options a sharded pull cannot keep."""
+    """As :func:`options_of`, refusing the :data:`LOCAL_ONLY` options ``what`` cannot keep."""
     opts = options_of(options, keywords)
     default = PullOptions()
     given = [name for name in LOCAL_ONLY if getattr(opts, name) != getattr(default, name)]
     if given:
-        msg = f"{', '.join(given)}: for a pull in one process, not a sharded pull"
+        msg = f"{', '.join(given)}: for a pull in one process, not {what}"
         raise UsageError(msg)
     return opts

@@ -39,14 +39,15 @@ def make_receiver(
     """A receiver bound to the service's pool whose events steer the service."""
 
     async def on_event(event: WebhookEvent) -> None:
-        name = service.name_of(event.connection_id)
-        if name is None:
+        handle = service.held(event.connection_id)
+        if handle is None:
             return  # not a connection this sync holds (or its id is not known yet)
+        name = handle.name
         if isinstance(event, SyncCompletedEvent):
             service.trigger(name, event.entity)
         elif isinstance(event, (ReauthorizationRequiredEvent, ConnectionStatusChangedEvent)):
-            handle = service.pool.find_connection(event.connection_id or "")
-            status = "active" if handle is None else service.pool.connection_status(handle)
+            # The pool applied it in Makini's order: act on that status, not on the event.
+            status = service.pool.connection_status(handle)
             if status in _PAUSED:
                 await service.needs_reauthorization(name)
             elif status == "active":

@@ -235,10 +235,10 @@ class SyncService:
     def _handle(self, name: str) -> Connection:
         return self.pool.connection(self._tokens[name], name=name)
 
-    def name_of(self, connection_id: str | None) -> str | None:
-        """The name of the connection Makini calls ``connection_id``, if it is synced."""
+    def held(self, connection_id: str | None) -> Connection | None:
+        """The handle of the connection Makini calls ``connection_id``, if this sync holds it."""
         conn = None if connection_id is None else self.pool.find_connection(connection_id)
-        return conn.name if conn is not None and conn.name in self._tokens else None
+        return conn if conn is not None and conn.name in self._tokens else None
 
     # -- what changes the schedule --------------------------------------------------
 

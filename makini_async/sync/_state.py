@@ -100,7 +100,6 @@ class ConnectionStatus:
 
     state: str = ACTIVE
     chains: dict[str, ChainStatus] = attrs.field(factory=dict)
-    connection_id: str | None = None
 
     def summary_state(self) -> str:
         if self.state != ACTIVE:

@@ -90,7 +90,7 @@ class Sync:
         connections = list(connections)
         connection_pairs(connections)  # bad input fails here, not in the running sync
         # Each pull of a sync keeps the destination's own state; none raises.
-        opts = sharded_options(options, keywords)
+        opts = sharded_options(options, keywords, what="a sync")
         self.location = safe_dsn(sink)
         self.service = SyncService(
             pool,
