@@ -10,7 +10,6 @@ stay for code that picks the entity at run time.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ from makini_async._client import keys as _keys
 from makini_async._client import listing as _listing
 from makini_async._client.call import Call
 from makini_async._client.config import CallOptions
+from makini_async._client.gate import Gate
 from makini_async._client.health import Health
 from makini_async._client.send import send
 from makini_async._client.tokens import Credentials
@@ -113,7 +113,7 @@ class Connection(Health, EntityCalls):
         self._name = name
         self._named = name is not None
         self._per_connection = per_connection
-        self._sem: asyncio.Semaphore | None = None
+        self._sem: Gate | None = None
         self._max_page: dict[Entity, int] | None = None
         self._in_flight = 0
         self._last_used = 0.0
@@ -228,12 +228,12 @@ class Connection(Health, EntityCalls):
             # Nothing holds or waits on the semaphore: an idle handle keeps none.
             self._sem = None
 
-    def _slot(self) -> asyncio.Semaphore:
+    def _slot(self) -> Gate:
         """The connection's concurrency limit (made when first needed)."""
         sem = self._sem
         if sem is None:
             limit = self._per_connection or self._shared.limits.per_connection
-            sem = self._sem = asyncio.Semaphore(limit)
+            sem = self._sem = Gate(limit)
         return sem
 
     def _cleaned(self, invalid: builtins.list[InvalidRecord]) -> tuple[InvalidRecord, ...]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    import asyncio
-
+    from makini_async._client.gate import Gate
     from makini_async._client.shared import Shared
     from makini_async.errors import CircuitOpenError, MakiniError
 
@@ -41,6 +40,8 @@ class Link(Protocol):
     retries: int
     rate_limited: int
     failures: int
+    #: When the connection's shared 429 pause ends (0.0: none).
+    _cooldown_until: float
 
     @property
     def name(self) -> str: ...
@@ -57,7 +58,7 @@ class Link(Protocol):
     def _begin(self, now: float) -> None: ...
     def _end(self) -> None: ...
     def _end_probe(self) -> None: ...
-    def _slot(self) -> asyncio.Semaphore: ...
+    def _slot(self) -> Gate: ...
     def _cooldown_left(self) -> float: ...
     def _succeeded(self) -> None: ...
     async def _failed(

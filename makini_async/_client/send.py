@@ -33,10 +33,11 @@ from makini_async.errors import (
 from makini_async.instrumentation import RequestEvent, RetryEvent, emit
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from makini_async._client.call import Call, Link, Tally
     from makini_async._client.config import CallOptions, RetryPolicy
+    from makini_async._client.shared import Shared
     from makini_async._client.transport import RawResponse
     from makini_async.telemetry._otel import Telemetry
 
@@ -50,7 +51,7 @@ T = TypeVar("T")
 _DEFAULT_COOLDOWN: Final = 1.0
 
 
-async def send(
+def send(
     conn: Link,
     call: Call,
     parse: Callable[[RawResponse, str | None], T],
@@ -59,7 +60,7 @@ async def send(
     tally: Tally | None = None,
     patient: bool = False,
     options: CallOptions | None = None,
-) -> T:
+) -> Coroutine[Any, Any, T]:
     """Send ``call`` with retries; return ``parse(response, request_id)``.
 
     ``adapt`` may correct the call's parameters after an error (a page size
@@ -72,21 +73,31 @@ async def send(
     override the pool's policy for this call; their ``timeout`` bounds the
     whole call, waits included, and raises :class:`RequestTimeout`.
     """
+    telemetry = conn.shared.telemetry
+    if telemetry is not None and not telemetry.live():
+        telemetry = None
+    inner = _send(
+        conn, call, parse, adapt=adapt, tally=tally, patient=patient, tel=telemetry, options=options
+    )
+    if telemetry is not None:
+        inner = _traced(conn, call, telemetry, inner)
     timeout = None if options is None else options.timeout
-    if timeout is None:
-        return await _traced(
-            conn, call, parse, adapt=adapt, tally=tally, patient=patient, options=options
-        )
-    traced = _traced(conn, call, parse, adapt=adapt, tally=tally, patient=patient, options=options)
+    # The usual call (no timeout, no telemetry) is _send's own coroutine: the
+    # caller awaits it with no frame in between, which every resumption pays.
+    return inner if timeout is None else _bounded(conn, inner, timeout)
+
+
+async def _bounded(conn: Link, inner: Coroutine[Any, Any, T], timeout: float) -> T:
+    """``inner`` within ``timeout`` seconds, or :class:`RequestTimeout`."""
     if _TIMEOUT is None:  # Python 3.10: wait_for (a task of its own)
         try:
-            return await asyncio.wait_for(traced, timeout)
+            return await asyncio.wait_for(inner, timeout)
         except asyncio.TimeoutError:
             raise _call_timeout(conn, timeout) from None
     scope = _TIMEOUT(timeout)
     try:
         async with scope:
-            return await traced
+            return await inner
     except TimeoutError:
         if scope.expired():
             raise _call_timeout(conn, timeout) from None
@@ -102,32 +113,9 @@ def _call_timeout(conn: Link, timeout: float) -> RequestTimeout:
     return RequestTimeout(msg, connection=conn.name)
 
 
-async def _traced(
-    conn: Link,
-    call: Call,
-    parse: Callable[[RawResponse, str | None], T],
-    *,
-    adapt: Callable[[MakiniError, dict[str, str]], bool] | None,
-    tally: Tally | None,
-    patient: bool,
-    options: CallOptions | None,
-) -> T:
-    telemetry = conn.shared.telemetry
-    if telemetry is None or not telemetry.live():
-        return await _send(
-            conn, call, parse, adapt=adapt, tally=tally, patient=patient, tel=None, options=options
-        )
+async def _traced(conn: Link, call: Call, telemetry: Telemetry, inner: Coroutine[Any, Any, T]) -> T:
     with telemetry.call(conn.name, call):
-        return await _send(
-            conn,
-            call,
-            parse,
-            adapt=adapt,
-            tally=tally,
-            patient=patient,
-            tel=telemetry,
-            options=options,
-        )
+        return await inner
 
 
 async def _send(
@@ -181,14 +169,20 @@ async def _send(
                 span = telemetry.attempt(conn.name, call, attempt, headers)
                 sent = span.headers  # with traceparent
             try:
-                resp = await _transmit(conn, call, url, sent, waiter, testing=testing)
+                resp = await _transmit(
+                    conn, shared, call, url, sent, waiter=waiter, testing=testing
+                )
             except TransportError as exc:
                 error = exc
             else:
                 status = resp.status
                 request_id = resp.headers.get("X-Request-Id")
                 try:
-                    result = _classify(conn, call, resp, request_id, parse)
+                    result = (
+                        parse(resp, request_id)
+                        if status < 300
+                        else _classify(conn, call, resp, request_id, parse)
+                    )
                 except (TransportError, APIError) as exc:  # an error answer, a bad body
                     error = exc
                 except MakiniError as exc:  # the answer does not fit (never retried)
@@ -314,11 +308,12 @@ def _classify(
 
 async def _transmit(
     conn: Link,
+    shared: Shared,
     call: Call,
     url: str,
     headers: dict[str, str],
-    waiter: Waiter,
     *,
+    waiter: Waiter,
     testing: bool,
 ) -> RawResponse:
     """One attempt: wait for the connection's and the pool's slots, then send.
@@ -327,9 +322,13 @@ async def _transmit(
     probe) only after its connection's 429 pause: a probe never sits out
     another connection's rate limit while every other request waits for it.
     """
-    shared = conn.shared
-    async with conn._slot():
-        if not testing:
+    mine = conn._slot()
+    if mine.free > 0:  # a free slot is taken without an await (see _client.gate)
+        mine.free -= 1
+    else:
+        await mine.enter()
+    try:
+        if not testing and conn._cooldown_until:
             # One shared pause per connection: every task waits out the same 429.
             while (delay := conn._cooldown_left()) > 0:
                 if delay > shared.retry.max_retry_after:
@@ -342,14 +341,24 @@ async def _transmit(
             if shared.telemetry is not None:
                 shared.telemetry.event("makini.outage_wait")
             await shared.outage.admit(waiter)
-        async with shared.semaphore:
+        pool = shared.gate
+        if pool.free > 0:
+            pool.free -= 1
+        else:
+            await pool.enter()
+        try:
             conn.requests += 1
-            sent = shared.clock()
+            clock = shared.clock
+            sent = clock()
             resp = await shared.transport.request(
                 call.method, url, headers=headers, params=call.params, body=call.body
             )
-            resp.elapsed = shared.clock() - sent
+            resp.elapsed = clock() - sent
             return resp
+        finally:
+            pool.leave()
+    finally:
+        mine.leave()
 
 
 def _pause(error: MakiniError, *, testing: bool) -> float:

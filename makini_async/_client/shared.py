@@ -9,11 +9,11 @@ by the modules below it).
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any
 
+from makini_async._client.gate import Gate
 from makini_async._client.outage import Outage
 from makini_async.errors import UsageError
 
@@ -50,6 +50,7 @@ class Shared:
         "breaker",
         "budget",
         "clock",
+        "gate",
         "hooks",
         "limits",
         "on_reauthorization",
@@ -57,7 +58,6 @@ class Shared:
         "page_sizes",
         "retry",
         "rng",
-        "semaphore",
         "sleep",
         "state",
         "telemetry",
@@ -105,7 +105,7 @@ class Shared:
         self.rng = rng
         self.on_reauthorization = on_reauthorization
         self.transport_or_none = transport
-        self.semaphore = asyncio.Semaphore(limits.max_in_flight)
+        self.gate = Gate(limits.max_in_flight)
         #: Tells an outage of the API from one connection's trouble (see _outage).
         self.outage = Outage(outage, clock=clock, sleep=sleep, hooks=hooks)
         self.state = _NEW

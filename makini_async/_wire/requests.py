@@ -150,6 +150,8 @@ def check_record_id(id: object) -> str:
     if not isinstance(id, str):
         msg = f"record id must be a string, got {type(id).__name__}"
         raise UsageError(msg)
+    if _PLAIN_ID.fullmatch(id) is not None:
+        return id  # nothing to quote, and no dot segment: most ids, at one regex's cost
     if unicodedata.normalize("NFKC", id).strip() in _DOT_SEGMENTS:
         msg = f"record id must not be empty, '.' or '..', got {clean(repr(id))}"
         raise UsageError(msg)
@@ -157,6 +159,9 @@ def check_record_id(id: object) -> str:
 
 
 _DOT_SEGMENTS: Final = frozenset({"", ".", ".."})
+# Ids that ``quote`` leaves as they are and that cannot be read as a dot segment
+# (a dot is allowed after the first character: "wo.1" but never "." or "..").
+_PLAIN_ID: Final = re.compile(r"[A-Za-z0-9_\-~][A-Za-z0-9_.\-~]*", re.ASCII)
 
 
 def list_params(
