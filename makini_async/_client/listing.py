@@ -52,7 +52,8 @@ def sizing_for(conn: ListingLink, entity: Entity, largest: int) -> Sizing:
     """How a walk of ``entity`` on ``conn`` adapts its page size, up to ``largest``."""
     shared = conn.shared
     sizes = shared.page_sizes
-    read = shared.timeouts.read
+    timeouts = shared.timeouts
+    read = timeouts.read if timeouts.read is not None else timeouts.total / 2
     return Sizing(
         largest=largest,
         floor=min(sizes.min_page_size, largest),

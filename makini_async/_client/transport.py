@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import aiohttp
 import attrs
@@ -20,6 +20,7 @@ from makini_async._wire.constants import (
     USER_AGENT,
     VERSION,
 )
+from makini_async._wire.scrub import PLAIN as _PLAIN
 from makini_async._wire.scrub import clean
 from makini_async.errors import (
     ConnectionFailed,
@@ -94,8 +95,12 @@ class AiohttpTransport:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_error_body_bytes: int = DEFAULT_MAX_ERROR_BODY_BYTES,
     ) -> None:
+        # sock_connect, not connect: aiohttp arms a ``connect`` timer on every
+        # request, even one that reuses a kept-alive connection, and the pool's
+        # own limit (max_in_flight, which sizes this connector) means a request
+        # never queues for a connection here.
         self._timeout = aiohttp.ClientTimeout(
-            total=timeouts.total, connect=timeouts.connect, sock_read=timeouts.read
+            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
         )
         self._max_body = max_body_bytes
         self._max_error_body = max_error_body_bytes
@@ -119,42 +124,54 @@ class AiohttpTransport:
         params: Mapping[str, str] | None,
         body: bytes | None,
     ) -> RawResponse:
-        secrets = _secrets(headers)
         error: MakiniError
         request_id: str | None = None  # known once the headers are in
         try:
             async with self._session.request(
                 method, url, headers=headers, params=params, data=body, allow_redirects=False
             ) as resp:
-                request_id = resp.headers.get("X-Request-Id")
-                if 300 <= resp.status < 400:
+                status = resp.status
+                answer: CIMultiDictProxy[str] | CIMultiDict[str] = resp.headers
+                request_id = answer.get("X-Request-Id")
+                if request_id is not None and not _plain(request_id, headers):
+                    answer = _safe_headers(resp.headers, request_id, _secrets(headers))
+                if 300 <= status < 400:
                     # Never followed, and its body never read: the send loop makes
                     # it an UnexpectedRedirect (see _wire.responses.redirect_error).
                     resp.close()
-                    return RawResponse(resp.status, _safe_headers(resp.headers, secrets), b"")
-                data = await self._read(resp, method, url)
-                return RawResponse(resp.status, _safe_headers(resp.headers, secrets), data)
+                    return RawResponse(status, answer, b"")
+                length = resp.content_length
+                if (
+                    status < 400
+                    and length is not None
+                    and length <= self._max_body
+                    and "Content-Encoding" not in answer
+                ):
+                    # Not compressed and within the cap: the declared length is what is
+                    # read (aiohttp stops there), so one read is as safe as counting.
+                    return RawResponse(status, answer, await resp.read())
+                return RawResponse(status, answer, await self._read(resp, method, url))
         except asyncio.TimeoutError:
             error = RequestTimeout(f"{method} {_path(url)} timed out")
         except (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch, ssl.SSLError) as exc:
-            error = TLSError(f"{method} {_path(url)}: TLS failed ({_describe(exc, secrets)})")
+            error = TLSError(f"{method} {_path(url)}: TLS failed ({_describe(exc, headers)})")
         except aiohttp.ClientPayloadError as exc:
             error = ConnectionFailed(
                 f"{method} {_path(url)}: connection dropped while reading the body "
-                f"({_describe(exc, secrets)})"
+                f"({_describe(exc, headers)})"
             )
         except aiohttp.ClientConnectionError as exc:
             error = ConnectionFailed(
-                f"{method} {_path(url)}: connection failed ({_describe(exc, secrets)})"
+                f"{method} {_path(url)}: connection failed ({_describe(exc, headers)})"
             )
         except aiohttp.InvalidURL as exc:
-            error = UsageError(f"invalid URL {_describe(exc, secrets)}")
+            error = UsageError(f"invalid URL {_describe(exc, headers)}")
         except aiohttp.ClientError as exc:
-            error = TransportError(f"{method} {_path(url)}: {_describe(exc, secrets)}")
+            error = TransportError(f"{method} {_path(url)}: {_describe(exc, headers)}")
         if request_id is not None:
             # The answer had begun (a body cut short, a timeout mid-body): support
             # can still find it by its ID.
-            error.request_id = clean(request_id, secrets, limit=100)
+            error.request_id = clean(request_id, _secrets(headers), limit=_ID_LIMIT)
         # Raised here, outside every handler, so the error has no __context__:
         # aiohttp's exceptions hold the request (headers and all) and must not
         # travel with it into logs and tracebacks.
@@ -218,14 +235,23 @@ def _secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
     return (credential,) if scheme.lower() == "bearer" and credential else ()
 
 
+def _plain(request_id: str, sent: Mapping[str, str]) -> bool:
+    """Whether a request ID can be kept as it came: what nearly every answer has.
+
+    Plain text (see :func:`~makini_async._wire.scrub.clean`) that does not hold
+    the credential sent: the one check each answer pays.
+    """
+    if len(request_id) > _ID_LIMIT or _PLAIN.fullmatch(request_id) is None:
+        return False
+    auth = sent.get("Authorization", "")
+    return not auth or auth.partition(" ")[2] not in request_id
+
+
 def _safe_headers(
-    headers: CIMultiDictProxy[str], secrets: tuple[str, ...]
+    headers: CIMultiDictProxy[str], request_id: str, secrets: tuple[str, ...]
 ) -> CIMultiDictProxy[str] | CIMultiDict[str]:
     """``headers`` with the request ID made safe to log (copied only when it changes)."""
-    request_id = headers.get("X-Request-Id")
-    if request_id is None:
-        return headers
-    safe = clean(request_id, secrets, limit=100)
+    safe = clean(request_id, secrets, limit=_ID_LIMIT)
     if safe == request_id:
         return headers
     copy = CIMultiDict(headers)
@@ -233,8 +259,12 @@ def _safe_headers(
     return copy
 
 
-def _describe(exc: BaseException, secrets: tuple[str, ...]) -> str:
-    return clean(f"{type(exc).__name__}: {exc}", secrets)
+#: The longest request ID kept whole (a longer one is cut where it is shown).
+_ID_LIMIT: Final = 100
+
+
+def _describe(exc: BaseException, sent: Mapping[str, str]) -> str:
+    return clean(f"{type(exc).__name__}: {exc}", _secrets(sent))
 
 
 def _path(url: str) -> str:

@@ -12,7 +12,6 @@ API_PREFIX: Final = "/api/v1"
 
 # Timeouts, in seconds, per attempt.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
-DEFAULT_READ_TIMEOUT: Final = 30.0
 DEFAULT_TOTAL_TIMEOUT: Final = 60.0
 
 # Concurrency.

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 from urllib.parse import quote
 
-__all__ = ["REDACTED", "clean", "escape", "scrub", "scrub_data"]
+__all__ = ["PLAIN", "REDACTED", "clean", "escape", "scrub", "scrub_data"]
 
 REDACTED: Final = "<redacted>"
 
@@ -81,9 +81,9 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_visible, text)
 
 
-# Text of only these characters (a request ID, a code) has nothing to escape and
-# cannot hold the credential pattern, which needs a space, ``%``, ``+``, ``:`` or ``=``.
-_PLAIN: Final = re.compile(r"[A-Za-z0-9._\-]*")
+#: Text of only these characters (a request ID, a code) has nothing to escape and
+#: cannot hold the credential pattern, which needs a space, ``%``, ``+``, ``:`` or ``=``.
+PLAIN: Final = re.compile(r"[A-Za-z0-9._\-]*")
 
 
 def clean(text: str, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT) -> str:
@@ -95,7 +95,7 @@ def clean(text: str, secrets: Iterable[str] = (), *, limit: int = MAX_TEXT) -> s
     secrets = tuple(secrets)  # read twice below (a tuple is not copied)
     if (
         len(text) <= limit
-        and _PLAIN.fullmatch(text) is not None
+        and PLAIN.fullmatch(text) is not None
         and not any(secret and secret in text for secret in secrets)
     ):
         return text  # one check for every answer's request ID
