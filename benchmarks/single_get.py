@@ -8,6 +8,14 @@ and a call on a connection whose token comes from a provider::
 
     python -m benchmarks.single_get              # 2,000 calls x 5 rounds
     python -m benchmarks.single_get --calls 500 --rounds 3
+    python -m benchmarks.single_get --instructions   # also count instructions
+
+On a shared virtual machine a loopback call's CPU time is mostly the
+kernel's TCP work and moves by tens of µs between rounds, more than the
+difference measured. ``--instructions`` adds a figure that does not move:
+each way runs in a process of its own under valgrind (cachegrind, no cache
+simulation) against the same server, twice with different numbers of calls,
+and the difference gives the user-space instructions one call costs.
 
 Writes ``benchmarks/results/single_get.json``.
 """
@@ -18,7 +26,10 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +44,7 @@ if __package__ in (None, ""):
 from benchmarks._common import RESULTS, library_version, machine, mock_server
 from makini_async import MakiniPool
 
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok-single-get-0001"  # noqa: S105 - the mock accepts any token
 PATH = "/api/v1/work-orders/wo_000001"
 
@@ -87,18 +99,58 @@ async def _round(url: str, calls: int) -> dict[str, float]:
     return out
 
 
+def _child(url: str, way: str, calls: int) -> None:
+    """One way's calls in this process (run under valgrind by ``_instructions``)."""
+    if way == "aiohttp":
+        asyncio.run(_aiohttp(url, calls))
+    else:
+        asyncio.run(_library(url, calls, way))
+
+
+def _instructions(url: str) -> dict[str, float] | None:
+    """User-space instructions per call of each way, or None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed: no instruction counts")
+        return None
+
+    def count(way: str, calls: int) -> int:
+        cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+        cmd += [sys.executable, "-m", "benchmarks.single_get", "--child", url, way, str(calls)]
+        # The child inherits this process's core (the client's, set in main).
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+        if found is None:
+            raise RuntimeError(done.stderr[-2000:])
+        return int(found.group(1).replace(",", ""))
+
+    few, many = 300, 1300
+    out = {}
+    for way in WAYS:
+        out[way] = (count(way, many) - count(way, few)) / (many - few)
+        print(f"{way:<13} {out[way] / 1000:7.1f} k instructions per call")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "single_get.json")
+    parser.add_argument("--instructions", action="store_true", help="also count instructions")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        url, way, calls = args.child
+        _child(url, way, int(calls))
+        return 0
     # The server on one core, this client on the other: neither takes the other's time.
     client, server = ({0}, {1}) if len(os.sched_getaffinity(0)) >= 2 else (None, None)
     with mock_server(records=10, cpus=server) as url:
         if client is not None:
             os.sched_setaffinity(0, client)
         rounds = [asyncio.run(_round(url, args.calls)) for _ in range(args.rounds)]
+        instructions = _instructions(url) if args.instructions else None
     med = {w: statistics.median(r[w] for r in rounds) for w in rounds[0]}
     for way in WAYS:
         extra = "" if way == "aiohttp" else f"  (+{med[way] - med['aiohttp']:.1f} µs)"
@@ -118,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         "over_aiohttp_us": {w: med[w] - med["aiohttp"] for w in WAYS},
         "client_cpu_over_aiohttp_us": {w: med[f"{w} cpu"] - med["aiohttp cpu"] for w in WAYS},
     }
+    if instructions is not None:
+        report["instructions_per_call"] = instructions
+        report["instructions_over_aiohttp"] = {
+            w: instructions[w] - instructions["aiohttp"] for w in WAYS
+        }
     args.out.parent.mkdir(exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     return 0
