@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from makini_async._client.outage import Waiter, is_outage_class
@@ -88,24 +89,40 @@ def send(
 
 
 async def _bounded(conn: Link, inner: Coroutine[Any, Any, T], timeout: float) -> T:
-    """``inner`` within ``timeout`` seconds, or :class:`RequestTimeout`."""
-    if _TIMEOUT is None:  # Python 3.10: wait_for (a task of its own)
+    """``inner`` within ``timeout`` seconds, or :class:`RequestTimeout`.
+
+    What ``asyncio.timeout`` does, with one timer and no context manager:
+    the task is cancelled when the timer fires, and that cancellation (only
+    that one, never another task's) becomes the timeout. ``asyncio.timeout``
+    cost more than the rest of the library on a call (about 9 µs against 6).
+    """
+    task = asyncio.current_task()
+    if sys.version_info < (3, 11) or task is None:  # 3.10 has no uncancel: a task of its own
         try:
             return await asyncio.wait_for(inner, timeout)
         except asyncio.TimeoutError:
             raise _call_timeout(conn, timeout) from None
-    scope = _TIMEOUT(timeout)
+    cancelling = task.cancelling()
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    timer = task.get_loop().call_later(timeout, expire)
     try:
-        async with scope:
-            return await inner
-    except TimeoutError:
-        if scope.expired():
+        result = await inner
+    except asyncio.CancelledError:
+        # Ours if the timer fired and no other cancellation is pending.
+        if fired and task.uncancel() <= cancelling:
             raise _call_timeout(conn, timeout) from None
         raise
-
-
-#: ``asyncio.timeout`` (3.11+): bounds a call in its own task, at no task's cost.
-_TIMEOUT: Any = getattr(asyncio, "timeout", None)
+    finally:
+        timer.cancel()
+    if fired:
+        task.uncancel()  # the call finished anyway: the timer's request is void
+    return result
 
 
 def _call_timeout(conn: Link, timeout: float) -> RequestTimeout:
