@@ -128,7 +128,13 @@ async def fetch_page(
 async def finish(conn: ListingLink, page: Page[Any], *, as_dicts: bool) -> Page[Any]:
     """Structure a parsed page (unless ``as_dicts``) and tell the ``on_page`` hooks."""
     page = finish_page(page, as_dicts=as_dicts, connection=conn.name, secrets=conn._secrets)
-    await announce_page(conn.shared.hooks.on_page, conn.name, page)
+    shared = conn.shared
+    telemetry = shared.telemetry
+    if telemetry is not None and telemetry.live():
+        # Counted here, not as a hook: with no provider set, a page builds no event.
+        telemetry.records(page.entity.value, len(page.records))
+    if shared.hooks.on_page:
+        await announce_page(shared.hooks.on_page, conn.name, page)
     return page
 
 

@@ -82,6 +82,15 @@ class Chain(Protocol):
     def entity(self) -> Entity: ...
 
 
+def _usable(ids: set[Any]) -> bool:
+    """Whether every id is text or an integer (``bool`` is an int, never an id)."""
+    try:
+        "".join(ids)  # all text, the usual case: one pass in C, half a type check's cost
+    except TypeError:
+        return {*map(type, ids)} <= _ID_TYPES
+    return True
+
+
 def fresh(
     chain: Chain,
     records: list[Any],
@@ -102,7 +111,7 @@ def fresh(
         ids = set(map(get_id, records))
     except (KeyError, TypeError, AttributeError):
         ids = None
-    if ids is not None and ("" in ids or (as_dicts and not {*map(type, ids)} <= _ID_TYPES)):
+    if ids is not None and ("" in ids or (as_dicts and not _usable(ids))):
         ids = None
     if ids is None:
         records, no_id = _without_id(chain, records, request_id)

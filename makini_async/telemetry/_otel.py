@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from makini_async._wire.constants import VERSION
 from makini_async.entities import Entity
 from makini_async.errors import APIError, MakiniError, RequestTimeout
-from makini_async.instrumentation import ConnectionState, ConnectionStateEvent, Hook, PageEvent
+from makini_async.instrumentation import ConnectionState, ConnectionStateEvent, Hook
 
 if TYPE_CHECKING:
     import enum
@@ -325,14 +325,10 @@ class Telemetry:
 
 
 class _Hook(Hook):
-    """The pool's events that metrics count: pages' records and handles' states."""
+    """The pool's events that metrics count: handles' states (pages count themselves)."""
 
     def __init__(self, telemetry: Telemetry) -> None:
         self._telemetry = telemetry
-
-    def on_page(self, event: PageEvent) -> None:
-        if self._telemetry.live():
-            self._telemetry.records(event.entity, event.records)
 
     def on_connection_state(self, event: ConnectionStateEvent) -> None:
         self._telemetry.state_changed(event.old, event.new)
