@@ -1,8 +1,10 @@
 """One awaited ``get`` on loopback: the library against hand-written aiohttp + orjson.
 
 Both sides call the same mock server (in its own process) for the same
-record, one call at a time, interleaved in rounds so drift hits both alike;
-reported is µs per call (median of the rounds' medians) and the difference.
+record, one call at a time. Every way's client is open at once and the ways
+take turns in blocks of 50 calls, each going first in turn, so that drift
+hits them alike; reported is µs per call (median of the rounds' medians)
+and the difference.
 Variants: a typed call, a dict call, a call through a ``with_options`` view,
 and a call on a connection whose token comes from a provider::
 
@@ -32,8 +34,9 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -44,67 +47,79 @@ if __package__ in (None, ""):
 from benchmarks._common import RESULTS, library_version, machine, mock_server
 from makini_async import MakiniPool
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok-single-get-0001"  # noqa: S105 - the mock accepts any token
 PATH = "/api/v1/work-orders/wo_000001"
 
 
-async def _aiohttp(url: str, calls: int) -> list[float]:
-    times = []
-    headers = {"Authorization": f"Bearer {TOKEN}"}
-    async with aiohttp.ClientSession() as session:
-        for _ in range(calls):
-            t = time.perf_counter()
+async def _caller(url: str, way: str, stack: AsyncExitStack) -> Callable[[], Awaitable[Any]]:
+    """One way's call, its client opened on ``stack``."""
+    if way == "aiohttp":
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+
+        async def call() -> Any:
             async with session.get(url + PATH, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status != 200:
                     raise RuntimeError(resp.status)
-                orjson.loads(body)["data"]
-            times.append(time.perf_counter() - t)
-    return times
+                return orjson.loads(body)["data"]
 
-
-async def _library(url: str, calls: int, way: str) -> list[float]:
-    times = []
-    async with MakiniPool(base_url=url, as_dicts=way == "dicts") as pool:
-        if way == "provider":
-            conn: Any = pool.connection(name="acme", token=lambda: TOKEN)
-        else:
-            conn = pool.connection(TOKEN)
-        if way == "with_options":
-            conn = conn.with_options(timeout=2.0, max_retries=0)
-        orders = conn.work_orders
-        for _ in range(calls):
-            t = time.perf_counter()
-            if way == "dicts":
-                await orders.get("wo_000001", as_dicts=True)
-            else:
-                await orders.get("wo_000001")
-            times.append(time.perf_counter() - t)
-    return times
+        return call
+    pool = await stack.enter_async_context(MakiniPool(base_url=url))
+    if way == "provider":
+        conn: Any = pool.connection(name="acme", token=lambda: TOKEN)
+    else:
+        conn = pool.connection(TOKEN)
+    if way == "with_options":
+        conn = conn.with_options(timeout=2.0, max_retries=0)
+    orders = conn.work_orders
+    as_dicts = way == "dicts"
+    return lambda: orders.get("wo_000001", as_dicts=as_dicts)
 
 
 WAYS = ("aiohttp", "typed", "dicts", "with_options", "provider")
+#: Calls per block: the ways take turns block by block, so drift hits them alike.
+BLOCK = 50
 
 
 async def _round(url: str, calls: int) -> dict[str, float]:
-    out = {}
-    for way in WAYS:
-        # CPU time per call as well: what the client itself spends, without the wait.
-        cpu = time.process_time()
-        run = _aiohttp(url, calls) if way == "aiohttp" else _library(url, calls, way)
-        times = await run
-        out[way] = statistics.median(times[calls // 10 :]) * 1e6  # after warm-up
-        out[f"{way} cpu"] = (time.process_time() - cpu) / calls * 1e6
+    async with AsyncExitStack() as stack:
+        callers = {way: await _caller(url, way, stack) for way in WAYS}
+        for call in callers.values():  # warm-up: connections made, code paths hot
+            for _ in range(BLOCK):
+                await call()
+        times: dict[str, list[float]] = {way: [] for way in WAYS}
+        cpu = dict.fromkeys(WAYS, 0.0)
+        order = list(WAYS)
+        for _ in range(max(1, calls // BLOCK)):
+            order = order[1:] + order[:1]  # each way goes first in turn
+            for way in order:
+                call, spent, started = callers[way], times[way], time.process_time()
+                for _ in range(BLOCK):
+                    t = time.perf_counter()
+                    await call()
+                    spent.append(time.perf_counter() - t)
+                # CPU time as well: what the client itself spends, without the wait.
+                cpu[way] += time.process_time() - started
+    out = {way: statistics.median(times[way]) * 1e6 for way in WAYS}
+    out.update({f"{way} cpu": cpu[way] / len(times[way]) * 1e6 for way in WAYS})
     return out
 
 
 def _child(url: str, way: str, calls: int) -> None:
     """One way's calls in this process (run under valgrind by ``_instructions``)."""
-    if way == "aiohttp":
-        asyncio.run(_aiohttp(url, calls))
-    else:
-        asyncio.run(_library(url, calls, way))
+
+    async def run() -> None:
+        async with AsyncExitStack() as stack:
+            call = await _caller(url, way, stack)
+            for _ in range(calls):
+                await call()
+
+    asyncio.run(run())
 
 
 def _instructions(url: str) -> dict[str, float] | None:
