@@ -157,18 +157,32 @@ def table_of(page: PulledPage[Any]) -> Any:
 def table_without_nul(table: Any) -> Any:
     """U+0000 as U+FFFD, as every sink lands it (:mod:`makini_async.sinks._nul`).
 
-    Looked for column by column in Arrow (one vectorised pass each), once per
-    file rather than per page; only a column that holds one is rewritten.
-    JSON text columns hold the escape ``\\u0000``, so their rows with it are
-    decoded, cleaned and encoded again.
+    Looked for once per file rather than per page, first in each string
+    column's bytes at once (a byte search, where Arrow's per-value kernels
+    cost a quarter of the sink's time); only a column that holds one is
+    looked at value by value and rewritten. JSON text columns hold the
+    escape ``\\u0000``, so their rows with it are decoded, cleaned and
+    encoded again.
     """
     import pyarrow as pa  # noqa: PLC0415 - the optional extra
     import pyarrow.compute as pc  # noqa: PLC0415
 
     for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type) and pa.types.is_string(field.type.value_type):
+            # Lists of text (a work order's assignees): their values, the same way.
+            column = table.column(i)
+            if _NUL_BYTES in _string_bytes(column, values=True):
+                column = pa.chunked_array(
+                    [_list_without_nul(chunk) for chunk in column.chunks], type=field.type
+                )
+                table = table.set_column(i, field, column)
+            continue
         if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
             continue
         column = table.column(i)
+        raw = _string_bytes(column)
+        if _NUL_BYTES not in raw and _ESCAPE_BYTES not in raw:
+            continue  # the usual column: nothing to look at value by value
         if pc.any(pc.match_substring(column, NUL)).as_py():
             column = pc.replace_substring(column, NUL, REPLACEMENT)
         elif pc.any(pc.match_substring(column, "\\u0000")).as_py():
@@ -183,6 +197,32 @@ def table_without_nul(table: Any) -> Any:
             continue
         table = table.set_column(i, field, column)
     return table
+
+
+_NUL_BYTES: Final = NUL.encode()
+_ESCAPE_BYTES: Final = b"\\u0000"
+
+
+def _string_bytes(column: Any, *, values: bool = False) -> bytes:
+    """The bytes of a string column's values (of a list column's, with ``values``), run together.
+
+    A chunk's data buffer may hold bytes outside its array's slice: a match
+    there only sends the column to the exact, per-value search.
+    """
+    parts = []
+    for chunk in column.chunks:
+        data = (chunk.values if values else chunk).buffers()[2]
+        if data is not None:
+            parts.append(data.to_pybytes())
+    return b"".join(parts)
+
+
+def _list_without_nul(chunk: Any) -> Any:
+    import pyarrow as pa  # noqa: PLC0415 - the optional extra
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    cleaned = pc.replace_substring(chunk.values, NUL, REPLACEMENT)
+    return pa.ListArray.from_arrays(chunk.offsets, cleaned, mask=chunk.is_null())
 
 
 def _reencoded(text: str) -> str:
