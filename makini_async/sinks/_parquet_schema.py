@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import functools
+import operator
 import types
 import typing
 from typing import TYPE_CHECKING, Any, Final
@@ -35,6 +36,8 @@ from makini_async.models import record_type, structure_page
 from makini_async.sinks._nul import NUL, REPLACEMENT, has_nul_escape, without_nul
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from makini_async.bulk import PulledPage
     from makini_async.entities import Entity
 
@@ -47,12 +50,17 @@ _PREFIX: Final = ("_connection", "_request_id")
 _SUFFIX: Final = ("_invalid_field", "_invalid_reason", "_invalid_record")
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # cached_property needs a __dict__
 class Columns:
     """An entity's columns: names, how each value is written, and the Arrow schema."""
 
     fields: tuple[tuple[str, str], ...]  # (name, kind) of the record's own fields
     schema: Any
+
+    @functools.cached_property
+    def values_of(self) -> Callable[[Any], tuple[Any, ...]]:
+        """A record's field values in column order, read in C (``operator.attrgetter``)."""
+        return operator.attrgetter(*(name for name, _ in self.fields))
 
 
 def _kind(tp: Any) -> tuple[str, str]:
@@ -138,12 +146,20 @@ def table_of(page: PulledPage[Any]) -> Any:
         "_connection": [page.connection] * rows,
         "_request_id": [page.request_id] * rows,
     }
-    for name, kind in cols.fields:
-        values = [getattr(r, name) for r in records]
+    # One tuple per record, then turned into columns: both in C.
+    columns = (
+        zip(*map(cols.values_of, records), strict=True) if records else (() for _ in cols.fields)
+    )
+    dumps = orjson.dumps
+    for (name, kind), column in zip(cols.fields, columns, strict=True):
+        values: list[Any]
         if kind is _DECIMAL:
-            values = [None if v is None else str(v) for v in values]
+            values = [None if v is None else str(v) for v in column]
         elif kind is _JSON:
-            values = [_json(v) for v in values]
+            # JSON text as UTF-8 bytes: Arrow takes them for a string column as they are.
+            values = [None if v is None else dumps(v, default=_default) for v in column]
+        else:
+            values = list(column)
         if n_bad:
             values.extend([item.id or "" for item in invalid] if name == "id" else [None] * n_bad)
         data[name] = values
