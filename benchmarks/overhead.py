@@ -14,6 +14,15 @@ moves by ±5% from run to run. What HTTP costs is not in these numbers.
     python -m benchmarks.overhead --shape light --rounds 15
     python -m benchmarks.overhead --entity purchase-orders --pages 1000
     python -m benchmarks.overhead --chain 10                # 10 pages per connection
+    python -m benchmarks.overhead --instructions            # also count instructions
+
+On a shared virtual machine even CPU time moves by tens of µs a page from
+run to run. ``--instructions`` adds a figure that does not move: each way
+runs in a process of its own under valgrind (cachegrind, no cache
+simulation), twice with different numbers of pages, and the difference
+gives the user-space instructions one page costs, and the library's share
+above the floor. Instructions leave out what memory does (a page touched
+again later costs cache misses), so CPU time stays the figure to meet.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -122,6 +134,40 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _child(opts: argparse.Namespace, way: str, pages: int) -> None:
+    """One way over ``pages`` pages in this process (run under valgrind)."""
+    entity = Entity(opts.entity)
+    bodies = page_bodies(entity, opts.shape, opts.chain)
+    if way == "floor":
+        asyncio.run(_floor(bodies, pages))
+    else:
+        asyncio.run(_pull(bodies, entity, pages, way, dedupe=opts.dedupe))
+
+
+def instructions(opts: argparse.Namespace) -> dict[str, float] | None:
+    """User-space instructions per page of each way, or None without valgrind."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("valgrind is not installed: no instruction counts")
+        return None
+    root = Path(__file__).resolve().parent.parent
+
+    def count(way: str, pages: int) -> int:
+        cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+        cmd += [sys.executable, "-m", "benchmarks.overhead", "--shape", opts.shape]
+        cmd += ["--entity", opts.entity, "--chain", str(opts.chain), "--child", way, str(pages)]
+        if not opts.dedupe:
+            cmd.append("--no-dedupe")
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=root)
+        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+        if found is None:
+            raise RuntimeError(done.stderr[-2000:])
+        return int(found.group(1).replace(",", ""))
+
+    few, many = 100 * opts.chain, 400 * opts.chain
+    return {way: (count(way, many) - count(way, few)) / (many - few) for way in WAYS}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", choices=("realistic", "light"), default="realistic")
@@ -133,8 +179,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", default=None, help="JSON results (default: results/overhead-SHAPE.json)"
     )
+    parser.add_argument("--instructions", action="store_true", help="also count instructions")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    if opts.child:
+        _child(opts, opts.child[0], int(opts.child[1]))
+        return 0
     result = measure(opts)
+    if opts.instructions:
+        counted = instructions(opts)
+        if counted is not None:
+            result["instructions_per_page"] = counted
+            result["instructions_over_floor_percent"] = {
+                way: 100 * (n - counted["floor"]) / counted["floor"] for way, n in counted.items()
+            }
     print(
         f"{opts.entity}, {opts.shape}: {result['page_bytes']:,} bytes a page,"
         f" {opts.chain} page(s) per connection, dedupe={opts.dedupe}"
@@ -145,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  {way:<12} {result['us_per_page'][way]:8.1f} µs/page"
             + ("" if way == "floor" else f"   +{added:6.1f} µs/page over the floor")
         )
+    for way, share in result.get("instructions_over_floor_percent", {}).items():
+        count = result["instructions_per_page"][way]
+        print(f"  {way:<12} {count / 1e3:8.0f} k instructions/page   +{share:5.1f}% over the floor")
     suffix = "" if opts.dedupe else "-no-dedupe"
     default = RESULTS / f"overhead-{opts.entity}-{opts.shape}-chain{opts.chain}{suffix}.json"
     out = Path(opts.out) if opts.out else default
