@@ -62,7 +62,10 @@ def send(
     patient: bool = False,
     options: CallOptions | None = None,
 ) -> Coroutine[Any, Any, T]:
-    """Send ``call`` with retries; return ``parse(response, request_id)``.
+    """``call`` with retries, to await: it gives ``parse(response, request_id)``.
+
+    Not a coroutine function itself: an ordinary call hands back the send
+    loop's own coroutine, so its caller awaits it with no frame in between.
 
     ``adapt`` may correct the call's parameters after an error (a page size
     the API refused) and return True to send it again without counting an
@@ -83,8 +86,6 @@ def send(
     if telemetry is not None:
         inner = _traced(conn, call, telemetry, inner)
     timeout = None if options is None else options.timeout
-    # The usual call (no timeout, no telemetry) is _send's own coroutine: the
-    # caller awaits it with no frame in between, which every resumption pays.
     return inner if timeout is None else _bounded(conn, inner, timeout)
 
 
