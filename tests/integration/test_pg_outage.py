@@ -7,6 +7,7 @@ the session's shared server is never touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -39,6 +40,10 @@ def own_pg(tmp_path_factory: pytest.TempPathFactory) -> Any:
         server = pgserver.get_server(tmp_path_factory.mktemp("own-pg"), cleanup_mode="stop")
     yield server
     server.cleanup()
+    # A server this module restarted with pg_ctl is not the process pgserver
+    # started, and cleanup() may leave it running: stop it here too.
+    with contextlib.suppress(Exception):
+        _pg_ctl(server, "stop")
 
 
 def _pg_ctl(server: Any, *args: str) -> None:
