@@ -5,7 +5,7 @@ A call goes through three steps, each a function of its own::
     send()        the retry loop: attempts, waits, the breaker, counting, hooks
     _transmit()   one attempt on the wire: the connection's and the pool's
                   concurrency limits, the shared 429 pause, the transport
-    _classify()   one answer: a result, or the typed error it stands for
+    _error_of()   an answer that is not a success: the typed error it stands for
 
 This is the only module that knows about testing mode
 (:func:`~makini_async.set_testing`): it makes every wait zero and may
@@ -196,11 +196,9 @@ async def _send(
                 status = resp.status
                 request_id = resp.headers.get("X-Request-Id")
                 try:
-                    result = (
-                        parse(resp, request_id)
-                        if status < 300
-                        else _classify(conn, call, resp, request_id, parse)
-                    )
+                    if status >= 300:
+                        raise _error_of(conn, call, resp)
+                    result = parse(resp, request_id)
                 except (TransportError, APIError) as exc:  # an error answer, a bad body
                     error = exc
                 except MakiniError as exc:  # the answer does not fit (never retried)
@@ -308,20 +306,12 @@ async def _send(
             outage.probe_ended(waiter)
 
 
-def _classify(
-    conn: Link,
-    call: Call,
-    resp: RawResponse,
-    request_id: str | None,
-    parse: Callable[[RawResponse, str | None], T],
-) -> T:
-    """The call's result, or the typed error the answer stands for (raised)."""
+def _error_of(conn: Link, call: Call, resp: RawResponse) -> MakiniError:
+    """The typed error a 3xx or an error answer stands for."""
     status = resp.status
-    if 300 <= status < 400:
-        raise redirect_error(call.method, call.path, status, resp.headers, token=conn.token)
-    if status >= 400:
-        raise error_from_response(status, resp.headers, resp.body, token=conn.token)
-    return parse(resp, request_id)
+    if status < 400:
+        return redirect_error(call.method, call.path, status, resp.headers, token=conn.token)
+    return error_from_response(status, resp.headers, resp.body, token=conn.token)
 
 
 async def _transmit(
