@@ -187,7 +187,7 @@ def table_without_nul(table: Any) -> Any:
         if pa.types.is_list(field.type) and pa.types.is_string(field.type.value_type):
             # Lists of text (a work order's assignees): their values, the same way.
             column = table.column(i)
-            if _NUL_BYTES in _string_bytes(column, values=True):
+            if _holds(column, (_NUL_BYTES,), values=True):
                 column = pa.chunked_array(
                     [_list_without_nul(chunk) for chunk in column.chunks], type=field.type
                 )
@@ -196,8 +196,7 @@ def table_without_nul(table: Any) -> Any:
         if not pa.types.is_string(field.type) and not pa.types.is_large_string(field.type):
             continue
         column = table.column(i)
-        raw = _string_bytes(column)
-        if _NUL_BYTES not in raw and _ESCAPE_BYTES not in raw:
+        if not _holds(column, (_NUL_BYTES, _ESCAPE_BYTES)):
             continue  # the usual column: nothing to look at value by value
         if pc.any(pc.match_substring(column, NUL)).as_py():
             column = pc.replace_substring(column, NUL, REPLACEMENT)
@@ -219,18 +218,20 @@ _NUL_BYTES: Final = NUL.encode()
 _ESCAPE_BYTES: Final = b"\\u0000"
 
 
-def _string_bytes(column: Any, *, values: bool = False) -> bytes:
-    """The bytes of a string column's values (of a list column's, with ``values``), run together.
+def _holds(column: Any, needles: tuple[bytes, ...], *, values: bool = False) -> bool:
+    """Whether a string column's bytes (a list column's values', with ``values``) hold a needle.
 
-    A chunk's data buffer may hold bytes outside its array's slice: a match
-    there only sends the column to the exact, per-value search.
+    Each chunk's data buffer is searched whole. It may hold bytes outside its
+    array's slice: a match there only sends the column to the exact,
+    per-value search.
     """
-    parts = []
     for chunk in column.chunks:
         data = (chunk.values if values else chunk).buffers()[2]
         if data is not None:
-            parts.append(data.to_pybytes())
-    return b"".join(parts)
+            raw = data.to_pybytes()
+            if any(needle in raw for needle in needles):
+                return True
+    return False
 
 
 def _list_without_nul(chunk: Any) -> Any:
