@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -21,6 +23,29 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVER_READY = "Mock Makini listening on"
+
+
+def instructions_per_step(module: str, args: list[str], few: int, many: int) -> float | None:
+    """User-space instructions one step costs: ``python -m module *args N`` under valgrind.
+
+    Run twice (``N`` = ``few``, then ``many``; cachegrind with no cache
+    simulation), the difference over ``many - few`` steps leaves start-up
+    out. ``None`` when valgrind is not installed. A child inherits this
+    process's cores.
+    """
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    counts = []
+    for steps in (few, many):
+        cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+        cmd += [sys.executable, "-m", module, *args, str(steps)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+        if found is None:
+            raise RuntimeError(done.stderr[-2000:])
+        counts.append(int(found.group(1).replace(",", "")))
+    return (counts[1] - counts[0]) / (many - few)
 
 
 def cpu_count() -> int:

@@ -30,9 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,7 +44,7 @@ if __package__ in (None, ""):
 import orjson
 
 from benchmarks._baselines import MAX_PAGE_SIZE
-from benchmarks._common import RESULTS, machine
+from benchmarks._common import RESULTS, instructions_per_step, machine
 from benchmarks._instant import InstantTransport
 from makini_async import Entity, MakiniPool
 from makini_async.testing._data import generate_records
@@ -146,26 +143,19 @@ def _child(opts: argparse.Namespace, way: str, pages: int) -> None:
 
 def instructions(opts: argparse.Namespace) -> dict[str, float] | None:
     """User-space instructions per page of each way, or None without valgrind."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("valgrind is not installed: no instruction counts")
-        return None
-    root = Path(__file__).resolve().parent.parent
-
-    def count(way: str, pages: int) -> int:
-        cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-        cmd += [sys.executable, "-m", "benchmarks.overhead", "--shape", opts.shape]
-        cmd += ["--entity", opts.entity, "--chain", str(opts.chain), "--child", way, str(pages)]
-        if not opts.dedupe:
-            cmd.append("--no-dedupe")
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=root)
-        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-        if found is None:
-            raise RuntimeError(done.stderr[-2000:])
-        return int(found.group(1).replace(",", ""))
-
-    few, many = 100 * opts.chain, 400 * opts.chain
-    return {way: (count(way, many) - count(way, few)) / (many - few) for way in WAYS}
+    args = ["--shape", opts.shape, "--entity", opts.entity, "--chain", str(opts.chain)]
+    if not opts.dedupe:
+        args.append("--no-dedupe")
+    out = {}
+    for way in WAYS:
+        count = instructions_per_step(
+            "benchmarks.overhead", [*args, "--child", way], 100 * opts.chain, 400 * opts.chain
+        )
+        if count is None:
+            print("valgrind is not installed: no instruction counts")
+            return None
+        out[way] = count
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,10 +28,7 @@ import argparse
 import asyncio
 import json
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from contextlib import AsyncExitStack
@@ -44,13 +41,18 @@ import orjson
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import RESULTS, library_version, machine, mock_server
+from benchmarks._common import (
+    RESULTS,
+    instructions_per_step,
+    library_version,
+    machine,
+    mock_server,
+)
 from makini_async import MakiniPool
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok-single-get-0001"  # noqa: S105 - the mock accepts any token
 PATH = "/api/v1/work-orders/wo_000001"
 
@@ -124,26 +126,14 @@ def _child(url: str, way: str, calls: int) -> None:
 
 def _instructions(url: str) -> dict[str, float] | None:
     """User-space instructions per call of each way, or None without valgrind."""
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
-        print("valgrind is not installed: no instruction counts")
-        return None
-
-    def count(way: str, calls: int) -> int:
-        cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-        cmd += [sys.executable, "-m", "benchmarks.single_get", "--child", url, way, str(calls)]
-        # The child inherits this process's core (the client's, set in main).
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
-        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-        if found is None:
-            raise RuntimeError(done.stderr[-2000:])
-        return int(found.group(1).replace(",", ""))
-
-    few, many = 300, 1300
     out = {}
     for way in WAYS:
-        out[way] = (count(way, many) - count(way, few)) / (many - few)
-        print(f"{way:<13} {out[way] / 1000:7.1f} k instructions per call")
+        count = instructions_per_step("benchmarks.single_get", ["--child", url, way], 300, 1300)
+        if count is None:
+            print("valgrind is not installed: no instruction counts")
+            return None
+        out[way] = count
+        print(f"{way:<13} {count / 1000:7.1f} k instructions per call")
     return out
 
 
