@@ -57,7 +57,7 @@ from ._records import (
     WorkOrder,
 )
 
-__all__ = ["CONVERTER", "locate_error", "structure_fn"]
+__all__ = ["CONVERTER", "field_kinds", "locate_error", "structure_fn"]
 
 # --- field kinds, read from the attrs classes once ---
 
@@ -268,6 +268,16 @@ _fns: dict[str, Callable[[Any], Any]] = {}
 for _cls in _NESTED + _RECORDS:  # nested first: records refer to them
     _check_slots(_cls)
     _STRUCTURE[_cls] = _fns[f"_s_{_cls.__name__}"] = _generate(_cls, _fns)
+
+
+def field_kinds(cls: type[Any]) -> tuple[tuple[str, str, type | None], ...]:
+    """``(name, kind, nested class)`` of each field a model class reads (``extra`` aside).
+
+    The kinds are the generated function's: ``id``, ``str``, ``int``,
+    ``datetime``, ``date``, ``decimal``, ``dict``, ``raw``, ``nested``,
+    ``seq`` and ``strs``.
+    """
+    return tuple((f.name, f.kind, f.sub) for f in _FIELDS[cls])
 
 
 def structure_fn(cls: type[Any]) -> Callable[[Any], Any]:
