@@ -284,6 +284,7 @@ class Pull(Generic[R]):
         checkpoints = self._checkpoints
         sink = self._sink
         has_store = checkpoints.store is not None
+        texts = as_dicts and bool(getattr(sink, "reads_texts", False))
         try:
             await checkpoints.open()
             if has_store:
@@ -321,6 +322,7 @@ class Pull(Generic[R]):
                         as_dicts=as_dicts,
                         dedupe=self._dedupe,
                         on_invalid=self._on_invalid,
+                        texts=texts,
                     )
                     # No reference to a parsed page may outlive this step (see parse).
                     del payload

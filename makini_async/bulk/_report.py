@@ -14,7 +14,7 @@ import attrs
 from makini_async.entities import Entity  # noqa: TC001 - attrs and NamedTuple need it at runtime
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from makini_async._invalid import InvalidRecord
     from makini_async.checkpoint import StateUse
@@ -296,6 +296,12 @@ class PulledPage(Generic[R]):
     API sent them; whatever the ``on_invalid`` policy, a page carries them.
     ``total_count`` is the listing's total as the API reported it (``None``
     when the source system cannot count).
+
+    ``texts``, in a dict pull into a sink that stores JSON (one whose
+    ``reads_texts`` is true), is each record's JSON text as the API sent it,
+    in the order of ``records`` (buffers, such as ``msgspec.Raw``, of the
+    page's body); ``None`` when the page has none to give (see
+    :mod:`makini_async._wire.texts`), and in every other pull.
     """
 
     connection: str
@@ -306,6 +312,7 @@ class PulledPage(Generic[R]):
     request_id: str | None
     invalid: tuple[InvalidRecord, ...] = ()
     total_count: int | None = None
+    texts: Sequence[Any] | None = attrs.field(default=None, repr=False, eq=False)
 
     def __len__(self) -> int:
         return len(self.records)

@@ -52,6 +52,11 @@ class Sink(Protocol):
     that ends a chain whose page failed to commit after its ``write``
     returned. Such a sink drops that chain's later pages, so its cursor
     never moves past the failed page.
+
+    A sink that stores records as JSON may set ``reads_texts = True``: in a
+    dict pull its pages then carry :attr:`PulledPage.texts`, each record's
+    JSON text as the API sent it, so it need not encode the records again.
+    Also outside the Protocol; a page may still come without texts.
     """
 
     @property

@@ -26,6 +26,7 @@ from makini_async._client import listing as _listing
 from makini_async._client.call import Tally
 from makini_async._client.reading import read_page
 from makini_async._client.walk import Walk
+from makini_async._wire.texts import record_texts
 from makini_async.bulk._chain import Chain, ChainEnded, Checkpoints, fresh
 from makini_async.bulk._report import Outcome, PulledPage
 from makini_async.errors import CircuitOpenError, MakiniError, MalformedResponse
@@ -258,7 +259,13 @@ async def parse(chain: Chain, raw: RawPage | Page[Any], *, as_dicts: bool) -> Pa
 
 
 async def receive(
-    chain: Chain, payload: Any, *, as_dicts: bool, dedupe: bool, on_invalid: OnInvalid
+    chain: Chain,
+    payload: Any,
+    *,
+    as_dicts: bool,
+    dedupe: bool,
+    on_invalid: OnInvalid,
+    texts: bool = False,
 ) -> tuple[PulledPage[Any], int] | None:
     """A chain's queued page parsed, de-duplicated and counted, with its page size.
 
@@ -267,6 +274,8 @@ async def receive(
     page while this one is consumed. A page that fails goes back to the
     worker as its exception (it fetches again, or reports the chain), and
     this returns ``None``, as it does for a chain the consumer ended.
+    With ``texts`` (a dict pull into a sink that reads them), the page
+    carries each record's JSON text as sent (:func:`_texts_of`).
     """
     raw, handed = payload
     if chain.done:  # ended by the consumer (fail): stop its worker
@@ -275,10 +284,18 @@ async def receive(
     try:
         page = await parse(chain, raw, as_dicts=as_dicts)
         records, invalid = page.records, page.invalid
+        # Only a page with nothing set apart: its records are the body's data, in order.
+        sent = (
+            record_texts(raw.body, len(records))
+            if texts and as_dicts and not invalid and isinstance(raw, RawPage)
+            else None
+        )
         if dedupe:
             records, invalid = fresh(
                 chain, records, invalid, as_dicts=as_dicts, request_id=page.request_id
             )
+        if sent is not None and records is not page.records:
+            sent = _kept(sent, page.records, records)
         if invalid:
             report_invalid(invalid, on_invalid)
     except Exception as exc:  # noqa: BLE001 - the chain's failure, not the pull's
@@ -302,5 +319,12 @@ async def receive(
         page.request_id,
         invalid,
         page.total_count,
+        sent,
     )
     return pulled, page.page_size
+
+
+def _kept(texts: list[Any], sent: list[Any], kept: list[Any]) -> list[Any]:
+    """The texts of the records de-duplication kept (found by identity: they are dicts)."""
+    where = {id(record): i for i, record in enumerate(sent)}
+    return [texts[where[id(record)]] for record in kept]

@@ -30,6 +30,8 @@ class BatchedRows:
     #: ``(max_batch_rows, max_batch_delay, lanes)``, set by the sink's constructor.
     _batch_settings: tuple[int, float, int] = (DEFAULT_MAX_ROWS, DEFAULT_MAX_DELAY, 1)
     _landing: Lanes | None = None
+    #: Dict pulls hand over each record's JSON text as sent: stored, not encoded again.
+    reads_texts = True
 
     async def _commit(self, batch: list[Pending]) -> None:
         raise NotImplementedError  # pragma: no cover - every sink defines it

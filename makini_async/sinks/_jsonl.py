@@ -69,6 +69,9 @@ class JsonLinesSink:
         self._files: dict[Entity, IO[bytes]] = {}
         self._invalid_files: dict[Entity, IO[bytes]] = {}
 
+    #: Dict pulls hand over each record's JSON text as sent: written, not encoded again.
+    reads_texts = True
+
     def __repr__(self) -> str:
         return f"<JsonLinesSink {self.directory}>"
 
@@ -202,6 +205,8 @@ def _fsync_all(handles: list[IO[bytes]]) -> None:
 
 
 def _encode_lines(page: PulledPage[Any]) -> bytes:
+    if page.texts is not None:
+        return _sent_lines(page, page.texts)
     data = _lines(page, clean=False)
     # U+0000 lands as U+FFFD, as in every sink (makini_async.sinks._nul).
     return _lines(page, clean=True) if has_nul_escape(data) else data
@@ -230,6 +235,27 @@ def _lines(page: PulledPage[Any], *, clean: bool) -> bytes:
         raise unwritable(page, record, exc, what="JSON") from None
     parts.append(b"")
     return b"\n".join(parts)
+
+
+def _sent_lines(page: PulledPage[Any], texts: Sequence[Any]) -> bytes:
+    """The page's lines from each record's JSON text as sent: nothing encoded again.
+
+    The texts hold no escaped U+0000 and no line break
+    (:mod:`makini_async._wire.texts`); the connection's name is cleaned here.
+    """
+    name = without_nul(page.connection)
+    tail = b',"_connection":' + orjson.dumps(name) + b"}\n"
+    parts: list[Any] = []
+    add = parts.append
+    for record, text in zip(page.records, texts, strict=True):
+        if record and "_connection" not in record:
+            add(memoryview(text)[:-1])  # the text without its closing brace
+            add(tail)
+        else:  # as _lines does: the key is replaced
+            row = dict(record)
+            row["_connection"] = name
+            add(orjson.dumps(row) + b"\n")
+    return b"".join(parts)
 
 
 def _encode_invalid(page: PulledPage[Any]) -> bytes:

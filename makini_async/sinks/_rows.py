@@ -19,6 +19,8 @@ from makini_async.sinks._encode import as_json_dict, record_id, unwritable
 from makini_async.sinks._nul import has_nul_escape, without_nul
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from makini_async.bulk import PulledPage
     from makini_async.checkpoint import ChainState
     from makini_async.entities import Entity
@@ -56,6 +58,8 @@ def page_rows(page: PulledPage[Any]) -> tuple[list[Row], list[Row], int]:
     size = 0
     record: Any = None
     dumps = orjson.dumps
+    if page.texts is not None:
+        return _sent_rows(page, page.texts, connection, request_id)
     try:
         for record in page.records:
             doc = record if record.__class__ is dict else as_json_dict(record)
@@ -70,6 +74,27 @@ def page_rows(page: PulledPage[Any]) -> tuple[list[Row], list[Row], int]:
             updated = _when(doc.get("updated_at"))
             rows.append((connection, key, updated, _when(doc.get("created_at")), text, request_id))
     except (TypeError, RecursionError, MakiniError) as exc:
+        raise unwritable(page, record, exc, what="JSON") from None
+    return rows, _invalid_rows(page) if page.invalid else [], size
+
+
+def _sent_rows(
+    page: PulledPage[Any], texts: Sequence[Any], connection: str, request_id: str | None
+) -> tuple[list[Row], list[Row], int]:
+    """:func:`page_rows` from each record's JSON text as sent (dict records, no U+0000)."""
+    rows: list[Row] = []
+    size = 0
+    record: Any = None
+    try:
+        for record, sent in zip(page.records, texts, strict=True):
+            key = record.get("id")
+            if key.__class__ is not str:
+                key = str(record_id(record))
+            text = str(sent, "utf-8")
+            size += len(text)
+            updated, created = _when(record.get("updated_at")), _when(record.get("created_at"))
+            rows.append((connection, key, updated, created, text, request_id))
+    except (TypeError, MakiniError) as exc:
         raise unwritable(page, record, exc, what="JSON") from None
     return rows, _invalid_rows(page) if page.invalid else [], size
 
