@@ -114,7 +114,7 @@ def duckdb_bare(rows: list[tuple[Any, ...]]) -> float:
         try:
             db.execute(
                 "CREATE TABLE bare (connection VARCHAR, id VARCHAR, updated_at TIMESTAMPTZ, "
-                "created_at TIMESTAMPTZ, record JSON, request_id VARCHAR, "
+                "created_at TIMESTAMPTZ, record JSON USING COMPRESSION zstd, request_id VARCHAR, "
                 "pulled_at TIMESTAMPTZ, PRIMARY KEY (connection, id))"
             )
             started = time.perf_counter()

@@ -165,3 +165,33 @@ async def test_the_command_pulls_into_duckdb(tmp_path: Path) -> None:
     assert code == 0, stderr
     assert read(where, "SELECT count(*) FROM makini_work_orders") == [(80 * len(TOKENS),)]
     assert not any(t in stdout + stderr for t in TOKENS)
+
+
+async def test_records_are_stored_with_zstd_and_read_back_as_json(tmp_path: Path) -> None:
+    set_testing(True)
+    where = tmp_path / "z.duckdb"
+    async with (
+        MockMakini(records_per_entity=300, shape="realistic", unreadable=0.05, seed=9) as server,
+        MakiniPool(base_url=server.url) as pool,
+        pool.pull("work-orders", NAMED[:2], sink=DuckDBSink(where)) as pull,
+    ):
+        await pull.run()
+    assert pull.report.ok
+    db = duckdb.connect(str(where))
+    try:
+        db.execute("CHECKPOINT")
+        for table in ("makini_work_orders", "makini_invalid_records"):
+            kinds = db.execute(
+                "SELECT DISTINCT compression FROM pragma_storage_info(?) "
+                "WHERE column_name = 'record' AND compression <> 'Constant'",
+                [table],
+            ).fetchall()
+            assert kinds == [("ZSTD",)], table
+        titles = db.execute(
+            "SELECT count(*), count(DISTINCT record->>'$.title') FROM makini_work_orders"
+        ).fetchone()
+    finally:
+        db.close()
+    assert titles is not None
+    assert titles[0] + len(read(where, "SELECT id FROM makini_invalid_records")) == 600
+    assert titles[1] > 1
