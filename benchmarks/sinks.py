@@ -22,6 +22,12 @@ Two measurements, both against the mock server in its own process:
     python -m benchmarks.sinks --shape realistic  # ~850-byte nested work orders only
     python -m benchmarks.sinks --quick            # 1 round, small
     python -m benchmarks.sinks --chains 100000 --skip-sinks
+    python -m benchmarks.sinks --tuned            # each run tuned, as the command line runs
+
+With ``--tuned`` every contender's process runs inside
+:func:`makini_async.tuning.tuned` (the collector's thresholds raised, the
+heap kept), as the ``makini-async`` command and the sharded workers do by
+default; results go to ``sinks-tuned.{json,md}``.
 
 Needs the test extra (pyarrow, asyncpg, pgserver, duckdb: PostgreSQL is
 started here). Results go to ``benchmarks/results/sinks.{json,md}``.
@@ -51,6 +57,7 @@ from makini_async import MakiniPool
 from makini_async.checkpoint import ChainState, JSONCheckpoint, PostgresCheckpoint, SQLiteCheckpoint
 from makini_async.entities import Entity
 from makini_async.sinks import DuckDBSink, JsonLinesSink, ParquetSink, PostgresSink
+from makini_async.tuning import owned
 
 ENTITY = "work-orders"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -117,12 +124,13 @@ def one_bare(contender: str, shape: str, records_per: int, connections: int, dsn
 
 
 def one(argv: list[str]) -> float:
-    """One contender's run in this (fresh) process: ``CONTENDER URL SHAPE RECORDS CONNS DSN``."""
-    contender, url, shape, records, connections, dsn = argv
-    if contender in BARES:
-        return one_bare(contender, shape, int(records), int(connections), dsn)
-    with tempfile.TemporaryDirectory() as work:
-        return asyncio.run(one_pull(url, int(connections), contender, Path(work), dsn))
+    """One run in this (fresh) process: ``CONTENDER URL SHAPE RECORDS CONNS DSN MODE``."""
+    contender, url, shape, records, connections, dsn, mode = argv
+    with owned(enabled=mode == "tuned"):
+        if contender in BARES:
+            return one_bare(contender, shape, int(records), int(connections), dsn)
+        with tempfile.TemporaryDirectory() as work:
+            return asyncio.run(one_pull(url, int(connections), contender, Path(work), dsn))
 
 
 def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
@@ -136,7 +144,8 @@ def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
                 # A fresh process per run: no contender inherits another's heap or GC state.
                 out = subprocess.run(
                     [sys.executable, "-m", "benchmarks.sinks", "--one", contender, url,
-                     args.shape_now, str(args.records), str(args.connections), dsn],
+                     args.shape_now, str(args.records), str(args.connections), dsn,
+                     "tuned" if args.tuned else "default"],
                     check=True, capture_output=True, text=True,
                     cwd=str(Path(__file__).resolve().parent.parent),
                 )  # fmt: skip
@@ -269,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=3000, help="saves timed per store")
     parser.add_argument("--shape", choices=["light", "realistic", "both"], default="both")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--one", nargs=6, help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=7, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tuned", action="store_true", help="run each contender tuned, as the command line does"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where sinks.{md,json} go")
     parser.add_argument("--skip-sinks", action="store_true")
     parser.add_argument("--skip-checkpoints", action="store_true")
@@ -287,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if not args.skip_sinks:
                 shapes = ["light", "realistic"] if args.shape == "both" else [args.shape]
-                report: dict[str, Any] = {"machine": machine(), "library": library_version()}
+                report: dict[str, Any] = {
+                    "machine": machine(),
+                    "library": library_version(),
+                    "mode": "tuned" if args.tuned else "default",
+                }
                 markdown = []
                 for shape in shapes:
                     args.shape_now = shape
@@ -304,8 +320,9 @@ def main(argv: list[str] | None = None) -> int:
                 }
                 if not args.quick:
                     args.out.mkdir(exist_ok=True)
-                    (args.out / "sinks.json").write_text(json.dumps(report, indent=2) + "\n")
-                    (args.out / "sinks.md").write_text("\n".join(markdown))
+                    name = "sinks-tuned" if args.tuned else "sinks"
+                    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+                    (args.out / f"{name}.md").write_text("\n".join(markdown))
             if not args.skip_checkpoints:
                 print(f"\ncheckpoint cost per page at {args.chains:,} chains:")
                 for name, figures in bench_checkpoints(args, pg).items():
