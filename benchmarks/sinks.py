@@ -23,11 +23,17 @@ Two measurements, both against the mock server in its own process:
     python -m benchmarks.sinks --quick            # 1 round, small
     python -m benchmarks.sinks --chains 100000 --skip-sinks
     python -m benchmarks.sinks --tuned            # each run tuned, as the command line runs
+    python -m benchmarks.sinks --only jsonl,jsonl-encoded --out /tmp/r  # some contenders
 
 With ``--tuned`` every contender's process runs inside
 :func:`makini_async.tuning.tuned` (the collector's thresholds raised, the
 heap kept), as the ``makini-async`` command and the sharded workers do by
-default; results go to ``sinks-tuned.{json,md}``.
+default; results go to ``sinks-tuned.{json,md}``. Besides records/s, each
+pull reports its process's CPU time per record (every thread's): steadier than
+records/s on a shared machine, and what a sink adds over the pull into nothing.
+``--only`` runs some contenders (and ``jsonl-encoded``: JSON Lines encoding
+every parsed record again, to show what writing the texts as sent saves); its
+results are written only to an ``--out`` given with it.
 
 Needs the test extra (pyarrow, asyncpg, pgserver, duckdb: PostgreSQL is
 started here). Results go to ``benchmarks/results/sinks.{json,md}``.
@@ -63,9 +69,13 @@ ENTITY = "work-orders"
 RESULTS = Path(__file__).resolve().parent / "results"
 SINKS = ["no-op", "jsonl", "jsonl+sqlite", "parquet", "duckdb", "postgresql"]
 BARES = ["parquet-bare", "duckdb-bare", "pg-bare"]
+#: Run only when asked (``--only``): JSON Lines encoding every parsed record again, as it did
+#: before it wrote each record's text as sent; what the texts save.
+EXTRA = ["jsonl-encoded"]
 #: What each sink is measured against: the pull into nothing, or its destination's bare load.
 BASELINE = {
     "jsonl": "no-op",
+    "jsonl-encoded": "no-op",
     "jsonl+sqlite": "no-op",
     "parquet": "serial ideal",
     "duckdb": "duckdb-bare",
@@ -87,12 +97,21 @@ def fresh_dsn(server: Any, name: str) -> str:
     return server.get_uri().replace("/postgres?", f"/{name}?", 1)
 
 
-async def one_pull(url: str, connections: int, contender: str, work: Path, dsn: str) -> float:
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+async def one_pull(
+    url: str, connections: int, contender: str, work: Path, dsn: str
+) -> tuple[float, float]:
+    """Records/s, and the process's CPU µs per record, of one pull into ``contender``."""
     tokens = [(f"plant-{i:04d}", f"tok-bench-{i:04d}") for i in range(connections)]
     sink: Any = None
     checkpoint: Any = None
-    if contender == "jsonl":
+    if contender in ("jsonl", "jsonl-encoded"):
         sink = JsonLinesSink(work / "jsonl", append=False)
+        sink.reads_texts = contender == "jsonl"
     elif contender == "jsonl+sqlite":
         sink = JsonLinesSink(work / "jsonl-sq", append=False)
         checkpoint = work / "jsonl-sq.sqlite"
@@ -103,14 +122,14 @@ async def one_pull(url: str, connections: int, contender: str, work: Path, dsn: 
     elif contender == "postgresql":
         sink = PostgresSink(dsn)
     async with MakiniPool(base_url=url, as_dicts=True) as pool:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu()
         records = 0
         async with pool.pull(ENTITY, tokens, sink=sink, checkpoint=checkpoint) as pull:
             async for page in pull.pages():
                 records += len(page)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, _cpu() - cpu
     assert pull.report.ok, pull.report.summary()
-    return records / elapsed
+    return records / elapsed, cpu / records * 1e6
 
 
 def one_bare(contender: str, shape: str, records_per: int, connections: int, dsn: str) -> float:
@@ -123,23 +142,29 @@ def one_bare(contender: str, shape: str, records_per: int, connections: int, dsn
     return asyncio.run(bare.pg_bare(dsn, rows))
 
 
-def one(argv: list[str]) -> float:
-    """One run in this (fresh) process: ``CONTENDER URL SHAPE RECORDS CONNS DSN MODE``."""
+def one(argv: list[str]) -> tuple[float, float]:
+    """One run in this (fresh) process: ``CONTENDER URL SHAPE RECORDS CONNS DSN MODE``.
+
+    Records/s and CPU µs per record (NaN for a bare load: not a pull).
+    """
     contender, url, shape, records, connections, dsn, mode = argv
     with owned(enabled=mode == "tuned"):
         if contender in BARES:
-            return one_bare(contender, shape, int(records), int(connections), dsn)
+            rate = one_bare(contender, shape, int(records), int(connections), dsn)
+            return rate, float("nan")
         with tempfile.TemporaryDirectory() as work:
             return asyncio.run(one_pull(url, int(connections), contender, Path(work), dsn))
 
 
 def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
-    results: dict[str, list[float]] = {c: [] for c in SINKS + BARES}
-    args.peak_rss = dict.fromkeys(SINKS + BARES, 0.0)
+    contenders = args.contenders
+    results: dict[str, list[float]] = {c: [] for c in contenders}
+    args.peak_rss = dict.fromkeys(contenders, 0.0)
+    args.cpu = {c: [] for c in contenders}
     extra = ["--shape", args.shape_now]
     with mock_server(records=args.records, extra=extra) as url:
         for _round in range(args.rounds):
-            for contender in SINKS + BARES:
+            for contender in contenders:
                 dsn = fresh_dsn(pg, "bench")
                 # A fresh process per run: no contender inherits another's heap or GC state.
                 out = subprocess.run(
@@ -149,30 +174,40 @@ def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
                     check=True, capture_output=True, text=True,
                     cwd=str(Path(__file__).resolve().parent.parent),
                 )  # fmt: skip
-                rate_text, rss_text = out.stdout.strip().splitlines()[-1].split()
+                rate_text, rss_text, cpu_text = out.stdout.strip().splitlines()[-1].split()
                 rate = float(rate_text)
                 results[contender].append(rate)
                 args.peak_rss[contender] = max(args.peak_rss[contender], float(rss_text))
-                print(f"  {contender:<14} {rate:>10,.0f} records/s", flush=True)
+                args.cpu[contender].append(float(cpu_text))
+                print(
+                    f"  {contender:<14} {rate:>10,.0f} records/s {float(cpu_text):>6.1f} µs CPU",
+                    flush=True,
+                )
     return results
 
 
-def table(results: dict[str, list[float]], peak: dict[str, float]) -> tuple[str, dict[str, Any]]:
-    """The Markdown table of one shape, and its figures (medians, ranges, ratios, peak RSS)."""
+def table(
+    results: dict[str, list[float]], peak: dict[str, float], cpu: dict[str, list[float]]
+) -> tuple[str, dict[str, Any]]:
+    """The Markdown table of one shape, and its figures (medians, ranges, ratios, RSS, CPU)."""
     med = {name: statistics.median(rates) for name, rates in results.items()}
     # The serial ideal: the pull into nothing, then the bare write, one after the other.
-    med["serial ideal"] = 1 / (1 / med["no-op"] + 1 / med["parquet-bare"])
+    if "parquet-bare" in med:
+        med["serial ideal"] = 1 / (1 / med["no-op"] + 1 / med["parquet-bare"])
+    # CPU of the whole process per record, steadier than records/s on a shared machine.
+    cpu_med = {name: statistics.median(v) for name, v in cpu.items() if v and v[0] == v[0]}
     lines = [
         (
             "| contender | records/s (median, min-max) | vs no-op | baseline | vs baseline "
-            "| peak RSS MiB |"
+            "| CPU µs/record (over no-op) | peak RSS MiB |"
         ),
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     figures: dict[str, Any] = {}
     for name, rates in results.items():
         base = BASELINE.get(name)
-        ratio = med[name] / med[base] if base else None
+        ratio = med[name] / med[base] if base and base in med else None
+        used = cpu_med.get(name)
         figures[name] = {
             "median": med[name],
             "min": min(rates),
@@ -180,14 +215,22 @@ def table(results: dict[str, list[float]], peak: dict[str, float]) -> tuple[str,
             "vs_noop": med[name] / med["no-op"],
             "baseline": base,
             "vs_baseline": ratio,
+            "cpu_us_per_record": used,
             "peak_rss_mib": peak[name],
         }
         shown = f"{ratio:.2f}" if ratio is not None else ""
+        spent = ""
+        if used is not None:
+            spent = f"{used:.1f}"
+            if name != "no-op" and "no-op" in cpu_med:
+                spent += f" (+{used - cpu_med['no-op']:.1f})"
         lines.append(
             f"| {name} | {med[name]:,.0f} ({min(rates):,.0f}-{max(rates):,.0f}) "
-            f"| {med[name] / med['no-op']:.2f} | {base or ''} | {shown} | {peak[name]:.0f} |"
+            f"| {med[name] / med['no-op']:.2f} | {base or ''} | {shown} | {spent} "
+            f"| {peak[name]:.0f} |"
         )
-    lines.append(f"| serial ideal | {med['serial ideal']:,.0f} | | | | |")
+    if "serial ideal" in med:
+        lines.append(f"| serial ideal | {med['serial ideal']:,.0f} | | | | | |")
     return "\n".join(lines), figures
 
 
@@ -282,15 +325,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tuned", action="store_true", help="run each contender tuned, as the command line does"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where sinks.{md,json} go")
+    parser.add_argument(
+        "--only",
+        help=f"comma-separated contenders (no-op always runs; also: {', '.join(EXTRA)})",
+    )
+    parser.add_argument("--out", type=Path, help="where sinks.{md,json} go (default: results/)")
     parser.add_argument("--skip-sinks", action="store_true")
     parser.add_argument("--skip-checkpoints", action="store_true")
     args = parser.parse_args(argv)
     if args.one:
-        rate = one(args.one)
+        rate, cpu = one(args.one)
         # Peak RSS of this process (the run's own): KiB on Linux.
-        print(rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        print(rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, cpu)
         return 0
+    args.contenders = SINKS + BARES
+    if args.only:
+        asked = [c.strip() for c in args.only.split(",") if c.strip()]
+        unknown = sorted(set(asked) - set(SINKS + BARES + EXTRA))
+        if unknown:
+            parser.error(f"unknown contenders: {', '.join(unknown)}")
+        args.contenders = ["no-op", *(c for c in dict.fromkeys(asked) if c != "no-op")]
     if args.quick:
         args.connections, args.records, args.rounds = 10, 500, 1
         args.chains, args.pages = 10_000, 500
@@ -309,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.shape_now = shape
                     print(f"{shape}: {args.connections} connections x {args.records} {ENTITY}")
                     rates = bench_sinks(args, pg)
-                    shown, figures = table(rates, args.peak_rss)
+                    shown, figures = table(rates, args.peak_rss, args.cpu)
                     print(shown)
                     report[shape] = figures
                     markdown.append(f"### {shape} records\n\n{shown}\n")
@@ -318,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
                     "records": args.records,
                     "rounds": args.rounds,
                 }
-                if not args.quick:
+                if args.out is None and not args.only:
+                    args.out = RESULTS
+                if not args.quick and args.out is not None:
                     args.out.mkdir(exist_ok=True)
                     name = "sinks-tuned" if args.tuned else "sinks"
                     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
