@@ -9,6 +9,8 @@ import weakref
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import attrs
+
 from makini_async.bulk._chain import (
     Chain,
     Checkpoints,
@@ -336,8 +338,12 @@ class Pull(Generic[R]):
                         if has_store
                         else None
                     )
-                    if sink is not None and not await self._store(sink, chain, pulled, state):
-                        continue
+                    if sink is not None:
+                        if not await self._store(sink, chain, pulled, state):
+                            continue
+                        if pulled.texts is not None:
+                            # The texts were the sink's: they hold the page's whole body.
+                            pulled = attrs.evolve(pulled, texts=None)
                     self._current = chain
                     yield pulled
                     # The consumer asked for more: that page is handled (unless it

@@ -297,11 +297,12 @@ class PulledPage(Generic[R]):
     ``total_count`` is the listing's total as the API reported it (``None``
     when the source system cannot count).
 
-    ``texts``, in a dict pull into a sink that stores JSON (one whose
-    ``reads_texts`` is true), is each record's JSON text as the API sent it,
-    in the order of ``records`` (buffers, such as ``msgspec.Raw``, of the
-    page's body); ``None`` when the page has none to give (see
-    :mod:`makini_async._wire.texts`), and in every other pull.
+    ``texts``, in a page a dict pull hands to a sink that stores JSON (one
+    whose ``reads_texts`` is true), is each record's JSON text as the API
+    sent it, in the order of ``records`` (buffers, such as ``msgspec.Raw``, of
+    the page's body); ``None`` when the page has none to give (see
+    :mod:`makini_async._wire.texts`), in every other pull, and in the pages
+    the pull yields once the sink has them.
     """
 
     connection: str

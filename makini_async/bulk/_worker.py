@@ -275,7 +275,8 @@ async def receive(
     worker as its exception (it fetches again, or reports the chain), and
     this returns ``None``, as it does for a chain the consumer ended.
     With ``texts`` (a dict pull into a sink that reads them), the page
-    carries each record's JSON text as sent (:func:`_texts_of`).
+    carries each record's JSON text as sent
+    (:func:`~makini_async._wire.texts.record_texts`).
     """
     raw, handed = payload
     if chain.done:  # ended by the consumer (fail): stop its worker

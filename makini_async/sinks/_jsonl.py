@@ -205,8 +205,9 @@ def _fsync_all(handles: list[IO[bytes]]) -> None:
 
 
 def _encode_lines(page: PulledPage[Any]) -> bytes:
-    if page.texts is not None:
-        return _sent_lines(page, page.texts)
+    texts = page.texts
+    if texts is not None and len(texts) == len(page.records):
+        return _sent_lines(page, texts)
     data = _lines(page, clean=False)
     # U+0000 lands as U+FFFD, as in every sink (makini_async.sinks._nul).
     return _lines(page, clean=True) if has_nul_escape(data) else data

@@ -58,8 +58,9 @@ def page_rows(page: PulledPage[Any]) -> tuple[list[Row], list[Row], int]:
     size = 0
     record: Any = None
     dumps = orjson.dumps
-    if page.texts is not None:
-        return _sent_rows(page, page.texts, connection, request_id)
+    texts = page.texts
+    if texts is not None and len(texts) == len(page.records):
+        return _sent_rows(page, texts, connection, request_id)
     try:
         for record in page.records:
             doc = record if record.__class__ is dict else as_json_dict(record)

@@ -153,3 +153,27 @@ def test_a_body_gives_texts_only_when_they_say_what_the_records_say() -> None:
     assert last is not None
     assert bytes(last[0]) == b'{"id":"y"}'
     assert orjson.loads(twice)["data"] == [{"id": "y"}]
+
+
+async def test_the_pages_a_consumer_gets_hold_no_texts(tmp_path: Path) -> None:
+    """The texts hold the page's whole body: they are the sink's, not kept for the consumer."""
+    set_testing(True)
+    async with (
+        MockMakini(records_per_entity=30) as server,
+        MakiniPool(base_url=server.url, as_dicts=True, page_sizes=SIZES) as pool,
+    ):
+        sink = JsonLinesSink(tmp_path / "out")
+        seen: list[Any] = []
+        real = sink.write
+
+        async def write(page: Any, state: Any) -> None:
+            seen.append(page.texts)
+            await real(page, state)
+
+        sink.write = write  # type: ignore[method-assign]
+        async with pool.pull("assets", NAMED[3:], sink=sink) as pull:
+            pages = [page async for page in pull.pages()]
+    assert len(pages) == 3
+    assert all(texts is not None and len(texts) == 10 for texts in seen)
+    assert all(page.texts is None for page in pages)
+    assert sum(len(page) for page in pages) == 30
