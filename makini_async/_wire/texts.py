@@ -1,10 +1,12 @@
 """Each record's JSON text as the API sent it, cut from a listing body.
 
-A dict pull into a sink that stores JSON (JSON Lines, PostgreSQL, DuckDB)
-used to encode every parsed record again: about half of what decoding the
-page cost. The page body already holds each record's text. ``msgspec``
-validates the body and hands back the bytes of each item of ``data``
-(``msgspec.Raw``) in C, without building a Python object per value.
+A dict pull into a sink that stores JSON (JSON Lines, PostgreSQL) used to
+encode every parsed record again: about half of what decoding the page cost.
+The page body already holds each record's text. ``msgspec`` validates the
+body and hands back the bytes of each item of ``data`` (``msgspec.Raw``) in
+C, without building a Python object per value. (DuckDB takes the records
+encoded again: its JSON functions read the first of a key sent twice, where
+the parsed record, like PostgreSQL's ``jsonb``, keeps the last.)
 
 The texts are used only when they say exactly what the parsed records say,
 so every rule the sinks apply to parsed records still holds. A body gets no

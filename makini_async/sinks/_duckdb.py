@@ -157,6 +157,11 @@ class DuckDBSink(BatchedRows):
         self._upserts: dict[Entity, str] = {}
         self.tables: dict[Entity, str] = {}
 
+    #: The records are encoded again from the parsed page, not taken as sent: of a key
+    #: sent twice, DuckDB's JSON functions read the first value, where the pull (and
+    #: PostgreSQL's jsonb) keep the last.
+    reads_texts = False
+
     def __repr__(self) -> str:
         return f"<DuckDBSink {self.path}>"
 
