@@ -34,11 +34,11 @@ from makini_async.models import record_type
 from makini_async.models._converter import field_kinds, structure_fn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from makini_async.entities import Entity
 
-__all__ = ["dict_columns", "json_default"]
+__all__ = ["dict_columns", "json_column", "json_default"]
 
 _NONE: Final = type(None)
 _TEXT: Final = frozenset({str, _NONE})
@@ -65,7 +65,8 @@ def json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
-def _json(values: Column) -> Column:
+def json_column(values: Iterable[Any]) -> Column:
+    """Each value as JSON text (UTF-8 bytes: Arrow takes them for a string column as they are)."""
     dumps = orjson.dumps
     return [None if v is None else dumps(v, default=json_default) for v in values]
 
@@ -116,12 +117,13 @@ def _decimals(values: Column) -> Column:
 
 def _objects(values: Column) -> Column:
     to_dict = rules.to_dict
-    return _json([{} if v is None else v if v.__class__ is dict else to_dict(v) for v in values])
+    objects = [{} if v is None else v if v.__class__ is dict else to_dict(v) for v in values]
+    return json_column(objects)
 
 
 def _raws(values: Column) -> Column:
     to_dict = rules.to_dict
-    return _json([v if v is None or v.__class__ is dict else to_dict(v) for v in values])
+    return json_column([v if v is None or v.__class__ is dict else to_dict(v) for v in values])
 
 
 def _strings_lists(values: Column) -> Column:
@@ -133,7 +135,7 @@ def _nested(sub: type) -> Callable[[Column], Column]:
     structure = structure_fn(sub)
 
     def column(values: Column) -> Column:
-        return _json([None if v is None else structure(v) for v in values])
+        return json_column([None if v is None else structure(v) for v in values])
 
     return column
 
@@ -143,7 +145,7 @@ def _sequences(sub: type) -> Callable[[Column], Column]:
 
     def column(values: Column) -> Column:
         to_seq = rules.to_seq
-        return _json(
+        return json_column(
             [
                 ()
                 if v is None

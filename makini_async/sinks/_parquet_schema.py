@@ -34,7 +34,7 @@ import orjson
 
 from makini_async.models import record_type, structure_page
 from makini_async.sinks._nul import NUL, REPLACEMENT, has_nul_escape, without_nul
-from makini_async.sinks._parquet_dicts import dict_columns, json_default
+from makini_async.sinks._parquet_dicts import dict_columns, json_column, json_default
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -162,14 +162,12 @@ def _record_columns(cols: Columns, records: list[Any]) -> dict[str, list[Any]]:
     columns = (
         zip(*map(cols.values_of, records), strict=True) if records else (() for _ in cols.fields)
     )
-    dumps = orjson.dumps
     out: dict[str, list[Any]] = {}
     for (name, kind), column in zip(cols.fields, columns, strict=True):
         if kind is _DECIMAL:
             out[name] = [None if v is None else str(v) for v in column]
         elif kind is _JSON:
-            # JSON text as UTF-8 bytes: Arrow takes them for a string column as they are.
-            out[name] = [None if v is None else dumps(v, default=json_default) for v in column]
+            out[name] = json_column(column)
         else:
             out[name] = list(column)
     return out
