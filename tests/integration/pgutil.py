@@ -1,4 +1,4 @@
-"""Reading what the sinks wrote: PostgreSQL rows and Parquet files, as plain Python."""
+"""Pulling into a sink, and reading what the sinks wrote: PostgreSQL rows and Parquet files."""
 
 from __future__ import annotations
 
@@ -8,6 +8,27 @@ from typing import Any
 import asyncpg
 import orjson
 import pyarrow.parquet as pq
+
+from makini_async import MakiniPool
+
+
+async def pull_into(
+    server: Any,
+    entity: str,
+    named: list[tuple[str, str]],
+    sink: Any,
+    *,
+    page_sizes: Any = None,
+    checkpoint: Any = None,
+) -> Any:
+    """A dict pull of ``entity`` from ``server`` into ``sink``; its report."""
+
+    async with (
+        MakiniPool(base_url=server.url, as_dicts=True, page_sizes=page_sizes) as pool,
+        pool.pull(entity, named, sink=sink, checkpoint=checkpoint) as pull,
+    ):
+        await pull.run()
+    return pull.report
 
 
 async def fetch(dsn: str, query: str, *args: Any) -> list[Any]:

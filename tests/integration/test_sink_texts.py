@@ -27,7 +27,7 @@ from makini_async.entities import Entity
 from makini_async.sinks import DuckDBSink, JsonLinesSink, PostgresSink, Sink
 from makini_async.testing import MockMakini
 
-from .pgutil import fetch
+from .pgutil import fetch, pull_into
 
 RECORDS = 45
 TOKENS = [f"tok-secret-texts-{i:02d}-{'w' * 8}" for i in range(4)]
@@ -65,12 +65,7 @@ def _bent(server: MockMakini) -> None:
 
 
 async def _pull(server: MockMakini, sink: Sink, checkpoint: Any = None) -> Any:
-    async with (
-        MakiniPool(base_url=server.url, as_dicts=True, page_sizes=SIZES) as pool,
-        pool.pull("assets", NAMED, sink=sink, checkpoint=checkpoint) as pull,
-    ):
-        await pull.run()
-    return pull.report
+    return await pull_into(server, "assets", NAMED, sink, page_sizes=SIZES, checkpoint=checkpoint)
 
 
 def _sent(server: MockMakini) -> dict[tuple[str, str], dict[str, Any]]:

@@ -14,7 +14,7 @@ from makini_async.entities import Entity
 from makini_async.sinks import JsonLinesSink, ParquetSink, PostgresSink, Sink
 from makini_async.testing import MockMakini
 
-from .pgutil import fetch
+from .pgutil import fetch, pull_into
 
 RECORDS = 84
 TOKENS = [f"tok-secret-nul-{i:02d}-{'q' * 10}" for i in range(3)]
@@ -49,12 +49,7 @@ def _with_nul(server: MockMakini) -> None:
 
 
 async def _pull(server: MockMakini, sink: Sink, checkpoint: Any = None) -> Any:
-    async with (
-        MakiniPool(base_url=server.url, as_dicts=True, page_sizes=SIZES) as pool,
-        pool.pull("assets", NAMED, sink=sink, checkpoint=checkpoint) as pull,
-    ):
-        await pull.run()
-    return pull.report
+    return await pull_into(server, "assets", NAMED, sink, page_sizes=SIZES, checkpoint=checkpoint)
 
 
 def _cleaned(rows: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
