@@ -65,7 +65,8 @@ async def preflight(settings: PullSettings) -> None:
     """One ``GET /connection`` with the first token: is the API reachable at all?
 
     Only a connection that cannot be made (refused, unknown host) fails the
-    pre-flight; any answer, an error answer included, means the API is there.
+    pre-flight; any answer, an error answer or one whose body was cut short
+    included, means the API is there.
     """
     quick = Timeouts(connect=PREFLIGHT_TIMEOUT, read=PREFLIGHT_TIMEOUT, total=PREFLIGHT_TIMEOUT)
     retry = RetryPolicy(attempts=2, wait_initial=0.05, wait_max=0.05, timeout=PREFLIGHT_TIMEOUT)
@@ -85,6 +86,8 @@ async def _status_probe(
         try:
             await pool.connection(token, name=name).info()
         except ConnectionFailed as exc:
+            if exc.request_id is not None:
+                return  # an answer began (its body was cut short): the API is there
             msg = f"cannot reach {pool.base_url}: {exc.message}"
             raise CliError(msg) from None
         except UsageError as exc:

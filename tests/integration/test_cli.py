@@ -329,6 +329,22 @@ async def test_preflight_accepts_an_error_answer(server: MockMakini, tmp_path: P
     assert "cannot reach" not in stderr
 
 
+async def test_preflight_accepts_an_answer_whose_body_is_cut_short(
+    server: MockMakini, tmp_path: Path
+) -> None:
+    # The demo's random faults cut a body now and then: the API answered all the same.
+    server.configure_connection(TOKENS[0], faults=FaultPlan(drop=1.0))
+    tokens = write_tokens(tmp_path / "tokens.txt")
+    code, stdout, stderr = await run_cli(
+        "pull", "--entity", "assets", "--tokens-file", str(tokens), "--attempts", "2",
+        "--out", str(tmp_path / "out"), "--base-url", server.url,
+    )  # fmt: skip
+    assert code == 1, stderr  # not 2: only that connection failed
+    assert "cannot reach" not in stderr
+    assert NAMES[0] in stdout
+    assert_no_tokens(stdout, stderr)
+
+
 # -- bad input: exit 2 and one error line ------------------------------------------------------
 
 
