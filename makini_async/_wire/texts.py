@@ -32,7 +32,7 @@ class _Listing(msgspec.Struct):
 
 
 _DECODER: Final = msgspec.json.Decoder(_Listing)
-_REFUSED: Final = (b"\\u0000", b"\n", b"\r")
+_REFUSED: Final = (b"\n", b"\r")
 
 
 def record_texts(body: bytes, count: int) -> list[Any] | None:
@@ -41,6 +41,10 @@ def record_texts(body: bytes, count: int) -> list[Any] | None:
     Each text is a ``msgspec.Raw``: a view of the body's bytes (any buffer
     consumer takes it, ``bytes(text)`` copies it).
     """
+    # A backslash first: ``memchr`` is some 40 times faster than the six-byte
+    # search, and most bodies hold no backslash at all.
+    if b"\\" in body and b"\\u0000" in body:
+        return None
     for refused in _REFUSED:
         if refused in body:
             return None

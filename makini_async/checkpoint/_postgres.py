@@ -294,7 +294,7 @@ _ENCODED: Final = "makini_b64"
 def _stored(state: ChainState) -> str:
     """A state as ``jsonb`` text; one with U+0000 (a cursor may hold any text) as base64."""
     payload = orjson.dumps(state_to_json(state))
-    if b"\\u0000" in payload:
+    if b"\\" in payload and b"\\u0000" in payload:
         return orjson.dumps({_ENCODED: base64.b64encode(payload).decode()}).decode()
     return payload.decode()
 
