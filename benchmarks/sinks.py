@@ -70,14 +70,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SINKS = ["no-op", "jsonl", "jsonl+sqlite", "parquet", "duckdb", "postgresql"]
 BARES = ["parquet-bare", "duckdb-bare", "pg-bare"]
 #: Run only when asked (``--only``): JSON Lines encoding every parsed record again, as it did
-#: before it wrote each record's text as sent; what the texts save.
-EXTRA = ["jsonl-encoded"]
+#: before it wrote each record's text as sent (what the texts save); Parquet building every
+#: table in the pull's process (what the helper process gives).
+EXTRA = ["jsonl-encoded", "parquet-here"]
 #: What each sink is measured against: the pull into nothing, or its destination's bare load.
 BASELINE = {
     "jsonl": "no-op",
     "jsonl-encoded": "no-op",
     "jsonl+sqlite": "no-op",
     "parquet": "serial ideal",
+    "parquet-here": "serial ideal",
     "duckdb": "duckdb-bare",
     "postgresql": "pg-bare",
 }
@@ -98,8 +100,11 @@ def fresh_dsn(server: Any, name: str) -> str:
 
 
 def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
-    return usage.ru_utime + usage.ru_stime
+    # Every thread of this process, and the processes it started and has waited for
+    # (the Parquet sink's helper, which the pull waits for as it closes the sink).
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
 
 
 async def one_pull(
@@ -115,8 +120,8 @@ async def one_pull(
     elif contender == "jsonl+sqlite":
         sink = JsonLinesSink(work / "jsonl-sq", append=False)
         checkpoint = work / "jsonl-sq.sqlite"
-    elif contender == "parquet":
-        sink = ParquetSink(work / "parquet")
+    elif contender in ("parquet", "parquet-here"):
+        sink = ParquetSink(work / "parquet", helper=None if contender == "parquet" else False)
     elif contender == "duckdb":
         sink = DuckDBSink(work / "bench.duckdb")
     elif contender == "postgresql":
@@ -134,9 +139,11 @@ async def one_pull(
 
 def one_bare(contender: str, shape: str, records_per: int, connections: int, dsn: str) -> float:
     records = bare.records_of(Entity.WORK_ORDERS, records_per, shape)
+    each = bare.per_connection(records, connections)
     if contender == "parquet-bare":
-        return bare.parquet_bare(records, connections)
-    rows = bare.pg_rows(records, connections)
+        return bare.parquet_bare(each)
+    rows = bare.pg_rows(each)
+    del each
     if contender == "duckdb-bare":
         return bare.duckdb_bare(rows)
     return asyncio.run(bare.pg_bare(dsn, rows))
@@ -335,8 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.one:
         rate, cpu = one(args.one)
-        # Peak RSS of this process (the run's own): KiB on Linux.
-        print(rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, cpu)
+        # Peak RSS of this process (the run's own) and of the largest process it started
+        # (the Parquet sink's helper, if any), added: KiB on Linux.
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        peak += resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        print(rate, peak / 1024, cpu)
         return 0
     args.contenders = SINKS + BARES
     if args.only:

@@ -57,7 +57,8 @@ def unit_sink(spec: str | Callable[[int], Sink], bucket: int, *, append: bool) -
     if is_dsn(spec):
         return open_sink(spec)
     # DIR is the user's; the bucket folder is ours, so a link planted there is refused.
-    return open_sink(spec, append=append, folder=f"bucket-{bucket:05d}")
+    # The workers use every core already: a Parquet helper process would only contend.
+    return open_sink(spec, append=append, folder=f"bucket-{bucket:05d}", helper=False)
 
 
 def _open_store(

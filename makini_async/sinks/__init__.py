@@ -66,6 +66,7 @@ def open_sink(
     append: bool = True,
     folder: str | None = None,
     retry_deadline: float | None = None,
+    helper: bool | None = None,
 ) -> Sink:
     """A sink from ``jsonl:DIR``, ``parquet:DIR``, ``duckdb:FILE`` or a ``postgresql://`` DSN.
 
@@ -74,7 +75,8 @@ def open_sink(
     the sink makes and refuses to follow if it is a link. ``retry_deadline``
     (seconds) bounds how long Parquet and PostgreSQL wait out a destination
     that is away before :class:`~makini_async.errors.SinkUnavailable`
-    (``None``: their default, 120).
+    (``None``: their default, 120). ``helper`` is the Parquet sink's (a helper
+    process builds its tables; ``None``: when this process may use two cores).
     """
     deadline = DEFAULT_DISK_DEADLINE if retry_deadline is None else retry_deadline
     if spec.startswith(("postgresql://", "postgres://")):
@@ -87,7 +89,9 @@ def open_sink(
     if sep and where and kind == "parquet":
         from makini_async.sinks._parquet import ParquetSink  # noqa: PLC0415
 
-        return ParquetSink(os.path.expanduser(where), folder=folder, retry_deadline=deadline)
+        return ParquetSink(
+            os.path.expanduser(where), folder=folder, retry_deadline=deadline, helper=helper
+        )
     if sep and where and kind == "duckdb":
         from makini_async.sinks._duckdb import DuckDBSink  # noqa: PLC0415
 

@@ -21,6 +21,15 @@ taken; the others stay buffered). Any other failure to write a file ends only
 the chain whose page was being written (its buffered pages are dropped, its
 state stays before them); the other chains' pages go into the next file.
 
+**A helper process.** A dict page's Arrow table is built in a helper
+process, on another core, from the records' JSON texts as the API sent them
+(:mod:`makini_async.sinks._parquet_helper`); files, the manifest and every
+cursor stay here. ``helper=None`` (the default) uses one when this process
+may run on two cores or more; ``False`` builds every table in this process.
+A page the helper could not build is built here, and a page that cannot be
+written ends its chain as it does here (told to the pull once its turn to
+be committed comes).
+
 **One writer.** The sink holds an advisory lock (``DIR/.makini.lock``,
 ``flock``) from ``open`` to ``close``: a second pull into the same directory
 gets a :class:`~makini_async.errors.SinkError` naming it.
@@ -51,6 +60,7 @@ from makini_async.errors import MakiniError, SinkError, SinkUnavailable, UsageEr
 from makini_async.sinks._disk import DEFAULT_DISK_DEADLINE, DiskRetry
 from makini_async.sinks._encode import check_folder, unwritable
 from makini_async.sinks._parquet_dir import MANIFEST, EntityDir, encode
+from makini_async.sinks._parquet_helper import Building, TableHelper, cores
 from makini_async.sinks._parquet_schema import table_of
 
 if TYPE_CHECKING:
@@ -112,8 +122,13 @@ class ParquetSink:
 
     ``folder`` puts the files under ``DIR/folder/`` (a folder the sink makes:
     refused if it is a link). ``retry_deadline``, ``sleep`` and ``clock``
-    govern the retries of a full or failing disk.
+    govern the retries of a full or failing disk. ``helper`` builds dict
+    pages' tables in a helper process (``None``: when this process may use
+    two cores or more).
     """
+
+    #: Whether dict pulls hand over each record's JSON text (for the helper).
+    reads_texts: bool
 
     def __init__(
         self,
@@ -124,7 +139,11 @@ class ParquetSink:
         retry_deadline: float = DEFAULT_DISK_DEADLINE,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        helper: bool | None = None,
     ) -> None:
+        if helper is not None and not isinstance(helper, bool):
+            msg = f"helper must be True, False or None, got {helper!r}"
+            raise UsageError(msg)
         if file_size < 1:
             msg = f"file_size must be at least 1 byte, got {file_size}"
             raise UsageError(msg)
@@ -143,6 +162,12 @@ class ParquetSink:
         self._dir: Folder | None = None
         self._lock: Any = None
         self.committed_files = 0
+        self.reads_texts = cores() > 1 if helper is None else helper
+        self._helper: TableHelper | None = None
+        self._helper_built = 0
+        self._building: list[Building] = []  # sent to the helper, in order, not yet taken
+        self._failed: dict[tuple[str, str], SinkError] = {}  # (entity, connection)
+        self._on_failure: Callable[[str, Entity, SinkError], None] | None = None
 
     def __repr__(self) -> str:
         return f"<ParquetSink {self.directory}>"
@@ -154,6 +179,16 @@ class ParquetSink:
     @property
     def checkpoint_store(self) -> ManifestStore:
         return self._store
+
+    @property
+    def helper(self) -> TableHelper | None:
+        """The helper process building dict pages' tables, while the sink is open."""
+        return self._helper
+
+    @property
+    def helper_pages(self) -> int:
+        """How many pages' tables the helper process built (the rest were built here)."""
+        return self._helper_built + (0 if self._helper is None else self._helper.built)
 
     @property
     def disk_retries(self) -> int:
@@ -171,6 +206,9 @@ class ParquetSink:
         """Take the directory's lock (if not held) and open each entity's folder."""
         if self._dir is None:
             self._dir = self._take_lock()
+        if self.reads_texts and self._helper is None:
+            self._helper = TableHelper()
+            await self._helper.start()
         for entity in entities:
             if entity.value not in self._entities:
                 self._entities[entity.value] = self._open_entity(self._dir, entity.value)
@@ -211,15 +249,36 @@ class ParquetSink:
             msg = f"cannot open Parquet directory {base.path / name}: {reason}"
             raise SinkError(msg) from None
 
+    def report_failures(self, callback: Callable[[str, Entity, SinkError], None]) -> None:
+        """Have ``callback(connection, entity, error)`` told of a page found unwritable later.
+
+        A page the helper was building is found unwritable only when its
+        file is committed: its chain's buffered pages are dropped then, and
+        its state stays before them.
+        """
+        self._on_failure = callback
+
     async def write(self, page: PulledPage[Any], state: ChainState | None) -> None:
         part = self.entity_dir(page.entity.value)
-        try:
-            table = table_of(page)
-        except (TypeError, ValueError, RecursionError, MakiniError) as exc:
-            raise unwritable(page, None, exc, what="Parquet") from None
         connection = page.connection
+        failed = self._failed.get((page.entity.value, connection))
+        if failed is not None:  # never past a page of this chain that failed
+            raise SinkError(failed.message, request_id=failed.request_id, connection=connection)
+        self._take_built()
+        table: Any
+        helper, texts = self._helper, page.texts
+        if helper is not None and helper.usable and texts and not page.invalid:
+            future = await helper.build(page.entity, texts, connection, page.request_id)
+            table = Building(future, page, sum(map(len, texts)))
+            self._building.append(table)
+            added = True
+        else:
+            try:
+                table = table_of(page)
+            except (TypeError, ValueError, RecursionError, MakiniError) as exc:
+                raise unwritable(page, None, exc, what="Parquet") from None
+            added = bool(table.num_rows)
         before = part.pending.get(connection)
-        added = bool(table.num_rows)
         if added:
             part.pages.append((connection, table))
             part.size += table.nbytes  # Arrow's in-memory size: what rolls a file
@@ -233,7 +292,7 @@ class ParquetSink:
             # This page was not taken: the chain's state stays before it.
             if added and part.pages and part.pages[-1][1] is table:
                 part.pages.pop()
-                part.size -= table.nbytes
+                part.size = sum(t.nbytes for _, t in part.pages)
             if state is not None:
                 if before is None:
                     part.pending.pop(connection, None)
@@ -262,6 +321,11 @@ class ParquetSink:
         try:
             await self.flush()
         finally:
+            helper, self._helper = self._helper, None
+            if helper is not None:
+                await helper.close()
+                self._helper_built += helper.built
+            self._building = []
             entities, self._entities = self._entities, {}
             for part in entities.values():
                 part.folder.close()
@@ -303,7 +367,47 @@ class ParquetSink:
         async with part.guard:
             await self._commit_now(part)
 
+    def _take_built(self) -> None:
+        """Keep the tables the helper has sent back, letting their pages go (memory)."""
+        building = self._building
+        done = 0
+        for entry in building:
+            if not entry.future.done():
+                break
+            entry.take()
+            done += 1
+        del building[:done]
+
+    async def _settle(self, part: EntityDir) -> None:
+        """Every buffered page as its table: awaited from the helper, or built here.
+
+        A page that cannot be written ends its chain: its buffered pages are
+        dropped, its state stays before them, and the pull is told.
+        """
+        failed: dict[str, tuple[Entity, SinkError]] = {}
+        for connection, entry in list(part.pages):
+            if not isinstance(entry, Building) or entry.table is not None:
+                continue
+            if connection in failed:
+                continue
+            await asyncio.wait([entry.future])
+            if entry.take() or entry.page is None:
+                continue
+            page, entry.page = entry.page, None
+            try:
+                entry.table = table_of(page)
+            except (TypeError, ValueError, RecursionError, MakiniError) as exc:
+                failed[connection] = (page.entity, unwritable(page, None, exc, what="Parquet"))
+        self._take_built()
+        for connection, (entity, error) in failed.items():
+            part.drop(connection)
+            self._failed[(entity.value, connection)] = error
+            if self._on_failure is None:
+                raise error
+            self._on_failure(connection, entity, error)
+
     async def _commit_now(self, part: EntityDir) -> None:
+        await self._settle(part)
         if not part.pages and not part.pending:
             return
         count = len(part.pages)
@@ -312,7 +416,7 @@ class ParquetSink:
         if count:
             import pyarrow as pa  # noqa: PLC0415 - the optional extra
 
-            tables = [table for _, table in part.pages]
+            tables = [t.table if isinstance(t, Building) else t for _, t in part.pages]
             try:
                 data = await asyncio.to_thread(encode, tables)
             except (pa.ArrowException, ValueError, TypeError, MemoryError) as exc:
