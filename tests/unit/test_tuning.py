@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import gc
 import platform
+import sys
 
 import pytest
 
 from makini_async import UsageError
-from makini_async.tuning import DEFAULT_THRESHOLD, owned, quiet_gc, run_tuned, steady_heap, tuned
+from makini_async.tuning import (
+    DEFAULT_SWITCH_INTERVAL,
+    DEFAULT_THRESHOLD,
+    owned,
+    quick_switch,
+    quiet_gc,
+    run_tuned,
+    steady_heap,
+    tuned,
+)
 from makini_async.tuning import active as tuning_active
 from tests.fakes import run_fresh
 
@@ -145,13 +155,37 @@ def test_steady_heap_refuses_sizes_that_are_not_positive_ints(bad: object) -> No
             pass  # pragma: no cover
 
 
-def test_tuned_is_both_and_restores_both() -> None:
+def test_quick_switch_shortens_the_interval_and_restores_it_nested_or_on_an_error() -> None:
+    before = sys.getswitchinterval()
+    with quick_switch(0.002):
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+        with quick_switch(0.0001):  # nested: the outer block's interval stays
+            assert sys.getswitchinterval() == pytest.approx(0.002)
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    assert sys.getswitchinterval() == before
+    with pytest.raises(RuntimeError), quick_switch():
+        assert sys.getswitchinterval() == pytest.approx(DEFAULT_SWITCH_INTERVAL)
+        raise RuntimeError
+    assert sys.getswitchinterval() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "1", None])
+def test_quick_switch_refuses_an_interval_that_is_not_a_positive_number(bad: object) -> None:
+    with pytest.raises(UsageError, match="interval must be a positive number"):
+        with quick_switch(bad):  # type: ignore[arg-type]
+            pass  # pragma: no cover
+
+
+def test_tuned_is_all_three_and_restores_them() -> None:
     before = gc.get_threshold()
+    interval = sys.getswitchinterval()
     with tuned():
         assert gc.get_threshold()[0] != before[0]
         assert gc.get_freeze_count() > 0
+        assert sys.getswitchinterval() == pytest.approx(DEFAULT_SWITCH_INTERVAL)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+    assert sys.getswitchinterval() == interval
     if GLIBC:
         got = _probe("tuned")
         assert (got["inside"], got["after"]) == (0, 1)
