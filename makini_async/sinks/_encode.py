@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from makini_async._files import Folder, LinkRefused, is_plain_name
 from makini_async.errors import MakiniError, SinkError, UsageError
@@ -11,7 +11,7 @@ from makini_async.models import unstructure
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from makini_async.bulk import PulledPage
+    from makini_async.entities import Entity
 
 __all__ = ["as_json_dict", "check_folder", "open_no_follow", "record_id", "unwritable"]
 
@@ -21,11 +21,22 @@ def as_json_dict(record: Any) -> dict[str, Any]:
     return record if isinstance(record, dict) else unstructure(record)
 
 
+class PageParts(Protocol):
+    """What an error about a page names: a pulled page, or the parts of one kept."""
+
+    @property
+    def entity(self) -> Entity: ...
+    @property
+    def connection(self) -> str: ...
+    @property
+    def request_id(self) -> str | None: ...
+
+
 def record_id(record: Any) -> Any:
     return record.get("id") if isinstance(record, dict) else getattr(record, "id", None)
 
 
-def unwritable(page: PulledPage[Any], record: Any, exc: BaseException, *, what: str) -> SinkError:
+def unwritable(page: PageParts, record: Any, exc: BaseException, *, what: str) -> SinkError:
     """The typed error for a record the sink cannot hold (orjson stops at 254 levels)."""
     reason = exc.message if isinstance(exc, MakiniError) else f"{type(exc).__name__}: {exc}"
     msg = f"cannot write {page.entity.value} record {record_id(record)!r} as {what} ({reason})"

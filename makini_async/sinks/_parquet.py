@@ -269,7 +269,7 @@ class ParquetSink:
         helper, texts = self._helper, page.texts
         if helper is not None and helper.usable and texts and not page.invalid:
             future = await helper.build(page.entity, texts, connection, page.request_id)
-            table = Building(future, page, sum(map(len, texts)))
+            table = Building(future, page.entity, texts, connection, page.request_id)
             self._building.append(table)
             added = True
         else:
@@ -391,13 +391,13 @@ class ParquetSink:
             if connection in failed:
                 continue
             await asyncio.wait([entry.future])
-            if entry.take() or entry.page is None:
+            if entry.take():
                 continue
-            page, entry.page = entry.page, None
             try:
-                entry.table = table_of(page)
+                entry.build_here()
             except (TypeError, ValueError, RecursionError, MakiniError) as exc:
-                failed[connection] = (page.entity, unwritable(page, None, exc, what="Parquet"))
+                error = unwritable(entry, None, exc, what="Parquet")  # it names the same parts
+                failed[connection] = (entry.entity, error)
         self._take_built()
         for connection, (entity, error) in failed.items():
             part.drop(connection)

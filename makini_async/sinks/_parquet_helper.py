@@ -40,7 +40,6 @@ import orjson
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from makini_async.bulk import PulledPage
     from makini_async.entities import Entity
 
 __all__ = ["Building", "TableHelper", "cores"]
@@ -64,15 +63,30 @@ def cores() -> int:
 
 
 class Building:
-    """A page the helper is building: its table once built, its page until then."""
+    """A page the helper is building: its table once built, its records' texts until then.
 
-    __slots__ = ("future", "nbytes_sent", "page", "table")
+    The texts (views of the page's body) are all that is kept of the page:
+    the parsed records, several times their size, are let go at once. A page
+    to be built here is parsed again from them, by the same parser.
+    """
 
-    def __init__(self, future: asyncio.Future[Any], page: PulledPage[Any], sent: int) -> None:
+    __slots__ = ("connection", "entity", "future", "nbytes_sent", "request_id", "table", "texts")
+
+    def __init__(
+        self,
+        future: asyncio.Future[Any],
+        entity: Entity,
+        texts: Sequence[Any],
+        connection: str,
+        request_id: str | None,
+    ) -> None:
         self.future = future
-        self.page: PulledPage[Any] | None = page
+        self.entity = entity
+        self.texts: Sequence[Any] | None = texts
+        self.connection = connection
+        self.request_id = request_id
         self.table: Any = None
-        self.nbytes_sent = sent
+        self.nbytes_sent = sum(map(len, texts))
 
     @property
     def nbytes(self) -> int:
@@ -80,12 +94,20 @@ class Building:
         return self.nbytes_sent if self.table is None else int(self.table.nbytes)
 
     def take(self) -> bool:
-        """Keep the built table and let the page go; False if it is to be built here."""
+        """Keep the built table and let the texts go; False if it is to be built here."""
         table = self.future.result()
         if table is None:
             return False
-        self.table, self.page = table, None
+        self.table, self.texts = table, None
         return True
+
+    def build_here(self) -> None:
+        """Build the table in this process (raises what :func:`page_table` raises)."""
+        from makini_async.sinks._parquet_schema import page_table  # noqa: PLC0415
+
+        texts, self.texts = self.texts, None
+        records = orjson.loads(b"".join((b"[", b",".join(texts or ()), b"]")))
+        self.table = page_table(self.entity, records, [], self.connection, self.request_id)
 
 
 class TableHelper:
