@@ -390,7 +390,8 @@ class ParquetSink:
                 continue
             if connection in failed:
                 continue
-            await asyncio.wait([entry.future])
+            if self._helper is not None:
+                await self._helper.wait(entry.future)
             if entry.take():
                 continue
             try:

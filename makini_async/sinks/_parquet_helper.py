@@ -95,7 +95,7 @@ class Building:
 
     def take(self) -> bool:
         """Keep the built table and let the texts go; False if it is to be built here."""
-        table = self.future.result()
+        table = self.future.result() if self.future.done() else None
         if table is None:
             return False
         self.table, self.texts = table, None
@@ -116,11 +116,15 @@ class TableHelper:
     :meth:`build` returns a future of the page's Arrow table, or of ``None``
     when the page is to be built here (refused by the helper, or the helper
     is gone). ``limit`` pages at most are outstanding: :meth:`build` waits
-    for the oldest beyond that, which bounds the memory they hold.
+    for the oldest beyond that, which bounds the memory they hold. A helper
+    that keeps a page ``patience`` seconds without an answer (stopped, or
+    stuck) is killed, and its pages are built here: a pull never waits on it
+    for good.
     """
 
-    def __init__(self, *, limit: int = 8) -> None:
+    def __init__(self, *, limit: int = 8, patience: float = 30.0) -> None:
         self.limit = limit
+        self.patience = patience
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
@@ -160,8 +164,8 @@ class TableHelper:
                 limit=_PIPE_SIZE * 4,  # a table's answer is read in few pieces
                 start_new_session=True,  # Ctrl-C is for the pull, which stops it by closing
             )
-        except OSError:
-            self._lost()  # no process to be had: every page is built here
+        except (OSError, ValueError, TypeError):
+            self._lost()  # no process to be had (no executable?): every page is built here
             return
         stdin = self._process.stdin
         assert stdin is not None  # noqa: S101 - asked for above
@@ -181,7 +185,7 @@ class TableHelper:
     ) -> asyncio.Future[Any]:
         """Send a page (its records' JSON texts) to be built; the future of its table."""
         while len(self._waiting) >= self.limit and self.usable:
-            await asyncio.wait([self._waiting[0]])
+            await self.wait(self._waiting[0])
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         process = self._process
         if not self.usable or process is None or process.stdin is None:
@@ -199,6 +203,20 @@ class TableHelper:
             return future
         self._waiting.append(future)
         return future
+
+    async def wait(self, future: asyncio.Future[Any]) -> None:
+        """Wait for a page's answer; a helper silent for ``patience`` seconds is given up."""
+        done, _ = await asyncio.wait([future], timeout=self.patience)
+        if not done:
+            self._give_up()
+
+    def _give_up(self) -> None:
+        """Kill the helper (it stopped answering): its pages resolve to be built here."""
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        self._lost()
 
     async def _read(self, process: asyncio.subprocess.Process) -> None:
         import pyarrow as pa  # noqa: PLC0415 - the optional extra

@@ -39,12 +39,22 @@ def _rows(directory: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["_connection"], r["id"]))
 
 
-async def _pull(server: MockMakini, sink: ParquetSink, *, kill_after: int | None = None) -> Any:
-    """A dict pull of work orders into ``sink``, its helper ready first; the report."""
+async def _pull(
+    server: MockMakini,
+    sink: ParquetSink,
+    *,
+    kill_after: int | None = None,
+    how: signal.Signals = signal.SIGKILL,
+) -> Any:
+    """A dict pull of work orders into ``sink``, its helper ready first; the report.
+
+    ``kill_after`` pages, the helper gets the signal ``how``.
+    """
     await sink.open([Entity.WORK_ORDERS])
     helper = sink.helper
     if helper is not None:
         assert await helper.wait_ready(60), "the helper never started"
+        helper.patience = 1.0
     written = 0
     original = sink.write
 
@@ -53,7 +63,7 @@ async def _pull(server: MockMakini, sink: ParquetSink, *, kill_after: int | None
         await original(page, state)
         written += 1
         if written == kill_after and helper is not None and helper.pid is not None:
-            os.kill(helper.pid, signal.SIGKILL)
+            os.kill(helper.pid, how)
 
     sink.write = write  # type: ignore[method-assign]
     async with (
@@ -93,6 +103,18 @@ async def test_a_helper_killed_mid_pull_costs_nothing_but_speed(tmp_path: Path) 
     keys = [(r["_connection"], r["id"]) for r in rows]
     assert len(keys) == len(set(keys)) == 4 * 150  # every record once
     assert sink.helper_pages >= 1
+
+
+async def test_a_helper_that_stops_answering_is_given_up_not_waited_for(tmp_path: Path) -> None:
+    set_testing(True)
+    async with MockMakini(records_per_entity=150, shape="realistic", seed=8) as s:
+        sink = ParquetSink(tmp_path / "p", helper=True)
+        report = await _pull(s, sink, kill_after=2, how=signal.SIGSTOP)
+        assert report.ok, report.summary()
+    rows = _rows(tmp_path / "p")
+    keys = [(r["_connection"], r["id"]) for r in rows]
+    assert len(keys) == len(set(keys)) == 4 * 150  # every record once
+    assert sink.helper_pages < 4 * 150 // 25  # the pages it held were built here
 
 
 async def test_a_page_nobody_can_write_ends_only_its_chain(tmp_path: Path) -> None:
