@@ -24,6 +24,7 @@ Two measurements, both against the mock server in its own process:
     python -m benchmarks.sinks --chains 100000 --skip-sinks
     python -m benchmarks.sinks --tuned            # each run tuned, as the command line runs
     python -m benchmarks.sinks --only jsonl,jsonl-encoded --out /tmp/r  # some contenders
+    python -m benchmarks.sinks --instant --only parquet,parquet-here --out /tmp/r
 
 With ``--tuned`` every contender's process runs inside
 :func:`makini_async.tuning.tuned` (the collector's thresholds raised, the
@@ -32,8 +33,12 @@ default; results go to ``sinks-tuned.{json,md}``. Besides records/s, each
 pull reports its process's CPU time per record (every thread's): steadier than
 records/s on a shared machine, and what a sink adds over the pull into nothing.
 ``--only`` runs some contenders (and ``jsonl-encoded``: JSON Lines encoding
-every parsed record again, to show what writing the texts as sent saves); its
-results are written only to an ``--out`` given with it.
+every parsed record again, to show what writing the texts as sent saves;
+``parquet-here``: every Parquet table built in the pull's process, no helper);
+its results are written only to an ``--out`` given with it. ``--instant``
+answers every request at once in the pull's process (pages of the same shape,
+no HTTP and no mock server), as when the API is another machine's and the
+pull's cores are its own: here the mock server takes a core's worth of the two.
 
 Needs the test extra (pyarrow, asyncpg, pgserver, duckdb: PostgreSQL is
 started here). Results go to ``benchmarks/results/sinks.{json,md}``.
@@ -51,6 +56,7 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +64,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import _sink_baselines as bare
+from benchmarks._baselines import MAX_PAGE_SIZE
 from benchmarks._common import library_version, machine, mock_server
+from benchmarks._instant import InstantTransport
+from benchmarks.overhead import page_bodies
 from makini_async import MakiniPool
 from makini_async.checkpoint import ChainState, JSONCheckpoint, PostgresCheckpoint, SQLiteCheckpoint
 from makini_async.entities import Entity
@@ -69,6 +78,9 @@ ENTITY = "work-orders"
 RESULTS = Path(__file__).resolve().parent / "results"
 SINKS = ["no-op", "jsonl", "jsonl+sqlite", "parquet", "duckdb", "postgresql"]
 BARES = ["parquet-bare", "duckdb-bare", "pg-bare"]
+#: The ``--one`` URL of a pull answered at once in its own process (``--instant``).
+INSTANT = "instant"
+_SHAPE = ["realistic"]  # the shape of the run in this process (set by ``one``)
 #: Run only when asked (``--only``): JSON Lines encoding every parsed record again, as it did
 #: before it wrote each record's text as sent (what the texts save); Parquet building every
 #: table in the pull's process (what the helper process gives).
@@ -107,8 +119,18 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _pool(url: str, records_per: int) -> MakiniPool[Any]:
+    """The pool of a pull: against the mock server at ``url``, or answered at once (``instant``)."""
+    if url != INSTANT:
+        return MakiniPool(base_url=url, as_dicts=True)
+    pages = -(-records_per // MAX_PAGE_SIZE[ENTITY])
+    bodies = page_bodies(Entity(ENTITY), _SHAPE[0], pages)
+    answers = InstantTransport(bodies)
+    return MakiniPool(base_url="http://127.0.0.1:1", transport=answers, as_dicts=True)
+
+
 async def one_pull(
-    url: str, connections: int, contender: str, work: Path, dsn: str
+    url: str, connections: int, contender: str, work: Path, dsn: str, *, records_per: int
 ) -> tuple[float, float]:
     """Records/s, and the process's CPU µs per record, of one pull into ``contender``."""
     tokens = [(f"plant-{i:04d}", f"tok-bench-{i:04d}") for i in range(connections)]
@@ -126,7 +148,7 @@ async def one_pull(
         sink = DuckDBSink(work / "bench.duckdb")
     elif contender == "postgresql":
         sink = PostgresSink(dsn)
-    async with MakiniPool(base_url=url, as_dicts=True) as pool:
+    async with _pool(url, records_per) as pool:
         started, cpu = time.perf_counter(), _cpu()
         records = 0
         async with pool.pull(ENTITY, tokens, sink=sink, checkpoint=checkpoint) as pull:
@@ -160,7 +182,11 @@ def one(argv: list[str]) -> tuple[float, float]:
             rate = one_bare(contender, shape, int(records), int(connections), dsn)
             return rate, float("nan")
         with tempfile.TemporaryDirectory() as work:
-            return asyncio.run(one_pull(url, int(connections), contender, Path(work), dsn))
+            _SHAPE[0] = shape
+            pull = one_pull(
+                url, int(connections), contender, Path(work), dsn, records_per=int(records)
+            )
+            return asyncio.run(pull)
 
 
 def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
@@ -169,7 +195,8 @@ def bench_sinks(args: argparse.Namespace, pg: Any) -> dict[str, list[float]]:
     args.peak_rss = dict.fromkeys(contenders, 0.0)
     args.cpu = {c: [] for c in contenders}
     extra = ["--shape", args.shape_now]
-    with mock_server(records=args.records, extra=extra) as url:
+    answers = mock_server(records=args.records, extra=extra) if not args.instant else None
+    with answers or nullcontext(INSTANT) as url:
         for _round in range(args.rounds):
             for contender in contenders:
                 dsn = fresh_dsn(pg, "bench")
@@ -336,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         "--only",
         help=f"comma-separated contenders (no-op always runs; also: {', '.join(EXTRA)})",
     )
+    parser.add_argument(
+        "--instant", action="store_true", help="no HTTP: every request answered at once in-process"
+    )
     parser.add_argument("--out", type=Path, help="where sinks.{md,json} go (default: results/)")
     parser.add_argument("--skip-sinks", action="store_true")
     parser.add_argument("--skip-checkpoints", action="store_true")
@@ -387,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                 if not args.quick and args.out is not None:
                     args.out.mkdir(exist_ok=True)
                     name = "sinks-tuned" if args.tuned else "sinks"
+                    name += "-instant" if args.instant else ""
                     (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
                     (args.out / f"{name}.md").write_text("\n".join(markdown))
             if not args.skip_checkpoints:
