@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 from makini_async.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Iterator
+    from collections.abc import Callable, Coroutine, Iterator
 
 T = TypeVar("T")
 
@@ -64,7 +64,32 @@ __all__ = ["active", "owned", "quick_switch", "quiet_gc", "run_tuned", "steady_h
 DEFAULT_THRESHOLD: Final = 50_000
 
 _lock = threading.Lock()
-_depth = 0
+
+
+class _Outermost:
+    """Process-wide state that the outermost of nested blocks changes, and restores on exit."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self._restore: Callable[[], None] = lambda: None
+
+    @contextlib.contextmanager
+    def block(self, change: Callable[[], Callable[[], None]]) -> Iterator[None]:
+        """``change()`` (which returns its undoing) unless an outer block did it already."""
+        with _lock:
+            if self.depth == 0:
+                self._restore = change()
+            self.depth += 1
+        try:
+            yield
+        finally:
+            with _lock:
+                self.depth -= 1
+                if self.depth == 0:
+                    self._restore()
+
+
+_collector = _Outermost()
 _saved: tuple[int, ...] = ()
 
 
@@ -78,21 +103,21 @@ def quiet_gc(threshold: int = DEFAULT_THRESHOLD) -> Iterator[None]:
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
         msg = f"threshold must be a positive int, got {threshold!r}"
         raise UsageError(msg)
-    global _depth, _saved  # noqa: PLW0603 - the interpreter's state is global
-    with _lock:
-        if _depth == 0:
-            _saved = gc.get_threshold()
-            gc.freeze()
-            gc.set_threshold(threshold, *_saved[1:])
-        _depth += 1
-    try:
+
+    def change() -> Callable[[], None]:
+        global _saved  # noqa: PLW0603 - the interpreter's state is global
+        _saved = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(threshold, *_saved[1:])
+
+        def restore() -> None:
+            gc.set_threshold(*_saved)
+            gc.unfreeze()
+
+        return restore
+
+    with _collector.block(change):
         yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0:
-                gc.set_threshold(*_saved)
-                gc.unfreeze()
 
 
 # -- the allocator --------------------------------------------------------------------
@@ -226,8 +251,7 @@ def steady_heap(
 #: The interpreter's switch interval while tuned, in seconds (CPython's default is 0.005).
 DEFAULT_SWITCH_INTERVAL: Final = 0.001
 
-_switch_depth = 0
-_switch_saved = 0.005
+_switch = _Outermost()
 
 
 @contextlib.contextmanager
@@ -240,19 +264,14 @@ def quick_switch(interval: float = DEFAULT_SWITCH_INTERVAL) -> Iterator[None]:
     if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
         msg = f"interval must be a positive number of seconds, got {interval!r}"
         raise UsageError(msg)
-    global _switch_depth, _switch_saved  # noqa: PLW0603 - the interpreter's state is global
-    with _lock:
-        if _switch_depth == 0:
-            _switch_saved = sys.getswitchinterval()
-            sys.setswitchinterval(interval)
-        _switch_depth += 1
-    try:
+
+    def change() -> Callable[[], None]:
+        saved = sys.getswitchinterval()
+        sys.setswitchinterval(interval)
+        return lambda: sys.setswitchinterval(saved)
+
+    with _switch.block(change):
         yield
-    finally:
-        with _lock:
-            _switch_depth -= 1
-            if _switch_depth == 0:
-                sys.setswitchinterval(_switch_saved)
 
 
 @contextlib.contextmanager
@@ -279,7 +298,8 @@ def owned(*, enabled: bool = True) -> Iterator[bool]:
 def active() -> bool:
     """Whether this process runs tuned now, as observed: the collector's threshold raised, its
     long-lived objects frozen (and, on glibc, the heap's thresholds set)."""
-    collector = _depth > 0 and gc.get_threshold()[0] > _saved[0] and gc.get_freeze_count() > 0
+    raised = gc.get_threshold()[0] > _saved[0]
+    collector = _collector.depth > 0 and raised and gc.get_freeze_count() > 0
     return collector and (_heap_depth > 0 or _glibc() is None)
 
 
