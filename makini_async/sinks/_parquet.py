@@ -326,6 +326,7 @@ class ParquetSink:
                 await helper.close()
                 self._helper_built += helper.built
             self._building = []
+            self._failed = {}  # a later pull with this sink starts those chains again
             entities, self._entities = self._entities, {}
             for part in entities.values():
                 part.folder.close()
