@@ -298,8 +298,10 @@ def owned(*, enabled: bool = True) -> Iterator[bool]:
 def active() -> bool:
     """Whether this process runs tuned now, as observed: the collector's threshold raised, its
     long-lived objects frozen (and, on glibc, the heap's thresholds set)."""
+    if _collector.depth == 0:  # also: ``_saved`` holds nothing before the first block
+        return False
     raised = gc.get_threshold()[0] > _saved[0]
-    collector = _collector.depth > 0 and raised and gc.get_freeze_count() > 0
+    collector = raised and gc.get_freeze_count() > 0
     return collector and (_heap_depth > 0 or _glibc() is None)
 
 

@@ -215,3 +215,14 @@ def test_run_tuned_runs_the_main_tuned_and_says_so() -> None:
     threshold, on = run_tuned(main(), enabled=False)
     assert on is False
     assert threshold < DEFAULT_THRESHOLD
+
+
+def test_active_in_a_process_never_tuned_is_false() -> None:
+    # A fresh interpreter: nothing saved yet by any block (a long-lived test process has).
+    got = run_fresh(
+        "import json; from makini_async.tuning import active, tuned\n"
+        "before = active()\n"
+        "with tuned():\n    inside = active()\n"
+        "print(json.dumps({'before': before, 'inside': inside, 'after': active()}))"
+    )
+    assert got == {"before": False, "inside": True, "after": False}
