@@ -24,8 +24,10 @@ state stays before them); the other chains' pages go into the next file.
 **A helper process.** A dict page's Arrow table is built in a helper
 process, on another core, from the records' JSON texts as the API sent them
 (:mod:`makini_async.sinks._parquet_helper`); files, the manifest and every
-cursor stay here. ``helper=None`` (the default) uses one when this process
-may run on two cores or more; ``False`` builds every table in this process.
+cursor stay here. ``helper=None`` (the default) starts one when this process
+may run on two cores or more and the pull has brought 2,000 records (a
+short pull is over before a helper would have started); ``True`` starts it
+when the sink opens; ``False`` builds every table in this process.
 A page the helper could not build is built here, and a page that cannot be
 written ends its chain as it does here (told to the pull once its turn to
 be committed comes).
@@ -75,6 +77,8 @@ __all__ = ["DEFAULT_FILE_SIZE", "LOCK", "ManifestStore", "ParquetSink"]
 
 #: Bytes of records (Arrow's in-memory size) buffered per entity before a file is written.
 DEFAULT_FILE_SIZE: Final = 32 * 1024 * 1024
+#: Records of dict pages after which a sink left to decide (``helper=None``) starts its helper.
+HELPER_AFTER_RECORDS: Final = 2_000
 #: The lock file a writer holds in the sink's directory.
 LOCK: Final = ".makini.lock"
 
@@ -163,6 +167,10 @@ class ParquetSink:
         self._lock: Any = None
         self.committed_files = 0
         self.reads_texts = cores() > 1 if helper is None else helper
+        # Asked for: from open. Left to the sink: once a pull has proved long enough to
+        # repay the helper's half second of start-up (a short pull never starts one).
+        self._helper_from = 0 if helper else HELPER_AFTER_RECORDS
+        self._records_seen = 0
         self._helper: TableHelper | None = None
         self._helper_built = 0
         self._building: list[Building] = []  # sent to the helper, in order, not yet taken
@@ -206,9 +214,8 @@ class ParquetSink:
         """Take the directory's lock (if not held) and open each entity's folder."""
         if self._dir is None:
             self._dir = self._take_lock()
-        if self.reads_texts and self._helper is None:
-            self._helper = TableHelper()
-            await self._helper.start()
+        if self._helper_from == 0:
+            await self._start_helper()
         for entity in entities:
             if entity.value not in self._entities:
                 self._entities[entity.value] = self._open_entity(self._dir, entity.value)
@@ -249,6 +256,11 @@ class ParquetSink:
             msg = f"cannot open Parquet directory {base.path / name}: {reason}"
             raise SinkError(msg) from None
 
+    async def _start_helper(self) -> None:
+        if self.reads_texts and self._helper is None:
+            self._helper = TableHelper()
+            await self._helper.start()
+
     def report_failures(self, callback: Callable[[str, Entity, SinkError], None]) -> None:
         """Have ``callback(connection, entity, error)`` told of a page found unwritable later.
 
@@ -266,7 +278,12 @@ class ParquetSink:
             raise SinkError(failed.message, request_id=failed.request_id, connection=connection)
         self._take_built()
         table: Any
-        helper, texts = self._helper, page.texts
+        texts = page.texts
+        if texts and self._helper is None and self.reads_texts:
+            self._records_seen += len(texts)
+            if self._records_seen >= self._helper_from:
+                await self._start_helper()
+        helper = self._helper
         if helper is not None and helper.usable and texts and not page.invalid:
             future = await helper.build(page.entity, texts, connection, page.request_id)
             table = Building(future, page.entity, texts, connection, page.request_id)
@@ -327,6 +344,7 @@ class ParquetSink:
                 self._helper_built += helper.built
             self._building = []
             self._failed = {}  # a later pull with this sink starts those chains again
+            self._records_seen = 0
             entities, self._entities = self._entities, {}
             for part in entities.values():
                 part.folder.close()

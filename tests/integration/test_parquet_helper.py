@@ -27,6 +27,8 @@ from makini_async import MakiniPool, PageSizes, set_testing
 from makini_async.entities import Entity
 from makini_async.errors import SinkError
 from makini_async.sinks import ParquetSink
+from makini_async.sinks._parquet import HELPER_AFTER_RECORDS
+from makini_async.sinks._parquet_helper import cores
 from makini_async.testing import MockMakini
 
 NAMED = [(f"plant-{i}", f"tok-secret-helper-{i:02d}-{'q' * 8}") for i in range(4)]
@@ -90,6 +92,44 @@ async def test_the_helper_writes_the_files_this_process_writes(tmp_path: Path) -
     assert _rows(tmp_path / "helped") == expected  # every column of every row
     # Records that do not fit their model are set apart the same way (the mock's unreadable).
     assert any(r["_invalid_reason"] for r in expected)
+
+
+@pytest.mark.skipif(cores() < 2, reason="the helper is left off on one core")
+async def test_left_to_itself_the_sink_starts_a_helper_only_for_a_pull_long_enough(
+    tmp_path: Path,
+) -> None:
+    set_testing(True)
+    started: list[bool] = []
+
+    async def pull(records: int, where: str) -> ParquetSink:
+        sink = ParquetSink(tmp_path / where)  # helper=None: the sink decides
+        original = sink.write
+
+        async def write(page: Any, state: Any) -> None:
+            await original(page, state)
+            started.append(sink.helper is not None)
+
+        sink.write = write  # type: ignore[method-assign]
+        async with (
+            MockMakini(records_per_entity=records, seed=3) as s,
+            MakiniPool(base_url=s.url, as_dicts=True, page_sizes=SIZES) as pool,
+            pool.pull("work-orders", NAMED, sink=sink) as p,
+        ):
+            await p.run()
+            assert p.report.ok, p.report.summary()
+        return sink
+
+    await pull(100, "short")  # 400 records in all
+    assert started
+    assert not any(started)
+    started.clear()
+    per = HELPER_AFTER_RECORDS // len(NAMED) + 100
+    await pull(per, "long")
+    seen = [25 * (n + 1) for n in range(len(started))]  # 25-record pages
+    first = started.index(True)
+    assert seen[first] >= HELPER_AFTER_RECORDS > seen[first - 1]  # started once 2,000 came
+    assert all(started[first:])
+    assert len(_rows(tmp_path / "long")) == len(NAMED) * per
 
 
 async def test_a_helper_killed_mid_pull_costs_nothing_but_speed(tmp_path: Path) -> None:
