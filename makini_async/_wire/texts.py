@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["record_texts"]
+__all__ = ["has_nul_escape", "record_texts"]
 
 
 class _Listing(msgspec.Struct):
@@ -35,15 +35,25 @@ _DECODER: Final = msgspec.json.Decoder(_Listing)
 _REFUSED: Final = (b"\n", b"\r")
 
 
+def has_nul_escape(encoded: bytes | str) -> bool:
+    """Whether JSON text may hold an escaped U+0000 (false positives are harmless).
+
+    A backslash first: ``memchr`` finds one some 40 times faster than the
+    six-byte search (0.02 against 0.8 µs a realistic record), and most text
+    holds no backslash at all.
+    """
+    if isinstance(encoded, str):
+        return "\\" in encoded and "\\u0000" in encoded
+    return b"\\" in encoded and b"\\u0000" in encoded
+
+
 def record_texts(body: bytes, count: int) -> list[Any] | None:
     """The JSON text of each of the ``count`` items of the body's ``data``, or ``None``.
 
     Each text is a ``msgspec.Raw``: a view of the body's bytes (any buffer
     consumer takes it, ``bytes(text)`` copies it).
     """
-    # A backslash first: ``memchr`` is some 40 times faster than the six-byte
-    # search, and most bodies hold no backslash at all.
-    if b"\\" in body and b"\\u0000" in body:
+    if has_nul_escape(body):
         return None
     for refused in _REFUSED:
         if refused in body:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from makini_async._wire.texts import has_nul_escape
 from makini_async.checkpoint import _pg_faults
 from makini_async.checkpoint._fence import check_fence
 from makini_async.checkpoint._postgres_states import PostgresStates
@@ -294,7 +295,7 @@ _ENCODED: Final = "makini_b64"
 def _stored(state: ChainState) -> str:
     """A state as ``jsonb`` text; one with U+0000 (a cursor may hold any text) as base64."""
     payload = orjson.dumps(state_to_json(state))
-    if b"\\" in payload and b"\\u0000" in payload:
+    if has_nul_escape(payload):
         return orjson.dumps({_ENCODED: base64.b64encode(payload).decode()}).decode()
     return payload.decode()
 

@@ -169,11 +169,7 @@ class TableHelper:
             return
         stdin = self._process.stdin
         assert stdin is not None  # noqa: S101 - asked for above
-        with contextlib.suppress(OSError):
-            # Pages are queued in the pipe, not in this process's memory.
-            import fcntl  # noqa: PLC0415 - POSIX only; the size is a nicety
-
-            fcntl.fcntl(stdin.get_extra_info("pipe").fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
+        _widen(stdin.get_extra_info("pipe").fileno())  # pages queue in the pipe, not here
         # The pages outstanding (``limit``) bound what is queued, not the transport.
         stdin.transport.set_write_buffer_limits(high=64 << 20)
         self._reader = asyncio.get_running_loop().create_task(
@@ -277,6 +273,14 @@ class TableHelper:
 # -- the helper process -------------------------------------------------------------
 
 
+def _widen(fd: int) -> None:
+    """Let a pipe hold a few pages (Linux only; elsewhere it keeps its size)."""
+    with contextlib.suppress(OSError, ImportError):
+        import fcntl  # noqa: PLC0415 - POSIX only; the size is a nicety
+
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, _PIPE_SIZE)
+
+
 def _read_exactly(stream: Any, size: int) -> bytes | None:
     data = stream.read(size)
     return data if len(data) == size else None
@@ -295,10 +299,7 @@ def main() -> None:
     # The frames get their own descriptor; anything printed goes to standard error.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    with contextlib.suppress(OSError, ImportError):
-        import fcntl  # noqa: PLC0415 - POSIX only
-
-        fcntl.fcntl(out.fileno(), _F_SETPIPE_SZ, _PIPE_SIZE)
+    _widen(out.fileno())
     given = sys.stdin.buffer
 
     def answer(kind: int, body: Any) -> None:
