@@ -59,6 +59,27 @@ def _ray() -> Any:
     return ray
 
 
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    """What Ray Client raises when its server is gone.
+
+    Most calls raise ``ConnectionError``; a few (the cluster's node list, a
+    wait that cannot reconnect) let gRPC's own error through.
+    """
+    try:
+        import grpc  # noqa: PLC0415 - ships with ray[client]
+    except ImportError:
+        return (ConnectionError,)
+    return (ConnectionError, grpc.RpcError)
+
+
+def _why_lost(exc: BaseException) -> str:
+    """One line on a lost connection: gRPC's status and details, not its repr."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        return f"{getattr(code(), 'name', code())}: {details()}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class _Inbox:
     """Progress rows posted by workers, taken in batches by the coordinator."""
 
@@ -189,7 +210,7 @@ class RayEngine:
             await self._run(ray, jobs, events)
         finally:
             if started:
-                with contextlib.suppress(ConnectionError):  # a cluster already gone
+                with contextlib.suppress(*_lost_errors()):  # a cluster already gone
                     await asyncio.to_thread(ray.shutdown)
 
     async def _run(self, ray: Any, jobs: Sequence[UnitJob], events: UnitEvents) -> None:
@@ -222,16 +243,15 @@ class RayEngine:
                     break
             for message in await self._take(ray, inbox):
                 events.progress(message)
-        except ConnectionError as exc:
+        except _lost_errors() as exc:
             # Ray Client lost its server (the head died, or the network): no unit can be
             # told about any more. Their chains fail; a rerun resumes them from the store.
-            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            _lose_all(running, todo, events, f"lost the Ray cluster ({cause})")
+            _lose_all(running, todo, events, f"lost the Ray cluster ({_why_lost(exc)})")
             running.clear()  # nothing to cancel on a cluster that is gone
         finally:
             # Not after the connection is gone: Ray would start a local Ray to run them.
             if ray.is_initialized():
-                with contextlib.suppress(ConnectionError, ray.exceptions.RayError):
+                with contextlib.suppress(*_lost_errors(), ray.exceptions.RayError):
                     for ref in running:
                         ray.cancel(ref, force=True)
                     ray.kill(inbox)
@@ -299,8 +319,10 @@ class _NodeWatch:
         self._checked = now
         try:
             nodes = await asyncio.to_thread(self._ray.nodes)
-        except self._ray.exceptions.RayError:
-            return None  # the cluster's state is unknown: keep waiting
+        except (self._ray.exceptions.RayError, *_lost_errors()):
+            # The cluster's state is unknown: keep waiting. A server that is gone for
+            # good fails the next wait, which ends the pull as lost.
+            return None
         if _runnable(nodes, self._needs):
             self._since = None
             return None
