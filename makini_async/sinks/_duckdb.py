@@ -31,6 +31,7 @@ import orjson
 
 from makini_async.checkpoint import state_from_json, state_to_json
 from makini_async.errors import SinkError, UsageError
+from makini_async.sinks._arrow import arrow_pool
 from makini_async.sinks._batched import BatchedRows
 from makini_async.sinks._rows import INVALID_COLUMNS, ROW_COLUMNS, merge_batch
 
@@ -333,7 +334,11 @@ def _insert_arrow(
     import pyarrow as pa  # noqa: PLC0415 - the optional extra
 
     kinds = types or [pa.string()] * len(names)
-    columns = [pa.array([row[i] for row in rows], type=kind) for i, kind in enumerate(kinds)]
+    pool = arrow_pool()
+    columns = [
+        pa.array([row[i] for row in rows], type=kind, memory_pool=pool)
+        for i, kind in enumerate(kinds)
+    ]
     db.register(_STAGE, pa.Table.from_arrays(columns, names=list(names)))
     try:
         db.execute(sql)

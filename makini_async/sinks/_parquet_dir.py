@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from makini_async.sinks._arrow import arrow_pool
 from makini_async.sinks._parquet_schema import table_without_nul
 
 if TYPE_CHECKING:
@@ -46,8 +47,11 @@ def encode(tables: list[Any]) -> Any:
     import pyarrow as pa  # noqa: PLC0415 - the optional extra
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    out = pa.BufferOutputStream()
-    pq.write_table(table_without_nul(pa.concat_tables(tables)), out, compression="zstd")
+    pool = arrow_pool()
+    out = pa.BufferOutputStream(memory_pool=pool)
+    table = table_without_nul(pa.concat_tables(tables, memory_pool=pool))
+    with pq.ParquetWriter(out, table.schema, compression="zstd", memory_pool=pool) as writer:
+        writer.write_table(table)
     return out.getvalue()
 
 

@@ -217,6 +217,9 @@ class TableHelper:
     async def _read(self, process: asyncio.subprocess.Process) -> None:
         import pyarrow as pa  # noqa: PLC0415 - the optional extra
 
+        from makini_async.sinks._arrow import arrow_pool  # noqa: PLC0415
+
+        pool = arrow_pool()
         out = process.stdout
         assert out is not None  # noqa: S101
         try:
@@ -230,7 +233,7 @@ class TableHelper:
                 future = self._waiting.popleft()
                 table = None
                 if kind == _TABLE:
-                    table = pa.ipc.open_stream(body).read_all()
+                    table = pa.ipc.open_stream(body, memory_pool=pool).read_all()
                     self.built += 1
                 if not future.done():
                     future.set_result(table)
@@ -296,6 +299,9 @@ def main() -> None:
     from makini_async.sinks._parquet_schema import page_table  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # This process is the sink's own: every Arrow buffer from the C library's allocator,
+    # which gives freed memory back (see makini_async.sinks._arrow).
+    pa.set_memory_pool(pa.system_memory_pool())
     # The frames get their own descriptor; anything printed goes to standard error.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -33,6 +33,7 @@ import attrs
 import orjson
 
 from makini_async.models import record_type, structure_page
+from makini_async.sinks._arrow import arrow_pool
 from makini_async.sinks._nul import NUL, REPLACEMENT, has_nul_escape, without_nul
 from makini_async.sinks._parquet_dicts import dict_columns, json_column, json_default
 
@@ -164,7 +165,9 @@ def page_table(
     data["_invalid_field"] = none + [item.field for item in invalid]
     data["_invalid_reason"] = none + [item.reason for item in invalid]
     data["_invalid_record"] = none + [_json(item.data) for item in invalid]
-    return pa.Table.from_pydict(data, schema=cols.schema)
+    pool = arrow_pool()
+    arrays = [pa.array(data[f.name], type=f.type, memory_pool=pool) for f in cols.schema]
+    return pa.Table.from_arrays(arrays, schema=cols.schema)
 
 
 def _record_columns(cols: Columns, records: list[Any]) -> dict[str, list[Any]]:
@@ -197,13 +200,14 @@ def table_without_nul(table: Any) -> Any:
     import pyarrow as pa  # noqa: PLC0415 - the optional extra
     import pyarrow.compute as pc  # noqa: PLC0415
 
+    pool = arrow_pool()
     for i, field in enumerate(table.schema):
         if pa.types.is_list(field.type) and pa.types.is_string(field.type.value_type):
             # Lists of text (a work order's assignees): their values, the same way.
             column = table.column(i)
             if _holds(column, (_NUL_BYTES,), values=True):
                 column = pa.chunked_array(
-                    [_list_without_nul(chunk) for chunk in column.chunks], type=field.type
+                    [_list_without_nul(chunk, pool) for chunk in column.chunks], type=field.type
                 )
                 table = table.set_column(i, field, column)
             continue
@@ -213,7 +217,7 @@ def table_without_nul(table: Any) -> Any:
         if not _holds(column, (_NUL_BYTES, _ESCAPE_BYTES)):
             continue  # the usual column: nothing to look at value by value
         if pc.any(pc.match_substring(column, NUL)).as_py():
-            column = pc.replace_substring(column, NUL, REPLACEMENT)
+            column = pc.replace_substring(column, NUL, REPLACEMENT, memory_pool=pool)
         elif pc.any(pc.match_substring(column, "\\u0000")).as_py():
             column = pa.array(
                 [
@@ -221,6 +225,7 @@ def table_without_nul(table: Any) -> Any:
                     for v in column.to_pylist()
                 ],
                 type=field.type,
+                memory_pool=pool,
             )
         else:
             continue
@@ -251,12 +256,12 @@ def _holds(column: Any, needles: tuple[bytes, ...], *, values: bool = False) -> 
     return False
 
 
-def _list_without_nul(chunk: Any) -> Any:
+def _list_without_nul(chunk: Any, pool: Any) -> Any:
     import pyarrow as pa  # noqa: PLC0415 - the optional extra
     import pyarrow.compute as pc  # noqa: PLC0415
 
-    cleaned = pc.replace_substring(chunk.values, NUL, REPLACEMENT)
-    return pa.ListArray.from_arrays(chunk.offsets, cleaned, mask=chunk.is_null())
+    cleaned = pc.replace_substring(chunk.values, NUL, REPLACEMENT, memory_pool=pool)
+    return pa.ListArray.from_arrays(chunk.offsets, cleaned, mask=chunk.is_null(), pool=pool)
 
 
 def _reencoded(text: str) -> str:
