@@ -74,14 +74,26 @@ class _Outermost:
         self._restore: Callable[[], None] = lambda: None
 
     @contextlib.contextmanager
-    def block(self, change: Callable[[], Callable[[], None]]) -> Iterator[None]:
-        """``change()`` (which returns its undoing) unless an outer block did it already."""
+    def block(self, change: Callable[[], Callable[[], None] | None]) -> Iterator[bool]:
+        """``change()`` (which returns its undoing) unless an outer block did it already.
+
+        Yields whether the change holds: ``change()`` returning ``None`` refused
+        it, and then the block holds nothing and undoes nothing.
+        """
         with _lock:
+            applied = True
             if self.depth == 0:
-                self._restore = change()
-            self.depth += 1
+                restore = change()
+                applied = restore is not None
+                if restore is not None:
+                    self._restore = restore
+            if applied:
+                self.depth += 1
+        if not applied:
+            yield False
+            return
         try:
-            yield
+            yield True
         finally:
             with _lock:
                 self.depth -= 1
@@ -134,7 +146,7 @@ _GLIBC_DEFAULT: Final = 128 * 1024
 #: mallopt takes a C int.
 _MAX_SIZE: Final = 2**31 - 1
 
-_heap_depth = 0
+_heap = _Outermost()
 _restore: tuple[int, int] = (_GLIBC_DEFAULT, _GLIBC_DEFAULT)
 
 
@@ -225,27 +237,22 @@ def steady_heap(
     if libc is None:
         yield False
         return
-    global _heap_depth, _restore  # noqa: PLW0603 - the allocator's state is the process's
-    with _lock:
-        if _heap_depth == 0:
-            _restore = _configured()
-            applied = _set(libc, mmap, trim)
-        else:
-            applied = True
-        if applied:
-            _heap_depth += 1
-    if not applied:
-        yield False
-        return
-    try:
-        yield True
-    finally:
-        with _lock:
-            _heap_depth -= 1
-            if _heap_depth == 0:
-                libc.mallopt(_M_MMAP_THRESHOLD, _restore[0])
-                libc.mallopt(_M_TRIM_THRESHOLD, _restore[1])
-                libc.malloc_trim(0)
+
+    def change() -> Callable[[], None] | None:
+        global _restore  # noqa: PLW0603 - the allocator's state is the process's
+        _restore = _configured()
+        if not _set(libc, mmap, trim):
+            return None
+
+        def restore() -> None:
+            libc.mallopt(_M_MMAP_THRESHOLD, _restore[0])
+            libc.mallopt(_M_TRIM_THRESHOLD, _restore[1])
+            libc.malloc_trim(0)
+
+        return restore
+
+    with _heap.block(change) as applied:
+        yield applied
 
 
 #: The interpreter's switch interval while tuned, in seconds (CPython's default is 0.005).
@@ -302,7 +309,7 @@ def active() -> bool:
         return False
     raised = gc.get_threshold()[0] > _saved[0]
     collector = raised and gc.get_freeze_count() > 0
-    return collector and (_heap_depth > 0 or _glibc() is None)
+    return collector and (_heap.depth > 0 or _glibc() is None)
 
 
 def run_tuned(main: Coroutine[Any, Any, T], *, enabled: bool = True) -> tuple[T, bool]:

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
+from makini_async.sinks._arrow import arrow_pool
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -217,8 +219,6 @@ class TableHelper:
     async def _read(self, process: asyncio.subprocess.Process) -> None:
         import pyarrow as pa  # noqa: PLC0415 - the optional extra
 
-        from makini_async.sinks._arrow import arrow_pool  # noqa: PLC0415
-
         pool = arrow_pool()
         out = process.stdout
         assert out is not None  # noqa: S101
@@ -299,9 +299,8 @@ def main() -> None:
     from makini_async.sinks._parquet_schema import page_table  # noqa: PLC0415
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # This process is the sink's own: every Arrow buffer from the C library's allocator,
-    # which gives freed memory back (see makini_async.sinks._arrow).
-    pa.set_memory_pool(pa.system_memory_pool())
+    # This process is the sink's own: the sinks' allocator is its default.
+    pa.set_memory_pool(arrow_pool())
     # The frames get their own descriptor; anything printed goes to standard error.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -226,3 +226,21 @@ def test_active_in_a_process_never_tuned_is_false() -> None:
         "print(json.dumps({'before': before, 'inside': inside, 'after': active()}))"
     )
     assert got == {"before": False, "inside": True, "after": False}
+
+
+def test_a_refused_change_holds_nothing_and_the_next_block_tries_again() -> None:
+    from makini_async.tuning import _Outermost
+
+    state = _Outermost()
+    undone: list[str] = []
+    with state.block(lambda: None) as applied:  # refused (as glibc's mallopt may refuse)
+        assert applied is False
+        assert state.depth == 0
+    assert undone == []
+    with state.block(lambda: lambda: undone.append("outer")) as applied:
+        assert applied is True
+        with state.block(lambda: lambda: undone.append("inner")) as nested:
+            assert nested is True  # held by the outer block, not changed again
+            assert state.depth == 2
+    assert undone == ["outer"]
+    assert state.depth == 0
