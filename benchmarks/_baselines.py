@@ -135,6 +135,9 @@ async def run_aiohttp(opts: argparse.Namespace, tally: Tally) -> dict[str, Any]:
                 doc = loads(body)
                 tally.mark_page(name, doc["data"])
                 cursor = doc.get("next_cursor")
+                # Freed before the next request, as a careful loop does: a page kept
+                # through it is walked by every collection of the oldest generation.
+                del body, doc
                 if not cursor:
                     return
 
@@ -179,6 +182,7 @@ async def run_httpx(opts: argparse.Namespace, tally: Tally) -> dict[str, Any]:
                 doc = loads(resp.content)
                 tally.mark_page(name, doc["data"])
                 cursor = doc.get("next_cursor")
+                del resp, doc  # freed before the next request, as above
                 if not cursor:
                     return
 
