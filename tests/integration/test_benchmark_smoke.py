@@ -96,3 +96,27 @@ def test_overhead_benchmark_counts_every_record_of_every_way(tmp_path: Path) -> 
     assert set(doc["us_per_page"]) == {"floor", "pages", "records", "typed pages"}
     assert doc["records_per_page"] == 200
     assert doc["page_bytes"] > 0
+
+
+def test_http_cost_reads_cachegrind_totals_and_divides_by_the_pages_between() -> None:
+    from benchmarks import http_cost
+
+    text = (
+        "desc: I1 cache: 32768 B, 64 B, 8-way associative\n"
+        "cmd: python -m benchmarks.contenders\n"
+        "events: Ir I1mr ILmr Dr D1mr DLmr Dw D1mw DLmw\n"
+        "fl=x.c\nfn=f\n1 5 1 0 2 1 0 1 1 0\n"
+        "summary: 1000 20 3 400 30 4 200 10 2\n"
+    )
+    assert http_cost.totals(text) == {"Ir": 1000, "I1mr": 20, "D1m": 40}
+    with pytest.raises(RuntimeError, match="no totals"):
+        http_cost.totals("events: Ir\n", "aiohttp")
+    runs = {
+        "aiohttp": [{"Ir": 1000, "I1mr": 10, "D1m": 100}, {"Ir": 3000, "I1mr": 30, "D1m": 300}],
+        "makini": [{"Ir": 1500, "I1mr": 20, "D1m": 100}, {"Ir": 3700, "I1mr": 60, "D1m": 350}],
+    }
+    each, over = http_cost.per_page(runs, 10, "aiohttp")
+    assert each["aiohttp"] == {"Ir": 200, "I1mr": 2, "D1m": 20}
+    assert each["makini"] == {"Ir": 220, "I1mr": 4, "D1m": 25}
+    assert over["makini"] == pytest.approx({"Ir": 10.0, "I1mr": 100.0, "D1m": 25.0})
+    assert over["aiohttp"] == {"Ir": 0.0, "I1mr": 0.0, "D1m": 0.0}
