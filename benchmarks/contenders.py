@@ -93,6 +93,8 @@ async def run_makini(
             if as_dicts:
                 async for page in pull.pages():
                     tally.mark_page(page.connection, page.records)
+                    # Freed before the next page is parsed, as the baselines free theirs.
+                    del page
             else:
                 async for page in pull.pages():
                     for rec in page.records:
