@@ -15,13 +15,18 @@ moves by ±5% from run to run. What HTTP costs is not in these numbers.
     python -m benchmarks.overhead --entity purchase-orders --pages 1000
     python -m benchmarks.overhead --chain 10                # 10 pages per connection
     python -m benchmarks.overhead --instructions            # also count instructions
+    python -m benchmarks.overhead --tuned                   # the pull inside tuning.tuned()
 
 On a shared virtual machine even CPU time moves by tens of µs a page from
 run to run. ``--instructions`` adds a figure that does not move: each way
 runs in a process of its own under valgrind (cachegrind, no cache
 simulation), twice with different numbers of pages, and the difference
 gives the user-space instructions one page costs, and the library's share
-above the floor. Instructions leave out what memory does (a page touched
+above the floor.
+
+``--tuned`` runs each way of the pull inside :func:`makini_async.tuning.tuned`,
+as the command line and the sharded workers run; the floor, a loop written by
+hand, stays as it is. Instructions leave out what memory does (a page touched
 again later costs cache misses), so CPU time stays the figure to meet.
 """
 
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -49,6 +55,7 @@ from benchmarks._instant import InstantTransport
 from makini_async import Entity, MakiniPool
 from makini_async.testing._data import generate_records
 from makini_async.testing._realistic import widen
+from makini_async.tuning import tuned
 
 WAYS = ("floor", "pages", "records", "typed pages")
 
@@ -109,10 +116,7 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
     for _ in range(opts.rounds):
         for way in WAYS:
             start = time.process_time()
-            if way == "floor":
-                count = asyncio.run(_floor(bodies, opts.pages))
-            else:
-                count = asyncio.run(_pull(bodies, entity, opts.pages, way, dedupe=opts.dedupe))
+            count = _one(opts, bodies, entity, way, opts.pages)
             elapsed = time.process_time() - start
             if count != opts.pages * per_page:
                 raise RuntimeError(f"{way}: {count} records, expected {opts.pages * per_page}")
@@ -128,17 +132,25 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "added_us_per_record": {
             way: (min(values) - floor) / per_page for way, values in runs.items()
         },
+        "added_percent": {way: 100 * (min(values) - floor) / floor for way, values in runs.items()},
     }
+
+
+def _one(
+    opts: argparse.Namespace, bodies: list[bytes], entity: Entity, way: str, pages: int
+) -> int:
+    """One way over ``pages`` pages: records delivered (the pull tuned with ``--tuned``)."""
+    if way == "floor":
+        return asyncio.run(_floor(bodies, pages))
+    with tuned() if opts.tuned else contextlib.nullcontext():
+        return asyncio.run(_pull(bodies, entity, pages, way, dedupe=opts.dedupe))
 
 
 def _child(opts: argparse.Namespace, way: str, pages: int) -> None:
     """One way over ``pages`` pages in this process (run under valgrind)."""
     entity = Entity(opts.entity)
     bodies = page_bodies(entity, opts.shape, opts.chain)
-    if way == "floor":
-        asyncio.run(_floor(bodies, pages))
-    else:
-        asyncio.run(_pull(bodies, entity, pages, way, dedupe=opts.dedupe))
+    _one(opts, bodies, entity, way, pages)
 
 
 def instructions(opts: argparse.Namespace) -> dict[str, float] | None:
@@ -146,6 +158,8 @@ def instructions(opts: argparse.Namespace) -> dict[str, float] | None:
     args = ["--shape", opts.shape, "--entity", opts.entity, "--chain", str(opts.chain)]
     if not opts.dedupe:
         args.append("--no-dedupe")
+    if opts.tuned:
+        args.append("--tuned")
     out = {}
     for way in WAYS:
         count = instructions_per_step(
@@ -170,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=None, help="JSON results (default: results/overhead-SHAPE.json)"
     )
     parser.add_argument("--instructions", action="store_true", help="also count instructions")
+    parser.add_argument("--tuned", action="store_true", help="the pull inside tuning.tuned()")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.child:
@@ -185,18 +200,22 @@ def main(argv: list[str] | None = None) -> int:
             }
     print(
         f"{opts.entity}, {opts.shape}: {result['page_bytes']:,} bytes a page,"
-        f" {opts.chain} page(s) per connection, dedupe={opts.dedupe}"
+        f" {opts.chain} page(s) per connection, dedupe={opts.dedupe}, tuned={opts.tuned}"
     )
     for way in WAYS:
         added = result["added_us_per_page"][way]
         print(
             f"  {way:<12} {result['us_per_page'][way]:8.1f} µs/page"
-            + ("" if way == "floor" else f"   +{added:6.1f} µs/page over the floor")
+            + (
+                ""
+                if way == "floor"
+                else f"   {added:+7.1f} µs/page ({result['added_percent'][way]:+5.1f}%) over floor"
+            )
         )
     for way, share in result.get("instructions_over_floor_percent", {}).items():
         count = result["instructions_per_page"][way]
         print(f"  {way:<12} {count / 1e3:8.0f} k instructions/page   +{share:5.1f}% over the floor")
-    suffix = "" if opts.dedupe else "-no-dedupe"
+    suffix = ("" if opts.dedupe else "-no-dedupe") + ("-tuned" if opts.tuned else "")
     default = RESULTS / f"overhead-{opts.entity}-{opts.shape}-chain{opts.chain}{suffix}.json"
     out = Path(opts.out) if opts.out else default
     out.write_text(json.dumps(result, indent=2) + "\n")

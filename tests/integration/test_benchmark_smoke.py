@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +121,39 @@ def test_http_cost_reads_cachegrind_totals_and_divides_by_the_pages_between() ->
     assert each["makini"] == {"Ir": 220, "I1mr": 4, "D1m": 25}
     assert over["makini"] == pytest.approx({"Ir": 10.0, "I1mr": 100.0, "D1m": 25.0})
     assert over["aiohttp"] == {"Ir": 0.0, "I1mr": 0.0, "D1m": 0.0}
+
+
+def test_overhead_benchmark_runs_the_pull_tuned_and_leaves_the_process_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+    import gc
+
+    from benchmarks import overhead
+
+    entered: list[int] = []
+    real = overhead.tuned
+
+    @contextlib.contextmanager
+    def counting() -> Any:
+        with real():
+            entered.append(gc.get_threshold()[0])
+            yield
+
+    monkeypatch.setattr(overhead, "tuned", counting)
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
+    out = tmp_path / "overhead-tuned.json"
+    argv = ["--pages", "4", "--rounds", "1", "--shape", "light", "--tuned", "--out", str(out)]
+    assert overhead.main(argv) == 0
+    doc = json.loads(out.read_text())
+    assert doc["options"]["tuned"] is True
+    assert doc["added_percent"]["floor"] == 0.0
+    floor = doc["us_per_page"]["floor"]
+    for way in ("pages", "records", "typed pages"):
+        added = doc["us_per_page"][way] - floor
+        assert doc["added_percent"][way] == pytest.approx(100 * added / floor)
+    # Each way of the pull (not the floor) ran inside tuned(), with its raised threshold.
+    assert len(entered) == 3
+    assert all(threshold > before[0] for threshold in entered)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == frozen
