@@ -22,12 +22,12 @@ run to run. ``--instructions`` adds a figure that does not move: each way
 runs in a process of its own under valgrind (cachegrind, no cache
 simulation), twice with different numbers of pages, and the difference
 gives the user-space instructions one page costs, and the library's share
-above the floor.
+above the floor. Instructions leave out what memory does (a page touched
+again later costs cache misses), so CPU time stays the figure to meet.
 
 ``--tuned`` runs each way of the pull inside :func:`makini_async.tuning.tuned`,
 as the command line and the sharded workers run; the floor, a loop written by
-hand, stays as it is. Instructions leave out what memory does (a page touched
-again later costs cache misses), so CPU time stays the figure to meet.
+hand, stays as it is.
 """
 
 from __future__ import annotations
