@@ -15,8 +15,8 @@ and each as a percentage over the hand-written aiohttp loop.
     python -m benchmarks.http_cost --scenario R    # 500 and 1,000 one-page chains
 
 Counts leave out what the kernel does and cache levels past the first, and the
-event loop's batching differs a little from run to run (a few tenths of a
-percent of instructions). Takes a few minutes.
+event loop's batching differs a little from run to run: two runs of the same
+code agreed within 1% of instructions. Takes 8-10 minutes.
 """
 
 from __future__ import annotations
