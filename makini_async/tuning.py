@@ -147,7 +147,6 @@ _GLIBC_DEFAULT: Final = 128 * 1024
 _MAX_SIZE: Final = 2**31 - 1
 
 _heap = _Outermost()
-_restore: tuple[int, int] = (_GLIBC_DEFAULT, _GLIBC_DEFAULT)
 
 
 @functools.cache
@@ -199,12 +198,12 @@ def _size_arg(name: str, value: object) -> int:
     return value
 
 
-def _set(libc: Any, mmap: int, trim: int) -> bool:
+def _set(libc: Any, mmap: int, trim: int, saved: tuple[int, int]) -> bool:
     # mallopt answers 0 when it refuses a value; then nothing of this call stays changed.
     if not libc.mallopt(_M_MMAP_THRESHOLD, mmap):
         return False
     if not libc.mallopt(_M_TRIM_THRESHOLD, trim):
-        libc.mallopt(_M_MMAP_THRESHOLD, _restore[0])
+        libc.mallopt(_M_MMAP_THRESHOLD, saved[0])
         return False
     return True
 
@@ -239,14 +238,13 @@ def steady_heap(
         return
 
     def change() -> Callable[[], None] | None:
-        global _restore  # noqa: PLW0603 - the allocator's state is the process's
-        _restore = _configured()
-        if not _set(libc, mmap, trim):
+        saved = _configured()
+        if not _set(libc, mmap, trim, saved):
             return None
 
         def restore() -> None:
-            libc.mallopt(_M_MMAP_THRESHOLD, _restore[0])
-            libc.mallopt(_M_TRIM_THRESHOLD, _restore[1])
+            libc.mallopt(_M_MMAP_THRESHOLD, saved[0])
+            libc.mallopt(_M_TRIM_THRESHOLD, saved[1])
             libc.malloc_trim(0)
 
         return restore
