@@ -118,11 +118,32 @@ def parquet_bare(each: list[list[dict[str, Any]]]) -> float:
         return total / (time.perf_counter() - started)
 
 
-def duckdb_bare(rows: list[tuple[Any, ...]]) -> float:
-    import duckdb
+#: The staged rows' columns (``pg_rows`` order); the table adds ``pulled_at``.
+STAGE_COLUMNS = ["connection", "id", "updated_at", "created_at", "record", "request_id"]
+
+
+def duckdb_steps(db: Any, rows: list[tuple[Any, ...]], sql: str, types: Any = None) -> None:
+    """``rows`` in 5,000-row transactions, as the sink loads them: each chunk staged from
+    Arrow as ``stage`` (its types inferred, or ``types``), then ``sql`` run over it."""
     import pyarrow as pa
 
-    names = ["connection", "id", "updated_at", "created_at", "record", "request_id"]
+    step = 5000
+    for i in range(0, len(rows), step):
+        chunk = rows[i : i + step]
+        arrays = [
+            pa.array([r[k] for r in chunk], type=None if types is None else types[k])
+            for k in range(len(STAGE_COLUMNS))
+        ]
+        db.register("stage", pa.Table.from_arrays(arrays, names=STAGE_COLUMNS))
+        db.execute("BEGIN")
+        db.execute(sql)
+        db.execute("COMMIT")
+        db.unregister("stage")
+
+
+def duckdb_bare(rows: list[tuple[Any, ...]]) -> float:
+    import duckdb
+
     with tempfile.TemporaryDirectory() as work:
         db = duckdb.connect(str(Path(work) / "bare.duckdb"))
         try:
@@ -132,17 +153,7 @@ def duckdb_bare(rows: list[tuple[Any, ...]]) -> float:
                 "pulled_at TIMESTAMPTZ, PRIMARY KEY (connection, id))"
             )
             started = time.perf_counter()
-            step = 5000
-            for i in range(0, len(rows), step):
-                chunk = rows[i : i + step]
-                stage = pa.Table.from_arrays(
-                    [pa.array([r[k] for r in chunk]) for k in range(len(names))], names=names
-                )
-                db.register("stage", stage)
-                db.execute("BEGIN")
-                db.execute("INSERT INTO bare SELECT *, now() FROM stage")
-                db.execute("COMMIT")
-                db.unregister("stage")
+            duckdb_steps(db, rows, "INSERT INTO bare SELECT *, now() FROM stage")
             return len(rows) / (time.perf_counter() - started)
         finally:
             db.close()

@@ -34,7 +34,6 @@ from makini_async.entities import Entity
 
 MODES = ("upsert", "insert", "no-key")
 LIMITS = ("64MB", "none")
-STEP = 5000
 
 
 def one(mode: str, limit: str, connections: int, records: int) -> tuple[float, float]:
@@ -49,7 +48,6 @@ def one(mode: str, limit: str, connections: int, records: int) -> tuple[float, f
     )
     stamp, text = pa.timestamp("us", tz="UTC"), pa.string()
     types = (text, text, stamp, stamp, _json_type(), text)
-    names = ["connection", "id", "updated_at", "created_at", "record", "request_id"]
     columns = _ROWS if mode != "no-key" else _ROWS.replace(", PRIMARY KEY (connection, id)", "")
     sql = (
         _upsert_sql("t").replace("makini_stage", "stage")
@@ -63,14 +61,7 @@ def one(mode: str, limit: str, connections: int, records: int) -> tuple[float, f
         try:
             db.execute(f"CREATE TABLE t ({columns})")
             cpu, started = time.process_time(), time.perf_counter()
-            for i in range(0, len(rows), STEP):
-                chunk = rows[i : i + STEP]
-                arrays = [pa.array([r[k] for r in chunk], type=types[k]) for k in range(6)]
-                db.register("stage", pa.Table.from_arrays(arrays, names=names))
-                db.execute("BEGIN")
-                db.execute(sql)
-                db.execute("COMMIT")
-                db.unregister("stage")
+            bare.duckdb_steps(db, rows, sql, types)
             db.execute("CHECKPOINT")
             elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         finally:
