@@ -10,6 +10,7 @@ Contenders (``--kind``):
 * ``makini-typed``: ``MakiniPool(as_dicts=False)`` bulk pull, ``async for rec in pull``;
 * ``makini-dicts``: the same with ``as_dicts=True`` (plain dicts);
 * ``makini-dicts-pages``: dicts, iterating ``pull.pages()`` instead of records;
+* ``makini-dicts-pages-no-dedupe``: the same with ``dedupe=False`` (what de-duplication costs);
 * ``makini-dicts-tuned``, ``makini-typed-tuned``: records inside ``makini_async.tuning.tuned()``;
 * ``aiohttp``: hand-written baseline, one ``ClientSession``, an ``asyncio.Semaphore``,
   ``orjson.loads(await resp.read())``, walking each connection's cursor chain;
@@ -42,6 +43,7 @@ KINDS = (
     "makini-typed",
     "makini-dicts",
     "makini-dicts-pages",
+    "makini-dicts-pages-no-dedupe",
     "makini-dicts-tuned",
     "makini-typed-tuned",
     "aiohttp",
@@ -66,7 +68,12 @@ class _LatencyHook:
 
 
 async def run_makini(
-    opts: argparse.Namespace, tally: Tally, *, as_dicts: bool, pages: bool = False
+    opts: argparse.Namespace,
+    tally: Tally,
+    *,
+    as_dicts: bool,
+    pages: bool = False,
+    dedupe: bool = True,
 ) -> dict[str, Any]:
     from makini_async._client.config import Limits, PageSizes, RetryPolicy
     from makini_async.pool import MakiniPool
@@ -88,7 +95,7 @@ async def run_makini(
     received = duplicates = unexpected = 0
     last_name: str | None = None
     base = 0
-    async with MakiniPool(**kwargs) as pool, pool.pull([opts.entity], specs) as pull:
+    async with MakiniPool(**kwargs) as pool, pool.pull([opts.entity], specs, dedupe=dedupe) as pull:
         if pages or opts.iterate == "pages":
             if as_dicts:
                 async for page in pull.pages():
@@ -193,6 +200,9 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         "makini-typed": lambda: run_makini(opts, tally, as_dicts=False),
         "makini-dicts": lambda: run_makini(opts, tally, as_dicts=True),
         "makini-dicts-pages": lambda: run_makini(opts, tally, as_dicts=True, pages=True),
+        "makini-dicts-pages-no-dedupe": lambda: run_makini(
+            opts, tally, as_dicts=True, pages=True, dedupe=False
+        ),
         "makini-dicts-tuned": lambda: _tuned(run_makini(opts, tally, as_dicts=True)),
         "makini-typed-tuned": lambda: _tuned(run_makini(opts, tally, as_dicts=False)),
         "aiohttp": lambda: run_aiohttp(opts, tally),
