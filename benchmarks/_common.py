@@ -12,6 +12,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,32 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SERVER_READY = "Mock Makini listening on"
 
 
+_EVENTS = re.compile(r"^events:\s+(.*)$", re.MULTILINE)
+_SUMMARY = re.compile(r"^summary:\s+(.*)$", re.MULTILINE)
+
+
+def cachegrind_events(text: str, what: str = "run") -> dict[str, int]:
+    """Every event total of a cachegrind output file (``Ir``, ``I1mr``, ``D1mr``, ...)."""
+    names = _EVENTS.search(text)
+    found = _SUMMARY.search(text)
+    if names is None or found is None:
+        raise RuntimeError(f"{what}: no totals in cachegrind's output")
+    return dict(zip(names.group(1).split(), map(int, found.group(1).split()), strict=False))
+
+
+def under_cachegrind(args: list[str], *, cache_sim: bool, what: str) -> tuple[dict[str, int], str]:
+    """``python *args`` under valgrind's cachegrind: its event totals and its standard output."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "cachegrind.out"
+        cmd = ["valgrind", "--tool=cachegrind", f"--cache-sim={'yes' if cache_sim else 'no'}"]
+        cmd += [f"--cachegrind-out-file={out}", sys.executable, *args]
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        text = out.read_text() if out.exists() else ""
+    if done.returncode != 0:
+        raise RuntimeError(f"{what}: {done.stderr[-2000:]}")
+    return cachegrind_events(text, what), done.stdout
+
+
 def instructions_per_step(module: str, args: list[str], few: int, many: int) -> float | None:
     """User-space instructions one step costs: ``python -m module *args N`` under valgrind.
 
@@ -33,18 +60,12 @@ def instructions_per_step(module: str, args: list[str], few: int, many: int) -> 
     out. ``None`` when valgrind is not installed. A child inherits this
     process's cores.
     """
-    valgrind = shutil.which("valgrind")
-    if valgrind is None:
+    if shutil.which("valgrind") is None:
         return None
-    counts = []
-    for steps in (few, many):
-        cmd = [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-        cmd += [sys.executable, "-m", module, *args, str(steps)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
-        found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-        if found is None:
-            raise RuntimeError(done.stderr[-2000:])
-        counts.append(int(found.group(1).replace(",", "")))
+    counts = [
+        under_cachegrind(["-m", module, *args, str(steps)], cache_sim=False, what=module)[0]["Ir"]
+        for steps in (few, many)
+    ]
     return (counts[1] - counts[0]) / (many - few)
 
 

@@ -23,18 +23,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import RESULTS, ROOT, machine, mock_server, plan_cpus
+from benchmarks._common import (
+    RESULTS,
+    cachegrind_events,
+    machine,
+    mock_server,
+    plan_cpus,
+    under_cachegrind,
+)
 
 #: scenario -> (small, large) as (connections, records per connection); 200 records a page
 SIZES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
@@ -43,35 +47,26 @@ SIZES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
 }
 PAGE = 200
 EVENTS = {"Ir": "instructions", "I1mr": "I1 misses", "D1m": "D1 misses"}
-_TOTALS = re.compile(r"^summary:\s+(.*)$", re.MULTILINE)
-_EVENTS = re.compile(r"^events:\s+(.*)$", re.MULTILINE)
 
 
 def counts(kind: str, url: str, connections: int, records: int, cpus: str) -> dict[str, int]:
     """One contender run under cachegrind: its event totals (``D1m`` = read + write misses)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "cachegrind.out"
-        cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--cachegrind-out-file={out}"]
-        cmd += [sys.executable, "-m", "benchmarks.contenders", "--kind", kind, "--url", url]
-        cmd += ["--connections", str(connections), "--records", str(records)]
-        cmd += ["--concurrency", "100", *(["--cpus", cpus] if cpus else [])]
-        done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
-        text = out.read_text() if out.exists() else ""
-    if done.returncode != 0:
-        raise RuntimeError(f"{kind}: {done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    args = ["-m", "benchmarks.contenders", "--kind", kind, "--url", url]
+    args += ["--connections", str(connections), "--records", str(records)]
+    args += ["--concurrency", "100", *(["--cpus", cpus] if cpus else [])]
+    events, stdout = under_cachegrind(args, cache_sim=True, what=kind)
+    result = json.loads(stdout.strip().splitlines()[-1])
     if result.get("completeness") != 1.0:
         raise RuntimeError(f"{kind}: incomplete pull ({result.get('completeness')})")
-    return totals(text, kind)
+    return _three(events)
 
 
 def totals(text: str, kind: str = "run") -> dict[str, int]:
     """The event totals of a cachegrind output file (``D1m``: read and write misses)."""
-    names = _EVENTS.search(text)
-    found = _TOTALS.search(text)
-    if names is None or found is None:
-        raise RuntimeError(f"{kind}: no totals in cachegrind's output")
-    got = dict(zip(names.group(1).split(), map(int, found.group(1).split()), strict=False))
+    return _three(cachegrind_events(text, kind))
+
+
+def _three(got: dict[str, int]) -> dict[str, int]:
     return {"Ir": got["Ir"], "I1mr": got["I1mr"], "D1m": got["D1mr"] + got["D1mw"]}
 
 
